@@ -1,0 +1,144 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Audit actions, one per kind of event the library emits.
+const (
+	// AuditActionTrigger is emitted by Trigger and TriggerTx with metadata
+	// keys conversation_id and template_id.
+	AuditActionTrigger = "outbound_trigger"
+
+	// AuditActionBulkTrigger is emitted by BulkTrigger for a submitted
+	// envelope with metadata keys bulk_envelope_id, count and template_id.
+	AuditActionBulkTrigger = "bulk_outbound_trigger"
+
+	// AuditActionBulkRefused is emitted by BulkTrigger for a refused envelope
+	// with metadata keys bulk_envelope_id, count, effective_cap and
+	// template_id.
+	AuditActionBulkRefused = "bulk_outbound_refused"
+)
+
+// Auditor records who triggered what. Audit runs inside the trigger's
+// transaction: an event stored through tx commits or rolls back with the
+// messages, and a returned error rolls the whole call back.
+type Auditor interface {
+	Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) error
+}
+
+// AuditEvent is one audited action. Metadata holds ids and counts only, never
+// a message body.
+type AuditEvent struct {
+	Action     string
+	Actor      string
+	Metadata   map[string]any
+	OccurredAt time.Time
+}
+
+// NoopAuditor discards every event. It is the default Auditor.
+type NoopAuditor struct{}
+
+// Audit implements Auditor and does nothing.
+func (NoopAuditor) Audit(context.Context, pgx.Tx, AuditEvent) error { return nil }
+
+// AuditorFunc adapts a function to the Auditor interface.
+type AuditorFunc func(ctx context.Context, tx pgx.Tx, event AuditEvent) error
+
+// Audit implements Auditor by calling f.
+func (f AuditorFunc) Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) error {
+	return f(ctx, tx, event)
+}
+
+// TableAuditor stores events in the audit_events table that Migrate creates
+// in the library's schema, in the trigger's own transaction.
+type TableAuditor struct {
+	pool    *pgxpool.Pool
+	queries *sqltext.Queries
+}
+
+// NewTableAuditor returns a TableAuditor writing to schema's audit_events
+// table. An empty schema means DefaultSchema. The pool serves ListEvents.
+func NewTableAuditor(pool *pgxpool.Pool, schema string) (*TableAuditor, error) {
+	if pool == nil {
+		return nil, invalidArgument("pool", "must not be nil")
+	}
+	if schema == "" {
+		schema = DefaultSchema
+	}
+	if err := validateSchemaName("schema", schema); err != nil {
+		return nil, err
+	}
+	return &TableAuditor{pool: pool, queries: sqltext.New(schema, schema)}, nil
+}
+
+// Audit implements Auditor by inserting the event through tx.
+func (a *TableAuditor) Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) error {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("outbound: audit event id: %w", err)
+	}
+	if event.OccurredAt.IsZero() {
+		event.OccurredAt = time.Now()
+	}
+	if event.Metadata == nil {
+		event.Metadata = map[string]any{}
+	}
+	if _, err := tx.Exec(ctx, a.queries.InsertAuditEvent, id, event.Action, nullIfEmpty(event.Actor), event.Metadata, event.OccurredAt); err != nil {
+		return fmt.Errorf("outbound: insert audit event: %w", err)
+	}
+	return nil
+}
+
+// StoredAuditEvent is an AuditEvent as read back from the audit_events table.
+type StoredAuditEvent struct {
+	ID uuid.UUID
+	AuditEvent
+}
+
+// ListAuditEventsParams filters ListEvents. A nil value means defaults.
+type ListAuditEventsParams struct {
+	// Action keeps only events with this action; "" keeps all.
+	Action string
+	// Limit is the most events returned. Defaults to 50; at most 500.
+	Limit int
+}
+
+// ListEvents returns stored events, newest first.
+func (a *TableAuditor) ListEvents(ctx context.Context, params *ListAuditEventsParams) ([]*StoredAuditEvent, error) {
+	if params == nil {
+		params = &ListAuditEventsParams{}
+	}
+	limit, err := listLimit("ListAuditEventsParams.Limit", params.Limit)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := a.pool.Query(ctx, a.queries.ListAuditEvents, nullIfEmpty(params.Action), limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: list audit events: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*StoredAuditEvent, error) {
+		var (
+			e     StoredAuditEvent
+			actor *string
+		)
+		if err := row.Scan(&e.ID, &e.Action, &actor, &e.Metadata, &e.OccurredAt); err != nil {
+			return nil, err
+		}
+		if actor != nil {
+			e.Actor = *actor
+		}
+		return &e, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbound: list audit events: %w", err)
+	}
+	return events, nil
+}

@@ -1,0 +1,276 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// BulkTriggerOpts are the options of BulkTrigger and BulkTriggerTx.
+type BulkTriggerOpts struct {
+	// TemplateID is the template that RenderedBody was rendered from.
+	// Required. It is recorded, never used to render again.
+	TemplateID string
+
+	// RenderedBody is the body to send, snapshotted on the envelope and on
+	// every recipient's message. Required.
+	RenderedBody string
+
+	// Actor is who asked; recorded as the envelope's requested_by and given
+	// to the auditor, never to telemetry.
+	Actor string
+
+	// Auditor overrides Config.Auditor for this call.
+	Auditor Auditor
+
+	// ScheduleIn delays delivery of every recipient's message: none is
+	// delivered before now+ScheduleIn. Negative is an error.
+	ScheduleIn time.Duration
+
+	// EnvelopeID is an optional idempotency key. Retrying with the same id
+	// and the same template, body and recipients returns the stored result
+	// with Replayed set; the same id with a different request is
+	// ErrIdempotencyConflict. uuid.Nil means a fresh UUIDv7.
+	EnvelopeID uuid.UUID
+}
+
+// BulkTriggerResult is the result of BulkTrigger and BulkTriggerTx.
+type BulkTriggerResult struct {
+	// Envelope is the submitted envelope.
+	Envelope *Envelope
+	// Messages has one message per recipient, in input order. A recipient
+	// whose dedup key already had a live message gets that message.
+	Messages []*Message
+	// Replayed is true when EnvelopeID already existed with the same
+	// request: nothing new was written.
+	Replayed bool
+}
+
+// BulkTrigger writes one envelope, then one pending message and one River
+// delivery job per conversation, all in one transaction: either everything is
+// written or nothing is.
+//
+// With more conversations than MaxBatchSize it writes nothing for the
+// recipients, records a refused envelope in a transaction of its own, and
+// returns an error matching ErrBatchTooLarge (a *BatchTooLargeError).
+func (c *Client) BulkTrigger(ctx context.Context, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, error) {
+	return c.bulkTrigger(ctx, nil, conversationIDs, opts)
+}
+
+// BulkTriggerTx is BulkTrigger inside the caller's transaction: the envelope,
+// messages and jobs become visible when the caller commits, and the caller's
+// rollback removes them. A refusal for exceeding the cap is the exception: it
+// is recorded on the pool in a transaction of its own, so it survives the
+// caller's rollback. When BulkTriggerTx returns an error, its own writes in tx
+// are already undone (it works under a savepoint).
+func (c *Client) BulkTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.bulkTrigger(ctx, tx, conversationIDs, opts)
+}
+
+func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationIDs []int64, opts *BulkTriggerOpts) (res *BulkTriggerResult, err error) {
+	start := time.Now()
+	if opts == nil {
+		opts = &BulkTriggerOpts{}
+	}
+	ctx, span := c.telemetry.tracer.Start(ctx, spanBulkTrigger, trace.WithAttributes(
+		attrTemplateID.String(opts.TemplateID),
+		attrCount.Int(len(conversationIDs)),
+	))
+	var (
+		o                     = outcomeFailed
+		triggered, duplicates int
+	)
+	defer func() {
+		endSpan(span, o, err)
+		c.telemetry.recordBulk(ctx, o, len(conversationIDs), triggered, duplicates, start)
+	}()
+
+	if err := validateBulkTrigger(conversationIDs, opts); err != nil {
+		return nil, err
+	}
+	envelopeID := opts.EnvelopeID
+	if envelopeID == uuid.Nil {
+		if envelopeID, err = uuid.NewV7(); err != nil {
+			return nil, fmt.Errorf("outbound: envelope id: %w", err)
+		}
+	}
+	span.SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
+
+	// The cap is read once per call, before any transaction, so that
+	// SetMaxBatchSize takes effect on the next call.
+	batchCap := c.MaxBatchSize()
+	if len(conversationIDs) > batchCap {
+		res, o, err = c.refuseOverCap(ctx, envelopeID, conversationIDs, opts, batchCap)
+		if o == outcomeReplayed {
+			duplicates = len(conversationIDs)
+		}
+		return res, err
+	}
+
+	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
+			conversationIDs, batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil))
+		if errors.Is(err, pgx.ErrNoRows) {
+			// The id exists: a retry of the same request, or a conflict.
+			res, o, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("outbound: insert envelope: %w", err)
+		}
+
+		staged, err := c.buildTriggerTx(ctx, tx, conversationIDs, &stageParams{
+			templateID:     opts.TemplateID,
+			content:        opts.RenderedBody,
+			bulkEnvelopeID: envelopeID,
+			scheduleIn:     opts.ScheduleIn,
+		})
+		if err != nil {
+			return err
+		}
+		if err := c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
+			Action: AuditActionBulkTrigger,
+			Actor:  opts.Actor,
+			Metadata: map[string]any{
+				"bulk_envelope_id": envelopeID.String(),
+				"count":            len(conversationIDs),
+				"template_id":      opts.TemplateID,
+			},
+			OccurredAt: env.RequestedAt,
+		}); err != nil {
+			return fmt.Errorf("outbound: auditor: %w", err)
+		}
+		res = &BulkTriggerResult{Envelope: env, Messages: staged.messages}
+		o = outcomeSubmitted
+		triggered, duplicates = len(conversationIDs)-staged.duplicates, staged.duplicates
+		return nil
+	})
+	if err != nil {
+		if o != outcomeRefusedCapExceeded {
+			o = outcomeFailed
+		}
+		triggered, duplicates = 0, 0
+		return nil, err
+	}
+	if o == outcomeReplayed {
+		duplicates = len(conversationIDs)
+	}
+	return res, nil
+}
+
+// refuseOverCap records a refused envelope in a transaction of its own on the
+// pool, so that the refusal is durable even when a caller's transaction rolls
+// back, and returns the error for the caller. When the refusal cannot be
+// recorded it logs that and still refuses.
+func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts, batchCap int) (*BulkTriggerResult, outcome, error) {
+	var (
+		res *BulkTriggerResult
+		o   = outcomeRefusedCapExceeded
+	)
+	refusal := &BatchTooLargeError{Count: len(conversationIDs), Cap: batchCap, EnvelopeID: envelopeID}
+	err := c.withTx(ctx, func(tx pgx.Tx) error {
+		reason := fmt.Sprintf("batch_size %d exceeds cap %d", len(conversationIDs), batchCap)
+		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
+			conversationIDs, batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason))
+		if errors.Is(err, pgx.ErrNoRows) {
+			var replayErr error
+			res, o, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
+			return replayErr
+		}
+		if err != nil {
+			return fmt.Errorf("outbound: insert refused envelope: %w", err)
+		}
+		return c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
+			Action: AuditActionBulkRefused,
+			Actor:  opts.Actor,
+			Metadata: map[string]any{
+				"bulk_envelope_id": envelopeID.String(),
+				"count":            len(conversationIDs),
+				"effective_cap":    batchCap,
+				"template_id":      opts.TemplateID,
+			},
+			OccurredAt: env.RequestedAt,
+		})
+	})
+	switch {
+	case err == nil && o == outcomeReplayed:
+		return res, o, nil
+	case err == nil:
+		return nil, o, refusal
+	case errors.Is(err, ErrBatchTooLarge), errors.Is(err, ErrIdempotencyConflict):
+		// A replay of an earlier refusal, or an id reused for another request.
+		return nil, o, err
+	}
+	// The refusal must not be lost silently: log it (counts only, no actor or
+	// body) and refuse all the same.
+	c.config.Logger.ErrorContext(ctx, "outbound: could not record refused bulk envelope",
+		slog.Int("count", len(conversationIDs)),
+		slog.Int("effective_cap", batchCap),
+		slog.String("error", err.Error()),
+	)
+	refusal.EnvelopeID = uuid.Nil
+	return nil, outcomeRefusedCapExceededAuditFailed, errors.Join(refusal, err)
+}
+
+// replayEnvelope answers a call whose envelope id already exists. The same
+// request replays the stored outcome: the submitted result with Replayed set,
+// or the stored refusal. Any other request is ErrIdempotencyConflict.
+func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, outcome, error) {
+	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
+	if err != nil {
+		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
+	}
+	if env.TemplateID != opts.TemplateID || env.RenderedBody != opts.RenderedBody || !sameConversations(env.RecipientConversationIDs, conversationIDs) {
+		return nil, outcomeFailed, fmt.Errorf("%w: envelope %s was created with a different template, body or recipients", ErrIdempotencyConflict, envelopeID)
+	}
+	if env.Status == EnvelopeStatusRefusedCapExceeded {
+		return nil, outcomeRefusedCapExceeded, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
+	}
+
+	rows, err := tx.Query(ctx, c.queries.SelectMessagesByEnvelope, envelopeID, env.TemplateID)
+	if err != nil {
+		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope messages: %w", err)
+	}
+	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope messages: %w", err)
+	}
+	// Oldest first, so a later live message replaces an earlier cancelled one.
+	byConversation := make(map[int64]*Message, len(stored))
+	for _, m := range stored {
+		if prev, ok := byConversation[m.ConversationID]; !ok || !prev.Status.holdsDedupKey() || m.Status.holdsDedupKey() {
+			byConversation[m.ConversationID] = m
+		}
+	}
+	messages := make([]*Message, len(conversationIDs))
+	for i, id := range conversationIDs {
+		m, ok := byConversation[id]
+		if !ok {
+			return nil, outcomeFailed, fmt.Errorf("outbound: envelope %s has no message for conversation %d", envelopeID, id)
+		}
+		messages[i] = m
+	}
+	return &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}, outcomeReplayed, nil
+}
+
+// sameConversations reports whether a and b hold the same conversation ids,
+// in any order; neither holds repeats.
+func sameConversations(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	sa, sb := slices.Clone(a), slices.Clone(b)
+	slices.Sort(sa)
+	slices.Sort(sb)
+	return slices.Equal(sa, sb)
+}

@@ -1,0 +1,201 @@
+package outbound_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// testPool is the pool every test and example shares; each test gets a schema
+// of its own. It is set once by TestMain.
+var testPool *pgxpool.Pool
+
+// testDatabaseURL is the URL testPool connects to.
+var testDatabaseURL string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+// runTests starts a throwaway PostgreSQL (unless DATABASE_URL is set), runs
+// the tests, stops the database, and checks for leaked goroutines.
+func runTests(m *testing.M) int {
+	ctx := context.Background()
+	url, stop, err := devpg.URLOrStart(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	testDatabaseURL = url
+	config, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	config.MaxConns = 40
+	testPool, err = pgxpool.NewWithConfig(ctx, config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	testPool.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+var schemaSeq atomic.Int64
+
+// newSchemaName returns a schema name unique to this run and test process.
+func newSchemaName() string {
+	return fmt.Sprintf("obt_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+}
+
+// migratedSchema migrates a new schema for one test and drops it when the test
+// ends.
+func migratedSchema(tb testing.TB) string {
+	tb.Helper()
+	schema := newSchemaName()
+	ctx := context.Background()
+	require.NoError(tb, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+	tb.Cleanup(func() { dropSchema(tb, schema) })
+	return schema
+}
+
+func dropSchema(tb testing.TB, schema string) {
+	_, err := testPool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	require.NoError(tb, err)
+}
+
+type testBundle struct {
+	client *outbound.Client
+	schema string
+	// audit stores events in the schema's audit_events table. The client
+	// uses it only when made by setupAudited.
+	audit *outbound.TableAuditor
+}
+
+// setup makes a client on a schema of its own. config may be nil; its Schema
+// is set by setup.
+func setup(tb testing.TB, config *outbound.Config) *testBundle {
+	tb.Helper()
+	return setupWith(tb, config, false)
+}
+
+// setupAudited is setup with the schema's TableAuditor as Config.Auditor.
+func setupAudited(tb testing.TB, config *outbound.Config) *testBundle {
+	tb.Helper()
+	return setupWith(tb, config, true)
+}
+
+func setupWith(tb testing.TB, config *outbound.Config, audited bool) *testBundle {
+	tb.Helper()
+	schema := migratedSchema(tb)
+	audit, err := outbound.NewTableAuditor(testPool, schema)
+	require.NoError(tb, err)
+	if config == nil {
+		config = &outbound.Config{}
+	}
+	config.Schema = schema
+	if audited {
+		config.Auditor = audit
+	}
+	client, err := outbound.New(testPool, config)
+	require.NoError(tb, err)
+	return &testBundle{client: client, schema: schema, audit: audit}
+}
+
+// table returns the quoted, schema-qualified name of a table.
+func table(schema, name string) string {
+	return pgx.Identifier{schema, name}.Sanitize()
+}
+
+// countRows counts the rows of one table of the schema.
+func countRows(tb testing.TB, schema, name string) int {
+	tb.Helper()
+	var n int
+	require.NoError(tb, testPool.QueryRow(context.Background(), "SELECT count(*) FROM "+table(schema, name)).Scan(&n))
+	return n
+}
+
+// rowCounts reports the rows of every table the library writes.
+type rowCounts struct{ Envelopes, Messages, Jobs, AuditEvents int }
+
+func countAll(tb testing.TB, schema string) rowCounts {
+	tb.Helper()
+	return rowCounts{
+		Envelopes:   countRows(tb, schema, "bulk_envelopes"),
+		Messages:    countRows(tb, schema, "messages"),
+		Jobs:        countRows(tb, schema, "river_job"),
+		AuditEvents: countRows(tb, schema, "audit_events"),
+	}
+}
+
+// jobRow is the part of a River job the tests look at.
+type jobRow struct {
+	ID          int64
+	Kind        string
+	Queue       string
+	State       string
+	Args        map[string]any
+	MaxAttempts int
+	ScheduledAt time.Time
+}
+
+func jobByID(tb testing.TB, schema string, id int64) *jobRow {
+	tb.Helper()
+	var j jobRow
+	require.NoError(tb, testPool.QueryRow(context.Background(),
+		"SELECT id, kind, queue, state::text, args, max_attempts, scheduled_at FROM "+table(schema, "river_job")+" WHERE id = $1", id).
+		Scan(&j.ID, &j.Kind, &j.Queue, &j.State, &j.Args, &j.MaxAttempts, &j.ScheduledAt))
+	return &j
+}
+
+// exampleClient gives a runnable example a client on a migrated schema of its
+// own, and a function that drops the schema.
+func exampleClient(config *outbound.Config) (*outbound.Client, *pgxpool.Pool, func()) {
+	ctx := context.Background()
+	schema := newSchemaName()
+	if err := outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}); err != nil {
+		panic(err)
+	}
+	if config == nil {
+		config = &outbound.Config{}
+	}
+	config.Schema = schema
+	client, err := outbound.New(testPool, config)
+	if err != nil {
+		panic(err)
+	}
+	return client, testPool, func() {
+		if _, err := testPool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,139 @@
+package outbound
+
+import (
+	"cmp"
+	"log/slog"
+	"regexp"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const (
+	// DefaultSchema is the schema of the library's tables when Config.Schema
+	// is empty.
+	DefaultSchema = "cairnloop"
+
+	// DefaultMaxBatchSize is the BulkTrigger cap when Config.MaxBatchSize is
+	// zero.
+	DefaultMaxBatchSize = 25
+
+	// DefaultQueue is the River queue of delivery jobs when Config.Queue is
+	// empty.
+	DefaultQueue = "outbound"
+
+	// DefaultMaxAttempts is the number of delivery attempts before a message
+	// is discarded when Config.MaxAttempts is zero.
+	DefaultMaxAttempts = 20
+
+	// maxSchemaLength leaves room for River's notification topics, which are
+	// "<schema>.river_leadership" and must fit Postgres' 63-byte identifiers.
+	maxSchemaLength = 46
+)
+
+var (
+	schemaNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// queueNameRE is River's own rule for queue names.
+	queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
+)
+
+// Config configures a Client. A nil *Config, and every zero field, means the
+// default.
+type Config struct {
+	// Schema is the Postgres schema of the library's tables. It must match
+	// ^[A-Za-z_][A-Za-z0-9_]*$ and be at most 46 characters.
+	// Defaults to DefaultSchema ("cairnloop").
+	Schema string
+
+	// RiverSchema is the schema of River's tables. A host that already runs
+	// River points it at River's schema. Defaults to Schema.
+	RiverSchema string
+
+	// MaxBatchSize is the most recipients BulkTrigger accepts in one call;
+	// SetMaxBatchSize changes it while running. Defaults to
+	// DefaultMaxBatchSize (25).
+	MaxBatchSize int
+
+	// Auditor receives an event inside every trigger's transaction.
+	// TriggerOpts.Auditor and BulkTriggerOpts.Auditor override it per call.
+	// Defaults to NoopAuditor.
+	Auditor Auditor
+
+	// Queue is the River queue that delivery jobs go to. Defaults to
+	// DefaultQueue ("outbound").
+	Queue string
+
+	// MaxAttempts is the number of delivery attempts before a message is
+	// discarded. Defaults to DefaultMaxAttempts (20).
+	MaxAttempts int
+
+	// TracerProvider makes the tracer for spans. Defaults to
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+
+	// MeterProvider makes the meter for metrics. Defaults to
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+
+	// Logger receives the library's log lines. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of the config with every zero field set to its
+// default; the caller's Config is never modified.
+func (c *Config) withDefaults() *Config {
+	if c == nil {
+		c = &Config{}
+	}
+	out := *c
+	out.Schema = cmp.Or(out.Schema, DefaultSchema)
+	out.RiverSchema = cmp.Or(out.RiverSchema, out.Schema)
+	out.MaxBatchSize = cmp.Or(out.MaxBatchSize, DefaultMaxBatchSize)
+	out.Queue = cmp.Or(out.Queue, DefaultQueue)
+	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
+	if out.Auditor == nil {
+		out.Auditor = NoopAuditor{}
+	}
+	if out.TracerProvider == nil {
+		out.TracerProvider = otel.GetTracerProvider()
+	}
+	if out.MeterProvider == nil {
+		out.MeterProvider = otel.GetMeterProvider()
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return &out
+}
+
+// validate checks a config that has had its defaults applied.
+func (c *Config) validate() error {
+	if err := validateSchemaName("Config.Schema", c.Schema); err != nil {
+		return err
+	}
+	if err := validateSchemaName("Config.RiverSchema", c.RiverSchema); err != nil {
+		return err
+	}
+	if c.MaxBatchSize < 1 {
+		return invalidArgument("Config.MaxBatchSize", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxBatchSize, c.MaxBatchSize)
+	}
+	if c.MaxAttempts < 1 {
+		return invalidArgument("Config.MaxAttempts", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxAttempts, c.MaxAttempts)
+	}
+	if len(c.Queue) > 64 || !queueNameRE.MatchString(c.Queue) {
+		return invalidArgument("Config.Queue", "must be at most 64 lowercase letters and digits separated by single underscores or hyphens, got %q", c.Queue)
+	}
+	return nil
+}
+
+// validateSchemaName checks a schema name before it is quoted into SQL.
+func validateSchemaName(field, name string) error {
+	if len(name) > maxSchemaLength {
+		return invalidArgument(field, "must be at most %d characters, got %d", maxSchemaLength, len(name))
+	}
+	if !schemaNameRE.MatchString(name) {
+		return invalidArgument(field, "must match ^[A-Za-z_][A-Za-z0-9_]*$, got %q", name)
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// EnvelopeStatus is the state of a bulk envelope.
+type EnvelopeStatus string
+
+// Envelope statuses.
+const (
+	// EnvelopeStatusSubmitted: the envelope's messages and jobs were written.
+	EnvelopeStatusSubmitted EnvelopeStatus = "submitted"
+	// EnvelopeStatusRefusedCapExceeded: the bulk was over the cap; only the
+	// envelope was written, as a durable record of the refusal.
+	EnvelopeStatusRefusedCapExceeded EnvelopeStatus = "refused_cap_exceeded"
+	// EnvelopeStatusCancelled: every recipient of the envelope was cancelled.
+	EnvelopeStatusCancelled EnvelopeStatus = "cancelled"
+)
+
+// Envelope is the durable record of one BulkTrigger call, submitted or
+// refused.
+type Envelope struct {
+	ID           uuid.UUID
+	TemplateID   string
+	RenderedBody string
+	// RecipientConversationIDs are the requested conversations in the
+	// caller's order.
+	RecipientConversationIDs []int64
+	Count                    int
+	// EffectiveCap is the cap in force when the envelope was written.
+	EffectiveCap int
+	RequestedBy  string
+	RequestedAt  time.Time
+	Status       EnvelopeStatus
+	// RefusedReason says why a refused envelope was refused, e.g.
+	// "batch_size 26 exceeds cap 25".
+	RefusedReason string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// ListEnvelopesParams filters ListEnvelopes. A nil value means defaults.
+type ListEnvelopesParams struct {
+	// Limit is the most envelopes returned. Defaults to DefaultListLimit (50);
+	// above MaxListLimit (500) is an error.
+	Limit int
+	// Status keeps only envelopes with this status; "" keeps all.
+	Status EnvelopeStatus
+}
+
+// Envelope returns the envelope with the given id, or ErrNotFound.
+func (c *Client) Envelope(ctx context.Context, id uuid.UUID) (*Envelope, error) {
+	env, err := scanEnvelope(c.pool.QueryRow(ctx, c.queries.SelectEnvelope, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read envelope: %w", err)
+	}
+	return env, nil
+}
+
+// ListEnvelopes returns envelopes, newest first.
+func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams) ([]*Envelope, error) {
+	if params == nil {
+		params = &ListEnvelopesParams{}
+	}
+	limit, err := listLimit("ListEnvelopesParams.Limit", params.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if params.Status != "" && !slices.Contains([]EnvelopeStatus{EnvelopeStatusSubmitted, EnvelopeStatusRefusedCapExceeded, EnvelopeStatusCancelled}, params.Status) {
+		return nil, invalidArgument("ListEnvelopesParams.Status", "must be submitted, refused_cap_exceeded, cancelled or empty, got %q", params.Status)
+	}
+	rows, err := c.pool.Query(ctx, c.queries.ListEnvelopes, nullIfEmpty(string(params.Status)), limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
+	}
+	envelopes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Envelope, error) { return scanEnvelope(row) })
+	if err != nil {
+		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
+	}
+	return envelopes, nil
+}
+
+// scanEnvelope scans one row of sqltext.EnvelopeColumns.
+func scanEnvelope(row pgx.Row) (*Envelope, error) {
+	var (
+		e             Envelope
+		status        string
+		requestedBy   *string
+		refusedReason *string
+	)
+	if err := row.Scan(&e.ID, &e.TemplateID, &e.RenderedBody, &e.RecipientConversationIDs, &e.Count,
+		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt); err != nil {
+		return nil, err
+	}
+	e.Status = EnvelopeStatus(status)
+	if requestedBy != nil {
+		e.RequestedBy = *requestedBy
+	}
+	if refusedReason != nil {
+		e.RefusedReason = *refusedReason
+	}
+	return &e, nil
+}

@@ -1,0 +1,56 @@
+package outbound
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+var (
+	// ErrInvalidArgument is returned for bad input: a missing template id, a
+	// repeated conversation id, a malformed schema name and the like. The
+	// error's message names the field. Nothing is written.
+	ErrInvalidArgument = errors.New("outbound: invalid argument")
+
+	// ErrBatchTooLarge is returned by BulkTrigger when the number of
+	// recipients exceeds the cap. Use errors.As with *BatchTooLargeError for
+	// the count, the cap and the id of the refused envelope.
+	ErrBatchTooLarge = errors.New("outbound: batch too large")
+
+	// ErrIdempotencyConflict is returned when a BulkTriggerOpts.EnvelopeID is
+	// reused for a request with a different template, body or recipients.
+	ErrIdempotencyConflict = errors.New("outbound: envelope id reused for a different request")
+
+	// ErrNotFound is returned when a message or envelope does not exist.
+	ErrNotFound = errors.New("outbound: not found")
+)
+
+// BatchTooLargeError is returned by BulkTrigger when a bulk exceeds the cap.
+// It matches ErrBatchTooLarge with errors.Is.
+type BatchTooLargeError struct {
+	// Count is the number of recipients requested.
+	Count int
+	// Cap is the cap in force for the request.
+	Cap int
+	// EnvelopeID is the id of the durable refused envelope, or uuid.Nil when
+	// the refusal could not be recorded.
+	EnvelopeID uuid.UUID
+}
+
+// Error implements error.
+func (e *BatchTooLargeError) Error() string {
+	if e.EnvelopeID == uuid.Nil {
+		return fmt.Sprintf("outbound: batch size %d exceeds cap %d (the refusal could not be recorded); split the bulk or raise MaxBatchSize", e.Count, e.Cap)
+	}
+	return fmt.Sprintf("outbound: batch size %d exceeds cap %d (refused envelope %s); split the bulk or raise MaxBatchSize", e.Count, e.Cap, e.EnvelopeID)
+}
+
+// Is makes errors.Is(err, ErrBatchTooLarge) true.
+func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTooLarge }
+
+// invalidArgument returns an error matching ErrInvalidArgument whose message
+// names the field and says what is wrong with it.
+func invalidArgument(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s %s", ErrInvalidArgument, field, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,133 @@
+// Package sqltext holds every SQL statement the outbound library runs against
+// its own tables. Statements are parameterised; the only text spliced in is the
+// schema name, validated by the caller and quoted here with
+// pgx.Identifier.Sanitize.
+package sqltext
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MessageColumns is the column list every message read scans, in order.
+const MessageColumns = `id, conversation_id, role, template_id, content, status, bulk_envelope_id,
+	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at`
+
+// EnvelopeColumns is the column list every envelope read scans, in order.
+const EnvelopeColumns = `id, template_id, rendered_body, recipient_conversation_ids, count,
+	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at`
+
+// liveStatuses are the message statuses that hold a dedup key; it must match
+// the predicate of messages_dedup_key_idx.
+const liveStatuses = `('pending', 'sent', 'failed')`
+
+// nilUUID stands in for a missing envelope id in the dedup key.
+const nilUUID = `'00000000-0000-0000-0000-000000000000'::uuid`
+
+// Queries is the library's SQL for one schema.
+type Queries struct {
+	// InsertMessages inserts one pending message per (id, conversation id,
+	// job id) triple, skipping any whose dedup key is taken, and returns the
+	// inserted rows. $1 ids, $2 conversation ids, $3 job ids, $4 template id,
+	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now().
+	InsertMessages string
+
+	// SelectLiveMessagesByKey returns the live messages holding the dedup keys
+	// of the given conversations. $1 conversation ids, $2 template id,
+	// $3 envelope id or NULL.
+	SelectLiveMessagesByKey string
+
+	// DeleteUnusedJobs deletes River jobs that this transaction inserted for
+	// messages that turned out to be duplicates. $1 job ids.
+	DeleteUnusedJobs string
+
+	// SelectMessage reads one message. $1 id.
+	SelectMessage string
+
+	// SelectMessagesByEnvelope reads an envelope's messages, oldest first.
+	// $1 envelope id, $2 template id.
+	SelectMessagesByEnvelope string
+
+	// InsertEnvelope inserts an envelope unless its id exists, returning it.
+	// $1 id, $2 template id, $3 body, $4 recipients, $5 effective cap,
+	// $6 requested_by or NULL, $7 status, $8 refused reason or NULL.
+	InsertEnvelope string
+
+	// SelectEnvelope reads one envelope. $1 id.
+	SelectEnvelope string
+
+	// ListEnvelopes reads envelopes newest first. $1 status or NULL for all,
+	// $2 limit.
+	ListEnvelopes string
+
+	// InsertAuditEvent stores one audit event. $1 id, $2 action, $3 actor or
+	// NULL, $4 metadata, $5 occurred_at.
+	InsertAuditEvent string
+
+	// ListAuditEvents reads audit events newest first. $1 action or NULL for
+	// all, $2 limit.
+	ListAuditEvents string
+}
+
+// New returns the queries for the library's schema and River's schema, both
+// validated by the caller.
+func New(schema, riverSchema string) *Queries {
+	s := pgx.Identifier{schema}.Sanitize()
+	rr := strings.NewReplacer("{rs}", pgx.Identifier{riverSchema}.Sanitize())
+	r := strings.NewReplacer("{s}", s, "{live}", liveStatuses, "{nil}", nilUUID,
+		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns)
+	return &Queries{
+		InsertMessages: r.Replace(`
+INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
+SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6,
+	jsonb_build_object('template_id', $4::text, 'status', 'pending', 'bulk_envelope_id', $6::uuid),
+	coalesce($7::timestamptz, now())
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
+ORDER BY u.ord
+ON CONFLICT DO NOTHING
+RETURNING {mcols}`),
+
+		SelectLiveMessagesByKey: r.Replace(`
+SELECT {mcols} FROM {s}.messages
+WHERE conversation_id = ANY($1::bigint[])
+	AND template_id = $2
+	AND coalesce(bulk_envelope_id, {nil}) = coalesce($3::uuid, {nil})
+	AND status IN {live}`),
+
+		// River's JobDeleteManyTx caps a call at 10,000 ids; these jobs were
+		// inserted by this same transaction and no one else can see them.
+		DeleteUnusedJobs: rr.Replace(`DELETE FROM {rs}.river_job WHERE id = ANY($1::bigint[])`),
+
+		SelectMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1`),
+
+		SelectMessagesByEnvelope: r.Replace(`
+SELECT {mcols} FROM {s}.messages
+WHERE bulk_envelope_id = $1 AND template_id = $2
+ORDER BY created_at, id`),
+
+		InsertEnvelope: r.Replace(`
+INSERT INTO {s}.bulk_envelopes
+	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason)
+VALUES ($1, $2, $3, $4::bigint[], cardinality($4::bigint[]), $5, $6, $7, $8)
+ON CONFLICT (id) DO NOTHING
+RETURNING {ecols}`),
+
+		SelectEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1`),
+
+		ListEnvelopes: r.Replace(`
+SELECT {ecols} FROM {s}.bulk_envelopes
+WHERE $1::text IS NULL OR status = $1
+ORDER BY requested_at DESC, id DESC
+LIMIT $2`),
+
+		InsertAuditEvent: r.Replace(`
+INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES ($1, $2, $3, $4, $5)`),
+
+		ListAuditEvents: r.Replace(`
+SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events
+WHERE $1::text IS NULL OR action = $1
+ORDER BY occurred_at DESC, id DESC
+LIMIT $2`),
+	}
+}

@@ -1,0 +1,159 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+)
+
+// DeliveryArgs are the River job args of a message's delivery job. All four
+// fields are always present; BulkEnvelopeID is null for a message triggered
+// without an envelope.
+type DeliveryArgs struct {
+	MessageID      uuid.UUID  `json:"message_id"`
+	ConversationID int64      `json:"conversation_id"`
+	TemplateID     string     `json:"template_id"`
+	BulkEnvelopeID *uuid.UUID `json:"bulk_envelope_id"`
+}
+
+// DeliveryJobKind is the River job kind of delivery jobs.
+const DeliveryJobKind = "outbound_delivery"
+
+// Kind implements river.JobArgs.
+func (DeliveryArgs) Kind() string { return DeliveryJobKind }
+
+// stageParams is what every recipient of one call shares.
+type stageParams struct {
+	templateID     string
+	content        string
+	bulkEnvelopeID uuid.UUID
+	scheduleIn     time.Duration
+}
+
+// stagedTrigger is what buildTriggerTx staged.
+type stagedTrigger struct {
+	// messages has one message per recipient, in input order: the row just
+	// written, or the live row that already held the recipient's dedup key.
+	messages []*Message
+	// duplicate[i] tells which of the two messages[i] is.
+	duplicate  []bool
+	duplicates int
+}
+
+// buildTriggerTx stages one pending message and one River delivery job per
+// conversation inside tx, which it neither commits nor rolls back. It is the
+// primitive under both Trigger and BulkTrigger.
+//
+// The statement count does not grow with the number of recipients: one
+// InsertManyTx for the jobs, one multi-row insert for the messages, and, only
+// when some dedup keys were taken, one read of the holders and one delete of
+// the jobs that turned out unneeded. Jobs go first so that each message row
+// is written once, with its job id; message ids are made here so that job
+// args can carry them before the rows exist.
+func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs []int64, p *stageParams) (*stagedTrigger, error) {
+	n := len(conversationIDs)
+	insertOpts := &river.InsertOpts{Queue: c.config.Queue, MaxAttempts: c.config.MaxAttempts}
+	var scheduledAt *time.Time
+	if p.scheduleIn > 0 {
+		at := time.Now().Add(p.scheduleIn)
+		scheduledAt = &at
+		insertOpts.ScheduledAt = at
+	}
+	envelopeID := nullIfNilUUID(p.bulkEnvelopeID)
+
+	messageIDs := make([]uuid.UUID, n)
+	params := make([]river.InsertManyParams, n)
+	for i, conversationID := range conversationIDs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("outbound: message id: %w", err)
+		}
+		messageIDs[i] = id
+		params[i] = river.InsertManyParams{
+			Args: DeliveryArgs{
+				MessageID:      id,
+				ConversationID: conversationID,
+				TemplateID:     p.templateID,
+				BulkEnvelopeID: envelopeID,
+			},
+			InsertOpts: insertOpts,
+		}
+	}
+
+	jobs, err := c.river.InsertManyTx(ctx, tx, params)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: insert delivery jobs: %w", err)
+	}
+	jobIDs := make([]int64, n)
+	for i, job := range jobs {
+		jobIDs[i] = job.Job.ID
+	}
+
+	rows, err := tx.Query(ctx, c.queries.InsertMessages, messageIDs, conversationIDs, jobIDs,
+		p.templateID, p.content, envelopeID, scheduledAt)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: insert messages: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, fmt.Errorf("outbound: insert messages: %w", err)
+	}
+
+	staged := &stagedTrigger{messages: make([]*Message, n), duplicate: make([]bool, n)}
+	byID := make(map[uuid.UUID]*Message, len(inserted))
+	for _, m := range inserted {
+		byID[m.ID] = m
+	}
+	var (
+		takenConversations []int64
+		unusedJobs         []int64
+	)
+	for i, id := range messageIDs {
+		if m, ok := byID[id]; ok {
+			staged.messages[i] = m
+			continue
+		}
+		takenConversations = append(takenConversations, conversationIDs[i])
+		unusedJobs = append(unusedJobs, jobIDs[i])
+	}
+	if len(takenConversations) == 0 {
+		return staged, nil
+	}
+
+	// Some dedup keys were held by live messages: return those, and remove
+	// the jobs staged for the recipients that were skipped so none is orphaned.
+	if _, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, unusedJobs); err != nil {
+		return nil, fmt.Errorf("outbound: delete unneeded jobs: %w", err)
+	}
+	rows, err = tx.Query(ctx, c.queries.SelectLiveMessagesByKey, takenConversations, p.templateID, envelopeID)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read existing messages: %w", err)
+	}
+	existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read existing messages: %w", err)
+	}
+	byConversation := make(map[int64]*Message, len(existing))
+	for _, m := range existing {
+		byConversation[m.ConversationID] = m
+	}
+	for i := range messageIDs {
+		if staged.messages[i] != nil {
+			continue
+		}
+		m, ok := byConversation[conversationIDs[i]]
+		if !ok {
+			// The holder was cancelled or discarded between our insert and
+			// this read; the caller may simply try again.
+			return nil, fmt.Errorf("outbound: dedup key of conversation %d changed during the call; retry", conversationIDs[i])
+		}
+		staged.messages[i] = m
+		staged.duplicate[i] = true
+		staged.duplicates++
+	}
+	return staged, nil
+}

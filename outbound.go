@@ -1,0 +1,333 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// RoleSystemOutbound is the role of every message the library writes.
+const RoleSystemOutbound = "system_outbound"
+
+// MessageStatus is where a message is in its delivery lifecycle.
+type MessageStatus string
+
+// Message statuses. Pending, sent and failed messages hold their dedup key;
+// discarded and cancelled ones free it.
+const (
+	MessageStatusPending   MessageStatus = "pending"
+	MessageStatusSent      MessageStatus = "sent"
+	MessageStatusFailed    MessageStatus = "failed"
+	MessageStatusDiscarded MessageStatus = "discarded"
+	MessageStatusCancelled MessageStatus = "cancelled"
+)
+
+// Message is one outbound message row.
+type Message struct {
+	ID             uuid.UUID
+	ConversationID int64
+	// Role is always RoleSystemOutbound.
+	Role       string
+	TemplateID string
+	Content    string
+	Status     MessageStatus
+	// BulkEnvelopeID is uuid.Nil for a message triggered without one.
+	BulkEnvelopeID uuid.UUID
+	// Metadata keeps the keys "template_id", "status" and "bulk_envelope_id"
+	// for consumers ported from the original library.
+	Metadata    map[string]any
+	JobID       int64
+	ScheduledAt time.Time
+	Attempts    int
+	LastError   string
+	// SentAt is zero until the message is sent.
+	SentAt    time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Client triggers outbound messages. It is safe for concurrent use.
+type Client struct {
+	pool         *pgxpool.Pool
+	config       *Config
+	queries      *sqltext.Queries
+	river        *river.Client[pgx.Tx]
+	telemetry    *telemetry
+	maxBatchSize atomic.Int64
+}
+
+// New returns a Client writing to the tables that Migrate created in
+// config.Schema and enqueuing River jobs in config.RiverSchema. A nil config
+// means defaults. Errors match ErrInvalidArgument and name the bad field.
+func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
+	if pool == nil {
+		return nil, invalidArgument("pool", "must not be nil")
+	}
+	cfg := config.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// An insert-only River client: it enqueues delivery jobs in the caller's
+	// transactions and works nothing.
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema: cfg.RiverSchema,
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbound: river client: %w", err)
+	}
+	c := &Client{
+		pool:      pool,
+		config:    cfg,
+		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
+		river:     riverClient,
+		telemetry: newTelemetry(cfg.TracerProvider, cfg.MeterProvider),
+	}
+	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
+	return c, nil
+}
+
+// MaxBatchSize returns the BulkTrigger cap in force.
+func (c *Client) MaxBatchSize() int { return int(c.maxBatchSize.Load()) }
+
+// SetMaxBatchSize changes the BulkTrigger cap without a restart; calls that
+// start afterwards see the new cap. n must be at least 1.
+func (c *Client) SetMaxBatchSize(n int) error {
+	if n < 1 {
+		return invalidArgument("max batch size", "must be at least 1, got %d", n)
+	}
+	c.maxBatchSize.Store(int64(n))
+	return nil
+}
+
+// TriggerOpts are the options of Trigger and TriggerTx.
+type TriggerOpts struct {
+	// TemplateID names the template the message uses. Required.
+	TemplateID string
+
+	// Content is the message body. Defaults to
+	// "Outbound message using template: <TemplateID>".
+	Content string
+
+	// ScheduleIn delays delivery: the message is not delivered before
+	// now+ScheduleIn. Negative is an error. Defaults to 0: deliver now.
+	ScheduleIn time.Duration
+
+	// Actor is who asked. It goes to the auditor, never to telemetry.
+	Actor string
+
+	// Auditor overrides Config.Auditor for this call.
+	Auditor Auditor
+
+	// BulkEnvelopeID is a correlation key, part of the dedup key. uuid.Nil
+	// means none. Any id is accepted: it need not name an envelope.
+	BulkEnvelopeID uuid.UUID
+}
+
+// TriggerResult is the result of Trigger and TriggerTx.
+type TriggerResult struct {
+	// Message is the row written, or the existing one when Duplicate.
+	Message *Message
+	// Duplicate is true when the dedup key already had a live message:
+	// nothing new was written.
+	Duplicate bool
+}
+
+// Trigger writes a pending message for the conversation and its River
+// delivery job in one transaction. When the dedup key (conversation, template,
+// envelope) already has a live message, it writes nothing and returns that
+// message with Duplicate set.
+func (c *Client) Trigger(ctx context.Context, conversationID int64, opts *TriggerOpts) (*TriggerResult, error) {
+	return c.trigger(ctx, nil, conversationID, opts)
+}
+
+// TriggerTx is Trigger inside the caller's transaction: the message and its
+// job become visible when the caller commits, and the caller's rollback
+// removes both, along with anything the auditor wrote through tx. When
+// TriggerTx returns an error, its own writes are already undone (it works
+// under a savepoint), so the caller's transaction stays usable.
+func (c *Client) TriggerTx(ctx context.Context, tx pgx.Tx, conversationID int64, opts *TriggerOpts) (*TriggerResult, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.trigger(ctx, tx, conversationID, opts)
+}
+
+func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID int64, opts *TriggerOpts) (res *TriggerResult, err error) {
+	start := time.Now()
+	if opts == nil {
+		opts = &TriggerOpts{}
+	}
+	ctx, span := c.telemetry.tracer.Start(ctx, spanTrigger, trace.WithAttributes(
+		attrConversationID.Int64(conversationID),
+		attrTemplateID.String(opts.TemplateID),
+	))
+	if opts.BulkEnvelopeID != uuid.Nil {
+		span.SetAttributes(attrBulkEnvelopeID.String(opts.BulkEnvelopeID.String()))
+	}
+	o := outcomeFailed
+	defer func() {
+		endSpan(span, o, err)
+		c.telemetry.recordTrigger(ctx, o, start)
+	}()
+
+	if err := validateTrigger(conversationID, opts); err != nil {
+		return nil, err
+	}
+	content := opts.Content
+	if content == "" {
+		content = "Outbound message using template: " + opts.TemplateID
+	}
+
+	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+		staged, err := c.buildTriggerTx(ctx, tx, []int64{conversationID}, &stageParams{
+			templateID:     opts.TemplateID,
+			content:        content,
+			bulkEnvelopeID: opts.BulkEnvelopeID,
+			scheduleIn:     opts.ScheduleIn,
+		})
+		if err != nil {
+			return err
+		}
+		msg := staged.messages[0]
+		if staged.duplicates > 0 {
+			// Nothing was written, so there is nothing to audit.
+			res = &TriggerResult{Message: msg, Duplicate: true}
+			return nil
+		}
+		if err := c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
+			Action:     AuditActionTrigger,
+			Actor:      opts.Actor,
+			Metadata:   map[string]any{"conversation_id": conversationID, "template_id": opts.TemplateID},
+			OccurredAt: msg.CreatedAt,
+		}); err != nil {
+			return fmt.Errorf("outbound: auditor: %w", err)
+		}
+		res = &TriggerResult{Message: msg}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	o = outcomeTriggered
+	if res.Duplicate {
+		o = outcomeDuplicate
+	}
+	return res, nil
+}
+
+// Message returns the message with the given id, or ErrNotFound.
+func (c *Client) Message(ctx context.Context, id uuid.UUID) (*Message, error) {
+	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessage, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read message: %w", err)
+	}
+	return msg, nil
+}
+
+func (c *Client) auditor(override Auditor) Auditor {
+	if override != nil {
+		return override
+	}
+	return c.config.Auditor
+}
+
+// inTx runs fn in a transaction of its own when callerTx is nil, or else under
+// a savepoint of callerTx, so that an error undoes fn's writes either way.
+func (c *Client) inTx(ctx context.Context, callerTx pgx.Tx, fn func(tx pgx.Tx) error) error {
+	if callerTx == nil {
+		return c.withTx(ctx, fn)
+	}
+	savepoint, err := callerTx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("outbound: savepoint: %w", err)
+	}
+	if err := fn(savepoint); err != nil {
+		_ = savepoint.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := savepoint.Commit(ctx); err != nil {
+		return fmt.Errorf("outbound: release savepoint: %w", err)
+	}
+	return nil
+}
+
+// withTx runs fn in a transaction of its own on the pool, committing when fn
+// returns nil and rolling back otherwise.
+func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("outbound: begin: %w", err)
+	}
+	// Rollback after a commit is a no-op; on any error path it undoes all.
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("outbound: commit: %w", err)
+	}
+	return nil
+}
+
+// scanMessage scans one row of sqltext.MessageColumns.
+func scanMessage(row pgx.Row) (*Message, error) {
+	var (
+		m         Message
+		status    string
+		envelope  *uuid.UUID
+		jobID     *int64
+		lastError *string
+		sentAt    *time.Time
+	)
+	if err := row.Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		return nil, err
+	}
+	m.Status = MessageStatus(status)
+	if envelope != nil {
+		m.BulkEnvelopeID = *envelope
+	}
+	if jobID != nil {
+		m.JobID = *jobID
+	}
+	if lastError != nil {
+		m.LastError = *lastError
+	}
+	if sentAt != nil {
+		m.SentAt = *sentAt
+	}
+	return &m, nil
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nullIfNilUUID(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
+}
+
+// holdsDedupKey reports whether a message in this status keeps its dedup key.
+func (s MessageStatus) holdsDedupKey() bool {
+	return s == MessageStatusPending || s == MessageStatusSent || s == MessageStatusFailed
+}

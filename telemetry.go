@@ -1,0 +1,157 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the instrumentation scope of the library's tracer and meter.
+const ScopeName = "github.com/cairnloop/outbound"
+
+// Span and metric names. Metric attributes come only from the fixed outcome
+// vocabulary below: never an id, an actor or a body.
+const (
+	spanTrigger     = "outbound.trigger"
+	spanBulkTrigger = "outbound.bulk_trigger"
+
+	metricTriggers            = "outbound.triggers"
+	metricBulkTriggers        = "outbound.bulk.triggers"
+	metricBulkRecipients      = "outbound.bulk.recipients"
+	metricTriggerDuration     = "outbound.trigger.duration"
+	metricBulkTriggerDuration = "outbound.bulk_trigger.duration"
+)
+
+// outcome is the only metric attribute the trigger paths use.
+type outcome string
+
+const (
+	outcomeTriggered                     outcome = "triggered"
+	outcomeDuplicate                     outcome = "duplicate"
+	outcomeFailed                        outcome = "failed"
+	outcomeSubmitted                     outcome = "submitted"
+	outcomeReplayed                      outcome = "replayed"
+	outcomeRefusedCapExceeded            outcome = "refused_cap_exceeded"
+	outcomeRefusedCapExceededAuditFailed outcome = "refused_cap_exceeded_audit_failed"
+)
+
+// Span attribute keys. Spans may carry ids for tracing; never actor or body.
+const (
+	attrOutcome        = attribute.Key("outbound.outcome")
+	attrConversationID = attribute.Key("outbound.conversation_id")
+	attrTemplateID     = attribute.Key("outbound.template_id")
+	attrBulkEnvelopeID = attribute.Key("outbound.bulk_envelope_id")
+	attrCount          = attribute.Key("outbound.count")
+	attrErrorType      = attribute.Key("error.type")
+)
+
+// metricOutcome is the one metric attribute key.
+const metricOutcome = attribute.Key("outcome")
+
+// telemetry holds the instruments, made once in New.
+type telemetry struct {
+	tracer              trace.Tracer
+	triggers            metric.Int64Counter
+	bulkTriggers        metric.Int64Counter
+	bulkRecipients      metric.Int64Counter
+	triggerDuration     metric.Float64Histogram
+	bulkTriggerDuration metric.Float64Histogram
+}
+
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
+	meter := mp.Meter(ScopeName)
+	t := &telemetry{tracer: tp.Tracer(ScopeName)}
+	var err error
+	// Instrument errors go to otel.Handle: instrumentation never fails a call.
+	// The returned instruments are still usable (no-ops) when err is set.
+	if t.triggers, err = meter.Int64Counter(metricTriggers,
+		metric.WithDescription("Outbound messages triggered, one per recipient, by outcome."),
+		metric.WithUnit("{message}")); err != nil {
+		otel.Handle(err)
+	}
+	if t.bulkTriggers, err = meter.Int64Counter(metricBulkTriggers,
+		metric.WithDescription("Bulk trigger calls by outcome."),
+		metric.WithUnit("{call}")); err != nil {
+		otel.Handle(err)
+	}
+	if t.bulkRecipients, err = meter.Int64Counter(metricBulkRecipients,
+		metric.WithDescription("Recipients requested in bulk trigger calls, by the call's outcome."),
+		metric.WithUnit("{recipient}")); err != nil {
+		otel.Handle(err)
+	}
+	if t.triggerDuration, err = meter.Float64Histogram(metricTriggerDuration,
+		metric.WithDescription("Duration of Trigger calls."),
+		metric.WithUnit("s")); err != nil {
+		otel.Handle(err)
+	}
+	if t.bulkTriggerDuration, err = meter.Float64Histogram(metricBulkTriggerDuration,
+		metric.WithDescription("Duration of BulkTrigger calls."),
+		metric.WithUnit("s")); err != nil {
+		otel.Handle(err)
+	}
+	return t
+}
+
+func outcomeSet(o outcome) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(metricOutcome.String(string(o))))
+}
+
+// recordTrigger records a single Trigger call.
+func (t *telemetry) recordTrigger(ctx context.Context, o outcome, start time.Time) {
+	t.triggers.Add(ctx, 1, outcomeSet(o))
+	t.triggerDuration.Record(ctx, time.Since(start).Seconds(), outcomeSet(o))
+}
+
+// recordBulk records a BulkTrigger call of count recipients, triggered of
+// which were written now and duplicates of which already had a live message.
+func (t *telemetry) recordBulk(ctx context.Context, o outcome, count, triggered, duplicates int, start time.Time) {
+	t.bulkTriggers.Add(ctx, 1, outcomeSet(o))
+	t.bulkRecipients.Add(ctx, int64(count), outcomeSet(o))
+	t.bulkTriggerDuration.Record(ctx, time.Since(start).Seconds(), outcomeSet(o))
+	// A bulk is N triggers: each recipient counts once in outbound.triggers.
+	if triggered > 0 {
+		t.triggers.Add(ctx, int64(triggered), outcomeSet(outcomeTriggered))
+	}
+	if duplicates > 0 {
+		t.triggers.Add(ctx, int64(duplicates), outcomeSet(outcomeDuplicate))
+	}
+	if o == outcomeFailed {
+		t.triggers.Add(ctx, int64(count), outcomeSet(outcomeFailed))
+	}
+}
+
+// endSpan sets the span's outcome and, on error, its error status.
+func endSpan(span trace.Span, o outcome, err error) {
+	span.SetAttributes(attrOutcome.String(string(o)))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(attrErrorType.String(errorType(err)))
+	}
+	span.End()
+}
+
+// errorType names an error's class for the error.type attribute without
+// leaking its text.
+func errorType(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalidArgument):
+		return "invalid_argument"
+	case errors.Is(err, ErrBatchTooLarge):
+		return "batch_too_large"
+	case errors.Is(err, ErrIdempotencyConflict):
+		return "idempotency_conflict"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "context"
+	default:
+		return fmt.Sprintf("%T", err)
+	}
+}
