@@ -1,11 +1,15 @@
 package outbound_test
 
 import (
+	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -90,3 +94,195 @@ func TestTrigger(t *testing.T) {
 	})
 }
 
+
+func TestTriggerTx(t *testing.T) {
+	t.Parallel()
+
+	t.Run("CallerRollbackRemovesEverything", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		res, err := b.client.TriggerTx(ctx, tx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
+		require.NoError(t, err)
+		require.NotZero(t, res.Message.JobID)
+
+		// Visible inside the caller's transaction, invisible outside it.
+		var inside int
+		require.NoError(t, tx.QueryRow(ctx, "SELECT count(*) FROM "+table(b.schema, "messages")).Scan(&inside))
+		require.Equal(t, 1, inside)
+		require.Equal(t, rowCounts{}, countAll(t, b.schema))
+
+		require.NoError(t, tx.Rollback(ctx))
+		require.Equal(t, rowCounts{}, countAll(t, b.schema))
+		_, err = b.client.Message(ctx, res.Message.ID)
+		require.ErrorIs(t, err, outbound.ErrNotFound)
+	})
+
+	t.Run("CallerCommitKeepsHostWritesAndMessage", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
+		require.NoError(t, err)
+
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "INSERT INTO "+table(b.schema, "host_notes")+" VALUES ('closed')")
+		require.NoError(t, err)
+		res, err := b.client.TriggerTx(ctx, tx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
+
+		require.Equal(t, rowCounts{Messages: 1, Jobs: 1, AuditEvents: 1}, countAll(t, b.schema))
+		require.Equal(t, 1, countRows(t, b.schema, "host_notes"))
+		stored, err := b.client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, res.Message.JobID, stored.JobID)
+	})
+
+	t.Run("ErrorLeavesCallerTxUsable", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		failing := outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
+			return errors.New("audit store down")
+		})
+		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
+		require.NoError(t, err)
+
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx)
+		_, err = b.client.TriggerTx(ctx, tx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Auditor: failing})
+		require.ErrorContains(t, err, "audit store down")
+
+		// The failed call's rows are gone; the caller's transaction goes on.
+		_, err = tx.Exec(ctx, "INSERT INTO "+table(b.schema, "host_notes")+" VALUES ('still fine')")
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
+		require.Equal(t, rowCounts{}, countAll(t, b.schema))
+		require.Equal(t, 1, countRows(t, b.schema, "host_notes"))
+	})
+
+	t.Run("NilTx", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, nil)
+		_, err := b.client.TriggerTx(ctxT(t), nil, 1, &outbound.TriggerOpts{TemplateID: "x"})
+		require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+		require.ErrorContains(t, err, "tx")
+	})
+}
+
+func TestTriggerDedup(t *testing.T) {
+	t.Parallel()
+
+	t.Run("DuplicateWritesNothing", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+
+		first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		before := countAll(t, b.schema)
+
+		second, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "other text"})
+		require.NoError(t, err)
+		require.True(t, second.Duplicate)
+		require.Equal(t, first.Message, second.Message)
+		require.Equal(t, before, countAll(t, b.schema))
+		require.Equal(t, rowCounts{Messages: 1, Jobs: 1, AuditEvents: 1}, before)
+
+		// Another template, another conversation or another envelope is
+		// another key.
+		for _, opts := range []struct {
+			conversationID int64
+			opts           *outbound.TriggerOpts
+		}{
+			{42, &outbound.TriggerOpts{TemplateID: "other"}},
+			{43, &outbound.TriggerOpts{TemplateID: "recovery"}},
+			{42, &outbound.TriggerOpts{TemplateID: "recovery", BulkEnvelopeID: uuid.Must(uuid.NewV7())}},
+		} {
+			res, err := b.client.Trigger(ctx, opts.conversationID, opts.opts)
+			require.NoError(t, err)
+			require.False(t, res.Duplicate)
+		}
+		require.Equal(t, 4, countRows(t, b.schema, "messages"))
+	})
+
+	t.Run("CancelledOrDiscardedFreesKey", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+
+		for _, status := range []string{"cancelled", "discarded"} {
+			first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+			require.NoError(t, err)
+			require.False(t, first.Duplicate)
+			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = $1 WHERE id = $2", status, first.Message.ID)
+			require.NoError(t, err)
+
+			again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+			require.NoError(t, err)
+			require.False(t, again.Duplicate, "a %s message frees its key", status)
+			require.NotEqual(t, first.Message.ID, again.Message.ID)
+			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = $1 WHERE id = $2", status, again.Message.ID)
+			require.NoError(t, err)
+		}
+		// Sent and failed messages keep the key.
+		for _, status := range []string{"sent", "failed"} {
+			res, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: status})
+			require.NoError(t, err)
+			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = $1 WHERE id = $2", status, res.Message.ID)
+			require.NoError(t, err)
+			again, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: status})
+			require.NoError(t, err)
+			require.True(t, again.Duplicate, "a %s message keeps its key", status)
+		}
+	})
+
+	t.Run("SixteenGoroutinesRace", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+
+		const racers = 16
+		var (
+			wg      sync.WaitGroup
+			start   = make(chan struct{})
+			results = make([]*outbound.TriggerResult, racers)
+			errs    = make([]error, racers)
+		)
+		for i := range racers {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		winners := 0
+		for i := range racers {
+			require.NoError(t, errs[i])
+			if !results[i].Duplicate {
+				winners++
+			}
+		}
+		require.Equal(t, 1, winners)
+		for i := range racers {
+			require.Equal(t, results[0].Message.ID, results[i].Message.ID)
+		}
+		require.Equal(t, rowCounts{Messages: 1, Jobs: 1, AuditEvents: 1}, countAll(t, b.schema))
+		require.Equal(t, results[0].Message.JobID, jobByID(t, b.schema, results[0].Message.JobID).ID)
+	})
+}
+
+func TestMessageNotFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	_, err := b.client.Message(ctxT(t), uuid.Must(uuid.NewV7()))
+	require.ErrorIs(t, err, outbound.ErrNotFound)
+}

@@ -1,0 +1,443 @@
+package outbound_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+)
+
+// conversations returns n distinct conversation ids, out of numeric order so
+// that tests see input order kept rather than sorted.
+func conversations(n int) []int64 {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = int64(1000 + (i*7919)%(n*10+1))
+	}
+	return ids
+}
+
+func TestBulkTrigger(t *testing.T) {
+	t.Parallel()
+
+	t.Run("EnvelopeMessagesAndJobsInInputOrder", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		ids := []int64{42, 7, 1001, 3}
+
+		res, err := b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{
+			TemplateID:   "recovery",
+			RenderedBody: "Hi, we fixed it.",
+			Actor:        "agent:7",
+		})
+		require.NoError(t, err)
+		require.False(t, res.Replayed)
+
+		env := res.Envelope
+		require.Equal(t, uuid.Version(7), env.ID.Version())
+		require.Equal(t, "recovery", env.TemplateID)
+		require.Equal(t, "Hi, we fixed it.", env.RenderedBody)
+		require.Equal(t, ids, env.RecipientConversationIDs)
+		require.Equal(t, 4, env.Count)
+		require.Equal(t, 25, env.EffectiveCap)
+		require.Equal(t, "agent:7", env.RequestedBy)
+		require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status)
+		require.Empty(t, env.RefusedReason)
+		stored, err := b.client.Envelope(ctx, env.ID)
+		require.NoError(t, err)
+		require.Equal(t, env, stored)
+
+		require.Len(t, res.Messages, len(ids))
+		jobIDs := map[int64]bool{}
+		for i, m := range res.Messages {
+			require.Equal(t, ids[i], m.ConversationID, "messages in input order")
+			require.Equal(t, "Hi, we fixed it.", m.Content, "body snapshotted on every message")
+			require.Equal(t, env.ID, m.BulkEnvelopeID)
+			require.Equal(t, outbound.MessageStatusPending, m.Status)
+			require.Equal(t, map[string]any{"template_id": "recovery", "status": "pending", "bulk_envelope_id": env.ID.String()}, m.Metadata)
+			job := jobByID(t, b.schema, m.JobID)
+			require.Equal(t, map[string]any{
+				"message_id":       m.ID.String(),
+				"conversation_id":  float64(ids[i]),
+				"template_id":      "recovery",
+				"bulk_envelope_id": env.ID.String(),
+			}, job.Args)
+			require.Equal(t, "available", job.State)
+			jobIDs[m.JobID] = true
+		}
+		require.Len(t, jobIDs, len(ids), "one job per recipient")
+		require.Equal(t, rowCounts{Envelopes: 1, Messages: 4, Jobs: 4, AuditEvents: 1}, countAll(t, b.schema))
+	})
+
+	t.Run("ScheduleIn", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		res, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: 10 * time.Minute})
+		require.NoError(t, err)
+		for _, m := range res.Messages {
+			job := jobByID(t, b.schema, m.JobID)
+			require.Equal(t, "scheduled", job.State)
+			require.WithinDuration(t, time.Now().Add(10*time.Minute), job.ScheduledAt, 5*time.Second)
+		}
+	})
+
+	t.Run("TxRollbackRemovesEverything", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = b.client.BulkTriggerTx(ctx, tx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+		require.NoError(t, tx.Rollback(ctx))
+		require.Equal(t, rowCounts{}, countAll(t, b.schema))
+	})
+
+	t.Run("TxCommit", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		res, err := b.client.BulkTriggerTx(ctx, tx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
+		require.Equal(t, rowCounts{Envelopes: 1, Messages: 3, Jobs: 3, AuditEvents: 1}, countAll(t, b.schema))
+		_, err = b.client.Envelope(ctx, res.Envelope.ID)
+		require.NoError(t, err)
+	})
+
+	t.Run("RecipientAlreadyHoldingKeyGetsExistingMessage", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		envelopeID := uuid.Must(uuid.NewV7())
+		// Trigger accepts any envelope id, so a key can be taken before the
+		// envelope exists.
+		single, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: envelopeID})
+		require.NoError(t, err)
+
+		res, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
+		require.NoError(t, err)
+		require.Equal(t, single.Message.ID, res.Messages[1].ID)
+		require.Equal(t, rowCounts{Envelopes: 1, Messages: 3, Jobs: 3}, countAll(t, b.schema), "no orphan job for the duplicate")
+		var orphans int
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(b.schema, "river_job")+" j WHERE NOT EXISTS (SELECT 1 FROM "+table(b.schema, "messages")+" m WHERE m.job_id = j.id)").Scan(&orphans))
+		require.Zero(t, orphans)
+	})
+}
+
+func TestBulkTriggerCap(t *testing.T) {
+	t.Parallel()
+
+	t.Run("ExactlyCapPassesOneMoreIsRefused", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		require.Equal(t, 25, b.client.MaxBatchSize())
+
+		res, err := b.client.BulkTrigger(ctx, conversations(25), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+		require.Len(t, res.Messages, 25)
+
+		ids := conversations(26)
+		_, err = b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t2", RenderedBody: "b2", Actor: "agent:1"})
+		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
+		var tooLarge *outbound.BatchTooLargeError
+		require.ErrorAs(t, err, &tooLarge)
+		require.Equal(t, 26, tooLarge.Count)
+		require.Equal(t, 25, tooLarge.Cap)
+		require.NotEqual(t, uuid.Nil, tooLarge.EnvelopeID)
+
+		env, err := b.client.Envelope(ctx, tooLarge.EnvelopeID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.EnvelopeStatusRefusedCapExceeded, env.Status)
+		require.Equal(t, "batch_size 26 exceeds cap 25", env.RefusedReason)
+		require.Equal(t, 25, env.EffectiveCap)
+		require.Equal(t, 26, env.Count)
+		require.Equal(t, ids, env.RecipientConversationIDs)
+		require.Equal(t, "agent:1", env.RequestedBy)
+		require.Equal(t, "b2", env.RenderedBody)
+
+		// Only the refused envelope and its audit event were added.
+		require.Equal(t, rowCounts{Envelopes: 2, Messages: 25, Jobs: 25, AuditEvents: 2}, countAll(t, b.schema))
+		events, err := b.audit.ListEvents(ctx, &outbound.ListAuditEventsParams{Action: outbound.AuditActionBulkRefused})
+		require.NoError(t, err)
+		require.Len(t, events, 1)
+	})
+
+	t.Run("RefusalSurvivesCallerRollback", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, &outbound.Config{MaxBatchSize: 2})
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = b.client.BulkTriggerTx(ctx, tx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		var tooLarge *outbound.BatchTooLargeError
+		require.ErrorAs(t, err, &tooLarge)
+		require.NoError(t, tx.Rollback(ctx))
+
+		env, err := b.client.Envelope(ctx, tooLarge.EnvelopeID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.EnvelopeStatusRefusedCapExceeded, env.Status)
+		require.Equal(t, 2, env.EffectiveCap)
+		require.Equal(t, rowCounts{Envelopes: 1}, countAll(t, b.schema))
+	})
+
+	t.Run("SetMaxBatchSizeLive", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"}
+
+		require.NoError(t, b.client.SetMaxBatchSize(3))
+		require.Equal(t, 3, b.client.MaxBatchSize())
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3, 4}, opts)
+		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
+		res, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, opts)
+		require.NoError(t, err)
+		require.Equal(t, 3, res.Envelope.EffectiveCap)
+
+		require.NoError(t, b.client.SetMaxBatchSize(100))
+		res, err = b.client.BulkTrigger(ctx, conversations(100), &outbound.BulkTriggerOpts{TemplateID: "t3", RenderedBody: "b"})
+		require.NoError(t, err)
+		require.Equal(t, 100, res.Envelope.EffectiveCap)
+
+		for _, n := range []int{0, -1} {
+			err := b.client.SetMaxBatchSize(n)
+			require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+			require.ErrorContains(t, err, "max batch size")
+		}
+		require.Equal(t, 100, b.client.MaxBatchSize(), "a rejected cap changes nothing")
+	})
+
+	t.Run("RefusalThatCannotBeRecorded", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		var logs syncBuffer
+		reader, providers := newTelemetryRecorder()
+		b := setup(t, &outbound.Config{
+			MaxBatchSize:   1,
+			Logger:         slog.New(slog.NewTextHandler(&logs, nil)),
+			TracerProvider: providers.tracer,
+			MeterProvider:  providers.meter,
+		})
+		failing := outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
+			return errors.New("audit store down")
+		})
+
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "secret body", Actor: "agent:secret", Auditor: failing})
+		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
+		var tooLarge *outbound.BatchTooLargeError
+		require.ErrorAs(t, err, &tooLarge)
+		require.Equal(t, uuid.Nil, tooLarge.EnvelopeID)
+		require.Equal(t, 2, tooLarge.Count)
+		require.Equal(t, rowCounts{}, countAll(t, b.schema), "the refusal rolled back with its audit")
+
+		line := logs.String()
+		require.Contains(t, line, "could not record refused bulk envelope")
+		require.Contains(t, line, "count=2")
+		require.NotContains(t, line, "secret")
+
+		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, counterByOutcome(t, reader, "outbound.bulk.triggers"))
+	})
+
+	t.Run("RefusedEnvelopeIDReplaysRefusal", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, &outbound.Config{MaxBatchSize: 1})
+		envelopeID := uuid.Must(uuid.NewV7())
+		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
+		for range 2 {
+			_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, opts)
+			var tooLarge *outbound.BatchTooLargeError
+			require.ErrorAs(t, err, &tooLarge)
+			require.Equal(t, envelopeID, tooLarge.EnvelopeID)
+		}
+		require.Equal(t, rowCounts{Envelopes: 1}, countAll(t, b.schema))
+	})
+}
+
+func TestBulkTriggerIdempotency(t *testing.T) {
+	t.Parallel()
+
+	t.Run("ReplayReturnsStoredResult", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		envelopeID := uuid.Must(uuid.NewV7())
+		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
+
+		first, err := b.client.BulkTrigger(ctx, []int64{5, 3, 9}, opts)
+		require.NoError(t, err)
+		require.Equal(t, envelopeID, first.Envelope.ID)
+		before := countAll(t, b.schema)
+
+		// Same recipients in another order: the same request.
+		again, err := b.client.BulkTrigger(ctx, []int64{9, 5, 3}, opts)
+		require.NoError(t, err)
+		require.True(t, again.Replayed)
+		require.Equal(t, first.Envelope, again.Envelope)
+		require.Equal(t, []*outbound.Message{first.Messages[2], first.Messages[0], first.Messages[1]}, again.Messages)
+		require.Equal(t, before, countAll(t, b.schema))
+	})
+
+	t.Run("ConflictingReuse", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		envelopeID := uuid.Must(uuid.NewV7())
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
+		require.NoError(t, err)
+		before := countAll(t, b.schema)
+
+		for name, tc := range map[string]struct {
+			ids  []int64
+			opts *outbound.BulkTriggerOpts
+		}{
+			"Template":   {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "other", RenderedBody: "b", EnvelopeID: envelopeID}},
+			"Body":       {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "other", EnvelopeID: envelopeID}},
+			"Recipients": {[]int64{1, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
+			"MoreRecipients": {[]int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
+		} {
+			_, err := b.client.BulkTrigger(ctx, tc.ids, tc.opts)
+			require.ErrorIs(t, err, outbound.ErrIdempotencyConflict, name)
+		}
+		require.Equal(t, before, countAll(t, b.schema))
+	})
+
+	t.Run("ConcurrentReplays", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, nil)
+		envelopeID := uuid.Must(uuid.NewV7())
+		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
+
+		const racers = 8
+		var (
+			wg       sync.WaitGroup
+			start    = make(chan struct{})
+			replayed atomic.Int64
+			errs     = make([]error, racers)
+		)
+		for i := range racers {
+			wg.Go(func() {
+				<-start
+				res, err := b.client.BulkTrigger(ctx, conversations(10), opts)
+				errs[i] = err
+				if err == nil && res.Replayed {
+					replayed.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		require.Equal(t, int64(racers-1), replayed.Load())
+		require.Equal(t, rowCounts{Envelopes: 1, Messages: 10, Jobs: 10, AuditEvents: 1}, countAll(t, b.schema))
+	})
+}
+
+// statementCounter counts every statement pgx sends: queries, batch entries
+// and COPYs.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	c.n.Add(1)
+}
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+func (c *statementCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
+
+func TestBulkTriggerStatementsConstantInN(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+
+	counter := &statementCounter{}
+	config, err := pgxpool.ParseConfig(testDatabaseURL)
+	require.NoError(t, err)
+	config.MaxConns = 2
+	config.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	require.NoError(t, err)
+	defer pool.Close()
+	require.NoError(t, pool.Ping(ctx)) // warm a connection outside the counts
+
+	audit, err := outbound.NewTableAuditor(pool, schema)
+	require.NoError(t, err)
+
+	statements := func(n int, duplicates bool) int64 {
+		// A fresh client per call: River rate-limits its insert NOTIFY per
+		// client, and every call here should take the same path.
+		client, err := outbound.New(pool, &outbound.Config{Schema: schema, MaxBatchSize: n, Auditor: audit})
+		require.NoError(t, err)
+		envelopeID := uuid.Must(uuid.NewV7())
+		ids := conversations(n)
+		if duplicates {
+			// Half the recipients already hold their key.
+			for _, id := range ids[:n/2] {
+				_, err := client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
+				require.NoError(t, err)
+			}
+		}
+		counter.n.Store(0)
+		res, err := client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID})
+		require.NoError(t, err)
+		require.Len(t, res.Messages, n)
+		return counter.n.Load()
+	}
+
+	small, large := statements(2, false), statements(500, false)
+	t.Logf("statements per BulkTrigger: N=2: %d, N=500: %d", small, large)
+	require.Equal(t, small, large)
+	require.LessOrEqual(t, small, int64(8))
+
+	smallDup, largeDup := statements(2, true), statements(500, true)
+	t.Logf("statements per BulkTrigger with duplicates: N=2: %d, N=500: %d", smallDup, largeDup)
+	require.Equal(t, smallDup, largeDup)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
