@@ -308,9 +308,9 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 			ids  []int64
 			opts *outbound.BulkTriggerOpts
 		}{
-			"Template":   {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "other", RenderedBody: "b", EnvelopeID: envelopeID}},
-			"Body":       {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "other", EnvelopeID: envelopeID}},
-			"Recipients": {[]int64{1, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
+			"Template":       {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "other", RenderedBody: "b", EnvelopeID: envelopeID}},
+			"Body":           {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "other", EnvelopeID: envelopeID}},
+			"Recipients":     {[]int64{1, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
 			"MoreRecipients": {[]int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
 		} {
 			_, err := b.client.BulkTrigger(ctx, tc.ids, tc.opts)

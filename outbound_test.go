@@ -94,7 +94,6 @@ func TestTrigger(t *testing.T) {
 	})
 }
 
-
 func TestTriggerTx(t *testing.T) {
 	t.Parallel()
 
