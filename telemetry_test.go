@@ -2,9 +2,15 @@ package outbound_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -49,6 +55,202 @@ func counterByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string)
 			for _, dp := range sum.DataPoints {
 				v, _ := dp.Attributes.Value("outcome")
 				out[v.AsString()] += dp.Value
+			}
+		}
+	}
+	return out
+}
+
+func TestTelemetry(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	b := setup(t, &outbound.Config{MaxBatchSize: 3, TracerProvider: providers.tracer, MeterProvider: providers.meter})
+
+	const (
+		actor = "agent:secret-actor"
+		body  = "secret-body-text"
+	)
+	// Every trigger outcome...
+	first, err := b.client.Trigger(ctx, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
+	require.NoError(t, err)
+	_, err = b.client.Trigger(ctx, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
+	require.NoError(t, err)
+	_, err = b.client.Trigger(ctx, 4243, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Auditor: failingAuditor})
+	require.Error(t, err)
+
+	// ...and every bulk outcome but the failed refusal, tested on its own.
+	envelopeID := uuid.Must(uuid.NewV7())
+	bulkOpts := &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor, EnvelopeID: envelopeID}
+	_, err = b.client.BulkTrigger(ctx, []int64{5001, 5002, 5003}, bulkOpts)
+	require.NoError(t, err)
+	_, err = b.client.BulkTrigger(ctx, []int64{5001, 5002, 5003}, bulkOpts)
+	require.NoError(t, err)
+	_, err = b.client.BulkTrigger(ctx, []int64{6001, 6002, 6003, 6004}, &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor})
+	require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
+	_, err = b.client.BulkTrigger(ctx, []int64{7001, 7002}, &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor, Auditor: failingAuditor})
+	require.Error(t, err)
+
+	t.Run("Metrics", func(t *testing.T) {
+		require.Equal(t, map[string]int64{
+			"triggered": 1 + 3, // one single, one bulk of three
+			"duplicate": 1 + 3, // one single, one replayed bulk of three
+			"failed":    1 + 2, // one single, one bulk of two
+		}, counterByOutcome(t, reader, "outbound.triggers"))
+		require.Equal(t, map[string]int64{
+			"submitted":            1,
+			"replayed":             1,
+			"refused_cap_exceeded": 1,
+			"failed":               1,
+		}, counterByOutcome(t, reader, "outbound.bulk.triggers"))
+		require.Equal(t, map[string]int64{
+			"submitted":            3,
+			"replayed":             3,
+			"refused_cap_exceeded": 4,
+			"failed":               2,
+		}, counterByOutcome(t, reader, "outbound.bulk.recipients"))
+		require.Equal(t, map[string]uint64{"triggered": 1, "duplicate": 1, "failed": 1}, histogramCountByOutcome(t, reader, "outbound.trigger.duration"))
+		require.Equal(t, map[string]uint64{"submitted": 1, "replayed": 1, "refused_cap_exceeded": 1, "failed": 1}, histogramCountByOutcome(t, reader, "outbound.bulk_trigger.duration"))
+
+		var names []string
+		for _, sm := range collect(t, reader).ScopeMetrics {
+			require.Equal(t, outbound.ScopeName, sm.Scope.Name)
+			for _, m := range sm.Metrics {
+				names = append(names, m.Name)
+			}
+		}
+		require.ElementsMatch(t, []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.bulk.recipients", "outbound.trigger.duration", "outbound.bulk_trigger.duration"}, names)
+	})
+
+	t.Run("MetricAttributesAreEnumOnly", func(t *testing.T) {
+		allowed := map[string]bool{
+			"triggered": true, "duplicate": true, "failed": true, "submitted": true, "replayed": true,
+			"refused_cap_exceeded": true, "refused_cap_exceeded_audit_failed": true,
+		}
+		points := 0
+		for _, sm := range collect(t, reader).ScopeMetrics {
+			for _, m := range sm.Metrics {
+				for _, set := range metricAttributeSets(t, m) {
+					points++
+					for _, kv := range set.ToSlice() {
+						require.Equal(t, "outcome", string(kv.Key), "metric %s carries only outcome", m.Name)
+						require.True(t, allowed[kv.Value.AsString()], "metric %s outcome %q is in the vocabulary", m.Name, kv.Value.AsString())
+					}
+				}
+			}
+		}
+		require.Positive(t, points)
+	})
+
+	t.Run("Spans", func(t *testing.T) {
+		spans := providers.spans.Ended()
+		byName := map[string][]sdktrace.ReadOnlySpan{}
+		for _, s := range spans {
+			byName[s.Name()] = append(byName[s.Name()], s)
+		}
+		require.Len(t, byName["outbound.trigger"], 3)
+		require.Len(t, byName["outbound.bulk_trigger"], 4)
+		require.Len(t, spans, 7)
+
+		triggered := byName["outbound.trigger"][0]
+		attrs := spanAttrs(triggered)
+		require.Equal(t, "triggered", attrs["outbound.outcome"])
+		require.Equal(t, "4242", attrs["outbound.conversation_id"])
+		require.Equal(t, "tpl-recovery", attrs["outbound.template_id"])
+		require.Equal(t, first.Message.TemplateID, attrs["outbound.template_id"])
+		require.Equal(t, "duplicate", spanAttrs(byName["outbound.trigger"][1])["outbound.outcome"])
+		failed := byName["outbound.trigger"][2]
+		require.Equal(t, "failed", spanAttrs(failed)["outbound.outcome"])
+		require.Equal(t, codes.Error, failed.Status().Code)
+		require.NotEmpty(t, spanAttrs(failed)["error.type"])
+
+		var outcomes []string
+		for _, s := range byName["outbound.bulk_trigger"] {
+			outcomes = append(outcomes, spanAttrs(s)["outbound.outcome"])
+		}
+		require.Equal(t, []string{"submitted", "replayed", "refused_cap_exceeded", "failed"}, outcomes)
+		submitted := spanAttrs(byName["outbound.bulk_trigger"][0])
+		require.Equal(t, envelopeID.String(), submitted["outbound.bulk_envelope_id"])
+		require.Equal(t, "3", submitted["outbound.count"])
+	})
+
+	t.Run("NoActorOrBodyAnywhere", func(t *testing.T) {
+		for _, s := range providers.spans.Ended() {
+			texts := []string{s.Name(), s.Status().Description}
+			for _, kv := range s.Attributes() {
+				texts = append(texts, string(kv.Key), kv.Value.Emit())
+			}
+			for _, e := range s.Events() {
+				texts = append(texts, e.Name)
+				for _, kv := range e.Attributes {
+					texts = append(texts, kv.Value.Emit())
+				}
+			}
+			for _, text := range texts {
+				require.NotContains(t, text, "secret", "span %s leaks the actor or body", s.Name())
+			}
+		}
+		for _, sm := range collect(t, reader).ScopeMetrics {
+			for _, m := range sm.Metrics {
+				for _, set := range metricAttributeSets(t, m) {
+					for _, kv := range set.ToSlice() {
+						v := kv.Value.Emit()
+						require.NotContains(t, v, "secret")
+						require.NotContains(t, v, "4242")
+						require.NotContains(t, v, "tpl-")
+						require.NotContains(t, v, envelopeID.String())
+					}
+				}
+			}
+		}
+	})
+}
+
+var failingAuditor = outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
+	return errors.New("audit store down")
+})
+
+func spanAttrs(s sdktrace.ReadOnlySpan) map[string]string {
+	out := map[string]string{}
+	for _, kv := range s.Attributes() {
+		out[string(kv.Key)] = kv.Value.Emit()
+	}
+	return out
+}
+
+// metricAttributeSets returns the attribute set of every data point of m.
+func metricAttributeSets(t *testing.T, m metricdata.Metrics) []attribute.Set {
+	t.Helper()
+	var sets []attribute.Set
+	switch data := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, dp := range data.DataPoints {
+			sets = append(sets, dp.Attributes)
+		}
+	case metricdata.Histogram[float64]:
+		for _, dp := range data.DataPoints {
+			sets = append(sets, dp.Attributes)
+		}
+	default:
+		t.Fatalf("metric %s has unexpected type %T", m.Name, m.Data)
+	}
+	return sets
+}
+
+// histogramCountByOutcome sums a histogram's counts by outcome.
+func histogramCountByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, sm := range collect(t, reader).ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			require.True(t, ok)
+			for _, dp := range h.DataPoints {
+				v, _ := dp.Attributes.Value("outcome")
+				out[v.AsString()] += dp.Count
 			}
 		}
 	}
