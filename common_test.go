@@ -171,26 +171,18 @@ func jobByID(tb testing.TB, schema string, id int64) *jobRow {
 	return &j
 }
 
-// exampleClient gives a runnable example a client on a migrated schema of its
-// own, and a function that drops the schema.
-func exampleClient(config *outbound.Config) (*outbound.Client, *pgxpool.Pool, func()) {
-	ctx := context.Background()
-	schema := newSchemaName()
-	if err := outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}); err != nil {
+// exampleDatabaseURL is the database runnable examples connect to: the
+// harness's throwaway cluster, or DATABASE_URL.
+func exampleDatabaseURL() string { return testDatabaseURL }
+
+// exampleSchema returns a schema of the example's own, so examples run side by
+// side with tests; an application would use the default schema.
+func exampleSchema() string { return newSchemaName() }
+
+// dropExampleSchema removes an example's schema.
+func dropExampleSchema(pool *pgxpool.Pool, schema string) {
+	if _, err := pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 		panic(err)
-	}
-	if config == nil {
-		config = &outbound.Config{}
-	}
-	config.Schema = schema
-	client, err := outbound.New(testPool, config)
-	if err != nil {
-		panic(err)
-	}
-	return client, testPool, func() {
-		if _, err := testPool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			panic(err)
-		}
 	}
 }
 

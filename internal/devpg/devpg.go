@@ -6,7 +6,6 @@
 package devpg
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,23 +14,36 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrNoServer is returned when no PostgreSQL server binaries can be found.
 var ErrNoServer = errors.New("devpg: PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH or under /usr/lib/postgresql/*/bin; install the PostgreSQL server package (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL")
 
 // Cluster is a running throwaway PostgreSQL cluster. Stop removes it.
+//
+// The server runs as a child of this process with a parent-death signal, so a
+// test binary that is killed takes its server down with it; a later Start
+// removes directories that such servers left behind.
 type Cluster struct {
 	binDir  string
+	dir     string
 	dataDir string
 	port    int
 	cred    *syscall.Credential
 	logPath string
+
+	mu     sync.Mutex
+	server *exec.Cmd
+	exited chan struct{}
 
 	// URL is a connection string for the cluster's "postgres" database as
 	// the superuser "postgres".
@@ -80,6 +92,9 @@ func isExecutable(path string) bool {
 	return err == nil && !info.IsDir() && info.Mode()&0o111 != 0
 }
 
+// dirPrefix names every cluster directory, so Start can find stale ones.
+const dirPrefix = "outbound-pg-"
+
 // Start initialises a new cluster in a temporary directory and starts it on a
 // free loopback port. The cluster trades durability for speed (fsync off): it
 // is for tests and demos only.
@@ -88,6 +103,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	removeStaleClusters()
 	c := &Cluster{binDir: binDir}
 
 	if os.Geteuid() == 0 {
@@ -98,24 +114,23 @@ func Start(ctx context.Context) (*Cluster, error) {
 		}
 	}
 
-	dir, err := os.MkdirTemp("", "outbound-pg-")
+	c.dir, err = os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("devpg: make temp dir: %w", err)
 	}
-	c.dataDir = filepath.Join(dir, "data")
-	c.logPath = filepath.Join(dir, "postgres.log")
+	c.dataDir = filepath.Join(c.dir, "data")
+	c.logPath = filepath.Join(c.dir, "postgres.log")
 	if c.cred != nil {
-		if err := os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
-			_ = os.RemoveAll(dir)
+		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			_ = os.RemoveAll(c.dir)
 			return nil, fmt.Errorf("devpg: chown temp dir: %w", err)
 		}
-		// The temp dir's parents must be traversable by that user.
-		_ = os.Chmod(dir, 0o700)
 	}
 
-	if out, err := c.run(ctx, "initdb", "-D", c.dataDir, "-U", "postgres", "--auth=trust",
-		"--encoding=UTF8", "--no-locale", "--no-sync"); err != nil {
-		_ = os.RemoveAll(dir)
+	initdb := c.command(ctx, "initdb", "-D", c.dataDir, "-U", "postgres", "--auth=trust",
+		"--encoding=UTF8", "--no-locale", "--no-sync")
+	if out, err := initdb.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(c.dir)
 		return nil, fmt.Errorf("devpg: initdb: %w: %s", err, out)
 	}
 
@@ -124,80 +139,174 @@ func Start(ctx context.Context) (*Cluster, error) {
 	for range 3 {
 		c.port, err = freePort()
 		if err != nil {
-			_ = os.RemoveAll(dir)
+			_ = os.RemoveAll(c.dir)
 			return nil, err
 		}
+		c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
 		if lastErr = c.start(ctx); lastErr == nil {
-			c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
 			return c, nil
 		}
 	}
-	_ = os.RemoveAll(dir)
+	_ = os.RemoveAll(c.dir)
 	return nil, lastErr
 }
 
+// start runs the server as a child process and waits until it accepts
+// connections.
 func (c *Cluster) start(ctx context.Context) error {
-	opts := strings.Join([]string{
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("devpg: open server log: %w", err)
+	}
+	defer logFile.Close()
+
+	cmd := c.command(context.Background(), "postgres", "-D", c.dataDir,
 		"-p", strconv.Itoa(c.port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories=" + filepath.Dir(c.dataDir),
+		"-c", "unix_socket_directories="+c.dir,
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=300",
 		"-c", "shared_buffers=128MB",
-	}, " ")
-	out, err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", c.dataDir, "-l", c.logPath, "-o", opts)
-	if err != nil {
-		log, _ := os.ReadFile(c.logPath)
-		return fmt.Errorf("devpg: pg_ctl start: %w: %s %s", err, out, tail(log, 2000))
+	)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	// SIGQUIT is PostgreSQL's immediate shutdown: if this process dies, the
+	// server goes too instead of lingering.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+
+	// The parent-death signal fires when the thread that started the child
+	// exits, so start it from a locked thread that lives as long as the server.
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer close(exited)
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("devpg: start postgres: %w", err)
 	}
-	return nil
+	c.mu.Lock()
+	c.server, c.exited = cmd, exited
+	c.mu.Unlock()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(c.logPath)
+			return fmt.Errorf("devpg: postgres exited during start-up: %s", tail(log, 2000))
+		default:
+		}
+		if c.ready(ctx) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = c.signalAndWait(syscall.SIGQUIT)
+			log, _ := os.ReadFile(c.logPath)
+			return fmt.Errorf("devpg: postgres did not accept connections in time: %s", tail(log, 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
-// Restart stops the server and starts it again on the same port and data
-// directory, keeping all data. Connections open before the restart break.
+// ready reports whether the server accepts connections to its database.
+func (c *Cluster) ready(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, c.URL)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close(ctx)
+	return true
+}
+
+// signalAndWait sends sig to the server and waits for it to exit.
+func (c *Cluster) signalAndWait(sig syscall.Signal) error {
+	c.mu.Lock()
+	server, exited := c.server, c.exited
+	c.mu.Unlock()
+	if server == nil {
+		return nil
+	}
+	if err := server.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("devpg: signal postgres: %w", err)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(60 * time.Second):
+		_ = server.Process.Kill()
+		<-exited
+		return errors.New("devpg: postgres did not stop within 60s; killed it")
+	}
+}
+
+// Restart shuts the server down (fast shutdown: open connections are
+// terminated) and starts it again on the same port and data, which are kept.
 func (c *Cluster) Restart(ctx context.Context) error {
-	if out, err := c.run(ctx, "pg_ctl", "stop", "-w", "-m", "fast", "-D", c.dataDir); err != nil {
-		return fmt.Errorf("devpg: pg_ctl stop: %w: %s", err, out)
+	if err := c.signalAndWait(syscall.SIGINT); err != nil {
+		return err
 	}
 	return c.start(ctx)
 }
 
 // Stop stops the server immediately and removes its directory.
 func (c *Cluster) Stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, stopErr := c.run(ctx, "pg_ctl", "stop", "-w", "-m", "immediate", "-D", c.dataDir)
-	if err := os.RemoveAll(filepath.Dir(c.dataDir)); err != nil {
+	stopErr := c.signalAndWait(syscall.SIGQUIT)
+	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("devpg: remove cluster dir: %w", err)
 	}
-	if stopErr != nil {
-		return fmt.Errorf("devpg: pg_ctl stop: %w: %s", stopErr, out)
-	}
-	return nil
+	return stopErr
 }
 
-func (c *Cluster) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+// command prepares one of the server binaries to run as the cluster's user.
+func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, name), args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
-	cmd.Dir = filepath.Dir(c.dataDir)
-	if cmd.Dir == "." {
-		cmd.Dir = os.TempDir()
-	}
+	cmd.Dir = c.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-		cmd.Env = append(cmd.Env, "HOME="+cmd.Dir)
+		cmd.SysProcAttr.Credential = c.cred
+		cmd.Env = append(cmd.Env, "HOME="+c.dir)
 	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	// pg_ctl start leaves the server running with our pipes open unless the
-	// server's output goes to its log file; -l takes care of that, and
-	// WaitDelay keeps a stray pipe from hanging us.
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	return out.Bytes(), err
+	return cmd
+}
+
+// removeStaleClusters deletes cluster directories whose server is gone: left
+// behind by a process that was killed before it could clean up. A directory
+// younger than a minute may belong to a cluster still starting; it is kept.
+func removeStaleClusters() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		info, err := os.Stat(dir)
+		if err != nil || time.Since(info.ModTime()) < time.Minute {
+			continue
+		}
+		if pid := serverPID(dir); pid > 0 && syscall.Kill(pid, 0) == nil {
+			continue // still running
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// serverPID reads the postmaster's pid from a cluster directory, or 0.
+func serverPID(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
 }
 
 // unprivilegedCredential picks the "postgres" system user when it exists,

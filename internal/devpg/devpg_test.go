@@ -1,11 +1,17 @@
 package devpg
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -26,34 +32,97 @@ func TestStartQueryRestartStop(t *testing.T) {
 	c, err := Start(ctx)
 	require.NoError(t, err)
 
-	query := func() int {
-		conn, err := pgx.Connect(ctx, c.URL)
-		require.NoError(t, err)
-		defer conn.Close(ctx)
-		var n int
-		require.NoError(t, conn.QueryRow(ctx, "SELECT 41 + 1").Scan(&n))
-		return n
-	}
-	require.Equal(t, 42, query())
-
 	conn, err := pgx.Connect(ctx, c.URL)
 	require.NoError(t, err)
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT 41 + 1").Scan(&n))
+	require.Equal(t, 42, n)
 	_, err = conn.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
 	require.NoError(t, err)
-	conn.Close(ctx)
 
 	require.NoError(t, c.Restart(ctx))
+	require.Error(t, conn.Ping(ctx), "connections from before the restart are broken")
+	conn.Close(ctx)
+
 	conn, err = pgx.Connect(ctx, c.URL)
 	require.NoError(t, err)
 	var v int
 	require.NoError(t, conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v))
-	require.Equal(t, 7, v)
+	require.Equal(t, 7, v, "data survives a restart")
 	conn.Close(ctx)
 
-	dir := filepath.Dir(c.dataDir)
 	require.NoError(t, c.Stop())
-	_, err = os.Stat(dir)
+	_, err = os.Stat(c.dir)
 	require.True(t, errors.Is(err, os.ErrNotExist), "cluster dir should be removed, stat err: %v", err)
 	_, err = pgx.Connect(ctx, c.URL)
 	require.Error(t, err, "server should be gone after Stop")
+}
+
+// TestKilledParentTakesServerDown starts a cluster in a child process, kills
+// that process with SIGKILL (no clean-up runs), and checks that the server
+// goes down too and that the next Start removes the directory left behind.
+func TestKilledParentTakesServerDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	if os.Getenv("DEVPG_CHILD") == "1" {
+		return // run only as the parent
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestChildCluster$")
+	child.Env = append(os.Environ(), "DEVPG_CHILD=1")
+	stdout, err := child.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, child.Start())
+
+	var url, dir string
+	scanner := bufio.NewScanner(stdout)
+	for scanner.Scan() {
+		if rest, ok := strings.CutPrefix(scanner.Text(), "CLUSTER "); ok {
+			url, dir, _ = strings.Cut(rest, " ")
+			break
+		}
+	}
+	require.NotEmpty(t, url, "child reported its cluster")
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	conn.Close(ctx)
+
+	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
+	_ = child.Wait()
+
+	require.Eventually(t, func() bool {
+		conn, err := pgx.Connect(ctx, url)
+		if err == nil {
+			conn.Close(ctx)
+		}
+		return err != nil
+	}, 30*time.Second, 100*time.Millisecond, "server stops when its parent is killed")
+
+	_, err = os.Stat(dir)
+	require.NoError(t, err, "a killed parent leaves its directory")
+	// The postmaster may still be exiting when its socket closes, and its
+	// exit touches the directory; once it is gone and the directory is old
+	// enough, the directory counts as stale.
+	require.Eventually(t, func() bool {
+		old := time.Now().Add(-2 * time.Minute)
+		if err := os.Chtimes(dir, old, old); err != nil {
+			return false
+		}
+		removeStaleClusters()
+		_, err := os.Stat(dir)
+		return errors.Is(err, os.ErrNotExist)
+	}, 30*time.Second, 100*time.Millisecond, "stale cluster dir removed")
+}
+
+// TestChildCluster is the child of TestKilledParentTakesServerDown: it starts
+// a cluster, reports it, and waits to be killed.
+func TestChildCluster(t *testing.T) {
+	if os.Getenv("DEVPG_CHILD") != "1" {
+		return // run only as the child
+	}
+	c, err := Start(context.Background())
+	require.NoError(t, err)
+	fmt.Printf("CLUSTER %s %s\n", c.URL, c.dir)
+	time.Sleep(time.Minute)
+	_ = c.Stop()
 }

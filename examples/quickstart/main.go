@@ -1,0 +1,174 @@
+// Command quickstart shows the outbound library end to end: it migrates,
+// triggers one message, a bulk of 25, a refused bulk of 26 and a duplicate,
+// then prints what the database holds.
+//
+//	go run ./examples/quickstart
+//
+// With DATABASE_URL unset it starts a throwaway PostgreSQL from the machine's
+// server binaries and removes it at the end; with DATABASE_URL set it uses that
+// database and drops the schema it made.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+const schema = "outbound_quickstart"
+
+func main() {
+	// Ctrl-C cancels the context, so the deferred clean-up still runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context) error {
+	where := "DATABASE_URL"
+	if os.Getenv("DATABASE_URL") == "" {
+		where = "a throwaway PostgreSQL started for this run"
+	}
+	url, stop, err := devpg.URLOrStart(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	defer pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+
+	fmt.Printf("outbound quickstart on %s\n\n", where)
+	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}); err != nil {
+		return err
+	}
+	audit, err := outbound.NewTableAuditor(pool, schema)
+	if err != nil {
+		return err
+	}
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema, Auditor: audit})
+	if err != nil {
+		return err
+	}
+
+	// One message for one conversation.
+	single, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Trigger(42, recovery)          -> message %s, %s, River job %d\n",
+		single.Message.ID, single.Message.Status, single.Message.JobID)
+
+	// The same conversation and template again: a duplicate, nothing written.
+	dup, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Trigger(42, recovery) again    -> duplicate=%t, same message=%t\n",
+		dup.Duplicate, dup.Message.ID == single.Message.ID)
+
+	// An inbox selection of 25, exactly the default cap.
+	bulk, err := client.BulkTrigger(ctx, conversationIDs(100, 25), &outbound.BulkTriggerOpts{
+		TemplateID:   "outage-resolved",
+		RenderedBody: "The outage is over. Thanks for your patience!",
+		Actor:        "agent:7",
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("BulkTrigger(25 conversations)  -> envelope %s, %s, %d messages\n",
+		bulk.Envelope.ID, bulk.Envelope.Status, len(bulk.Messages))
+
+	// One more than the cap: refused, and the refusal is recorded.
+	_, err = client.BulkTrigger(ctx, conversationIDs(200, 26), &outbound.BulkTriggerOpts{
+		TemplateID:   "outage-resolved",
+		RenderedBody: "The outage is over. Thanks for your patience!",
+		Actor:        "agent:7",
+	})
+	var tooLarge *outbound.BatchTooLargeError
+	if !errors.As(err, &tooLarge) {
+		return fmt.Errorf("expected a refusal, got %v", err)
+	}
+	fmt.Printf("BulkTrigger(26 conversations)  -> refused: %d over cap %d, envelope %s\n\n",
+		tooLarge.Count, tooLarge.Cap, tooLarge.EnvelopeID)
+
+	return report(ctx, pool, client, audit)
+}
+
+// report prints the envelopes, the messages by status, the River jobs by
+// state and the audit trail.
+func report(ctx context.Context, pool *pgxpool.Pool, client *outbound.Client, audit *outbound.TableAuditor) error {
+	envelopes, err := client.ListEnvelopes(ctx, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Println("Envelopes, newest first:")
+	for _, e := range envelopes {
+		line := fmt.Sprintf("  %-21s count=%-3d cap=%d requested_by=%s", e.Status, e.Count, e.EffectiveCap, e.RequestedBy)
+		if e.RefusedReason != "" {
+			line += fmt.Sprintf(" reason=%q", e.RefusedReason)
+		}
+		fmt.Println(line)
+	}
+
+	fmt.Println("Messages by status:")
+	if err := printCounts(ctx, pool, "SELECT status, count(*) FROM "+pgx.Identifier{schema, "messages"}.Sanitize()+" GROUP BY status ORDER BY status"); err != nil {
+		return err
+	}
+	fmt.Println("River delivery jobs by state:")
+	if err := printCounts(ctx, pool, "SELECT queue || '/' || state::text, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" GROUP BY 1 ORDER BY 1"); err != nil {
+		return err
+	}
+
+	events, err := audit.ListEvents(ctx, nil)
+	if err != nil {
+		return err
+	}
+	actions := make([]string, len(events))
+	for i, e := range events {
+		actions[len(events)-1-i] = e.Action
+	}
+	fmt.Printf("Audit trail, oldest first: %s\n", strings.Join(actions, ", "))
+	fmt.Println("\nDone; the quickstart's schema is dropped on exit.")
+	return nil
+}
+
+func printCounts(ctx context.Context, pool *pgxpool.Pool, query string) error {
+	rows, err := pool.Query(ctx, query)
+	if err != nil {
+		return err
+	}
+	var (
+		key   string
+		count int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&key, &count}, func() error {
+		fmt.Printf("  %-21s %d\n", key, count)
+		return nil
+	})
+	return err
+}
+
+func conversationIDs(first int64, n int) []int64 {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = first + int64(i)
+	}
+	return ids
+}
