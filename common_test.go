@@ -36,11 +36,16 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() {
-		if err := stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+	stopped := false
+	stopOnce := func() error {
+		if stopped {
+			return nil
 		}
-	}()
+		stopped = true
+		return stop()
+	}
+	// Stops the database on early returns and panics too.
+	defer stopOnce()
 	testDatabaseURL = url
 	config, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -55,6 +60,10 @@ func runTests(m *testing.M) int {
 	}
 	code := m.Run()
 	testPool.Close()
+	if err := stopOnce(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

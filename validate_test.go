@@ -74,8 +74,14 @@ func TestBadInput(t *testing.T) {
 		{"BulkOverCapWithBadInput", bulk(conversations(30), withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = "" })), "BulkTriggerOpts.RenderedBody"},
 		{"BulkOverCapRepeated", bulk(append(conversations(30), conversations(1)...), body), "conversationIDs"},
 
-		{"ListLimitAbove500", func() error { _, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Limit: 501}); return err }, "ListEnvelopesParams.Limit"},
-		{"ListLimitNegative", func() error { _, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Limit: -1}); return err }, "ListEnvelopesParams.Limit"},
+		{"ListLimitAbove500", func() error {
+			_, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Limit: 501})
+			return err
+		}, "ListEnvelopesParams.Limit"},
+		{"ListLimitNegative", func() error {
+			_, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Limit: -1})
+			return err
+		}, "ListEnvelopesParams.Limit"},
 		{"ListUnknownStatus", func() error {
 			_, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Status: "x'; DROP TABLE messages; --"})
 			return err
