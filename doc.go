@@ -1,0 +1,77 @@
+/*
+Package outbound triggers outbound support messages for conversations, one at
+a time or in bulk, durably and at most once per dedup key, on PostgreSQL with
+pgx and River.
+
+A host service calls [Client.Trigger] from a handler ("send the recovery
+follow-up to conversation 42"), or [Client.BulkTrigger] for an operator's inbox
+selection ("send this rendered body to these 25 conversations"). Each call
+writes its message rows and their River delivery jobs in one transaction.
+
+# Getting started
+
+Migrate the library's tables (and River's) once, then make a client:
+
+	if err := outbound.Migrate(ctx, pool, nil); err != nil {
+		// handle error
+	}
+	client, err := outbound.New(pool, &outbound.Config{})
+	if err != nil {
+		// handle error
+	}
+	res, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+
+A nil or zero Config means defaults: tables in the "cairnloop" schema, River's
+tables beside them, a cap of 25 recipients per bulk, the "outbound" queue.
+
+# Transactions
+
+Every write has a Tx variant that works inside the caller's pgx transaction,
+so a host can commit its own changes and the outbound messages atomically:
+
+	tx, err := pool.Begin(ctx)
+	...
+	if _, err := client.TriggerTx(ctx, tx, conversationID, opts); err != nil {
+		// handle error; the call's own writes are already undone
+	}
+	err = tx.Commit(ctx) // message and job become visible with the host's rows
+
+[Client.Trigger] and [Client.BulkTrigger] share one primitive that stages the
+rows of N recipients with a constant number of statements: one River
+InsertManyTx for the jobs and one multi-row insert for the messages.
+
+# Bulk triggers and the cap
+
+[Client.BulkTrigger] writes a durable envelope (template, the rendered body as
+sent, the recipients in order, the cap in force, who asked) and one message and
+job per recipient. A bulk larger than [Client.MaxBatchSize] is refused with an
+error matching [ErrBatchTooLarge]; the refusal is itself recorded as an
+envelope with status refused_cap_exceeded, in a transaction of its own so that
+it survives the caller's rollback. [Client.SetMaxBatchSize] changes the cap
+while running.
+
+# Dedup and idempotency
+
+At most one live message exists per (conversation, template, envelope),
+enforced by a partial unique index, so concurrent callers race safely: one
+writes, the others get TriggerResult.Duplicate with the winner's message.
+Cancelled and discarded messages free their key. BulkTriggerOpts.EnvelopeID is
+an idempotency key for retries: the same request replays the stored result
+(BulkTriggerResult.Replayed); a different request with the same id is
+[ErrIdempotencyConflict].
+
+# Auditing
+
+An [Auditor] receives an [AuditEvent] inside every trigger's transaction; an
+error from it rolls the call back. [NoopAuditor] is the default;
+[TableAuditor] stores events in the audit_events table.
+
+# Telemetry
+
+Spans (outbound.trigger, outbound.bulk_trigger) carry conversation, template
+and envelope ids for tracing. Metrics (outbound.triggers,
+outbound.bulk.triggers, outbound.bulk.recipients and two duration histograms)
+carry only an outcome attribute from a fixed vocabulary: never an id, an actor
+or a body. Providers default to the OpenTelemetry globals.
+*/
+package outbound
