@@ -1,0 +1,95 @@
+package outbound_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+)
+
+// statementCounter counts every statement pgx sends: queries, batch entries
+// and COPYs. River's insert NOTIFY is counted apart: River sends it at most
+// once per call and rate-limits it by time, so whether a given call sends it
+// depends on the clock, not on N.
+type statementCounter struct{ n, notifies atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "name: PGNotifyMany") {
+		c.notifies.Add(1)
+		return ctx
+	}
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	c.n.Add(1)
+}
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+func (c *statementCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
+
+func TestBulkTriggerStatementsConstantInN(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+
+	counter := &statementCounter{}
+	config, err := pgxpool.ParseConfig(testDatabaseURL)
+	require.NoError(t, err)
+	config.MaxConns = 2
+	config.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(ctx, config)
+	require.NoError(t, err)
+	defer pool.Close()
+	require.NoError(t, pool.Ping(ctx)) // warm a connection outside the counts
+
+	audit, err := outbound.NewTableAuditor(pool, schema)
+	require.NoError(t, err)
+
+	statements := func(n int, duplicates bool) int64 {
+		// A fresh client per call: River rate-limits its insert NOTIFY per
+		// client, and every call here should take the same path.
+		client, err := outbound.New(pool, &outbound.Config{Schema: schema, MaxBatchSize: n, Auditor: audit})
+		require.NoError(t, err)
+		envelopeID := uuid.Must(uuid.NewV7())
+		ids := conversations(n)
+		if duplicates {
+			// Half the recipients already hold their key.
+			for _, id := range ids[:n/2] {
+				_, err := client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
+				require.NoError(t, err)
+			}
+		}
+		counter.n.Store(0)
+		counter.notifies.Store(0)
+		res, err := client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID})
+		require.NoError(t, err)
+		require.Len(t, res.Messages, n)
+		require.LessOrEqual(t, counter.notifies.Load(), int64(1), "at most one NOTIFY per call")
+		return counter.n.Load()
+	}
+
+	small, large := statements(2, false), statements(500, false)
+	t.Logf("statements per BulkTrigger (besides River's NOTIFY): N=2: %d, N=500: %d", small, large)
+	require.Equal(t, small, large)
+	require.LessOrEqual(t, small, int64(7))
+
+	smallDup, largeDup := statements(2, true), statements(500, true)
+	t.Logf("statements per BulkTrigger with duplicates (besides River's NOTIFY): N=2: %d, N=500: %d", smallDup, largeDup)
+	require.Equal(t, smallDup, largeDup)
+}
+
