@@ -92,4 +92,3 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 	t.Logf("statements per BulkTrigger with duplicates (besides River's NOTIFY): N=2: %d, N=500: %d", smallDup, largeDup)
 	require.Equal(t, smallDup, largeDup)
 }
-
