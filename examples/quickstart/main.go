@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -30,14 +31,14 @@ const schema = "outbound_quickstart"
 func main() {
 	// Ctrl-C cancels the context, so the deferred clean-up still runs.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
+	err := run(ctx, os.Stdout)
 	stop()
 	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, out io.Writer) error {
 	where := "DATABASE_URL"
 	if os.Getenv("DATABASE_URL") == "" {
 		where = "a throwaway PostgreSQL started for this run"
@@ -54,7 +55,7 @@ func run(ctx context.Context) error {
 	defer pool.Close()
 	defer pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 
-	fmt.Printf("outbound quickstart on %s\n\n", where)
+	fmt.Fprintf(out, "outbound quickstart on %s\n\n", where)
 	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}); err != nil {
 		return err
 	}
@@ -72,7 +73,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Trigger(42, recovery)          -> message %s, %s, River job %d\n",
+	fmt.Fprintf(out, "Trigger(42, recovery)          -> message %s, %s, River job %d\n",
 		single.Message.ID, single.Message.Status, single.Message.JobID)
 
 	// The same conversation and template again: a duplicate, nothing written.
@@ -80,7 +81,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Trigger(42, recovery) again    -> duplicate=%t, same message=%t\n",
+	fmt.Fprintf(out, "Trigger(42, recovery) again    -> duplicate=%t, same message=%t\n",
 		dup.Duplicate, dup.Message.ID == single.Message.ID)
 
 	// An inbox selection of 25, exactly the default cap.
@@ -92,7 +93,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("BulkTrigger(25 conversations)  -> envelope %s, %s, %d messages\n",
+	fmt.Fprintf(out, "BulkTrigger(25 conversations)  -> envelope %s, %s, %d messages\n",
 		bulk.Envelope.ID, bulk.Envelope.Status, len(bulk.Messages))
 
 	// One more than the cap: refused, and the refusal is recorded.
@@ -105,34 +106,34 @@ func run(ctx context.Context) error {
 	if !errors.As(err, &tooLarge) {
 		return fmt.Errorf("expected a refusal, got %v", err)
 	}
-	fmt.Printf("BulkTrigger(26 conversations)  -> refused: %d over cap %d, envelope %s\n\n",
+	fmt.Fprintf(out, "BulkTrigger(26 conversations)  -> refused: %d over cap %d, envelope %s\n\n",
 		tooLarge.Count, tooLarge.Cap, tooLarge.EnvelopeID)
 
-	return report(ctx, pool, client, audit)
+	return report(ctx, out, pool, client, audit)
 }
 
 // report prints the envelopes, the messages by status, the River jobs by
 // state and the audit trail.
-func report(ctx context.Context, pool *pgxpool.Pool, client *outbound.Client, audit *outbound.TableAuditor) error {
+func report(ctx context.Context, out io.Writer, pool *pgxpool.Pool, client *outbound.Client, audit *outbound.TableAuditor) error {
 	envelopes, err := client.ListEnvelopes(ctx, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Println("Envelopes, newest first:")
+	fmt.Fprintln(out, "Envelopes, newest first:")
 	for _, e := range envelopes {
 		line := fmt.Sprintf("  %-21s count=%-3d cap=%d requested_by=%s", e.Status, e.Count, e.EffectiveCap, e.RequestedBy)
 		if e.RefusedReason != "" {
 			line += fmt.Sprintf(" reason=%q", e.RefusedReason)
 		}
-		fmt.Println(line)
+		fmt.Fprintln(out, line)
 	}
 
-	fmt.Println("Messages by status:")
-	if err := printCounts(ctx, pool, "SELECT status, count(*) FROM "+pgx.Identifier{schema, "messages"}.Sanitize()+" GROUP BY status ORDER BY status"); err != nil {
+	fmt.Fprintln(out, "Messages by status:")
+	if err := printCounts(ctx, out, pool, "SELECT status, count(*) FROM "+pgx.Identifier{schema, "messages"}.Sanitize()+" GROUP BY status ORDER BY status"); err != nil {
 		return err
 	}
-	fmt.Println("River delivery jobs by state:")
-	if err := printCounts(ctx, pool, "SELECT queue || '/' || state::text, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" GROUP BY 1 ORDER BY 1"); err != nil {
+	fmt.Fprintln(out, "River delivery jobs by state:")
+	if err := printCounts(ctx, out, pool, "SELECT queue || '/' || state::text, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" GROUP BY 1 ORDER BY 1"); err != nil {
 		return err
 	}
 
@@ -144,12 +145,12 @@ func report(ctx context.Context, pool *pgxpool.Pool, client *outbound.Client, au
 	for i, e := range events {
 		actions[len(events)-1-i] = e.Action
 	}
-	fmt.Printf("Audit trail, oldest first: %s\n", strings.Join(actions, ", "))
-	fmt.Println("\nDone; the quickstart's schema is dropped on exit.")
+	fmt.Fprintf(out, "Audit trail, oldest first: %s\n", strings.Join(actions, ", "))
+	fmt.Fprintln(out, "\nDone; the quickstart's schema is dropped on exit.")
 	return nil
 }
 
-func printCounts(ctx context.Context, pool *pgxpool.Pool, query string) error {
+func printCounts(ctx context.Context, out io.Writer, pool *pgxpool.Pool, query string) error {
 	rows, err := pool.Query(ctx, query)
 	if err != nil {
 		return err
@@ -159,7 +160,7 @@ func printCounts(ctx context.Context, pool *pgxpool.Pool, query string) error {
 		count int
 	)
 	_, err = pgx.ForEachRow(rows, []any{&key, &count}, func() error {
-		fmt.Printf("  %-21s %d\n", key, count)
+		fmt.Fprintf(out, "  %-21s %d\n", key, count)
 		return nil
 	})
 	return err

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// TestQuickstart runs the quickstart against a throwaway cluster, checks its
+// report, and checks that it dropped its schema.
+func TestQuickstart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	cluster, err := devpg.Start(ctx)
+	require.NoError(t, err)
+	defer cluster.Stop()
+	t.Setenv("DATABASE_URL", cluster.URL)
+
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, &out))
+	report := out.String()
+	t.Log("\n" + report)
+
+	for _, want := range []string{
+		"outbound quickstart on DATABASE_URL",
+		"Trigger(42, recovery)          -> message ",
+		"Trigger(42, recovery) again    -> duplicate=true, same message=true",
+		", submitted, 25 messages",
+		"-> refused: 26 over cap 25, envelope ",
+		`refused_cap_exceeded  count=26  cap=25 requested_by=agent:7 reason="batch_size 26 exceeds cap 25"`,
+		"submitted             count=25  cap=25 requested_by=agent:7",
+		"  pending               26\n",
+		"  outbound/available    26\n",
+		"Audit trail, oldest first: outbound_trigger, bulk_outbound_trigger, bulk_outbound_refused",
+	} {
+		require.Contains(t, report, want)
+	}
+
+	conn, err := pgx.Connect(ctx, cluster.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var schemas int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema).Scan(&schemas))
+	require.Zero(t, schemas, "the quickstart drops its schema")
+}
