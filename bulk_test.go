@@ -2,8 +2,6 @@ package outbound_test
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -233,11 +230,7 @@ func TestBulkTriggerCap(t *testing.T) {
 			TracerProvider: providers.tracer,
 			MeterProvider:  providers.meter,
 		})
-		failing := outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
-			return errors.New("audit store down")
-		})
-
-		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "secret body", Actor: "agent:secret", Auditor: failing})
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "secret body", Actor: "agent:secret", Auditor: failingAuditor})
 		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 		var tooLarge *outbound.BatchTooLargeError
 		require.ErrorAs(t, err, &tooLarge)

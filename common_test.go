@@ -2,6 +2,7 @@ package outbound_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -194,6 +195,11 @@ func dropExampleSchema(pool *pgxpool.Pool, schema string) {
 		panic(err)
 	}
 }
+
+// failingAuditor fails every event, as an audit store that is down would.
+var failingAuditor = outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
+	return errors.New("audit store down")
+})
 
 func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -1,15 +1,12 @@
 package outbound_test
 
 import (
-	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -146,16 +143,13 @@ func TestTriggerTx(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t, nil)
-		failing := outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
-			return errors.New("audit store down")
-		})
 		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
 		require.NoError(t, err)
 
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
 		defer tx.Rollback(ctx)
-		_, err = b.client.TriggerTx(ctx, tx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Auditor: failing})
+		_, err = b.client.TriggerTx(ctx, tx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Auditor: failingAuditor})
 		require.ErrorContains(t, err, "audit store down")
 
 		// The failed call's rows are gone; the caller's transaction goes on.

@@ -2,12 +2,10 @@ package outbound_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -205,10 +203,6 @@ func TestTelemetry(t *testing.T) {
 		}
 	})
 }
-
-var failingAuditor = outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
-	return errors.New("audit store down")
-})
 
 func spanAttrs(s sdktrace.ReadOnlySpan) map[string]string {
 	out := map[string]string{}
