@@ -1,13 +1,16 @@
 package outbound
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // DeliveryArgs are the River job args of a message's delivery job. All four
@@ -88,9 +91,9 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 	if err != nil {
 		return nil, fmt.Errorf("outbound: insert delivery jobs: %w", err)
 	}
-	jobIDs := make([]int64, n)
-	for i, job := range jobs {
-		jobIDs[i] = job.Job.ID
+	jobIDs, err := jobIDsByMessage(jobs, messageIDs)
+	if err != nil {
+		return nil, err
 	}
 
 	rows, err := tx.Query(ctx, c.queries.InsertMessages, messageIDs, conversationIDs, jobIDs,
@@ -156,4 +159,48 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 		staged.duplicates++
 	}
 	return staged, nil
+}
+
+// jobIDsByMessage returns the id of each message's job, in the order of
+// messageIDs. River returns inserted jobs in input order but does not promise
+// it, so the order is checked, and the args are decoded only if it differs.
+func jobIDsByMessage(jobs []*rivertype.JobInsertResult, messageIDs []uuid.UUID) ([]int64, error) {
+	if len(jobs) != len(messageIDs) {
+		return nil, fmt.Errorf("outbound: insert delivery jobs: %d jobs for %d messages", len(jobs), len(messageIDs))
+	}
+	ids := make([]int64, len(jobs))
+	inOrder := true
+	for i, job := range jobs {
+		ids[i] = job.Job.ID
+		if !argsCarryMessage(job.Job.EncodedArgs, messageIDs[i]) {
+			inOrder = false
+			break
+		}
+	}
+	if inOrder {
+		return ids, nil
+	}
+	byMessage := make(map[uuid.UUID]int64, len(jobs))
+	for _, job := range jobs {
+		var args DeliveryArgs
+		if err := json.Unmarshal(job.Job.EncodedArgs, &args); err != nil {
+			return nil, fmt.Errorf("outbound: read delivery job args: %w", err)
+		}
+		byMessage[args.MessageID] = job.Job.ID
+	}
+	for i, id := range messageIDs {
+		jobID, ok := byMessage[id]
+		if !ok {
+			return nil, fmt.Errorf("outbound: no delivery job was inserted for message %s", id)
+		}
+		ids[i] = jobID
+	}
+	return ids, nil
+}
+
+// argsCarryMessage reports whether encoded delivery args name the message. It
+// searches for the quoted id rather than decoding the JSON: only message_id
+// holds this id, and Postgres' jsonb output may reorder keys and add spaces.
+func argsCarryMessage(encodedArgs []byte, messageID uuid.UUID) bool {
+	return bytes.Contains(encodedArgs, []byte(`"`+messageID.String()+`"`))
 }
