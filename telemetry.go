@@ -151,7 +151,11 @@ func errorType(err error) string {
 		return "not_found"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "context"
-	default:
-		return fmt.Sprintf("%T", err)
 	}
+	// Otherwise the type of the innermost error, e.g. *pgconn.PgError: a
+	// low-cardinality name, as OpenTelemetry's semantic conventions advise.
+	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
+		err = next
+	}
+	return fmt.Sprintf("%T", err)
 }

@@ -160,7 +160,7 @@ func TestTelemetry(t *testing.T) {
 		failed := byName["outbound.trigger"][2]
 		require.Equal(t, "failed", spanAttrs(failed)["outbound.outcome"])
 		require.Equal(t, codes.Error, failed.Status().Code)
-		require.NotEmpty(t, spanAttrs(failed)["error.type"])
+		require.Equal(t, "*errors.errorString", spanAttrs(failed)["error.type"], "the innermost error's type")
 
 		var outcomes []string
 		for _, s := range byName["outbound.bulk_trigger"] {
