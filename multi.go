@@ -42,8 +42,7 @@ type stagedTrigger struct {
 	// messages has one message per recipient, in input order: the row just
 	// written, or the live row that already held the recipient's dedup key.
 	messages []*Message
-	// duplicate[i] tells which of the two messages[i] is.
-	duplicate  []bool
+	// duplicates counts the recipients whose key was already held.
 	duplicates int
 }
 
@@ -106,7 +105,7 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 		return nil, fmt.Errorf("outbound: insert messages: %w", err)
 	}
 
-	staged := &stagedTrigger{messages: make([]*Message, n), duplicate: make([]bool, n)}
+	staged := &stagedTrigger{messages: make([]*Message, n)}
 	byID := make(map[uuid.UUID]*Message, len(inserted))
 	for _, m := range inserted {
 		byID[m.ID] = m
@@ -155,7 +154,6 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 			return nil, fmt.Errorf("outbound: dedup key of conversation %d changed during the call; retry", conversationIDs[i])
 		}
 		staged.messages[i] = m
-		staged.duplicate[i] = true
 		staged.duplicates++
 	}
 	return staged, nil
