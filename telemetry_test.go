@@ -39,21 +39,30 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) metricdata.ResourceMe
 	return rm
 }
 
+// findMetrics returns every recorded metric with the given name.
+func findMetrics(t *testing.T, reader *sdkmetric.ManualReader, name string) []metricdata.Metrics {
+	t.Helper()
+	var found []metricdata.Metrics
+	for _, sm := range collect(t, reader).ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				found = append(found, m)
+			}
+		}
+	}
+	return found
+}
+
 // counterByOutcome sums an int64 counter's points by their outcome attribute.
 func counterByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	for _, sm := range collect(t, reader).ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			require.True(t, ok, "%s is an int64 sum", name)
-			for _, dp := range sum.DataPoints {
-				v, _ := dp.Attributes.Value("outcome")
-				out[v.AsString()] += dp.Value
-			}
+	for _, m := range findMetrics(t, reader, name) {
+		sum, ok := m.Data.(metricdata.Sum[int64])
+		require.True(t, ok, "%s is an int64 sum", name)
+		for _, dp := range sum.DataPoints {
+			v, _ := dp.Attributes.Value("outcome")
+			out[v.AsString()] += dp.Value
 		}
 	}
 	return out
@@ -235,17 +244,12 @@ func metricAttributeSets(t *testing.T, m metricdata.Metrics) []attribute.Set {
 func histogramCountByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
-	for _, sm := range collect(t, reader).ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			h, ok := m.Data.(metricdata.Histogram[float64])
-			require.True(t, ok)
-			for _, dp := range h.DataPoints {
-				v, _ := dp.Attributes.Value("outcome")
-				out[v.AsString()] += dp.Count
-			}
+	for _, m := range findMetrics(t, reader, name) {
+		h, ok := m.Data.(metricdata.Histogram[float64])
+		require.True(t, ok, "%s is a float64 histogram", name)
+		for _, dp := range h.DataPoints {
+			v, _ := dp.Attributes.Value("outcome")
+			out[v.AsString()] += dp.Count
 		}
 	}
 	return out
