@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -205,4 +210,124 @@ func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// setupWorking is setup on a pool of the test's own, with the embedded worker
+// started; the worker is stopped when the test ends. A test's worker and
+// River's listener hold connections for as long as they run, so each gets its
+// own pool rather than crowding the shared one.
+func setupWorking(tb testing.TB, config *outbound.Config) *testBundle {
+	tb.Helper()
+	return setupWorkingOn(tb, migratedSchema(tb), config)
+}
+
+// setupWorkingOn is setupWorking on a schema that is already migrated.
+func setupWorkingOn(tb testing.TB, schema string, config *outbound.Config) *testBundle {
+	tb.Helper()
+	if config == nil {
+		config = &outbound.Config{}
+	}
+	config.Schema = schema
+	if config.MaxWorkers == 0 {
+		config.MaxWorkers = 4
+	}
+	if config.RetryPolicy == nil {
+		config.RetryPolicy = fixedRetry(50 * time.Millisecond)
+	}
+	pool := newTestPool(tb, int32(config.MaxWorkers)+6)
+	client, err := outbound.New(pool, config)
+	require.NoError(tb, err)
+	audit, err := outbound.NewTableAuditor(pool, schema)
+	require.NoError(tb, err)
+	require.NoError(tb, client.Start(context.Background()))
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(tb, client.Stop(ctx))
+	})
+	return &testBundle{client: client, schema: schema, audit: audit}
+}
+
+// newTestPool connects a pool of the test's own, closed when the test ends.
+func newTestPool(tb testing.TB, maxConns int32) *pgxpool.Pool {
+	tb.Helper()
+	config, err := pgxpool.ParseConfig(testDatabaseURL)
+	require.NoError(tb, err)
+	config.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), config)
+	require.NoError(tb, err)
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// fixedRetry retries after a fixed delay, so tests of retries are quick.
+type fixedRetry time.Duration
+
+func (d fixedRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(time.Duration(d)) }
+
+// notifierCall is one call a recordingNotifier received.
+type notifierCall struct {
+	Message outbound.Message
+	At      time.Time
+}
+
+// recordingNotifier records every call and answers with fn, or nil when fn
+// is nil.
+type recordingNotifier struct {
+	mu    sync.Mutex
+	calls []notifierCall
+	fn    func(ctx context.Context, msg *outbound.Message) error
+}
+
+func (n *recordingNotifier) OnOutboundTriggered(ctx context.Context, msg *outbound.Message) error {
+	n.mu.Lock()
+	n.calls = append(n.calls, notifierCall{Message: *msg, At: time.Now()})
+	n.mu.Unlock()
+	if n.fn == nil {
+		return nil
+	}
+	return n.fn(ctx, msg)
+}
+
+// Calls returns a copy of the calls so far.
+func (n *recordingNotifier) Calls() []notifierCall {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.calls)
+}
+
+// callsFor returns the calls for one message.
+func (n *recordingNotifier) callsFor(id uuid.UUID) []notifierCall {
+	var out []notifierCall
+	for _, c := range n.Calls() {
+		if c.Message.ID == id {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// waitForStatus waits until every message has one of the statuses, and
+// returns the messages as they then are.
+func waitForStatus(tb testing.TB, client *outbound.Client, ids []uuid.UUID, statuses ...outbound.MessageStatus) []*outbound.Message {
+	tb.Helper()
+	var msgs []*outbound.Message
+	require.EventuallyWithT(tb, func(c *assert.CollectT) {
+		msgs = msgs[:0]
+		for _, id := range ids {
+			msg, err := client.Message(context.Background(), id)
+			require.NoError(c, err)
+			require.Contains(c, statuses, msg.Status, "message %s", id)
+			msgs = append(msgs, msg)
+		}
+	}, 60*time.Second, 20*time.Millisecond)
+	return msgs
+}
+
+func messageIDs(msgs []*outbound.Message) []uuid.UUID {
+	ids := make([]uuid.UUID, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	return ids
 }

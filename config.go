@@ -4,6 +4,9 @@ import (
 	"cmp"
 	"log/slog"
 	"regexp"
+	"time"
+
+	"github.com/riverqueue/river"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -26,6 +29,14 @@ const (
 	// DefaultMaxAttempts is the number of delivery attempts before a message
 	// is discarded when Config.MaxAttempts is zero.
 	DefaultMaxAttempts = 20
+
+	// DefaultMaxWorkers is the number of delivery jobs the embedded River
+	// client works at once when Config.MaxWorkers is zero.
+	DefaultMaxWorkers = 10
+
+	// DefaultNotifyTimeout is how long a Notifier may take over one delivery
+	// when Config.NotifyTimeout is zero.
+	DefaultNotifyTimeout = 30 * time.Second
 
 	// maxSchemaLength leaves room for River's notification topics, which are
 	// "<schema>.river_leadership" and must fit Postgres' 63-byte identifiers.
@@ -60,6 +71,17 @@ type Config struct {
 	// Defaults to NoopAuditor.
 	Auditor Auditor
 
+	// Notifier delivers messages: the delivery worker hands it each message.
+	// Nil makes deliveries no-ops: a message is marked sent without being
+	// handed to anyone (outcome no_op), as the original library did.
+	Notifier Notifier
+
+	// NotifyTimeout cuts off a Notifier call that takes longer: the attempt
+	// fails and is retried. The Notifier's context is cancelled at the
+	// deadline; one that ignores its context is abandoned, not waited for.
+	// Defaults to DefaultNotifyTimeout (30s).
+	NotifyTimeout time.Duration
+
 	// Queue is the River queue that delivery jobs go to. Defaults to
 	// DefaultQueue ("outbound").
 	Queue string
@@ -67,6 +89,18 @@ type Config struct {
 	// MaxAttempts is the number of delivery attempts before a message is
 	// discarded. Defaults to DefaultMaxAttempts (20).
 	MaxAttempts int
+
+	// MaxWorkers is the number of delivery jobs that Start's embedded River
+	// client works at once in this process. Each running delivery holds one
+	// pool connection while its Notifier runs, so the pool needs more
+	// connections than this. Defaults to DefaultMaxWorkers (10).
+	MaxWorkers int
+
+	// RetryPolicy decides when a failed delivery is tried again, in both
+	// worker modes (Start, and AddWorkers under a host's River client).
+	// Defaults to the River client's policy, which for Start is River's
+	// DefaultClientRetryPolicy: attempt^4 seconds, with jitter.
+	RetryPolicy river.ClientRetryPolicy
 
 	// TracerProvider makes the tracer for spans. Defaults to
 	// otel.GetTracerProvider().
@@ -92,6 +126,8 @@ func (c *Config) withDefaults() *Config {
 	out.MaxBatchSize = cmp.Or(out.MaxBatchSize, DefaultMaxBatchSize)
 	out.Queue = cmp.Or(out.Queue, DefaultQueue)
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
+	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
+	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}
 	}
@@ -120,6 +156,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		return invalidArgument("Config.MaxAttempts", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxAttempts, c.MaxAttempts)
+	}
+	if c.MaxWorkers < 1 {
+		return invalidArgument("Config.MaxWorkers", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxWorkers, c.MaxWorkers)
+	}
+	if c.NotifyTimeout < 0 {
+		return invalidArgument("Config.NotifyTimeout", "must not be negative (0 means the default, %s), got %s", DefaultNotifyTimeout, c.NotifyTimeout)
 	}
 	if len(c.Queue) > 64 || !queueNameRE.MatchString(c.Queue) {
 		return invalidArgument("Config.Queue", "must be at most 64 lowercase letters and digits separated by single underscores or hyphens, got %q", c.Queue)

@@ -24,6 +24,10 @@ var (
 
 	// ErrNotFound is returned when a message or envelope does not exist.
 	ErrNotFound = errors.New("outbound: not found")
+
+	// ErrNotCancellable is returned when cancelling what is past cancelling:
+	// a message already sent or discarded, or an envelope that was refused.
+	ErrNotCancellable = errors.New("outbound: not cancellable")
 )
 
 // BatchTooLargeError is returned by BulkTrigger when a bulk exceeds the cap.

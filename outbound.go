@@ -77,22 +77,26 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// An insert-only River client: it enqueues delivery jobs in the caller's
-	// transactions and works nothing.
-	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema: cfg.RiverSchema,
-		Logger: cfg.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("outbound: river client: %w", err)
-	}
 	c := &Client{
 		pool:      pool,
 		config:    cfg,
 		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
-		river:     riverClient,
 		telemetry: newTelemetry(cfg.TracerProvider, cfg.MeterProvider),
 	}
+	// One River client both enqueues delivery jobs in callers' transactions
+	// and, once Start is called, works them. Until then it only inserts.
+	workers := river.NewWorkers()
+	c.AddWorkers(workers)
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:  cfg.RiverSchema,
+		Logger:  cfg.Logger,
+		Queues:  map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
+		Workers: workers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbound: river client: %w", err)
+	}
+	c.river = riverClient
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
 }

@@ -21,12 +21,14 @@ const ScopeName = "github.com/cairnloop/outbound"
 const (
 	spanTrigger     = "outbound.trigger"
 	spanBulkTrigger = "outbound.bulk_trigger"
+	spanDeliver     = "outbound.deliver"
 
 	metricTriggers            = "outbound.triggers"
 	metricBulkTriggers        = "outbound.bulk.triggers"
 	metricBulkRecipients      = "outbound.bulk.recipients"
 	metricTriggerDuration     = "outbound.trigger.duration"
 	metricBulkTriggerDuration = "outbound.bulk_trigger.duration"
+	metricDeliveries          = "outbound.deliveries"
 )
 
 // outcome is the only metric attribute the trigger paths use.
@@ -40,6 +42,37 @@ const (
 	outcomeReplayed                      outcome = "replayed"
 	outcomeRefusedCapExceeded            outcome = "refused_cap_exceeded"
 	outcomeRefusedCapExceededAuditFailed outcome = "refused_cap_exceeded_audit_failed"
+
+	// Delivery outcomes. failed means the attempt failed and will be
+	// retried; discarded means the last attempt failed. no_op means nothing
+	// was handed to a notifier.
+	outcomeSent      outcome = "sent"
+	outcomeDiscarded outcome = "discarded"
+	outcomeNoOp      outcome = "no_op"
+)
+
+// reason says why a delivery attempt ended as it did; with outcome, it is the
+// only attribute of outbound.deliveries.
+type reason string
+
+const (
+	reasonNotifierOK            reason = "notifier_ok"
+	reasonNotifierReturnedError reason = "notifier_returned_error"
+	reasonNotifierTimeout       reason = "notifier_timeout"
+	reasonNotifierPanicked      reason = "notifier_panicked"
+	reasonNoNotifierConfigured  reason = "no_notifier_configured"
+	reasonCancelled             reason = "cancelled"
+	// reasonWorkerStopped: the worker was stopped while the notifier ran.
+	reasonWorkerStopped reason = "worker_stopped"
+	// reasonAlreadyFinal: the job ran again for a message already sent or
+	// discarded, e.g. retried by hand; nothing was delivered.
+	reasonAlreadyFinal reason = "already_final"
+	// reasonMessageNotFound: the message row was deleted; the job is
+	// cancelled.
+	reasonMessageNotFound reason = "message_not_found"
+	// reasonDatabaseError: the notifier's result could not be recorded, so
+	// the attempt counts as failed and River tries again.
+	reasonDatabaseError reason = "database_error"
 )
 
 // Span attribute keys. Spans may carry ids for tracing; never actor or body.
@@ -49,11 +82,17 @@ const (
 	attrTemplateID     = attribute.Key("outbound.template_id")
 	attrBulkEnvelopeID = attribute.Key("outbound.bulk_envelope_id")
 	attrCount          = attribute.Key("outbound.count")
+	attrMessageID      = attribute.Key("outbound.message_id")
+	attrAttempt        = attribute.Key("outbound.attempt")
+	attrReason         = attribute.Key("outbound.reason")
 	attrErrorType      = attribute.Key("error.type")
 )
 
-// metricOutcome is the one metric attribute key.
-const metricOutcome = attribute.Key("outcome")
+// Metric attribute keys: outcome everywhere, reason on outbound.deliveries.
+const (
+	metricOutcome = attribute.Key("outcome")
+	metricReason  = attribute.Key("reason")
+)
 
 // telemetry holds the instruments, made once in New.
 type telemetry struct {
@@ -63,6 +102,7 @@ type telemetry struct {
 	bulkRecipients      metric.Int64Counter
 	triggerDuration     metric.Float64Histogram
 	bulkTriggerDuration metric.Float64Histogram
+	deliveries          metric.Int64Counter
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
@@ -96,6 +136,11 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 		metric.WithUnit("s")); err != nil {
 		otel.Handle(err)
 	}
+	if t.deliveries, err = meter.Int64Counter(metricDeliveries,
+		metric.WithDescription("Delivery attempts by outcome and reason."),
+		metric.WithUnit("{attempt}")); err != nil {
+		otel.Handle(err)
+	}
 	return t
 }
 
@@ -127,6 +172,14 @@ func (t *telemetry) recordBulk(ctx context.Context, o outcome, count, triggered,
 	}
 }
 
+// recordDelivery records one delivery attempt.
+func (t *telemetry) recordDelivery(ctx context.Context, o outcome, r reason) {
+	t.deliveries.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(
+		metricOutcome.String(string(o)),
+		metricReason.String(string(r)),
+	)))
+}
+
 // endSpan sets the span's outcome and, on error, its error status.
 func endSpan(span trace.Span, o outcome, err error) {
 	span.SetAttributes(attrOutcome.String(string(o)))
@@ -149,6 +202,8 @@ func errorType(err error) string {
 		return "idempotency_conflict"
 	case errors.Is(err, ErrNotFound):
 		return "not_found"
+	case errors.Is(err, ErrNotCancellable):
+		return "not_cancellable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "context"
 	}

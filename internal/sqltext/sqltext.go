@@ -68,6 +68,46 @@ type Queries struct {
 	// ListAuditEvents reads audit events newest first. $1 action or NULL for
 	// all, $2 limit.
 	ListAuditEvents string
+
+	// LockMessage reads one message and locks it until the transaction ends,
+	// so that a delivery and a cancel of the same message take turns. $1 id.
+	LockMessage string
+
+	// SelectMessageEnvelopeID reads the envelope id of one message, NULL when
+	// it has none. $1 id.
+	SelectMessageEnvelopeID string
+
+	// MarkMessageSent records a delivered message. $1 id, $2 attempts.
+	MarkMessageSent string
+
+	// MarkMessageFailed records a failed delivery attempt. $1 id, $2 status
+	// (failed or discarded), $3 attempts, $4 last error.
+	MarkMessageFailed string
+
+	// CancelMessage cancels one message if it is still undelivered, returning
+	// its job id. $1 id.
+	CancelMessage string
+
+	// CancelEnvelopeMessages cancels an envelope's undelivered messages,
+	// returning their job ids. $1 envelope id, $2 template id.
+	CancelEnvelopeMessages string
+
+	// CancelJobs cancels River jobs that are not running or finalized, as
+	// River's own JobCancel does for them. A running job is left to its
+	// worker, which finds its message cancelled. $1 job ids.
+	CancelJobs string
+
+	// LockEnvelope reads one envelope and locks it until the transaction
+	// ends, so that cancels touching one envelope take turns. $1 id.
+	LockEnvelope string
+
+	// MarkEnvelopeCancelledIfAllCancelled sets a submitted envelope's status
+	// to cancelled when none of its messages is left uncancelled. $1 id.
+	MarkEnvelopeCancelledIfAllCancelled string
+
+	// EnvelopeProgress counts an envelope's messages by status; no row means
+	// no such envelope. $1 id.
+	EnvelopeProgress string
 }
 
 // New returns the queries for the library's schema and River's schema, both
@@ -123,6 +163,65 @@ LIMIT $2`),
 
 		InsertAuditEvent: r.Replace(`
 INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES ($1, $2, $3, $4, $5)`),
+
+		LockMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1 FOR UPDATE`),
+
+		SelectMessageEnvelopeID: r.Replace(`SELECT bulk_envelope_id FROM {s}.messages WHERE id = $1`),
+
+		MarkMessageSent: r.Replace(`
+UPDATE {s}.messages
+SET status = 'sent', sent_at = now(), attempts = $2, last_error = NULL,
+	metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()
+WHERE id = $1
+RETURNING {mcols}`),
+
+		MarkMessageFailed: r.Replace(`
+UPDATE {s}.messages
+SET status = $2, attempts = $3, last_error = $4,
+	metadata = jsonb_set(metadata, '{status}', to_jsonb($2::text)), updated_at = now()
+WHERE id = $1`),
+
+		CancelMessage: r.Replace(`
+UPDATE {s}.messages
+SET status = 'cancelled', metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
+WHERE id = $1 AND status IN ('pending', 'failed')
+RETURNING job_id`),
+
+		// UPDATE waits for a row that a delivery has locked, then checks the
+		// WHERE again on the row as committed: a message that was just sent
+		// is skipped.
+		CancelEnvelopeMessages: r.Replace(`
+UPDATE {s}.messages
+SET status = 'cancelled', metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
+WHERE bulk_envelope_id = $1 AND template_id = $2 AND status IN ('pending', 'failed')
+RETURNING job_id`),
+
+		CancelJobs: rr.Replace(`
+UPDATE {rs}.river_job
+SET state = 'cancelled', finalized_at = now(),
+	metadata = jsonb_set(metadata, '{cancel_attempted_at}', to_jsonb(now()), true)
+WHERE id = ANY($1::bigint[]) AND state IN ('available', 'pending', 'retryable', 'scheduled')`),
+
+		LockEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1 FOR UPDATE`),
+
+		MarkEnvelopeCancelledIfAllCancelled: r.Replace(`
+UPDATE {s}.bulk_envelopes e
+SET status = 'cancelled', updated_at = now()
+WHERE e.id = $1 AND e.status = 'submitted' AND NOT EXISTS (
+	SELECT 1 FROM {s}.messages m
+	WHERE m.bulk_envelope_id = e.id AND m.template_id = e.template_id AND m.status <> 'cancelled')`),
+
+		EnvelopeProgress: r.Replace(`
+SELECT
+	count(m.id) FILTER (WHERE m.status = 'pending'),
+	count(m.id) FILTER (WHERE m.status = 'sent'),
+	count(m.id) FILTER (WHERE m.status = 'failed'),
+	count(m.id) FILTER (WHERE m.status = 'discarded'),
+	count(m.id) FILTER (WHERE m.status = 'cancelled')
+FROM {s}.bulk_envelopes e
+LEFT JOIN {s}.messages m ON m.bulk_envelope_id = e.id AND m.template_id = e.template_id
+WHERE e.id = $1
+GROUP BY e.id`),
 
 		ListAuditEvents: r.Replace(`
 SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events

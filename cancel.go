@@ -1,0 +1,139 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Locks, always taken in this order so that cancels cannot deadlock: the
+// envelope row, then message rows. A delivery locks only its message row, for
+// the length of one attempt, so a cancel that reaches a message being
+// delivered waits for that attempt and then sees its result.
+
+// CancelMessage cancels an undelivered (pending or failed) message and its
+// River job in one transaction. The notifier will not be handed the message,
+// and its dedup key is free again. Cancelling a cancelled message does nothing
+// and returns nil; a sent or discarded message gives ErrNotCancellable, and an
+// unknown id ErrNotFound. When the message is the last uncancelled one of its
+// envelope, the envelope's status becomes cancelled.
+func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
+	return c.withTx(ctx, func(tx pgx.Tx) error {
+		var envelopeID *uuid.UUID
+		err := tx.QueryRow(ctx, c.queries.SelectMessageEnvelopeID, id).Scan(&envelopeID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: message %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return fmt.Errorf("outbound: cancel message: %w", err)
+		}
+		if envelopeID != nil {
+			// The message's envelope id may be only a campaign key with no
+			// envelope row; then there is nothing to lock or update.
+			if _, err := c.lockEnvelope(ctx, tx, *envelopeID); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+
+		msg, err := scanMessage(tx.QueryRow(ctx, c.queries.LockMessage, id))
+		if err != nil {
+			return fmt.Errorf("outbound: cancel message: lock: %w", err)
+		}
+		switch msg.Status {
+		case MessageStatusCancelled:
+			return nil
+		case MessageStatusSent, MessageStatusDiscarded:
+			return fmt.Errorf("%w: message %s is %s; only pending or failed messages can be cancelled", ErrNotCancellable, id, msg.Status)
+		}
+
+		rows, err := tx.Query(ctx, c.queries.CancelMessage, id)
+		if err != nil {
+			return fmt.Errorf("outbound: cancel message: %w", err)
+		}
+		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[*int64])
+		if err != nil {
+			return fmt.Errorf("outbound: cancel message: %w", err)
+		}
+		if err := c.cancelJobs(ctx, tx, jobIDs); err != nil {
+			return err
+		}
+		if envelopeID != nil {
+			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, *envelopeID); err != nil {
+				return fmt.Errorf("outbound: cancel message: update envelope: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// CancelEnvelope cancels every undelivered (pending or failed) message of a
+// submitted envelope and their River jobs in one transaction, and returns how
+// many it cancelled. Messages already sent or discarded are left as they are.
+// When no message is left uncancelled, the envelope's status becomes
+// cancelled. An unknown id is ErrNotFound; a refused envelope, which has no
+// messages, is ErrNotCancellable.
+func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) {
+	var cancelled int
+	err := c.withTx(ctx, func(tx pgx.Tx) error {
+		env, err := c.lockEnvelope(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if env.Status == EnvelopeStatusRefusedCapExceeded {
+			return fmt.Errorf("%w: envelope %s was refused (%s); it has no messages to cancel", ErrNotCancellable, id, env.RefusedReason)
+		}
+		rows, err := tx.Query(ctx, c.queries.CancelEnvelopeMessages, id, env.TemplateID)
+		if err != nil {
+			return fmt.Errorf("outbound: cancel envelope: %w", err)
+		}
+		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[*int64])
+		if err != nil {
+			return fmt.Errorf("outbound: cancel envelope: %w", err)
+		}
+		if err := c.cancelJobs(ctx, tx, jobIDs); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id); err != nil {
+			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
+		}
+		cancelled = len(jobIDs)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return cancelled, nil
+}
+
+// lockEnvelope reads and locks an envelope row, or returns ErrNotFound.
+func (c *Client) lockEnvelope(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Envelope, error) {
+	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.LockEnvelope, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: lock envelope: %w", err)
+	}
+	return env, nil
+}
+
+// cancelJobs cancels the River jobs of cancelled messages. A job that is
+// running is left to its worker, which will find the message cancelled.
+func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []*int64) error {
+	ids := make([]int64, 0, len(jobIDs))
+	for _, id := range jobIDs {
+		if id != nil {
+			ids = append(ids, *id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, c.queries.CancelJobs, ids); err != nil {
+		return fmt.Errorf("outbound: cancel delivery jobs: %w", err)
+	}
+	return nil
+}

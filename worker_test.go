@@ -1,0 +1,318 @@
+package outbound_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDeliverySent(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	notifier := &recordingNotifier{}
+	b := setupWorking(t, &outbound.Config{Notifier: notifier})
+
+	single, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "We fixed it."})
+	require.NoError(t, err)
+	bulk, err := b.client.BulkTrigger(ctx, conversations(5), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+
+	ids := append(messageIDs(bulk.Messages), single.Message.ID)
+	for _, msg := range waitForStatus(t, b.client, ids, outbound.MessageStatusSent) {
+		require.Equal(t, 1, msg.Attempts)
+		require.Empty(t, msg.LastError)
+		require.False(t, msg.SentAt.IsZero())
+		require.Equal(t, "sent", msg.Metadata["status"])
+		require.Equal(t, "completed", jobByID(t, b.schema, msg.JobID).State)
+
+		// The notifier was handed this message once, as stored.
+		calls := notifier.callsFor(msg.ID)
+		require.Len(t, calls, 1)
+		require.Equal(t, msg.ConversationID, calls[0].Message.ConversationID)
+		require.Equal(t, msg.Content, calls[0].Message.Content)
+		require.Equal(t, msg.TemplateID, calls[0].Message.TemplateID)
+		require.Equal(t, msg.BulkEnvelopeID, calls[0].Message.BulkEnvelopeID)
+		require.Equal(t, 1, calls[0].Message.Attempts)
+
+		// The status update and the job's completion were committed by one
+		// transaction: both rows carry its id as xmin.
+		var messageXmin, jobXmin uint32
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT xmin::text::bigint FROM "+table(b.schema, "messages")+" WHERE id = $1", msg.ID).Scan(&messageXmin))
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT xmin::text::bigint FROM "+table(b.schema, "river_job")+" WHERE id = $1", msg.JobID).Scan(&jobXmin))
+		require.Equal(t, messageXmin, jobXmin, "message %s and job %d were updated by different transactions", msg.ID, msg.JobID)
+	}
+	require.Len(t, notifier.Calls(), 6)
+	require.Equal(t, "We fixed it.", notifier.callsFor(single.Message.ID)[0].Message.Content)
+}
+
+func TestDeliveryRetriesThenSends(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	var (
+		b       *testBundle
+		seen    = make(chan *outbound.Message, 1)
+		attempt atomic.Int32
+	)
+	notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
+		switch attempt.Add(1) {
+		case 1:
+			return errors.New("smtp: 451 try again later")
+		case 2:
+			// What the first attempt left, as others can read it while
+			// this attempt holds the row.
+			stored, err := b.client.Message(ctx, msg.ID)
+			if err != nil {
+				return err
+			}
+			seen <- stored
+			return errors.New("smtp: 451 still busy")
+		}
+		return nil
+	}}
+	b = setupWorking(t, &outbound.Config{Notifier: notifier})
+
+	res, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+
+	afterFirst := <-seen
+	require.Equal(t, outbound.MessageStatusFailed, afterFirst.Status)
+	require.Equal(t, "failed", afterFirst.Metadata["status"])
+	require.Equal(t, 1, afterFirst.Attempts)
+	require.Equal(t, "smtp: 451 try again later", afterFirst.LastError)
+	require.True(t, afterFirst.SentAt.IsZero())
+
+	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
+	require.Equal(t, 3, msg.Attempts)
+	require.Empty(t, msg.LastError)
+	require.Equal(t, "sent", msg.Metadata["status"])
+
+	calls := notifier.callsFor(msg.ID)
+	require.Len(t, calls, 3)
+	for i, c := range calls {
+		require.Equal(t, i+1, c.Message.Attempts, "attempt numbers")
+		require.Equal(t, msg.ID, c.Message.ID, "every attempt carries the same message id")
+	}
+}
+
+func TestDeliveryDiscardedAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	notifier := &recordingNotifier{fn: func(context.Context, *outbound.Message) error {
+		return errors.New("mailbox does not exist")
+	}}
+	b := setupWorking(t, &outbound.Config{Notifier: notifier, MaxAttempts: 3})
+
+	res, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+
+	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusDiscarded)[0]
+	require.Equal(t, 3, msg.Attempts)
+	require.Equal(t, "mailbox does not exist", msg.LastError)
+	require.Equal(t, "discarded", msg.Metadata["status"])
+	require.Len(t, notifier.callsFor(msg.ID), 3)
+	require.Eventually(t, func() bool { return jobByID(t, b.schema, msg.JobID).State == "discarded" },
+		30*time.Second, 20*time.Millisecond)
+
+	// Discarding frees the dedup key: the same trigger writes a new message.
+	again, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.False(t, again.Duplicate)
+	require.NotEqual(t, msg.ID, again.Message.ID)
+}
+
+func TestDeliveryNotifierPanics(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	var attempt atomic.Int32
+	notifier := &recordingNotifier{fn: func(context.Context, *outbound.Message) error {
+		if attempt.Add(1) == 1 {
+			panic("nil map in template")
+		}
+		return nil
+	}}
+	var logs syncBuffer
+	b := setupWorking(t, &outbound.Config{Notifier: notifier, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+
+	res, err := b.client.Trigger(ctx, 11, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
+	require.Equal(t, 2, msg.Attempts)
+	require.Len(t, notifier.callsFor(msg.ID), 2)
+	require.Contains(t, logs.String(), "outbound: notifier panicked")
+	require.Contains(t, logs.String(), "nil map in template")
+}
+
+func TestDeliveryNotifierTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var attempt atomic.Int32
+	notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
+		switch attempt.Add(1) {
+		case 1:
+			<-release // hangs, ignoring its context
+		case 2:
+			<-ctx.Done() // hangs until its deadline, then says so
+			return ctx.Err()
+		}
+		return nil
+	}}
+	b := setupWorking(t, &outbound.Config{Notifier: notifier, NotifyTimeout: 300 * time.Millisecond})
+
+	res, err := b.client.Trigger(ctx, 12, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
+	require.Equal(t, 3, msg.Attempts)
+	calls := notifier.callsFor(msg.ID)
+	require.Len(t, calls, 3)
+	// Each cut-off attempt was retried only after the timeout had passed.
+	require.GreaterOrEqual(t, calls[1].At.Sub(calls[0].At), 300*time.Millisecond)
+	require.GreaterOrEqual(t, calls[2].At.Sub(calls[1].At), 300*time.Millisecond)
+
+	var errs []string
+	require.NoError(t, testPool.QueryRow(ctx, "SELECT array_agg(e->>'error' ORDER BY (e->>'attempt')::int) FROM "+
+		table(b.schema, "river_job")+", jsonb_array_elements(to_jsonb(errors)) AS e WHERE id = $1", msg.JobID).Scan(&errs))
+	require.Len(t, errs, 2)
+	require.Contains(t, errs[0], "notifier timed out after 300ms")
+	require.Contains(t, errs[1], "notifier timed out after 300ms")
+}
+
+func TestDeliveryWithoutNotifier(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setupWorking(t, nil)
+
+	res, err := b.client.Trigger(ctx, 13, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
+	require.Equal(t, 1, msg.Attempts)
+	require.False(t, msg.SentAt.IsZero())
+	require.Equal(t, "completed", jobByID(t, b.schema, msg.JobID).State)
+}
+
+func TestDeliveryScheduled(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	notifier := &recordingNotifier{}
+	b := setupWorking(t, &outbound.Config{Notifier: notifier})
+
+	later, err := b.client.Trigger(ctx, 14, &outbound.TriggerOpts{TemplateID: "recovery", ScheduleIn: 3 * time.Second})
+	require.NoError(t, err)
+	now, err := b.client.Trigger(ctx, 15, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+
+	// The unscheduled message goes first, while the scheduled one waits.
+	waitForStatus(t, b.client, messageIDs([]*outbound.Message{now.Message}), outbound.MessageStatusSent)
+	require.Empty(t, notifier.callsFor(later.Message.ID))
+
+	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{later.Message}), outbound.MessageStatusSent)[0]
+	calls := notifier.callsFor(msg.ID)
+	require.Len(t, calls, 1)
+	require.False(t, calls[0].At.Before(msg.ScheduledAt), "delivered at %s, scheduled for %s", calls[0].At, msg.ScheduledAt)
+}
+
+// TestDeliveryHostRiverClient runs the delivery worker under a River client
+// the host owns, registered with AddWorkers, instead of Start.
+func TestDeliveryHostRiverClient(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	pool := newTestPool(t, 10)
+	notifier := &recordingNotifier{}
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema, Notifier: notifier})
+	require.NoError(t, err)
+
+	workers := river.NewWorkers()
+	client.AddWorkers(workers)
+	hostRiver, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:  schema,
+		Queues:  map[string]river.QueueConfig{outbound.DefaultQueue: {MaxWorkers: 2}},
+		Workers: workers,
+	})
+	require.NoError(t, err)
+	require.NoError(t, hostRiver.Start(context.Background()))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, hostRiver.Stop(stopCtx))
+	})
+
+	res, err := client.BulkTrigger(ctx, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+	for _, msg := range waitForStatus(t, client, messageIDs(res.Messages), outbound.MessageStatusSent) {
+		require.Len(t, notifier.callsFor(msg.ID), 1)
+		require.Equal(t, "completed", jobByID(t, schema, msg.JobID).State)
+	}
+
+	// A second registration is refused, as River refuses any.
+	require.Panics(t, func() { client.AddWorkers(workers) })
+}
+
+// TestDeliveryStopInterruptsNotifier checks that Stop, once its context ends,
+// cancels a running notifier, and that the interrupted attempt is recorded
+// and delivered later.
+func TestDeliveryStopInterruptsNotifier(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	started := make(chan struct{}, 1)
+	var attempt atomic.Int32
+	notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
+		if attempt.Add(1) == 1 {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}}
+	config := &outbound.Config{Schema: schema, Notifier: notifier, RetryPolicy: fixedRetry(50 * time.Millisecond)}
+	first, err := outbound.New(newTestPool(t, 10), config)
+	require.NoError(t, err)
+	require.NoError(t, first.Start(context.Background()))
+
+	res, err := first.Trigger(ctx, 16, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	<-started
+
+	stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, first.Stop(stopCtx), context.DeadlineExceeded)
+
+	msg, err := first.Message(ctx, res.Message.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.MessageStatusFailed, msg.Status)
+	require.Contains(t, msg.LastError, "context canceled")
+
+	// Another worker picks it up and delivers it.
+	b := setupWorkingOn(t, schema, config)
+	waitForStatus(t, b.client, []uuid.UUID{msg.ID}, outbound.MessageStatusSent)
+	require.Len(t, notifier.callsFor(msg.ID), 2)
+}
+
+func TestConfigDeliveryFields(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		config outbound.Config
+		want   string
+	}{
+		{"negative max workers", outbound.Config{MaxWorkers: -1}, "Config.MaxWorkers must be at least 1"},
+		{"negative notify timeout", outbound.Config{NotifyTimeout: -time.Second}, "Config.NotifyTimeout must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := outbound.New(testPool, &tc.config)
+			require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
