@@ -2,7 +2,12 @@ package outbound_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
@@ -253,4 +258,120 @@ func histogramCountByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name 
 		}
 	}
 	return out
+}
+
+// deliveryCounts sums outbound.deliveries by "outcome/reason".
+func deliveryCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, m := range findMetrics(t, reader, "outbound.deliveries") {
+		sum, ok := m.Data.(metricdata.Sum[int64])
+		require.True(t, ok, "outbound.deliveries is an int64 sum")
+		for _, dp := range sum.DataPoints {
+			keys := []string{}
+			for _, kv := range dp.Attributes.ToSlice() {
+				keys = append(keys, string(kv.Key))
+			}
+			require.ElementsMatch(t, []string{"outcome", "reason"}, keys, "the only attributes")
+			o, _ := dp.Attributes.Value("outcome")
+			r, _ := dp.Attributes.Value("reason")
+			out[o.AsString()+"/"+r.AsString()] += dp.Value
+		}
+	}
+	return out
+}
+
+func TestDeliveryTelemetry(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	const (
+		ok        = 5001 // delivered at once
+		hopeless  = 5002 // fails both attempts: discarded
+		panicky   = 5003 // panics once, then delivered
+		slow      = 5004 // runs past the timeout once, then delivered
+		cancelled = 5005 // cancelled behind the worker's back
+	)
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	notifier := outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
+		mu.Lock()
+		seen[msg.ConversationID]++
+		n := seen[msg.ConversationID]
+		mu.Unlock()
+		switch {
+		case msg.ConversationID == hopeless:
+			return errors.New("secret-error-text")
+		case msg.ConversationID == panicky && n == 1:
+			panic("boom")
+		case msg.ConversationID == slow && n == 1:
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	config := &outbound.Config{
+		Notifier: notifier, MaxAttempts: 2, NotifyTimeout: 200 * time.Millisecond,
+		TracerProvider: providers.tracer, MeterProvider: providers.meter,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	b := setupWorking(t, config)
+
+	var ids []uuid.UUID
+	for _, id := range []int64{ok, hopeless, panicky, slow, cancelled} {
+		res, err := b.client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: "tpl-x", Content: "secret body", Actor: "secret actor"})
+		require.NoError(t, err)
+		if id == cancelled {
+			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = 'cancelled' WHERE id = $1", res.Message.ID)
+			require.NoError(t, err)
+			continue
+		}
+		ids = append(ids, res.Message.ID)
+	}
+	waitForStatus(t, b.client, ids, outbound.MessageStatusSent, outbound.MessageStatusDiscarded)
+
+	// A second client without a notifier: its deliveries are no-ops.
+	noop := setupWorking(t, &outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter})
+	res, err := noop.client.Trigger(ctx, ok, &outbound.TriggerOpts{TemplateID: "tpl-x"})
+	require.NoError(t, err)
+	waitForStatus(t, noop.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+
+	// Stopping waits for running attempts, which record on their way out.
+	require.NoError(t, b.client.Stop(ctx))
+	require.NoError(t, noop.client.Stop(ctx))
+
+	require.Equal(t, map[string]int64{
+		"sent/notifier_ok":                  3, // ok, panicky, slow
+		"failed/notifier_returned_error":    1, // hopeless, first attempt
+		"discarded/notifier_returned_error": 1, // hopeless, last attempt
+		"failed/notifier_panicked":          1,
+		"failed/notifier_timeout":           1,
+		"no_op/cancelled":                   1,
+		"no_op/no_notifier_configured":      1,
+	}, deliveryCounts(t, reader))
+
+	var deliverSpans int
+	for _, s := range providers.spans.Ended() {
+		if s.Name() != "outbound.deliver" {
+			continue
+		}
+		deliverSpans++
+		attrs := spanAttrs(s)
+		require.NotEmpty(t, attrs["outbound.message_id"])
+		require.NotEmpty(t, attrs["outbound.conversation_id"])
+		require.Equal(t, "tpl-x", attrs["outbound.template_id"])
+		require.NotEmpty(t, attrs["outbound.attempt"])
+		require.NotEmpty(t, attrs["outbound.reason"])
+		if attrs["outbound.outcome"] == "failed" || attrs["outbound.outcome"] == "discarded" {
+			require.Equal(t, codes.Error, s.Status().Code)
+			require.NotEmpty(t, attrs["error.type"])
+		} else {
+			require.Equal(t, codes.Unset, s.Status().Code, "outcome %s", attrs["outbound.outcome"])
+		}
+		for k, v := range attrs {
+			require.NotContains(t, v, "secret actor", k)
+			require.NotContains(t, v, "secret body", k)
+		}
+	}
+	require.Equal(t, 9, deliverSpans, "one span per attempt")
 }

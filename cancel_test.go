@@ -1,0 +1,270 @@
+package outbound_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCancelMessage(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setup(t, nil)
+
+	res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
+
+	msg, err := b.client.Message(ctx, res.Message.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.MessageStatusCancelled, msg.Status)
+	require.Equal(t, "cancelled", msg.Metadata["status"])
+	require.Equal(t, "cancelled", jobByID(t, b.schema, msg.JobID).State)
+
+	// Cancelling again is a no-op.
+	require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
+
+	// The dedup key is free: the same trigger writes a new message.
+	again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.False(t, again.Duplicate)
+	require.NotEqual(t, res.Message.ID, again.Message.ID)
+
+	err = b.client.CancelMessage(ctx, uuid.New())
+	require.ErrorIs(t, err, outbound.ErrNotFound)
+}
+
+func TestCancelledMessageIsNeverDelivered(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	notifier := &recordingNotifier{}
+	config := &outbound.Config{Schema: schema, Notifier: notifier}
+	idle, err := outbound.New(testPool, config)
+	require.NoError(t, err)
+
+	// Cancelled before any worker runs: one message, and a whole envelope.
+	single, err := idle.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.NoError(t, idle.CancelMessage(ctx, single.Message.ID))
+	bulk, err := idle.BulkTrigger(ctx, conversations(4), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+	n, err := idle.CancelEnvelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+
+	// A cancelled message whose job is still queued (as when a cancel lands
+	// after a worker fetched the job): the worker must skip it.
+	orphan, err := idle.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	_, err = testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET status = 'cancelled' WHERE id = $1", orphan.Message.ID)
+	require.NoError(t, err)
+
+	b := setupWorkingOn(t, schema, config)
+	marker, err := b.client.Trigger(ctx, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	waitForStatus(t, b.client, []uuid.UUID{marker.Message.ID}, outbound.MessageStatusSent)
+	require.Eventually(t, func() bool { return jobByID(t, schema, orphan.Message.JobID).State == "cancelled" },
+		30*time.Second, 20*time.Millisecond)
+
+	calls := notifier.Calls()
+	require.Len(t, calls, 1, "only the marker is delivered")
+	require.Equal(t, marker.Message.ID, calls[0].Message.ID)
+	for _, id := range append(messageIDs(bulk.Messages), single.Message.ID, orphan.Message.ID) {
+		msg, err := b.client.Message(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusCancelled, msg.Status)
+	}
+}
+
+func TestCancelSentMessage(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setupWorking(t, &outbound.Config{Notifier: &recordingNotifier{}})
+
+	res, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+
+	err = b.client.CancelMessage(ctx, res.Message.ID)
+	require.ErrorIs(t, err, outbound.ErrNotCancellable)
+	require.ErrorContains(t, err, "is sent")
+	msg, err := b.client.Message(ctx, res.Message.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.MessageStatusSent, msg.Status)
+}
+
+func TestCancelEnvelope(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	// The first two recipients fail every attempt; the rest are delivered.
+	recipients := conversations(5)
+	notifier := &recordingNotifier{fn: func(_ context.Context, msg *outbound.Message) error {
+		if msg.ConversationID == recipients[0] || msg.ConversationID == recipients[1] {
+			return errors.New("mailbox full")
+		}
+		return nil
+	}}
+	b := setupWorking(t, &outbound.Config{Notifier: notifier})
+
+	bulk, err := b.client.BulkTrigger(ctx, recipients, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+	ids := messageIDs(bulk.Messages)
+	waitForStatus(t, b.client, ids[2:], outbound.MessageStatusSent)
+	waitForStatus(t, b.client, ids[:2], outbound.MessageStatusFailed)
+
+	progress, err := b.client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.Progress{Sent: 3, Failed: 2}, *progress)
+
+	// Only the undelivered recipients are cancelled; the envelope, with
+	// messages sent, stays submitted.
+	n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	progress, err = b.client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.Progress{Sent: 3, Cancelled: 2}, *progress)
+	require.Equal(t, 5, progress.Total())
+	env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status)
+
+	n, err = b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	_, err = b.client.CancelEnvelope(ctx, uuid.New())
+	require.ErrorIs(t, err, outbound.ErrNotFound)
+	_, err = b.client.EnvelopeProgress(ctx, uuid.New())
+	require.ErrorIs(t, err, outbound.ErrNotFound)
+}
+
+func TestCancelEnvelopeStatus(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setup(t, nil)
+
+	bulk, err := b.client.BulkTrigger(ctx, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+
+	// Cancelling recipients one by one: the last one cancels the envelope.
+	for i, msg := range bulk.Messages {
+		require.NoError(t, b.client.CancelMessage(ctx, msg.ID))
+		env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
+		require.NoError(t, err)
+		want := outbound.EnvelopeStatusSubmitted
+		if i == len(bulk.Messages)-1 {
+			want = outbound.EnvelopeStatusCancelled
+		}
+		require.Equal(t, want, env.Status, "after %d cancels", i+1)
+	}
+	progress, err := b.client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.Progress{Cancelled: 3}, *progress)
+
+	// CancelEnvelope on a fresh bulk cancels it whole.
+	bulk, err = b.client.BulkTrigger(ctx, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage-2", RenderedBody: "Back up."})
+	require.NoError(t, err)
+	n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.EnvelopeStatusCancelled, env.Status)
+	for _, msg := range bulk.Messages {
+		require.Equal(t, "cancelled", jobByID(t, b.schema, msg.JobID).State)
+	}
+	listed, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatusCancelled})
+	require.NoError(t, err)
+	require.Len(t, listed, 2)
+
+	// A refused envelope has nothing to cancel.
+	_, err = b.client.BulkTrigger(ctx, conversations(26), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	var tooLarge *outbound.BatchTooLargeError
+	require.ErrorAs(t, err, &tooLarge)
+	_, err = b.client.CancelEnvelope(ctx, tooLarge.EnvelopeID)
+	require.ErrorIs(t, err, outbound.ErrNotCancellable)
+	progress, err = b.client.EnvelopeProgress(ctx, tooLarge.EnvelopeID)
+	require.NoError(t, err)
+	require.Zero(t, progress.Total())
+}
+
+// TestCancelEnvelopeConcurrentMessageCancels cancels every recipient of an
+// envelope at once, each in its own call: whichever commits last must see
+// the others and mark the envelope cancelled.
+func TestCancelEnvelopeConcurrentMessageCancels(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setup(t, nil)
+	bulk, err := b.client.BulkTrigger(ctx, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for _, msg := range bulk.Messages {
+		wg.Go(func() { require.NoError(t, b.client.CancelMessage(ctx, msg.ID)) })
+	}
+	wg.Go(func() {
+		_, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+		require.NoError(t, err)
+	})
+	wg.Wait()
+	env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.EnvelopeStatusCancelled, env.Status)
+}
+
+// TestCancelRacesDelivery cancels messages while the worker delivers them,
+// at random moments: each message must end sent or cancelled, never both,
+// and never left behind.
+func TestCancelRacesDelivery(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	notifier := &recordingNotifier{fn: func(ctx context.Context, _ *outbound.Message) error {
+		time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+		return nil
+	}}
+	b := setupWorking(t, &outbound.Config{Notifier: notifier, MaxWorkers: 8, MaxBatchSize: 200})
+
+	const n = 120
+	bulk, err := b.client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+
+	cancelErrs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, msg := range bulk.Messages {
+		wg.Go(func() {
+			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+			cancelErrs[i] = b.client.CancelMessage(ctx, msg.ID)
+		})
+	}
+	wg.Wait()
+
+	final := waitForStatus(t, b.client, messageIDs(bulk.Messages), outbound.MessageStatusSent, outbound.MessageStatusCancelled)
+	var sent, cancelled int
+	for i, msg := range final {
+		calls := len(notifier.callsFor(msg.ID))
+		switch msg.Status {
+		case outbound.MessageStatusSent:
+			sent++
+			require.Equal(t, 1, calls, "a sent message is delivered once")
+			require.ErrorIs(t, cancelErrs[i], outbound.ErrNotCancellable, "the cancel of a sent message fails")
+		case outbound.MessageStatusCancelled:
+			cancelled++
+			require.Zero(t, calls, "a cancelled message is never delivered")
+			require.NoError(t, cancelErrs[i])
+			require.True(t, msg.SentAt.IsZero())
+		}
+	}
+	t.Logf("%d sent, %d cancelled", sent, cancelled)
+	// Both sides of the race were exercised.
+	require.NotZero(t, sent)
+	require.NotZero(t, cancelled)
+}
