@@ -30,6 +30,9 @@ var testPool *pgxpool.Pool
 var testDatabaseURL string
 
 func TestMain(m *testing.M) {
+	if schema := os.Getenv(workerSchemaEnv); schema != "" {
+		os.Exit(runWorkerProcess(schema))
+	}
 	os.Exit(runTests(m))
 }
 

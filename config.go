@@ -92,8 +92,11 @@ type Config struct {
 
 	// MaxWorkers is the number of delivery jobs that Start's embedded River
 	// client works at once in this process. Each running delivery holds one
-	// pool connection while its Notifier runs, so the pool needs more
-	// connections than this. Defaults to DefaultMaxWorkers (10).
+	// pool connection while its Notifier runs, and River keeps one for
+	// listening, so the pool needs more connections than MaxWorkers + 1,
+	// and more again if the Notifier itself queries the same pool.
+	// Defaults to DefaultMaxWorkers (10), or to the pool's MaxConns - 2
+	// (at least 1) when the pool is smaller than that.
 	MaxWorkers int
 
 	// RetryPolicy decides when a failed delivery is tried again, in both
@@ -126,7 +129,6 @@ func (c *Config) withDefaults() *Config {
 	out.MaxBatchSize = cmp.Or(out.MaxBatchSize, DefaultMaxBatchSize)
 	out.Queue = cmp.Or(out.Queue, DefaultQueue)
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
-	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
 	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}

@@ -74,6 +74,11 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		return nil, invalidArgument("pool", "must not be nil")
 	}
 	cfg := config.withDefaults()
+	if cfg.MaxWorkers == 0 {
+		// Leave a connection for River's listener and one for everyone
+		// else, so that deliveries cannot take the whole pool.
+		cfg.MaxWorkers = max(1, min(DefaultMaxWorkers, int(pool.Config().MaxConns)-2))
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

@@ -316,3 +316,27 @@ func TestConfigDeliveryFields(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliverySmallPool runs the worker with the default MaxWorkers on a pool
+// of four connections, with a notifier that queries the same pool: the
+// default leaves it connections enough to make progress.
+func TestDeliverySmallPool(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	pool := newTestPool(t, 4)
+	notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
+		var one int
+		return pool.QueryRow(ctx, "SELECT 1").Scan(&one)
+	}}
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema, Notifier: notifier})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
+
+	bulk, err := client.BulkTrigger(ctx, conversations(20), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+	for _, msg := range waitForStatus(t, client, messageIDs(bulk.Messages), outbound.MessageStatusSent) {
+		require.Equal(t, 1, msg.Attempts, "no attempt timed out waiting for a connection")
+	}
+}
