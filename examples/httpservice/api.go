@@ -1,0 +1,372 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+)
+
+// maxBodyBytes bounds a request body; a bulk of the default cap is far less.
+const maxBodyBytes = 1 << 20
+
+// api is the service's JSON API over an outbound.Client.
+type api struct {
+	client *outbound.Client
+	logger *slog.Logger
+}
+
+func newAPI(client *outbound.Client, logger *slog.Logger) *api {
+	return &api{client: client, logger: logger}
+}
+
+// register mounts the API's routes.
+func (a *api) register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /conversations/{id}/outbound", a.trigger)
+	mux.HandleFunc("POST /outbound/bulk", a.bulkTrigger)
+	mux.HandleFunc("GET /outbound/envelopes", a.listEnvelopes)
+	mux.HandleFunc("GET /outbound/envelopes/{id}", a.envelope)
+	mux.HandleFunc("POST /outbound/envelopes/{id}/cancel", a.cancelEnvelope)
+	mux.HandleFunc("GET /outbound/messages/{id}", a.message)
+	mux.HandleFunc("POST /outbound/messages/{id}/cancel", a.cancelMessage)
+}
+
+type triggerRequest struct {
+	TemplateID        string    `json:"template_id"`
+	Content           string    `json:"content"`
+	ScheduleInSeconds int64     `json:"schedule_in_seconds"`
+	Actor             string    `json:"actor"`
+	BulkEnvelopeID    uuid.UUID `json:"bulk_envelope_id"`
+}
+
+type triggerResponse struct {
+	Message   *messageJSON `json:"message"`
+	Duplicate bool         `json:"duplicate"`
+}
+
+// trigger answers 201 with the new message, or 200 with the live message
+// that already held the dedup key.
+func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
+	conversationID, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		a.fail(w, r, badRequest("conversation id must be an integer, got %q", r.PathValue("id")))
+		return
+	}
+	var req triggerRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.client.Trigger(r.Context(), conversationID, &outbound.TriggerOpts{
+		TemplateID:     req.TemplateID,
+		Content:        req.Content,
+		ScheduleIn:     time.Duration(req.ScheduleInSeconds) * time.Second,
+		Actor:          req.Actor,
+		BulkEnvelopeID: req.BulkEnvelopeID,
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if res.Duplicate {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, triggerResponse{Message: newMessageJSON(res.Message), Duplicate: res.Duplicate})
+}
+
+type bulkRequest struct {
+	ConversationIDs   []int64 `json:"conversation_ids"`
+	TemplateID        string  `json:"template_id"`
+	RenderedBody      string  `json:"rendered_body"`
+	ScheduleInSeconds int64   `json:"schedule_in_seconds"`
+	Actor             string  `json:"actor"`
+}
+
+type bulkResponse struct {
+	Envelope *envelopeJSON  `json:"envelope"`
+	Messages []*messageJSON `json:"messages"`
+	Replayed bool           `json:"replayed"`
+}
+
+// bulkTrigger answers 201 with the envelope and its messages, or 200 when an
+// Idempotency-Key replays an earlier request.
+func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
+	var envelopeID uuid.UUID
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		var err error
+		if envelopeID, err = uuid.Parse(key); err != nil {
+			a.fail(w, r, badRequest("Idempotency-Key must be a UUID, got %q", key))
+			return
+		}
+	}
+	var req bulkRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.client.BulkTrigger(r.Context(), req.ConversationIDs, &outbound.BulkTriggerOpts{
+		TemplateID:   req.TemplateID,
+		RenderedBody: req.RenderedBody,
+		ScheduleIn:   time.Duration(req.ScheduleInSeconds) * time.Second,
+		Actor:        req.Actor,
+		EnvelopeID:   envelopeID,
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	messages := make([]*messageJSON, len(res.Messages))
+	for i, m := range res.Messages {
+		messages[i] = newMessageJSON(m)
+	}
+	status := http.StatusCreated
+	if res.Replayed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, bulkResponse{Envelope: newEnvelopeJSON(res.Envelope), Messages: messages, Replayed: res.Replayed})
+}
+
+func (a *api) listEnvelopes(w http.ResponseWriter, r *http.Request) {
+	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(r.URL.Query().Get("status"))}
+	if limit := r.URL.Query().Get("limit"); limit != "" {
+		n, err := strconv.Atoi(limit)
+		if err != nil {
+			a.fail(w, r, badRequest("limit must be an integer, got %q", limit))
+			return
+		}
+		params.Limit = n
+	}
+	envelopes, err := a.client.ListEnvelopes(r.Context(), params)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]*envelopeJSON, len(envelopes))
+	for i, e := range envelopes {
+		out[i] = newEnvelopeJSON(e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"envelopes": out})
+}
+
+type envelopeResponse struct {
+	Envelope *envelopeJSON `json:"envelope"`
+	Progress *progressJSON `json:"progress"`
+	// Cancelled is set by the cancel route: how many messages it cancelled.
+	Cancelled *int `json:"cancelled,omitempty"`
+}
+
+func (a *api) envelope(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	a.writeEnvelope(w, r, id, nil)
+}
+
+func (a *api) cancelEnvelope(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	n, err := a.client.CancelEnvelope(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeEnvelope(w, r, id, &n)
+}
+
+func (a *api) writeEnvelope(w http.ResponseWriter, r *http.Request, id uuid.UUID, cancelled *int) {
+	env, err := a.client.Envelope(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	progress, err := a.client.EnvelopeProgress(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, envelopeResponse{Envelope: newEnvelopeJSON(env), Progress: newProgressJSON(progress), Cancelled: cancelled})
+}
+
+func (a *api) message(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	msg, err := a.client.Message(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"message": newMessageJSON(msg)})
+}
+
+func (a *api) cancelMessage(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.pathUUID(w, r)
+	if !ok {
+		return
+	}
+	if err := a.client.CancelMessage(r.Context(), id); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.message(w, r)
+}
+
+func (a *api) pathUUID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, badRequest("id must be a UUID, got %q", r.PathValue("id")))
+		return uuid.Nil, false
+	}
+	return id, true
+}
+
+// decode reads a JSON body strictly: one object, known fields only.
+func decode(w http.ResponseWriter, r *http.Request, into any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		return badRequest("request body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("request body: more than one JSON value")
+	}
+	return nil
+}
+
+// errBadRequest marks errors of the HTTP layer itself: malformed JSON, ids.
+var errBadRequest = errors.New("bad request")
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+}
+
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// EnvelopeID, Count and Cap are set for batch_too_large.
+	EnvelopeID *uuid.UUID `json:"envelope_id,omitempty"`
+	Count      int        `json:"count,omitempty"`
+	Cap        int        `json:"cap,omitempty"`
+}
+
+// fail maps an error to a status code and a JSON error body. Errors the
+// caller can act on carry their message; anything else is logged and
+// answered with a generic 500.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		tooLarge *outbound.BatchTooLargeError
+		status   int
+		body     = errorBody{Message: err.Error()}
+	)
+	switch {
+	case errors.As(err, &tooLarge):
+		status, body.Code = http.StatusUnprocessableEntity, "batch_too_large"
+		body.Count, body.Cap = tooLarge.Count, tooLarge.Cap
+		if tooLarge.EnvelopeID != uuid.Nil {
+			body.EnvelopeID = &tooLarge.EnvelopeID
+		}
+	case errors.Is(err, errBadRequest), errors.Is(err, outbound.ErrInvalidArgument):
+		status, body.Code = http.StatusBadRequest, "invalid_argument"
+	case errors.Is(err, outbound.ErrNotFound):
+		status, body.Code = http.StatusNotFound, "not_found"
+	case errors.Is(err, outbound.ErrIdempotencyConflict):
+		status, body.Code = http.StatusConflict, "idempotency_conflict"
+	case errors.Is(err, outbound.ErrNotCancellable):
+		status, body.Code = http.StatusConflict, "not_cancellable"
+	default:
+		a.logger.ErrorContext(r.Context(), "request failed",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		status, body = http.StatusInternalServerError, errorBody{Code: "internal", Message: "internal error"}
+	}
+	writeJSON(w, status, map[string]any{"error": body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// messageJSON is a message as the API shows it.
+type messageJSON struct {
+	ID             uuid.UUID      `json:"id"`
+	ConversationID int64          `json:"conversation_id"`
+	Role           string         `json:"role"`
+	TemplateID     string         `json:"template_id"`
+	Content        string         `json:"content"`
+	Status         string         `json:"status"`
+	BulkEnvelopeID *uuid.UUID     `json:"bulk_envelope_id"`
+	Metadata       map[string]any `json:"metadata"`
+	JobID          int64          `json:"job_id"`
+	ScheduledAt    time.Time      `json:"scheduled_at"`
+	Attempts       int            `json:"attempts"`
+	LastError      string         `json:"last_error,omitempty"`
+	SentAt         *time.Time     `json:"sent_at"`
+	CreatedAt      time.Time      `json:"created_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
+}
+
+func newMessageJSON(m *outbound.Message) *messageJSON {
+	out := &messageJSON{
+		ID: m.ID, ConversationID: m.ConversationID, Role: m.Role, TemplateID: m.TemplateID,
+		Content: m.Content, Status: string(m.Status), Metadata: m.Metadata, JobID: m.JobID,
+		ScheduledAt: m.ScheduledAt, Attempts: m.Attempts, LastError: m.LastError,
+		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt,
+	}
+	if m.BulkEnvelopeID != uuid.Nil {
+		out.BulkEnvelopeID = &m.BulkEnvelopeID
+	}
+	if !m.SentAt.IsZero() {
+		out.SentAt = &m.SentAt
+	}
+	return out
+}
+
+// envelopeJSON is an envelope as the API shows it.
+type envelopeJSON struct {
+	ID                       uuid.UUID `json:"id"`
+	TemplateID               string    `json:"template_id"`
+	RenderedBody             string    `json:"rendered_body"`
+	RecipientConversationIDs []int64   `json:"recipient_conversation_ids"`
+	Count                    int       `json:"count"`
+	EffectiveCap             int       `json:"effective_cap"`
+	RequestedBy              string    `json:"requested_by"`
+	RequestedAt              time.Time `json:"requested_at"`
+	Status                   string    `json:"status"`
+	RefusedReason            string    `json:"refused_reason,omitempty"`
+	CreatedAt                time.Time `json:"created_at"`
+	UpdatedAt                time.Time `json:"updated_at"`
+}
+
+func newEnvelopeJSON(e *outbound.Envelope) *envelopeJSON {
+	return &envelopeJSON{
+		ID: e.ID, TemplateID: e.TemplateID, RenderedBody: e.RenderedBody,
+		RecipientConversationIDs: e.RecipientConversationIDs, Count: e.Count, EffectiveCap: e.EffectiveCap,
+		RequestedBy: e.RequestedBy, RequestedAt: e.RequestedAt, Status: string(e.Status),
+		RefusedReason: e.RefusedReason, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+	}
+}
+
+type progressJSON struct {
+	Pending   int `json:"pending"`
+	Sent      int `json:"sent"`
+	Failed    int `json:"failed"`
+	Discarded int `json:"discarded"`
+	Cancelled int `json:"cancelled"`
+	Total     int `json:"total"`
+}
+
+func newProgressJSON(p *outbound.Progress) *progressJSON {
+	return &progressJSON{Pending: p.Pending, Sent: p.Sent, Failed: p.Failed, Discarded: p.Discarded, Cancelled: p.Cancelled, Total: p.Total()}
+}

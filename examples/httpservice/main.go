@@ -1,0 +1,169 @@
+// Command httpservice is a net/http service that embeds the outbound library:
+// a JSON API to trigger, inspect and cancel outbound messages, River's web UI
+// under /riverui/, and OpenTelemetry metrics for Prometheus on /metrics.
+//
+//	go run ./examples/httpservice            # listens on 127.0.0.1:8080
+//	ADDR=:9000 go run ./examples/httpservice
+//
+// With DATABASE_URL unset it starts a throwaway PostgreSQL from the machine's
+// server binaries; with it set, it migrates and uses that database (schema
+// "cairnloop"). SIGINT or SIGTERM shuts it down gracefully: the listener
+// closes, requests in flight finish, running deliveries finish.
+//
+// The API:
+//
+//	POST /conversations/{id}/outbound      trigger one message
+//	POST /outbound/bulk                    bulk trigger; Idempotency-Key header = envelope id
+//	GET  /outbound/envelopes               list envelopes (?status=, ?limit=)
+//	GET  /outbound/envelopes/{id}          one envelope with its progress
+//	POST /outbound/envelopes/{id}/cancel   cancel an envelope's undelivered messages
+//	GET  /outbound/messages/{id}           one message
+//	POST /outbound/messages/{id}/cancel    cancel one undelivered message
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	otelprometheus "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"riverqueue.com/riverui"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	addr := cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080")
+	err := run(ctx, addr, logger, func(url string) { logger.Info("listening", slog.String("url", url)) })
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves until ctx is cancelled, then shuts down gracefully. ready is
+// called with the service's base URL once it accepts connections.
+func run(ctx context.Context, addr string, logger *slog.Logger, ready func(baseURL string)) error {
+	url, stopDB, err := devpg.URLOrStart(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopDB()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := outbound.Migrate(ctx, pool, nil); err != nil {
+		return err
+	}
+
+	// Metrics: the library's OpenTelemetry instruments, read by Prometheus.
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprometheus.New(otelprometheus.WithRegisterer(registry))
+	if err != nil {
+		return err
+	}
+	meterProvider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	defer meterProvider.Shutdown(context.WithoutCancel(ctx))
+
+	client, err := outbound.New(pool, &outbound.Config{
+		MeterProvider: meterProvider,
+		Logger:        logger,
+		Notifier:      logNotifier(logger),
+	})
+	if err != nil {
+		return err
+	}
+	// The worker outlives ctx so that shutdown can stop it gracefully.
+	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := client.Stop(stopCtx); err != nil {
+			logger.Error("stopping the delivery worker", slog.String("error", err.Error()))
+		}
+	}()
+
+	// River's UI reads River's tables through a client of its own; this one
+	// only reads and never works jobs.
+	uiRiver, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: outbound.DefaultSchema, Logger: logger})
+	if err != nil {
+		return err
+	}
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(uiRiver, nil),
+		Logger:    logger,
+		Prefix:    "/riverui",
+	})
+	if err != nil {
+		return err
+	}
+	uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUI()
+	if err := ui.Start(uiCtx); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	newAPI(client, logger).register(mux)
+	mux.Handle("/riverui/", ui)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+	ready("http://" + listener.Addr().String())
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// logNotifier stands in for a real provider (email, SMS, chat): it logs each
+// delivery. A real one passes msg.ID to the provider as an idempotency key.
+func logNotifier(logger *slog.Logger) outbound.Notifier {
+	return outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
+		logger.InfoContext(ctx, "delivering outbound message",
+			slog.String("message_id", msg.ID.String()),
+			slog.Int64("conversation_id", msg.ConversationID),
+			slog.String("template_id", msg.TemplateID),
+			slog.Int("attempt", msg.Attempts))
+		return nil
+	})
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+// TestService starts the service against a throwaway PostgreSQL and drives
+// it over HTTP: trigger, dedup, bulk with idempotency keys, the cap, reads,
+// cancels, errors, River's UI, /metrics, and a graceful shutdown.
+func TestService(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cluster, err := devpg.Start(ctx)
+	require.NoError(t, err)
+	defer cluster.Stop()
+	t.Setenv("DATABASE_URL", cluster.URL)
+
+	var logs syncBuffer
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, "127.0.0.1:0", slog.New(slog.NewTextHandler(&logs, nil)), func(u string) { urls <- u })
+	}()
+	var base string
+	select {
+	case base = <-urls:
+	case err := <-done:
+		t.Fatalf("service exited: %v", err)
+	}
+	c := &apiClient{t: t, base: base}
+
+	t.Run("Trigger", func(t *testing.T) {
+		c.t = t
+		var res triggerResponse
+		c.do("POST", "/conversations/42/outbound", `{"template_id": "recovery", "actor": "agent:7"}`, nil, http.StatusCreated, &res)
+		require.Equal(t, int64(42), res.Message.ConversationID)
+		require.Equal(t, "pending", res.Message.Status)
+		require.Equal(t, "Outbound message using template: recovery", res.Message.Content)
+		require.False(t, res.Duplicate)
+
+		var dup triggerResponse
+		c.do("POST", "/conversations/42/outbound", `{"template_id": "recovery"}`, nil, http.StatusOK, &dup)
+		require.True(t, dup.Duplicate)
+		require.Equal(t, res.Message.ID, dup.Message.ID)
+
+		// Delivered by the embedded worker.
+		c.waitForMessage(res.Message.ID, "sent")
+		require.Contains(t, logs.String(), "delivering outbound message")
+	})
+
+	t.Run("TriggerBadInput", func(t *testing.T) {
+		c.t = t
+		c.expectError("POST", "/conversations/42/outbound", `{"content": "x"}`, nil, http.StatusBadRequest, "invalid_argument", "TemplateID")
+		c.expectError("POST", "/conversations/0/outbound", `{"template_id": "recovery"}`, nil, http.StatusBadRequest, "invalid_argument", "conversation")
+		c.expectError("POST", "/conversations/abc/outbound", `{"template_id": "recovery"}`, nil, http.StatusBadRequest, "invalid_argument", `"abc"`)
+		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "colour": "red"}`, nil, http.StatusBadRequest, "invalid_argument", "colour")
+		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": -5}`, nil, http.StatusBadRequest, "invalid_argument", "ScheduleIn")
+		c.expectError("POST", "/conversations/42/outbound", `not json`, nil, http.StatusBadRequest, "invalid_argument", "request body")
+	})
+
+	t.Run("Bulk", func(t *testing.T) {
+		c.t = t
+		key := uuid.NewString()
+		body := `{"conversation_ids": [101, 102, 103], "template_id": "outage", "rendered_body": "Back up.", "actor": "agent:7"}`
+		var res bulkResponse
+		c.do("POST", "/outbound/bulk", body, map[string]string{"Idempotency-Key": key}, http.StatusCreated, &res)
+		require.Equal(t, key, res.Envelope.ID.String())
+		require.Equal(t, "submitted", res.Envelope.Status)
+		require.Equal(t, []int64{101, 102, 103}, res.Envelope.RecipientConversationIDs)
+		require.Len(t, res.Messages, 3)
+		require.False(t, res.Replayed)
+
+		var replay bulkResponse
+		c.do("POST", "/outbound/bulk", body, map[string]string{"Idempotency-Key": key}, http.StatusOK, &replay)
+		require.True(t, replay.Replayed)
+		require.Equal(t, res.Messages[0].ID, replay.Messages[0].ID)
+
+		c.expectError("POST", "/outbound/bulk", `{"conversation_ids": [101], "template_id": "outage", "rendered_body": "Other."}`,
+			map[string]string{"Idempotency-Key": key}, http.StatusConflict, "idempotency_conflict", key)
+		c.expectError("POST", "/outbound/bulk", body, map[string]string{"Idempotency-Key": "not-a-uuid"}, http.StatusBadRequest, "invalid_argument", "Idempotency-Key")
+		c.expectError("POST", "/outbound/bulk", `{"conversation_ids": [1, 1], "template_id": "outage", "rendered_body": "x"}`, nil, http.StatusBadRequest, "invalid_argument", "must not repeat")
+
+		// Progress until every recipient is sent.
+		require.Eventually(t, func() bool {
+			var env envelopeResponse
+			c.do("GET", "/outbound/envelopes/"+key, "", nil, http.StatusOK, &env)
+			return env.Progress.Sent == 3 && env.Progress.Total == 3
+		}, 60*time.Second, 50*time.Millisecond)
+	})
+
+	var refusedID uuid.UUID
+	t.Run("OverTheCap", func(t *testing.T) {
+		c.t = t
+		ids := make([]string, 26)
+		for i := range ids {
+			ids[i] = strconv.Itoa(1000 + i)
+		}
+		body := `{"conversation_ids": [` + strings.Join(ids, ",") + `], "template_id": "outage", "rendered_body": "Back up."}`
+		var res struct{ Error errorBody }
+		c.do("POST", "/outbound/bulk", body, nil, http.StatusUnprocessableEntity, &res)
+		require.Equal(t, "batch_too_large", res.Error.Code)
+		require.Equal(t, 26, res.Error.Count)
+		require.Equal(t, 25, res.Error.Cap)
+		require.NotNil(t, res.Error.EnvelopeID)
+		refusedID = *res.Error.EnvelopeID
+
+		var env envelopeResponse
+		c.do("GET", "/outbound/envelopes/"+refusedID.String(), "", nil, http.StatusOK, &env)
+		require.Equal(t, "refused_cap_exceeded", env.Envelope.Status)
+		require.Equal(t, "batch_size 26 exceeds cap 25", env.Envelope.RefusedReason)
+		require.Zero(t, env.Progress.Total)
+		c.expectError("POST", "/outbound/envelopes/"+refusedID.String()+"/cancel", "", nil, http.StatusConflict, "not_cancellable", "refused")
+	})
+
+	t.Run("ListEnvelopes", func(t *testing.T) {
+		c.t = t
+		var all struct{ Envelopes []*envelopeJSON }
+		c.do("GET", "/outbound/envelopes", "", nil, http.StatusOK, &all)
+		require.Len(t, all.Envelopes, 2)
+		require.Equal(t, refusedID, all.Envelopes[0].ID, "newest first")
+
+		var refused struct{ Envelopes []*envelopeJSON }
+		c.do("GET", "/outbound/envelopes?status=refused_cap_exceeded", "", nil, http.StatusOK, &refused)
+		require.Len(t, refused.Envelopes, 1)
+		c.expectError("GET", "/outbound/envelopes?limit=501", "", nil, http.StatusBadRequest, "invalid_argument", "Limit")
+		c.expectError("GET", "/outbound/envelopes?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "Status")
+	})
+
+	t.Run("Cancel", func(t *testing.T) {
+		c.t = t
+		// Scheduled an hour ahead, so nothing is delivered before the cancel.
+		var res bulkResponse
+		c.do("POST", "/outbound/bulk", `{"conversation_ids": [201, 202, 203], "template_id": "later", "rendered_body": "Soon.", "schedule_in_seconds": 3600}`,
+			nil, http.StatusCreated, &res)
+		var one struct{ Message *messageJSON }
+		c.do("POST", "/outbound/messages/"+res.Messages[0].ID.String()+"/cancel", "", nil, http.StatusOK, &one)
+		require.Equal(t, "cancelled", one.Message.Status)
+
+		var env envelopeResponse
+		c.do("POST", "/outbound/envelopes/"+res.Envelope.ID.String()+"/cancel", "", nil, http.StatusOK, &env)
+		require.Equal(t, 2, *env.Cancelled)
+		require.Equal(t, "cancelled", env.Envelope.Status)
+		require.Equal(t, progressJSON{Cancelled: 3, Total: 3}, *env.Progress)
+
+		c.do("POST", "/outbound/envelopes/"+res.Envelope.ID.String()+"/cancel", "", nil, http.StatusOK, &env)
+		require.Zero(t, *env.Cancelled)
+
+		// A sent message cannot be cancelled.
+		var sent triggerResponse
+		c.do("POST", "/conversations/7/outbound", `{"template_id": "recovery"}`, nil, http.StatusCreated, &sent)
+		c.waitForMessage(sent.Message.ID, "sent")
+		c.expectError("POST", "/outbound/messages/"+sent.Message.ID.String()+"/cancel", "", nil, http.StatusConflict, "not_cancellable", "is sent")
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		c.t = t
+		unknown := uuid.NewString()
+		c.expectError("GET", "/outbound/messages/"+unknown, "", nil, http.StatusNotFound, "not_found", unknown)
+		c.expectError("GET", "/outbound/envelopes/"+unknown, "", nil, http.StatusNotFound, "not_found", unknown)
+		c.expectError("POST", "/outbound/envelopes/"+unknown+"/cancel", "", nil, http.StatusNotFound, "not_found", unknown)
+		c.expectError("POST", "/outbound/messages/"+unknown+"/cancel", "", nil, http.StatusNotFound, "not_found", unknown)
+		c.expectError("GET", "/outbound/messages/nope", "", nil, http.StatusBadRequest, "invalid_argument", "UUID")
+	})
+
+	t.Run("RiverUI", func(t *testing.T) {
+		c.t = t
+		page := c.raw("GET", "/riverui/", http.StatusOK)
+		require.Contains(t, page, "<html")
+		var jobs struct {
+			Data []struct {
+				Kind  string `json:"kind"`
+				Queue string `json:"queue"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(c.raw("GET", "/riverui/api/jobs?state=completed", http.StatusOK)), &jobs))
+		require.NotEmpty(t, jobs.Data)
+		require.Equal(t, "outbound_delivery", jobs.Data[0].Kind)
+		require.Equal(t, "outbound", jobs.Data[0].Queue)
+	})
+
+	t.Run("Metrics", func(t *testing.T) {
+		c.t = t
+		metrics := c.raw("GET", "/metrics", http.StatusOK)
+		for _, want := range []string{
+			`outbound_triggers_total{`,
+			`outcome="triggered"`,
+			`outcome="duplicate"`,
+			`outbound_bulk_triggers_total{`,
+			`outcome="refused_cap_exceeded"`,
+			`outbound_deliveries_total{`,
+			`reason="notifier_ok"`,
+			`outbound_trigger_duration_seconds_bucket{`,
+		} {
+			require.Contains(t, metrics, want)
+		}
+		// No id, actor or body reaches a metric label.
+		for _, leak := range []string{refusedID.String(), "agent:7", "Back up.", "recovery", "conversation_id"} {
+			require.NotContains(t, metrics, leak)
+		}
+	})
+
+	// Graceful shutdown: run returns nil and the port is closed.
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("service did not shut down within 60s")
+	}
+	_, err = http.Get(base + "/outbound/envelopes")
+	require.Error(t, err, "the listener is closed")
+	require.Contains(t, logs.String(), "shutting down")
+}
+
+// apiClient makes requests and checks their answers.
+type apiClient struct {
+	t    *testing.T
+	base string
+}
+
+func (c *apiClient) send(method, path, body string, headers map[string]string) (*http.Response, []byte) {
+	c.t.Helper()
+	var reader io.Reader
+	if body != "" {
+		reader = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.base+path, reader)
+	require.NoError(c.t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	return resp, data
+}
+
+// do sends a request, requires the status, and decodes a JSON answer.
+func (c *apiClient) do(method, path, body string, headers map[string]string, status int, into any) {
+	c.t.Helper()
+	resp, data := c.send(method, path, body, headers)
+	require.Equal(c.t, status, resp.StatusCode, "%s %s: %s", method, path, data)
+	require.Equal(c.t, "application/json", resp.Header.Get("Content-Type"))
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	require.NoError(c.t, dec.Decode(into), "%s %s: %s", method, path, data)
+}
+
+// raw sends a request, requires the status, and returns the body.
+func (c *apiClient) raw(method, path string, status int) string {
+	c.t.Helper()
+	resp, data := c.send(method, path, "", nil)
+	require.Equal(c.t, status, resp.StatusCode, "%s %s: %s", method, path, data)
+	return string(data)
+}
+
+// expectError requires a JSON error with the status, code, and a message
+// containing want.
+func (c *apiClient) expectError(method, path, body string, headers map[string]string, status int, code, want string) {
+	c.t.Helper()
+	var res struct{ Error errorBody }
+	c.do(method, path, body, headers, status, &res)
+	require.Equal(c.t, code, res.Error.Code, res.Error.Message)
+	require.Contains(c.t, res.Error.Message, want)
+}
+
+func (c *apiClient) waitForMessage(id uuid.UUID, status string) {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		var res struct{ Message *messageJSON }
+		c.do("GET", "/outbound/messages/"+id.String(), "", nil, http.StatusOK, &res)
+		return res.Message.Status == status
+	}, 60*time.Second, 50*time.Millisecond)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
