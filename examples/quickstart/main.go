@@ -1,6 +1,8 @@
 // Command quickstart shows the outbound library end to end: it migrates,
-// triggers one message, a bulk of 25, a refused bulk of 26 and a duplicate,
-// then prints what the database holds.
+// triggers one message, a duplicate, a bulk of 25 and a refused bulk of 26,
+// then starts the delivery worker with a notifier that prints each delivery
+// (one recipient fails once and succeeds on retry), and prints every
+// message's final status and what the database holds.
 //
 //	go run ./examples/quickstart
 //
@@ -18,12 +20,15 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/devpg"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/rivertype"
 )
 
 const schema = "outbound_quickstart"
@@ -63,7 +68,14 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	client, err := outbound.New(pool, &outbound.Config{Schema: schema, Auditor: audit})
+	client, err := outbound.New(pool, &outbound.Config{
+		Schema:   schema,
+		Auditor:  audit,
+		Notifier: &printingNotifier{out: out, flaky: flakyConversation},
+		// Retry a failed delivery after a second rather than River's
+		// default backoff, so the quickstart ends quickly.
+		RetryPolicy: retryAfter(time.Second),
+	})
 	if err != nil {
 		return err
 	}
@@ -109,7 +121,79 @@ func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "BulkTrigger(26 conversations)  -> refused: %d over cap %d, envelope %s\n\n",
 		tooLarge.Count, tooLarge.Cap, tooLarge.EnvelopeID)
 
+	// Deliver: the worker hands each pending message to the notifier.
+	messages := append([]*outbound.Message{single.Message}, bulk.Messages...)
+	if err := deliver(ctx, out, client, messages); err != nil {
+		return err
+	}
 	return report(ctx, out, pool, client, audit)
+}
+
+// flakyConversation's first delivery fails, as a provider's timeout would.
+const flakyConversation = 107
+
+// printingNotifier stands in for an email or SMS provider: it prints each
+// delivery, and fails the first attempt for the flaky conversation.
+type printingNotifier struct {
+	mu    sync.Mutex
+	out   io.Writer
+	flaky int64
+}
+
+func (n *printingNotifier) OnOutboundTriggered(_ context.Context, msg *outbound.Message) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if msg.ConversationID == n.flaky && msg.Attempts == 1 {
+		fmt.Fprintf(n.out, "  deliver to conversation %d (%s), attempt %d: provider timed out\n", msg.ConversationID, msg.TemplateID, msg.Attempts)
+		return errors.New("provider timed out")
+	}
+	fmt.Fprintf(n.out, "  deliver to conversation %d (%s), attempt %d: ok\n", msg.ConversationID, msg.TemplateID, msg.Attempts)
+	return nil
+}
+
+// retryAfter is a River retry policy with a fixed delay.
+type retryAfter time.Duration
+
+func (d retryAfter) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(time.Duration(d)) }
+
+// deliver starts the worker, waits until every message is sent, stops the
+// worker, and prints each message's final status.
+func deliver(ctx context.Context, out io.Writer, client *outbound.Client, messages []*outbound.Message) error {
+	fmt.Fprintln(out, "Starting the delivery worker:")
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	final := make([]*outbound.Message, len(messages))
+	for i, msg := range messages {
+		for {
+			m, err := client.Message(ctx, msg.ID)
+			if err != nil {
+				return err
+			}
+			if m.Status == outbound.MessageStatusSent {
+				final[i] = m
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if err := client.Stop(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\nFinal status of every message:")
+	for _, m := range final {
+		line := fmt.Sprintf("  conversation %-4d %-16s %s after %d attempt(s)", m.ConversationID, m.TemplateID, m.Status, m.Attempts)
+		if m.Attempts > 1 {
+			line += " (retried)"
+		}
+		fmt.Fprintln(out, line)
+	}
+	fmt.Fprintln(out)
+	return nil
 }
 
 // report prints the envelopes, the messages by status, the River jobs by

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,9 @@ func TestQuickstart(t *testing.T) {
 	report := out.String()
 	t.Log("\n" + report)
 
+	// Every message is delivered once, but for the flaky one, twice.
+	require.Equal(t, 27, strings.Count(report, "  deliver to conversation "))
+	require.Equal(t, 26, strings.Count(report, " sent after "))
 	for _, want := range []string{
 		"outbound quickstart on DATABASE_URL",
 		"Trigger(42, recovery)          -> message ",
@@ -35,8 +39,15 @@ func TestQuickstart(t *testing.T) {
 		"-> refused: 26 over cap 25, envelope ",
 		`refused_cap_exceeded  count=26  cap=25 requested_by=agent:7 reason="batch_size 26 exceeds cap 25"`,
 		"submitted             count=25  cap=25 requested_by=agent:7",
-		"  pending               26\n",
-		"  outbound/available    26\n",
+		"Starting the delivery worker:",
+		"  deliver to conversation 42 (recovery), attempt 1: ok\n",
+		"  deliver to conversation 107 (outage-resolved), attempt 1: provider timed out\n",
+		"  deliver to conversation 107 (outage-resolved), attempt 2: ok\n",
+		"Final status of every message:",
+		"  conversation 42   recovery         sent after 1 attempt(s)\n",
+		"  conversation 107  outage-resolved  sent after 2 attempt(s) (retried)\n",
+		"  sent                  26\n",
+		"  outbound/completed    26\n",
 		"Audit trail, oldest first: outbound_trigger, bulk_outbound_trigger, bulk_outbound_refused",
 	} {
 		require.Contains(t, report, want)
