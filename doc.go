@@ -6,7 +6,9 @@ pgx and River.
 A host service calls [Client.Trigger] from a handler ("send the recovery
 follow-up to conversation 42"), or [Client.BulkTrigger] for an operator's inbox
 selection ("send this rendered body to these 25 conversations"). Each call
-writes its message rows and their River delivery jobs in one transaction.
+writes its message rows and their River delivery jobs in one transaction; a
+River worker later hands each message to the host's [Notifier] and records the
+outcome on the row.
 
 # Getting started
 
@@ -60,6 +62,41 @@ an idempotency key for retries: the same request replays the stored result
 (BulkTriggerResult.Replayed); a different request with the same id is
 [ErrIdempotencyConflict].
 
+# Delivery
+
+The delivery worker hands each message to Config.Notifier, once per attempt:
+
+	client, err := outbound.New(pool, &outbound.Config{
+		Notifier: outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
+			return mailer.Send(ctx, msg.ID.String(), msg.ConversationID, msg.Content)
+		}),
+	})
+	...
+	if err := client.Start(ctx); err != nil { // or client.AddWorkers(workers)
+		// handle error
+	}
+	defer client.Stop(ctx)
+
+Success marks the message sent, in the same transaction that completes its
+River job. An error, a panic or running past Config.NotifyTimeout marks it
+failed, and River retries it with backoff; when the last of
+Config.MaxAttempts fails, the message is discarded. Message.ID is the same on
+every attempt: pass it to the provider as an idempotency key. Without a
+Notifier, deliveries are no-ops that mark messages sent.
+
+[Client.Start] runs an embedded River client on Config.Queue;
+[Client.AddWorkers] registers the worker with a host's own River client
+instead. Several processes may work one database; River hands each job to one
+of them at a time.
+
+# Cancel and progress
+
+[Client.CancelMessage] and [Client.CancelEnvelope] cancel undelivered
+messages and their jobs in one transaction. A cancel that meets a delivery in
+progress waits for it, so a message ends sent or cancelled, never both; a
+cancelled message is never handed to the notifier and frees its dedup key.
+[Client.EnvelopeProgress] counts an envelope's messages by status.
+
 # Auditing
 
 An [Auditor] receives an [AuditEvent] inside every trigger's transaction; an
@@ -68,10 +105,11 @@ error from it rolls the call back. [NoopAuditor] is the default;
 
 # Telemetry
 
-Spans (outbound.trigger, outbound.bulk_trigger) carry conversation, template
-and envelope ids for tracing. Metrics (outbound.triggers,
-outbound.bulk.triggers, outbound.bulk.recipients and two duration histograms)
-carry only an outcome attribute from a fixed vocabulary: never an id, an actor
-or a body. Providers default to the OpenTelemetry globals.
+Spans (outbound.trigger, outbound.bulk_trigger, outbound.deliver) carry
+conversation, template, envelope and message ids for tracing. Metrics
+(outbound.triggers, outbound.bulk.triggers, outbound.bulk.recipients,
+outbound.deliveries and two duration histograms) carry only an outcome
+attribute, and for deliveries a reason, from fixed vocabularies: never an id,
+an actor or a body. Providers default to the OpenTelemetry globals.
 */
 package outbound
