@@ -97,6 +97,9 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		Logger:  cfg.Logger,
 		Queues:  map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
 		Workers: workers,
+		// River rescues a job still running after this long and runs it
+		// again; keep that well clear of the longest a delivery may take.
+		RescueStuckJobsAfter: deliveryTimeout(cfg) + time.Hour,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: river client: %w", err)

@@ -57,7 +57,12 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 // Timeout leaves River's own job timeout above the notifier's, so that an
 // attempt cut off by NotifyTimeout still has time to record itself.
 func (w *deliveryWorker) Timeout(*river.Job[DeliveryArgs]) time.Duration {
-	return w.client.config.NotifyTimeout + 2*recordTimeout
+	return deliveryTimeout(w.client.config)
+}
+
+// deliveryTimeout is the longest one delivery attempt may run.
+func deliveryTimeout(cfg *Config) time.Duration {
+	return cfg.NotifyTimeout + 2*recordTimeout
 }
 
 // NextRetry applies Config.RetryPolicy; the zero time defers to the River
@@ -72,8 +77,10 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 // AddWorkers registers the delivery worker with a host's own River workers,
 // for a host that runs its own River client instead of calling Start. That
 // client must use the riverpgxv5 driver, work Config.Queue and have its Schema
-// set to Config.RiverSchema. Like river.AddWorker, it panics if a delivery
-// worker is already registered in workers.
+// set to Config.RiverSchema; its RescueStuckJobsAfter (an hour by default)
+// must exceed Config.NotifyTimeout by a margin, or River may run a delivery
+// that is still in progress a second time. Like river.AddWorker, it panics if
+// a delivery worker is already registered in workers.
 func (c *Client) AddWorkers(workers *river.Workers) {
 	river.AddWorker(workers, &deliveryWorker{client: c})
 }
