@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -63,10 +64,15 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	scheduleIn, err := seconds(req.ScheduleInSeconds)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	res, err := a.client.Trigger(r.Context(), conversationID, &outbound.TriggerOpts{
 		TemplateID:     req.TemplateID,
 		Content:        req.Content,
-		ScheduleIn:     time.Duration(req.ScheduleInSeconds) * time.Second,
+		ScheduleIn:     scheduleIn,
 		Actor:          req.Actor,
 		BulkEnvelopeID: req.BulkEnvelopeID,
 	})
@@ -111,10 +117,15 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	scheduleIn, err := seconds(req.ScheduleInSeconds)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	res, err := a.client.BulkTrigger(r.Context(), req.ConversationIDs, &outbound.BulkTriggerOpts{
 		TemplateID:   req.TemplateID,
 		RenderedBody: req.RenderedBody,
-		ScheduleIn:   time.Duration(req.ScheduleInSeconds) * time.Second,
+		ScheduleIn:   scheduleIn,
 		Actor:        req.Actor,
 		EnvelopeID:   envelopeID,
 	})
@@ -229,6 +240,15 @@ func (a *api) pathUUID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool)
 		return uuid.Nil, false
 	}
 	return id, true
+}
+
+// seconds converts schedule_in_seconds, refusing values a time.Duration
+// cannot hold rather than letting them wrap around.
+func seconds(n int64) (time.Duration, error) {
+	if n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
+		return 0, badRequest("schedule_in_seconds is out of range, got %d", n)
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // decode reads a JSON body strictly: one object, known fields only.

@@ -71,6 +71,7 @@ func TestService(t *testing.T) {
 		c.expectError("POST", "/conversations/abc/outbound", `{"template_id": "recovery"}`, nil, http.StatusBadRequest, "invalid_argument", `"abc"`)
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "colour": "red"}`, nil, http.StatusBadRequest, "invalid_argument", "colour")
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": -5}`, nil, http.StatusBadRequest, "invalid_argument", "ScheduleIn")
+		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": 9223372036854775807}`, nil, http.StatusBadRequest, "invalid_argument", "schedule_in_seconds")
 		c.expectError("POST", "/conversations/42/outbound", `not json`, nil, http.StatusBadRequest, "invalid_argument", "request body")
 	})
 
