@@ -49,15 +49,7 @@ func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
 			return fmt.Errorf("%w: message %s is %s; only pending or failed messages can be cancelled", ErrNotCancellable, id, msg.Status)
 		}
 
-		rows, err := tx.Query(ctx, c.queries.CancelMessage, id)
-		if err != nil {
-			return fmt.Errorf("outbound: cancel message: %w", err)
-		}
-		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[*int64])
-		if err != nil {
-			return fmt.Errorf("outbound: cancel message: %w", err)
-		}
-		if err := c.cancelJobs(ctx, tx, jobIDs); err != nil {
+		if _, err := c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelMessage, id); err != nil {
 			return err
 		}
 		if envelopeID != nil {
@@ -85,21 +77,12 @@ func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) 
 		if env.Status == EnvelopeStatusRefusedCapExceeded {
 			return fmt.Errorf("%w: envelope %s was refused (%s); it has no messages to cancel", ErrNotCancellable, id, env.RefusedReason)
 		}
-		rows, err := tx.Query(ctx, c.queries.CancelEnvelopeMessages, id, env.TemplateID)
-		if err != nil {
-			return fmt.Errorf("outbound: cancel envelope: %w", err)
-		}
-		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[*int64])
-		if err != nil {
-			return fmt.Errorf("outbound: cancel envelope: %w", err)
-		}
-		if err := c.cancelJobs(ctx, tx, jobIDs); err != nil {
+		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelEnvelopeMessages, id, env.TemplateID); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id); err != nil {
 			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
 		}
-		cancelled = len(jobIDs)
 		return nil
 	})
 	if err != nil {
@@ -120,20 +103,29 @@ func (c *Client) lockEnvelope(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*En
 	return env, nil
 }
 
-// cancelJobs cancels the River jobs of cancelled messages. A job that is
-// running is left to its worker, which will find the message cancelled.
-func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []*int64) error {
+// cancelMessagesAndJobs runs a message-cancelling query, which returns the
+// job ids of the messages it cancelled, then cancels those River jobs. A job
+// that is running is left to its worker, which will find the message
+// cancelled. It returns how many messages were cancelled.
+func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query string, args ...any) (int, error) {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("outbound: cancel messages: %w", err)
+	}
+	jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[*int64])
+	if err != nil {
+		return 0, fmt.Errorf("outbound: cancel messages: %w", err)
+	}
 	ids := make([]int64, 0, len(jobIDs))
 	for _, id := range jobIDs {
 		if id != nil {
 			ids = append(ids, *id)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	if len(ids) > 0 {
+		if _, err := tx.Exec(ctx, c.queries.CancelJobs, ids); err != nil {
+			return 0, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
+		}
 	}
-	if _, err := tx.Exec(ctx, c.queries.CancelJobs, ids); err != nil {
-		return fmt.Errorf("outbound: cancel delivery jobs: %w", err)
-	}
-	return nil
+	return len(jobIDs), nil
 }
