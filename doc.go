@@ -87,7 +87,9 @@ Notifier, deliveries are no-ops that mark messages sent.
 [Client.Start] runs an embedded River client on Config.Queue;
 [Client.AddWorkers] registers the worker with a host's own River client
 instead. Several processes may work one database; River hands each job to one
-of them at a time.
+of them at a time. [Client.Reconcile], run periodically by Start (and by a
+host's client through [Client.PeriodicJobs]), settles messages whose job ended
+without recording a result, so none holds its dedup key for ever.
 
 # Cancel and progress
 

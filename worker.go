@@ -74,15 +74,17 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 	return time.Time{}
 }
 
-// AddWorkers registers the delivery worker with a host's own River workers,
-// for a host that runs its own River client instead of calling Start. That
-// client must use the riverpgxv5 driver, work Config.Queue and have its Schema
-// set to Config.RiverSchema; its RescueStuckJobsAfter (an hour by default)
+// AddWorkers registers the library's workers (delivery and reconcile) with a
+// host's own River workers, for a host that runs its own River client instead
+// of calling Start. That client must use the riverpgxv5 driver, work
+// Config.Queue, have its Schema set to Config.RiverSchema, and should list
+// PeriodicJobs in its config. Its RescueStuckJobsAfter (an hour by default)
 // must exceed Config.NotifyTimeout by a margin, or River may run a delivery
 // that is still in progress a second time. Like river.AddWorker, it panics if
-// a delivery worker is already registered in workers.
+// the workers are already registered.
 func (c *Client) AddWorkers(workers *river.Workers) {
 	river.AddWorker(workers, &deliveryWorker{client: c})
+	river.AddWorker(workers, &reconcileWorker{client: c})
 }
 
 // Start starts the embedded River client, which works Config.Queue with up to

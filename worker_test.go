@@ -3,6 +3,7 @@ package outbound_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -235,9 +236,10 @@ func TestDeliveryHostRiverClient(t *testing.T) {
 	workers := river.NewWorkers()
 	client.AddWorkers(workers)
 	hostRiver, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:  schema,
-		Queues:  map[string]river.QueueConfig{outbound.DefaultQueue: {MaxWorkers: 2}},
-		Workers: workers,
+		Schema:       schema,
+		Queues:       map[string]river.QueueConfig{outbound.DefaultQueue: {MaxWorkers: 2}},
+		Workers:      workers,
+		PeriodicJobs: client.PeriodicJobs(),
 	})
 	require.NoError(t, err)
 	require.NoError(t, hostRiver.Start(context.Background()))
@@ -253,6 +255,14 @@ func TestDeliveryHostRiverClient(t *testing.T) {
 		require.Len(t, notifier.callsFor(msg.ID), 1)
 		require.Equal(t, "completed", jobByID(t, schema, msg.JobID).State)
 	}
+
+	// The host's client runs the reconcile job too.
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
+			" WHERE kind = $1 AND state = 'completed'", outbound.ReconcileJobKind).Scan(&n))
+		return n > 0
+	}, 30*time.Second, 20*time.Millisecond)
 
 	// A second registration is refused, as River refuses any.
 	require.Panics(t, func() { client.AddWorkers(workers) })
@@ -339,4 +349,49 @@ func TestDeliverySmallPool(t *testing.T) {
 	for _, msg := range waitForStatus(t, client, messageIDs(bulk.Messages), outbound.MessageStatusSent) {
 		require.Equal(t, 1, msg.Attempts, "no attempt timed out waiting for a connection")
 	}
+}
+
+// TestDeliveryUnrecordedSuccessIsRetried makes recording the first success
+// fail, as a lost connection at commit would: the job must not complete
+// without the message, and the retry must hand the notifier the same
+// message id, which is what lets a provider drop the repeat.
+func TestDeliveryUnrecordedSuccessIsRetried(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	_, err := testPool.Exec(ctx, fmt.Sprintf(`
+CREATE SEQUENCE %[1]s;
+CREATE FUNCTION %[2]s() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	-- A sequence, unlike a row, keeps counting across the rollback.
+	IF NEW.status = 'sent' AND nextval('%[1]s') = 1 THEN
+		RAISE EXCEPTION 'injected failure recording sent';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER fail_first_sent BEFORE UPDATE ON %[3]s FOR EACH ROW EXECUTE FUNCTION %[2]s();`,
+		table(schema, "sent_updates"), table(schema, "fail_first_sent"), table(schema, "messages")))
+	require.NoError(t, err)
+
+	notifier := &recordingNotifier{}
+	b := setupWorkingOn(t, schema, &outbound.Config{Notifier: notifier})
+	res, err := b.client.Trigger(ctx, 17, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+
+	msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)[0]
+	calls := notifier.callsFor(msg.ID)
+	require.Len(t, calls, 2, "the unrecorded success is delivered again")
+	require.Equal(t, msg.ID, calls[0].Message.ID)
+	require.Equal(t, msg.ID, calls[1].Message.ID)
+	require.Equal(t, 1, calls[0].Message.Attempts)
+	require.Equal(t, 2, calls[1].Message.Attempts)
+	require.Equal(t, 2, msg.Attempts)
+
+	// The first attempt left the job to be retried, with the error on it.
+	var errs []string
+	require.NoError(t, testPool.QueryRow(ctx, "SELECT array_agg(e->>'error') FROM "+
+		table(schema, "river_job")+", jsonb_array_elements(to_jsonb(errors)) AS e WHERE id = $1", msg.JobID).Scan(&errs))
+	require.Len(t, errs, 1)
+	require.Contains(t, errs[0], "injected failure recording sent")
+	require.Eventually(t, func() bool { return jobByID(t, schema, msg.JobID).State == "completed" }, 30*time.Second, 20*time.Millisecond)
 }

@@ -190,9 +190,14 @@ func TestService(t *testing.T) {
 			} `json:"data"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(c.raw("GET", "/riverui/api/jobs?state=completed", http.StatusOK)), &jobs))
-		require.NotEmpty(t, jobs.Data)
-		require.Equal(t, "outbound_delivery", jobs.Data[0].Kind)
-		require.Equal(t, "outbound", jobs.Data[0].Queue)
+		var deliveries int
+		for _, job := range jobs.Data {
+			if job.Kind == "outbound_delivery" {
+				deliveries++
+				require.Equal(t, "outbound", job.Queue)
+			}
+		}
+		require.NotZero(t, deliveries, "River's UI lists the completed delivery jobs")
 	})
 
 	t.Run("Metrics", func(t *testing.T) {

@@ -217,7 +217,7 @@ func report(ctx context.Context, out io.Writer, pool *pgxpool.Pool, client *outb
 		return err
 	}
 	fmt.Fprintln(out, "River delivery jobs by state:")
-	if err := printCounts(ctx, out, pool, "SELECT queue || '/' || state::text, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" GROUP BY 1 ORDER BY 1"); err != nil {
+	if err := printCounts(ctx, out, pool, "SELECT queue || '/' || state::text, count(*) FROM "+pgx.Identifier{schema, "river_job"}.Sanitize()+" WHERE kind = 'outbound_delivery' GROUP BY 1 ORDER BY 1"); err != nil {
 		return err
 	}
 

@@ -108,6 +108,12 @@ type Queries struct {
 	// EnvelopeProgress counts an envelope's messages by status; no row means
 	// no such envelope. $1 id.
 	EnvelopeProgress string
+
+	// ReconcileMessages settles up to $1 undelivered messages whose River job
+	// was cancelled (the message becomes cancelled), discarded or deleted
+	// (the message becomes discarded). Messages locked by a running delivery
+	// are skipped until a later run.
+	ReconcileMessages string
 }
 
 // New returns the queries for the library's schema and River's schema, both
@@ -222,6 +228,30 @@ FROM {s}.bulk_envelopes e
 LEFT JOIN {s}.messages m ON m.bulk_envelope_id = e.id AND m.template_id = e.template_id
 WHERE e.id = $1
 GROUP BY e.id`),
+
+		ReconcileMessages: rr.Replace(r.Replace(`
+WITH stale AS (
+	SELECT m.id,
+		CASE WHEN j.state = 'cancelled' THEN 'cancelled' ELSE 'discarded' END AS status,
+		CASE
+			WHEN j.id IS NULL THEN 'delivery job no longer exists'
+			ELSE 'delivery job was ' || j.state::text || ' without recording a result'
+		END AS reason
+	FROM {s}.messages m
+	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
+	WHERE m.status IN ('pending', 'failed')
+		AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded'))
+	ORDER BY m.id
+	LIMIT $1
+	FOR UPDATE OF m SKIP LOCKED
+)
+UPDATE {s}.messages m
+SET status = stale.status,
+	last_error = coalesce(m.last_error || '; ', '') || stale.reason,
+	metadata = jsonb_set(m.metadata, '{status}', to_jsonb(stale.status)),
+	updated_at = now()
+FROM stale
+WHERE m.id = stale.id`)),
 
 		ListAuditEvents: r.Replace(`
 SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events
