@@ -395,3 +395,31 @@ CREATE TRIGGER fail_first_sent BEFORE UPDATE ON %[3]s FOR EACH ROW EXECUTE FUNCT
 	require.Contains(t, errs[0], "injected failure recording sent")
 	require.Eventually(t, func() bool { return jobByID(t, schema, msg.JobID).State == "completed" }, 30*time.Second, 20*time.Millisecond)
 }
+
+// TestDeliverySeparateRiverSchema works, cancels and reconciles with River's
+// tables in a schema of their own, as for a host that already runs River.
+func TestDeliverySeparateRiverSchema(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema, riverSchema := newSchemaName(), newSchemaName()
+	t.Cleanup(func() { dropSchema(t, schema); dropSchema(t, riverSchema) })
+	require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: riverSchema}))
+
+	idle, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: riverSchema})
+	require.NoError(t, err)
+	cancelled, err := idle.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.NoError(t, idle.CancelMessage(ctx, cancelled.Message.ID))
+	require.Equal(t, "cancelled", jobByID(t, riverSchema, cancelled.Message.JobID).State)
+	n, err := idle.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	notifier := &recordingNotifier{}
+	b := setupWorkingOn(t, schema, &outbound.Config{RiverSchema: riverSchema, Notifier: notifier})
+	res, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)[0]
+	require.Equal(t, "completed", jobByID(t, riverSchema, msg.JobID).State)
+	require.Len(t, notifier.Calls(), 1)
+}
