@@ -423,3 +423,28 @@ func TestDeliverySeparateRiverSchema(t *testing.T) {
 	require.Equal(t, "completed", jobByID(t, riverSchema, msg.JobID).State)
 	require.Len(t, notifier.Calls(), 1)
 }
+
+// TestDeliveryStartStopAgain checks that Stop before Start, a second Start and
+// a second Stop do nothing, and that a stopped worker can start again.
+func TestDeliveryStartStopAgain(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	notifier := &recordingNotifier{}
+	client, err := outbound.New(newTestPool(t, 10), &outbound.Config{Schema: schema, Notifier: notifier})
+	require.NoError(t, err)
+
+	require.NoError(t, client.Stop(ctx))
+	require.NoError(t, client.Start(context.Background()))
+	require.NoError(t, client.Start(context.Background()))
+	require.NoError(t, client.Stop(ctx))
+	require.NoError(t, client.Stop(ctx))
+
+	// Triggered while stopped, delivered once started again.
+	res, err := client.Trigger(ctx, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
+	waitForStatus(t, client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+	require.Len(t, notifier.Calls(), 1)
+}
