@@ -138,6 +138,9 @@ func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) (err
 		r = reasonDatabaseError
 	)
 	defer func() {
+		if r == reasonDatabaseError && ctx.Err() != nil {
+			r = reasonWorkerStopped // stopped before the notifier was reached
+		}
 		span.SetAttributes(attrReason.String(string(r)))
 		spanErr := err
 		if o == outcomeNoOp || o == outcomeSent {
