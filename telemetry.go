@@ -70,8 +70,8 @@ const (
 	// reasonMessageNotFound: the message row was deleted; the job is
 	// cancelled.
 	reasonMessageNotFound reason = "message_not_found"
-	// reasonDatabaseError: the notifier's result could not be recorded, so
-	// the attempt counts as failed and River tries again.
+	// reasonDatabaseError: the attempt could not lock its message or record
+	// the notifier's result, so it counts as failed and River tries again.
 	reasonDatabaseError reason = "database_error"
 )
 
