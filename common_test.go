@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -333,4 +334,31 @@ func messageIDs(msgs []*outbound.Message) []uuid.UUID {
 		ids[i] = m.ID
 	}
 	return ids
+}
+
+// failFirstUpdateTo makes the first update of a message to the status fail,
+// as a connection lost while recording it would; later updates go through.
+// A sequence counts the attempts because, unlike a row, it keeps counting
+// across the failed transaction's rollback.
+func failFirstUpdateTo(tb testing.TB, schema string, status outbound.MessageStatus) {
+	tb.Helper()
+	sequence := table(schema, "fail_first_"+string(status)+"_seq")
+	function := table(schema, "fail_first_"+string(status))
+	_, err := testPool.Exec(context.Background(), fmt.Sprintf(`
+CREATE SEQUENCE %[1]s;
+CREATE FUNCTION %[2]s() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.status = %[4]s AND nextval('%[1]s') = 1 THEN
+		RAISE EXCEPTION 'injected failure recording %%', NEW.status;
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER fail_first_update BEFORE UPDATE ON %[3]s FOR EACH ROW EXECUTE FUNCTION %[2]s();`,
+		sequence, function, table(schema, "messages"), quoteLiteral(string(status))))
+	require.NoError(tb, err)
+}
+
+// quoteLiteral quotes a string as an SQL literal.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }

@@ -3,7 +3,6 @@ package outbound_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -137,18 +136,7 @@ func TestReconcileUnrecordedLastAttempt(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	schema := migratedSchema(t)
-	_, err := testPool.Exec(ctx, fmt.Sprintf(`
-CREATE SEQUENCE %[1]s;
-CREATE FUNCTION %[2]s() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF NEW.status = 'discarded' AND nextval('%[1]s') = 1 THEN
-		RAISE EXCEPTION 'injected failure recording discarded';
-	END IF;
-	RETURN NEW;
-END $$;
-CREATE TRIGGER fail_first_discard BEFORE UPDATE ON %[3]s FOR EACH ROW EXECUTE FUNCTION %[2]s();`,
-		table(schema, "discard_updates"), table(schema, "fail_first_discard"), table(schema, "messages")))
-	require.NoError(t, err)
+	failFirstUpdateTo(t, schema, outbound.MessageStatusDiscarded)
 
 	notifier := &recordingNotifier{fn: func(context.Context, *outbound.Message) error { return errors.New("mailbox does not exist") }}
 	b := setupWorkingOn(t, schema, &outbound.Config{Notifier: notifier, MaxAttempts: 1})

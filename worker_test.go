@@ -3,7 +3,6 @@ package outbound_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -361,19 +360,7 @@ func TestDeliveryUnrecordedSuccessIsRetried(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	schema := migratedSchema(t)
-	_, err := testPool.Exec(ctx, fmt.Sprintf(`
-CREATE SEQUENCE %[1]s;
-CREATE FUNCTION %[2]s() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	-- A sequence, unlike a row, keeps counting across the rollback.
-	IF NEW.status = 'sent' AND nextval('%[1]s') = 1 THEN
-		RAISE EXCEPTION 'injected failure recording sent';
-	END IF;
-	RETURN NEW;
-END $$;
-CREATE TRIGGER fail_first_sent BEFORE UPDATE ON %[3]s FOR EACH ROW EXECUTE FUNCTION %[2]s();`,
-		table(schema, "sent_updates"), table(schema, "fail_first_sent"), table(schema, "messages")))
-	require.NoError(t, err)
+	failFirstUpdateTo(t, schema, outbound.MessageStatusSent)
 
 	notifier := &recordingNotifier{}
 	b := setupWorkingOn(t, schema, &outbound.Config{Notifier: notifier})
