@@ -104,11 +104,11 @@ func (c *Client) Start(ctx context.Context) error {
 // retries later), and returns ctx's error.
 func (c *Client) Stop(ctx context.Context) error {
 	err := c.river.Stop(ctx)
-	if err == nil || ctx.Err() == nil {
-		if err != nil {
-			return fmt.Errorf("outbound: stop delivery worker: %w", err)
-		}
+	if err == nil {
 		return nil
+	}
+	if ctx.Err() == nil {
+		return fmt.Errorf("outbound: stop delivery worker: %w", err)
 	}
 	cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*recordTimeout)
 	defer cancel()
