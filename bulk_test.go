@@ -62,6 +62,9 @@ func TestBulkTrigger(t *testing.T) {
 			require.Equal(t, env.ID, m.BulkEnvelopeID)
 			require.Equal(t, outbound.MessageStatusPending, m.Status)
 			require.Equal(t, map[string]any{"template_id": "recovery", "status": "pending", "bulk_envelope_id": env.ID.String()}, m.Metadata)
+			storedMessage, err := b.client.Message(ctx, m.ID)
+			require.NoError(t, err)
+			require.Equal(t, m, storedMessage, "the result is the row as stored")
 			job := jobByID(t, b.schema, m.JobID)
 			require.Equal(t, map[string]any{
 				"message_id":       m.ID.String(),

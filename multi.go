@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
@@ -46,6 +47,11 @@ type stagedTrigger struct {
 	duplicates int
 }
 
+// insertedMessage is what InsertMessages returns of a row beyond its id.
+type insertedMessage struct {
+	createdAt, scheduledAt time.Time
+}
+
 // buildTriggerTx stages one pending message and one River delivery job per
 // conversation inside tx, which it neither commits nor rolls back. It is the
 // primitive under both Trigger and BulkTrigger.
@@ -68,6 +74,9 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 	envelopeID := nullIfNilUUID(p.bulkEnvelopeID)
 
 	messageIDs := make([]uuid.UUID, n)
+	// pgx encodes uuid.UUID through its driver.Valuer, as text parsed back;
+	// pgtype.UUID goes straight to the binary format.
+	pgMessageIDs := make([]pgtype.UUID, n)
 	params := make([]river.InsertManyParams, n)
 	for i, conversationID := range conversationIDs {
 		id, err := uuid.NewV7()
@@ -75,6 +84,7 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 			return nil, fmt.Errorf("outbound: message id: %w", err)
 		}
 		messageIDs[i] = id
+		pgMessageIDs[i] = pgtype.UUID{Bytes: id, Valid: true}
 		params[i] = river.InsertManyParams{
 			Args: DeliveryArgs{
 				MessageID:      id,
@@ -95,27 +105,57 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 		return nil, err
 	}
 
-	rows, err := tx.Query(ctx, c.queries.InsertMessages, messageIDs, conversationIDs, jobIDs,
+	rows, err := tx.Query(ctx, c.queries.InsertMessages, pgMessageIDs, conversationIDs, jobIDs,
 		p.templateID, p.content, envelopeID, scheduledAt)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: insert messages: %w", err)
 	}
-	inserted, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	inserted := make(map[uuid.UUID]insertedMessage, n)
+	var row insertedMessage
+	var rowID pgtype.UUID
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &row.createdAt, &row.scheduledAt}, func() error {
+		inserted[rowID.Bytes] = row
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: insert messages: %w", err)
 	}
 
 	staged := &stagedTrigger{messages: make([]*Message, n)}
-	byID := make(map[uuid.UUID]*Message, len(inserted))
-	for _, m := range inserted {
-		byID[m.ID] = m
+	// One allocation for all new messages rather than one each.
+	written := make([]Message, len(inserted))
+	var envelopeMetadata any
+	if envelopeID != nil {
+		envelopeMetadata = envelopeID.String()
 	}
 	var (
 		takenConversations []int64
 		unusedJobs         []int64
 	)
 	for i, id := range messageIDs {
-		if m, ok := byID[id]; ok {
+		if r, ok := inserted[id]; ok {
+			m := &written[0]
+			written = written[1:]
+			// The row as the insert wrote it: the parameters, the column
+			// defaults of migrations/001, and the two times it returned.
+			*m = Message{
+				ID:             id,
+				ConversationID: conversationIDs[i],
+				Role:           RoleSystemOutbound,
+				TemplateID:     p.templateID,
+				Content:        p.content,
+				Status:         MessageStatusPending,
+				BulkEnvelopeID: p.bulkEnvelopeID,
+				Metadata: map[string]any{
+					"template_id":      p.templateID,
+					"status":           string(MessageStatusPending),
+					"bulk_envelope_id": envelopeMetadata,
+				},
+				JobID:       jobIDs[i],
+				ScheduledAt: r.scheduledAt,
+				CreatedAt:   r.createdAt,
+				UpdatedAt:   r.createdAt,
+			}
 			staged.messages[i] = m
 			continue
 		}

@@ -67,6 +67,9 @@ func TestTrigger(t *testing.T) {
 		require.Equal(t, "Hello again", m.Content)
 		require.Equal(t, envelopeID, m.BulkEnvelopeID)
 		require.Equal(t, envelopeID.String(), m.Metadata["bulk_envelope_id"])
+		stored, err := b.client.Message(ctx, m.ID)
+		require.NoError(t, err)
+		require.Equal(t, m, stored, "the result is the row as stored")
 
 		job := jobByID(t, b.schema, m.JobID)
 		require.Equal(t, "follow_ups", job.Queue)
@@ -88,6 +91,9 @@ func TestTrigger(t *testing.T) {
 		require.Equal(t, "scheduled", job.State)
 		require.WithinRange(t, job.ScheduledAt, before.Add(time.Hour).Add(-time.Millisecond), after.Add(time.Hour))
 		require.WithinDuration(t, job.ScheduledAt, res.Message.ScheduledAt, time.Millisecond)
+		stored, err := b.client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, res.Message, stored, "the result is the row as stored")
 	})
 }
 

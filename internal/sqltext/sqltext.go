@@ -29,7 +29,9 @@ const nilUUID = `'00000000-0000-0000-0000-000000000000'::uuid`
 type Queries struct {
 	// InsertMessages inserts one pending message per (id, conversation id,
 	// job id) triple, skipping any whose dedup key is taken, and returns the
-	// inserted rows. $1 ids, $2 conversation ids, $3 job ids, $4 template id,
+	// id, created_at and scheduled_at of each inserted row: every other
+	// column is a parameter or a column default, so the caller knows it
+	// already. $1 ids, $2 conversation ids, $3 job ids, $4 template id,
 	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now().
 	InsertMessages string
 
@@ -132,7 +134,7 @@ SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6,
 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
 ORDER BY u.ord
 ON CONFLICT DO NOTHING
-RETURNING {mcols}`),
+RETURNING id, created_at, scheduled_at`),
 
 		SelectLiveMessagesByKey: r.Replace(`
 SELECT {mcols} FROM {s}.messages
