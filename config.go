@@ -34,6 +34,12 @@ const (
 	// client works at once when Config.MaxWorkers is zero.
 	DefaultMaxWorkers = 10
 
+	// DefaultFetchCooldown is Config.FetchCooldown when it is zero.
+	DefaultFetchCooldown = river.FetchCooldownDefault
+
+	// DefaultFetchPollInterval is Config.FetchPollInterval when it is zero.
+	DefaultFetchPollInterval = river.FetchPollIntervalDefault
+
 	// DefaultNotifyTimeout is how long a Notifier may take over one delivery
 	// when Config.NotifyTimeout is zero.
 	DefaultNotifyTimeout = 30 * time.Second
@@ -99,6 +105,20 @@ type Config struct {
 	// (at least 1) when the pool is smaller than that.
 	MaxWorkers int
 
+	// FetchCooldown is the shortest time Start's embedded River client
+	// waits between two fetches of deliveries. With MaxWorkers it bounds
+	// delivery throughput: at the default, 10 workers deliver at most about
+	// 100 messages a second however fast the Notifier is. Lower it for more.
+	// Must be at least 1ms. Defaults to DefaultFetchCooldown (100ms, River's
+	// default).
+	FetchCooldown time.Duration
+
+	// FetchPollInterval is how often Start's embedded River client looks for
+	// due deliveries when no insert notification has woken it. Must be at
+	// least FetchCooldown. Defaults to DefaultFetchPollInterval (1s, River's
+	// default).
+	FetchPollInterval time.Duration
+
 	// RetryPolicy decides when a failed delivery is tried again, in both
 	// worker modes (Start, and AddWorkers under a host's River client).
 	// Defaults to the River client's policy, which for Start is River's
@@ -130,6 +150,8 @@ func (c *Config) withDefaults() *Config {
 	out.Queue = cmp.Or(out.Queue, DefaultQueue)
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
 	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
+	out.FetchCooldown = cmp.Or(out.FetchCooldown, DefaultFetchCooldown)
+	out.FetchPollInterval = cmp.Or(out.FetchPollInterval, DefaultFetchPollInterval)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}
 	}
@@ -164,6 +186,12 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyTimeout < 0 {
 		return invalidArgument("Config.NotifyTimeout", "must not be negative (0 means the default, %s), got %s", DefaultNotifyTimeout, c.NotifyTimeout)
+	}
+	if c.FetchCooldown < river.FetchCooldownMin {
+		return invalidArgument("Config.FetchCooldown", "must be at least %s (0 means the default, %s), got %s", river.FetchCooldownMin, DefaultFetchCooldown, c.FetchCooldown)
+	}
+	if c.FetchPollInterval < c.FetchCooldown {
+		return invalidArgument("Config.FetchPollInterval", "must be at least Config.FetchCooldown (%s; 0 means the default, %s), got %s", c.FetchCooldown, DefaultFetchPollInterval, c.FetchPollInterval)
 	}
 	if len(c.Queue) > 64 || !queueNameRE.MatchString(c.Queue) {
 		return invalidArgument("Config.Queue", "must be at most 64 lowercase letters and digits separated by single underscores or hyphens, got %q", c.Queue)

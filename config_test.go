@@ -3,6 +3,7 @@ package outbound_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,8 @@ func TestNew(t *testing.T) {
 		require.Equal(t, "cairnloop", outbound.DefaultSchema)
 		require.Equal(t, "outbound", outbound.DefaultQueue)
 		require.Equal(t, 20, outbound.DefaultMaxAttempts)
+		require.Equal(t, 100*time.Millisecond, outbound.DefaultFetchCooldown)
+		require.Equal(t, time.Second, outbound.DefaultFetchPollInterval)
 	})
 
 	t.Run("InvalidFields", func(t *testing.T) {
@@ -49,6 +52,10 @@ func TestNew(t *testing.T) {
 			{"RiverSchema", &outbound.Config{RiverSchema: "river-jobs"}, "Config.RiverSchema"},
 			{"MaxBatchSizeNegative", &outbound.Config{MaxBatchSize: -1}, "Config.MaxBatchSize"},
 			{"MaxAttemptsNegative", &outbound.Config{MaxAttempts: -3}, "Config.MaxAttempts"},
+			{"FetchCooldownBelowRiverMinimum", &outbound.Config{FetchCooldown: 500 * time.Microsecond}, "Config.FetchCooldown"},
+			{"FetchCooldownNegative", &outbound.Config{FetchCooldown: -time.Second}, "Config.FetchCooldown"},
+			{"FetchPollIntervalBelowFetchCooldown", &outbound.Config{FetchCooldown: 200 * time.Millisecond, FetchPollInterval: 100 * time.Millisecond}, "Config.FetchPollInterval"},
+			{"FetchPollIntervalBelowDefaultFetchCooldown", &outbound.Config{FetchPollInterval: 50 * time.Millisecond}, "Config.FetchPollInterval"},
 			{"QueueUppercase", &outbound.Config{Queue: "Outbound"}, "Config.Queue"},
 			{"QueueTooLong", &outbound.Config{Queue: strings.Repeat("q", 65)}, "Config.Queue"},
 		}
@@ -59,5 +66,7 @@ func TestNew(t *testing.T) {
 		}
 		_, err := outbound.New(testPool, &outbound.Config{Schema: strings.Repeat("s", 46), Queue: "follow_ups-2"})
 		require.NoError(t, err, "46 characters and a valid queue name are accepted")
+		_, err = outbound.New(testPool, &outbound.Config{FetchCooldown: time.Millisecond, FetchPollInterval: time.Millisecond})
+		require.NoError(t, err, "River's minimum fetch cooldown and poll interval are accepted")
 	})
 }

@@ -93,11 +93,13 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	workers := river.NewWorkers()
 	c.AddWorkers(workers)
 	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:       cfg.RiverSchema,
-		Logger:       cfg.Logger,
-		Queues:       map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
-		Workers:      workers,
-		PeriodicJobs: c.PeriodicJobs(),
+		Schema:            cfg.RiverSchema,
+		Logger:            cfg.Logger,
+		Queues:            map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:           workers,
+		PeriodicJobs:      c.PeriodicJobs(),
+		FetchCooldown:     cfg.FetchCooldown,
+		FetchPollInterval: cfg.FetchPollInterval,
 		// River rescues a job still running after this long and runs it
 		// again; keep that well clear of the longest a delivery may take.
 		RescueStuckJobsAfter: deliveryTimeout(cfg) + time.Hour,
