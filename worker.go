@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -267,16 +266,16 @@ func (c *Client) notify(ctx context.Context, msg *Message) (reason, error) {
 
 // recordSent marks the message sent and completes its job in the same
 // transaction, then commits. markMessage is false when the message is already
-// recorded as sent and only the job is left to complete.
+// recorded as sent and only the job is left to complete. River's completer
+// later finds the job no longer running and leaves it as it is.
 func (c *Client) recordSent(ctx context.Context, tx pgx.Tx, job *river.Job[DeliveryArgs], attempts int, markMessage bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if markMessage {
-		if _, err := tx.Exec(ctx, c.queries.MarkMessageSent, job.Args.MessageID, attempts); err != nil {
+		if _, err := tx.Exec(ctx, c.queries.MarkMessageSentCompleteJob, job.Args.MessageID, attempts, job.ID); err != nil {
 			return fmt.Errorf("outbound: deliver: mark message sent: %w", err)
 		}
-	}
-	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+	} else if _, err := tx.Exec(ctx, c.queries.CompleteJob, job.ID); err != nil {
 		return fmt.Errorf("outbound: deliver: complete job: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

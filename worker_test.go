@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,6 +28,8 @@ func TestDeliverySent(t *testing.T) {
 	require.NoError(t, err)
 
 	ids := append(messageIDs(bulk.Messages), single.Message.ID)
+	riverClient, err := river.NewClient(riverpgxv5.New(testPool), &river.Config{Schema: b.schema})
+	require.NoError(t, err)
 	for _, msg := range waitForStatus(t, b.client, ids, outbound.MessageStatusSent) {
 		require.Equal(t, 1, msg.Attempts)
 		require.Empty(t, msg.LastError)
@@ -49,6 +52,16 @@ func TestDeliverySent(t *testing.T) {
 		require.NoError(t, testPool.QueryRow(ctx, "SELECT xmin::text::bigint FROM "+table(b.schema, "messages")+" WHERE id = $1", msg.ID).Scan(&messageXmin))
 		require.NoError(t, testPool.QueryRow(ctx, "SELECT xmin::text::bigint FROM "+table(b.schema, "river_job")+" WHERE id = $1", msg.JobID).Scan(&jobXmin))
 		require.Equal(t, messageXmin, jobXmin, "message %s and job %d were updated by different transactions", msg.ID, msg.JobID)
+
+		// The job reads through River as River's own completion leaves it.
+		job, err := riverClient.JobGet(ctx, msg.JobID)
+		require.NoError(t, err)
+		require.Equal(t, rivertype.JobStateCompleted, job.State)
+		require.Equal(t, 1, job.Attempt)
+		require.Empty(t, job.Errors)
+		require.NotNil(t, job.AttemptedAt)
+		require.NotNil(t, job.FinalizedAt)
+		require.False(t, job.FinalizedAt.Before(*job.AttemptedAt), "finalized %s, attempted %s", job.FinalizedAt, job.AttemptedAt)
 	}
 	require.Len(t, notifier.Calls(), 6)
 	require.Equal(t, "We fixed it.", notifier.callsFor(single.Message.ID)[0].Message.Content)
@@ -198,6 +211,33 @@ func TestDeliveryWithoutNotifier(t *testing.T) {
 	require.Equal(t, 1, msg.Attempts)
 	require.False(t, msg.SentAt.IsZero())
 	require.Equal(t, "completed", jobByID(t, b.schema, msg.JobID).State)
+}
+
+// TestDeliveryMessageAlreadySent covers a job that runs for a message already
+// recorded as sent, as when a completed job is retried from River's UI: the
+// notifier is not called again, the message is left as it was, and the job
+// completes.
+func TestDeliveryMessageAlreadySent(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setup(t, nil)
+	res, err := b.client.Trigger(ctx, 16, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+
+		" SET status = 'sent', sent_at = now() - interval '1 hour', attempts = 1 WHERE id = $1", res.Message.ID)
+	require.NoError(t, err)
+	before, err := b.client.Message(ctx, res.Message.ID)
+	require.NoError(t, err)
+
+	notifier := &recordingNotifier{}
+	setupWorkingOn(t, b.schema, &outbound.Config{Notifier: notifier})
+	require.Eventually(t, func() bool { return jobByID(t, b.schema, res.Message.JobID).State == "completed" },
+		10*time.Second, 10*time.Millisecond)
+
+	require.Empty(t, notifier.Calls())
+	after, err := b.client.Message(ctx, res.Message.ID)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
 }
 
 func TestDeliveryScheduled(t *testing.T) {

@@ -79,8 +79,16 @@ type Queries struct {
 	// it has none. $1 id.
 	SelectMessageEnvelopeID string
 
-	// MarkMessageSent records a delivered message. $1 id, $2 attempts.
-	MarkMessageSent string
+	// MarkMessageSentCompleteJob records a delivered message and completes
+	// its running River job in one statement, so that both commit together.
+	// It sets the job's state and finalized_at as river.JobCompleteTx does,
+	// without River's general many-jobs state update, which was the costliest
+	// statement of a delivery. $1 message id, $2 attempts, $3 job id.
+	MarkMessageSentCompleteJob string
+
+	// CompleteJob completes a running River job as river.JobCompleteTx does,
+	// for a delivery that finds its message already sent. $1 job id.
+	CompleteJob string
 
 	// MarkMessageFailed records a failed delivery attempt. $1 id, $2 status
 	// (failed or discarded), $3 attempts, $4 last error.
@@ -176,12 +184,20 @@ INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES (
 
 		SelectMessageEnvelopeID: r.Replace(`SELECT bulk_envelope_id FROM {s}.messages WHERE id = $1`),
 
-		MarkMessageSent: r.Replace(`
-UPDATE {s}.messages
-SET status = 'sent', sent_at = now(), attempts = $2, last_error = NULL,
-	metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()
-WHERE id = $1
-RETURNING {mcols}`),
+		MarkMessageSentCompleteJob: rr.Replace(r.Replace(`
+WITH sent AS (
+	UPDATE {s}.messages
+	SET status = 'sent', sent_at = now(), attempts = $2, last_error = NULL,
+		metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()
+	WHERE id = $1
+	RETURNING id
+)
+UPDATE {rs}.river_job SET state = 'completed', finalized_at = now()
+WHERE id = $3 AND state = 'running' AND EXISTS (SELECT 1 FROM sent)`)),
+
+		CompleteJob: rr.Replace(`
+UPDATE {rs}.river_job SET state = 'completed', finalized_at = now()
+WHERE id = $1 AND state = 'running'`),
 
 		MarkMessageFailed: r.Replace(`
 UPDATE {s}.messages
