@@ -1,0 +1,596 @@
+package outbound_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+)
+
+// The benchmarks compare the library, side by side in one run, with the same
+// work written by hand: each benchmark has sub-benchmarks named impl=..., so
+// that `benchstat -col /impl` prints them as columns with their ratios.
+// BENCHMARKS.md has the commands and the results.
+
+const benchTemplate = "recovery"
+
+// benchEnv is one benchmark's schema, traced pool, and the clients on it.
+type benchEnv struct {
+	schema     string
+	pool       *pgxpool.Pool
+	statements *statementCounter
+	// nextConversation hands out conversation ids never used in the schema,
+	// so that no call meets a dedup key another call holds.
+	nextConversation atomic.Int64
+}
+
+func newBenchEnv(b *testing.B, maxConns int32) *benchEnv {
+	b.Helper()
+	env := &benchEnv{schema: migratedSchema(b), statements: &statementCounter{}}
+	config, err := pgxpool.ParseConfig(testDatabaseURL)
+	require.NoError(b, err)
+	config.MaxConns = maxConns
+	config.MinConns = maxConns // no connects inside the timed loop
+	config.ConnConfig.Tracer = env.statements
+	env.pool, err = pgxpool.NewWithConfig(context.Background(), config)
+	require.NoError(b, err)
+	b.Cleanup(env.pool.Close)
+	return env
+}
+
+// conversations returns n conversation ids not handed out before.
+func (e *benchEnv) conversations(n int) []int64 {
+	last := e.nextConversation.Add(int64(n))
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = last - int64(n) + int64(i) + 1
+	}
+	return ids
+}
+
+func (e *benchEnv) client(b *testing.B, config *outbound.Config) *outbound.Client {
+	b.Helper()
+	if config == nil {
+		config = &outbound.Config{}
+	}
+	config.Schema = e.schema
+	config.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	client, err := outbound.New(e.pool, config)
+	require.NoError(b, err)
+	return client
+}
+
+// insertOnlyRiver is a River client that only inserts, on the library's
+// schema; callers pass the library's queue and attempts per insert.
+func (e *benchEnv) insertOnlyRiver(b *testing.B) *river.Client[pgx.Tx] {
+	b.Helper()
+	rc, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
+		Schema: e.schema,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(b, err)
+	return rc
+}
+
+// resetCounters starts the timer, allocation and statement counts afresh.
+func (e *benchEnv) resetCounters(b *testing.B) {
+	b.ResetTimer()
+	e.statements.n.Store(0)
+	e.statements.notifies.Store(0)
+}
+
+func (e *benchEnv) reportStatements(b *testing.B) {
+	b.ReportMetric(float64(e.statements.n.Load())/float64(b.N), "stmts/op")
+	b.ReportMetric(float64(e.statements.notifies.Load())/float64(b.N), "notifies/op")
+}
+
+// baselineTrigger is Trigger written by hand: in one transaction, River's
+// InsertTx of the same job, then the same message row with pgx, returned.
+type baselineTrigger struct {
+	pool          *pgxpool.Pool
+	river         *river.Client[pgx.Tx]
+	insertMessage string
+}
+
+func newBaselineTrigger(b *testing.B, e *benchEnv) *baselineTrigger {
+	return &baselineTrigger{
+		pool:  e.pool,
+		river: e.insertOnlyRiver(b),
+		insertMessage: fmt.Sprintf(`
+INSERT INTO %s.messages (id, conversation_id, job_id, template_id, content, metadata)
+VALUES ($1, $2, $3, $4, $5, jsonb_build_object('template_id', $4::text, 'status', 'pending', 'bulk_envelope_id', null))
+ON CONFLICT DO NOTHING
+RETURNING id, conversation_id, role, template_id, content, status, bulk_envelope_id,
+	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at`,
+			pgx.Identifier{e.schema}.Sanitize()),
+	}
+}
+
+func (h *baselineTrigger) trigger(ctx context.Context, conversationID int64) (*outbound.Message, error) {
+	tx, err := h.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	job, err := h.river.InsertTx(ctx, tx, outbound.DeliveryArgs{
+		MessageID: id, ConversationID: conversationID, TemplateID: benchTemplate,
+	}, &river.InsertOpts{Queue: outbound.DefaultQueue, MaxAttempts: outbound.DefaultMaxAttempts})
+	if err != nil {
+		return nil, err
+	}
+	var (
+		m                 outbound.Message
+		status            string
+		envelope          *uuid.UUID
+		jobID             *int64
+		lastError         *string
+		sentAt            *time.Time
+		content, template = "Outbound message using template: " + benchTemplate, benchTemplate
+	)
+	if err := tx.QueryRow(ctx, h.insertMessage, id, conversationID, job.Job.ID, template, content).Scan(
+		&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		return nil, err
+	}
+	m.Status = outbound.MessageStatus(status)
+	return &m, tx.Commit(ctx)
+}
+
+// BenchmarkTrigger compares one Trigger with the hand-written baseline.
+func BenchmarkTrigger(b *testing.B) {
+	ctx := context.Background()
+	b.Run("impl=outbound", func(b *testing.B) {
+		e := newBenchEnv(b, 4)
+		client := e.client(b, nil)
+		opts := &outbound.TriggerOpts{TemplateID: benchTemplate}
+		warmUp(b, e, func(id int64) error { _, err := client.Trigger(ctx, id, opts); return err })
+		b.ReportAllocs()
+		e.resetCounters(b)
+		for b.Loop() {
+			if _, err := client.Trigger(ctx, e.conversations(1)[0], opts); err != nil {
+				b.Fatal(err)
+			}
+		}
+		e.reportStatements(b)
+	})
+	b.Run("impl=baseline", func(b *testing.B) {
+		e := newBenchEnv(b, 4)
+		h := newBaselineTrigger(b, e)
+		warmUp(b, e, func(id int64) error { _, err := h.trigger(ctx, id); return err })
+		b.ReportAllocs()
+		e.resetCounters(b)
+		for b.Loop() {
+			if _, err := h.trigger(ctx, e.conversations(1)[0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		e.reportStatements(b)
+	})
+}
+
+// warmUp runs fn on every connection of the pool at once, so that each has
+// connected and prepared its statements before the timer starts.
+func warmUp(b *testing.B, e *benchEnv, fn func(conversationID int64) error) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*e.pool.Config().MaxConns)
+	for range 4 * e.pool.Config().MaxConns {
+		wg.Go(func() { errs <- fn(e.conversations(1)[0]) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(b, err)
+	}
+}
+
+// BenchmarkTriggerConcurrent compares 16 goroutines calling Trigger with 16
+// calling the hand-written baseline, on pools of 16 connections.
+func BenchmarkTriggerConcurrent(b *testing.B) {
+	const goroutines = 16
+	ctx := context.Background()
+	run := func(b *testing.B, e *benchEnv, trigger func(conversationID int64) error) {
+		warmUp(b, e, trigger)
+		b.ReportAllocs()
+		e.resetCounters(b)
+		var (
+			left     atomic.Int64
+			wg       sync.WaitGroup
+			firstErr error
+			errOnce  sync.Once
+		)
+		left.Store(int64(b.N))
+		for range goroutines {
+			wg.Go(func() {
+				for left.Add(-1) >= 0 {
+					if err := trigger(e.conversations(1)[0]); err != nil {
+						errOnce.Do(func() { firstErr = err })
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		require.NoError(b, firstErr)
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "triggers/s")
+		e.reportStatements(b)
+	}
+	b.Run("impl=outbound", func(b *testing.B) {
+		e := newBenchEnv(b, goroutines)
+		client := e.client(b, nil)
+		opts := &outbound.TriggerOpts{TemplateID: benchTemplate}
+		run(b, e, func(id int64) error { _, err := client.Trigger(ctx, id, opts); return err })
+	})
+	b.Run("impl=baseline", func(b *testing.B) {
+		e := newBenchEnv(b, goroutines)
+		h := newBaselineTrigger(b, e)
+		run(b, e, func(id int64) error { _, err := h.trigger(ctx, id); return err })
+	})
+}
+
+// benchBulkSizes are the recipient counts BenchmarkBulkTrigger runs.
+var benchBulkSizes = []int{1, 25, 100, 1_000, 10_000}
+
+// sequentialTriggerMax is the largest N that impl=sequential runs: N separate
+// Trigger calls at N = 10,000 take seconds per op and say nothing new.
+const sequentialTriggerMax = 1_000
+
+const benchBody = "We are sorry your order arrived late. Here is what happens next."
+
+// BenchmarkBulkTrigger writes N recipients four ways: BulkTrigger; the
+// database floor, the same rows in one transaction by COPY or by multi-row
+// inserts of unnest arrays; and N sequential Trigger calls.
+func BenchmarkBulkTrigger(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range benchBulkSizes {
+		b.Run(fmt.Sprintf("n=%d/impl=outbound", n), func(b *testing.B) {
+			e := newBenchEnv(b, 4)
+			client := e.client(b, &outbound.Config{MaxBatchSize: n})
+			opts := &outbound.BulkTriggerOpts{TemplateID: benchTemplate, RenderedBody: benchBody}
+			runBulk(b, e, n, func(ids []int64) error {
+				_, err := client.BulkTrigger(ctx, ids, opts)
+				return err
+			})
+		})
+		b.Run(fmt.Sprintf("n=%d/impl=floor_copy", n), func(b *testing.B) {
+			e := newBenchEnv(b, 4)
+			f := newBulkFloor(e)
+			runBulk(b, e, n, func(ids []int64) error { return f.copy(ctx, ids) })
+		})
+		b.Run(fmt.Sprintf("n=%d/impl=floor_unnest", n), func(b *testing.B) {
+			e := newBenchEnv(b, 4)
+			f := newBulkFloor(e)
+			runBulk(b, e, n, func(ids []int64) error { return f.unnest(ctx, ids) })
+		})
+		if n > sequentialTriggerMax {
+			continue
+		}
+		b.Run(fmt.Sprintf("n=%d/impl=sequential", n), func(b *testing.B) {
+			e := newBenchEnv(b, 4)
+			client := e.client(b, nil)
+			runBulk(b, e, n, func(ids []int64) error {
+				opts := &outbound.TriggerOpts{TemplateID: benchTemplate, Content: benchBody, BulkEnvelopeID: uuid.Must(uuid.NewV7())}
+				for _, id := range ids {
+					if _, err := client.Trigger(ctx, id, opts); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// runBulk times write, called with n fresh conversation ids per op, and
+// reports time, allocations and statements per recipient and per op.
+func runBulk(b *testing.B, e *benchEnv, n int, write func(ids []int64) error) {
+	b.Helper()
+	require.NoError(b, write(e.conversations(n))) // prepares statements
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	e.resetCounters(b)
+	for b.Loop() {
+		b.StopTimer()
+		ids := e.conversations(n)
+		b.StartTimer()
+		if err := write(ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	recipients := float64(b.N * n)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/recipients, "ns/recipient")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/recipients, "allocs/recipient")
+	e.reportStatements(b)
+}
+
+// bulkFloor writes what BulkTrigger writes, the envelope row and N message
+// and job rows with the same columns, by hand with the fastest plain SQL:
+// nothing read back, no dedup handling, no telemetry.
+type bulkFloor struct {
+	pool           *pgxpool.Pool
+	schema         string
+	insertEnvelope string
+	nextJobIDs     string
+	insertJobs     string
+	insertMessages string
+}
+
+func newBulkFloor(e *benchEnv) *bulkFloor {
+	s := pgx.Identifier{e.schema}.Sanitize()
+	return &bulkFloor{
+		pool:   e.pool,
+		schema: e.schema,
+		insertEnvelope: `INSERT INTO ` + s + `.bulk_envelopes
+	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, status)
+VALUES ($1, $2, $3, $4::bigint[], cardinality($4::bigint[]), cardinality($4::bigint[]), 'submitted')`,
+		nextJobIDs: `SELECT nextval('` + s + `.river_job_id_seq') FROM generate_series(1, $1)`,
+		insertJobs: `INSERT INTO ` + s + `.river_job (args, kind, max_attempts, queue)
+SELECT a, $2, $3, $4 FROM unnest($1::jsonb[]) AS a RETURNING id`,
+		insertMessages: `INSERT INTO ` + s + `.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata)
+SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6, $7
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, conversation_id, job_id)`,
+	}
+}
+
+// rows makes the ids, job args and message metadata of one bulk.
+func (f *bulkFloor) rows(ids []int64) (envelopeID uuid.UUID, messageIDs []uuid.UUID, args [][]byte, metadata []byte, err error) {
+	envelopeID = uuid.Must(uuid.NewV7())
+	messageIDs = make([]uuid.UUID, len(ids))
+	args = make([][]byte, len(ids))
+	for i, conversationID := range ids {
+		messageIDs[i] = uuid.Must(uuid.NewV7())
+		if args[i], err = json.Marshal(outbound.DeliveryArgs{
+			MessageID: messageIDs[i], ConversationID: conversationID, TemplateID: benchTemplate, BulkEnvelopeID: &envelopeID,
+		}); err != nil {
+			return
+		}
+	}
+	metadata, err = json.Marshal(map[string]any{"template_id": benchTemplate, "status": "pending", "bulk_envelope_id": envelopeID})
+	return
+}
+
+// copy writes the jobs and messages with COPY, the job ids reserved first
+// from River's sequence so that messages can carry them.
+func (f *bulkFloor) copy(ctx context.Context, ids []int64) error {
+	envelopeID, messageIDs, args, metadata, err := f.rows(ids)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, f.insertEnvelope, envelopeID, benchTemplate, benchBody, ids); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, f.nextJobIDs, len(ids))
+		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{f.schema, "river_job"},
+			[]string{"id", "args", "kind", "max_attempts", "queue"},
+			pgx.CopyFromSlice(len(ids), func(i int) ([]any, error) {
+				return []any{jobIDs[i], args[i], outbound.DeliveryJobKind, outbound.DefaultMaxAttempts, outbound.DefaultQueue}, nil
+			})); err != nil {
+			return err
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{f.schema, "messages"},
+			[]string{"id", "conversation_id", "job_id", "template_id", "content", "bulk_envelope_id", "metadata"},
+			pgx.CopyFromSlice(len(ids), func(i int) ([]any, error) {
+				return []any{messageIDs[i], ids[i], jobIDs[i], benchTemplate, benchBody, envelopeID, metadata}, nil
+			}))
+		return err
+	})
+}
+
+// unnest writes the jobs and then the messages with one multi-row insert
+// each, the job ids coming back from the first.
+func (f *bulkFloor) unnest(ctx context.Context, ids []int64) error {
+	envelopeID, messageIDs, args, metadata, err := f.rows(ids)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, f.insertEnvelope, envelopeID, benchTemplate, benchBody, ids); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, f.insertJobs, args, outbound.DeliveryJobKind, outbound.DefaultMaxAttempts, outbound.DefaultQueue)
+		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, f.insertMessages, messageIDs, ids, jobIDs, benchTemplate, benchBody, envelopeID, metadata)
+		return err
+	})
+}
+
+// BenchmarkBulkTriggerHeap measures the heap while 10,000-recipient bulks
+// run: peak-heap-MiB is the largest heap in use seen by a sampler every
+// millisecond, the whole test binary's heap included.
+func BenchmarkBulkTriggerHeap(b *testing.B) {
+	const n = 10_000
+	ctx := context.Background()
+	e := newBenchEnv(b, 4)
+	client := e.client(b, &outbound.Config{MaxBatchSize: n})
+	opts := &outbound.BulkTriggerOpts{TemplateID: benchTemplate, RenderedBody: benchBody}
+	_, err := client.BulkTrigger(ctx, e.conversations(n), opts)
+	require.NoError(b, err)
+	runtime.GC()
+
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		ticker := time.NewTicker(time.Millisecond)
+		defer ticker.Stop()
+		for {
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-ticker.C:
+			}
+		}
+	})
+	b.ReportAllocs()
+	e.resetCounters(b)
+	for b.Loop() {
+		b.StopTimer()
+		ids := e.conversations(n)
+		b.StartTimer()
+		if _, err := client.BulkTrigger(ctx, ids, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+}
+
+// benchDeliveryWorkers is MaxWorkers of both sides of BenchmarkDelivery.
+const benchDeliveryWorkers = 10
+
+// BenchmarkDelivery works b.N delivery jobs two ways, each on a River client
+// with the same queue, MaxWorkers, FetchCooldown and other River defaults:
+// the library's worker with a notifier that does nothing, and a bare River
+// worker that does nothing, given the very same job rows. The timer runs from
+// Start until the last job is completed; the jobs are inserted before it
+// starts. Run it with a fixed -benchtime such as 5000x: each op is one job.
+//
+// At River's default FetchCooldown (100ms) both sides are held to about
+// MaxWorkers jobs per cooldown; at 1ms the cost of a job shows.
+func BenchmarkDelivery(b *testing.B) {
+	for _, cooldown := range []time.Duration{outbound.DefaultFetchCooldown, time.Millisecond} {
+		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=outbound", cooldown), func(b *testing.B) {
+			benchmarkOutboundDelivery(b, cooldown)
+		})
+		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=river", cooldown), func(b *testing.B) {
+			benchmarkRiverDelivery(b, cooldown, false)
+		})
+		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=river_handwritten", cooldown), func(b *testing.B) {
+			benchmarkRiverDelivery(b, cooldown, true)
+		})
+	}
+}
+
+// seedDeliveries writes b.N messages and their delivery jobs with BulkTrigger,
+// so that every side of BenchmarkDelivery works the very same rows.
+func seedDeliveries(b *testing.B, e *benchEnv) {
+	b.Helper()
+	client := e.client(b, &outbound.Config{MaxBatchSize: 10_000})
+	for left := b.N; left > 0; left -= 10_000 {
+		_, err := client.BulkTrigger(context.Background(), e.conversations(min(left, 10_000)), &outbound.BulkTriggerOpts{
+			TemplateID: benchTemplate, RenderedBody: benchBody,
+		})
+		require.NoError(b, err)
+	}
+}
+
+func benchmarkOutboundDelivery(b *testing.B, cooldown time.Duration) {
+	e := newBenchEnv(b, benchDeliveryWorkers+4)
+	seedDeliveries(b, e)
+	client := e.client(b, &outbound.Config{
+		MaxWorkers:    benchDeliveryWorkers,
+		FetchCooldown: cooldown,
+		Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
+	})
+	runDelivery(b, e, client.Start, client.Stop)
+}
+
+// benchmarkRiverDelivery works the jobs with a bare River worker: one that
+// does nothing, or, handwritten, one that does by hand what the library's
+// worker does in the database for a success: lock and read the message, mark
+// it sent, and complete the job in the same transaction.
+func benchmarkRiverDelivery(b *testing.B, cooldown time.Duration, handwritten bool) {
+	e := newBenchEnv(b, benchDeliveryWorkers+4)
+	seedDeliveries(b, e)
+	work := func(context.Context, *river.Job[outbound.DeliveryArgs]) error { return nil }
+	if handwritten {
+		s := pgx.Identifier{e.schema}.Sanitize()
+		lock := `SELECT id, conversation_id, role, template_id, content, status, bulk_envelope_id,
+	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at
+FROM ` + s + `.messages WHERE id = $1 FOR UPDATE`
+		mark := `UPDATE ` + s + `.messages SET status = 'sent', sent_at = now(), attempts = attempts + 1,
+	metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now() WHERE id = $1`
+		work = func(ctx context.Context, job *river.Job[outbound.DeliveryArgs]) error {
+			return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+				var (
+					m         outbound.Message
+					status    string
+					envelope  *uuid.UUID
+					jobID     *int64
+					lastError *string
+					sentAt    *time.Time
+				)
+				if err := tx.QueryRow(ctx, lock, job.Args.MessageID).Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID,
+					&m.Content, &status, &envelope, &m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt,
+					&m.CreatedAt, &m.UpdatedAt); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, mark, job.Args.MessageID); err != nil {
+					return err
+				}
+				_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+				return err
+			})
+		}
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(work))
+	rc, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
+		Schema:        e.schema,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Queues:        map[string]river.QueueConfig{outbound.DefaultQueue: {MaxWorkers: benchDeliveryWorkers}},
+		FetchCooldown: cooldown,
+		Workers:       workers,
+	})
+	require.NoError(b, err)
+	runDelivery(b, e, rc.Start, rc.Stop)
+}
+
+// runDelivery starts a worker, waits until b.N delivery jobs are completed,
+// and stops it, timing from start to the last completion.
+func runDelivery(b *testing.B, e *benchEnv, start, stop func(context.Context) error) {
+	b.Helper()
+	ctx := context.Background()
+	completed := fmt.Sprintf(`SELECT count(*) FROM %s.river_job WHERE kind = $1 AND state = 'completed'`,
+		pgx.Identifier{e.schema}.Sanitize())
+	b.ReportAllocs()
+	e.resetCounters(b)
+	require.NoError(b, start(ctx))
+	// Polled on the shared test pool, so the worker's pool is all its own,
+	// and not too often: the count costs the database time too.
+	for done := 0; done < b.N; {
+		time.Sleep(10 * time.Millisecond)
+		require.NoError(b, testPool.QueryRow(ctx, completed, outbound.DeliveryJobKind).Scan(&done))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	require.NoError(b, stop(ctx))
+}
