@@ -355,34 +355,49 @@ FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, conversation_id, jo
 	}
 }
 
-// rows makes the ids, job args and message metadata of one bulk.
-func (f *bulkFloor) rows(ids []int64) (envelopeID uuid.UUID, messageIDs []uuid.UUID, args [][]byte, metadata []byte, err error) {
-	envelopeID = uuid.Must(uuid.NewV7())
-	messageIDs = make([]uuid.UUID, len(ids))
-	args = make([][]byte, len(ids))
-	for i, conversationID := range ids {
-		messageIDs[i] = uuid.Must(uuid.NewV7())
-		if args[i], err = json.Marshal(outbound.DeliveryArgs{
-			MessageID: messageIDs[i], ConversationID: conversationID, TemplateID: benchTemplate, BulkEnvelopeID: &envelopeID,
-		}); err != nil {
-			return
-		}
+// floorRows is what one bulk writes, made before its transaction.
+type floorRows struct {
+	envelopeID uuid.UUID
+	messageIDs []uuid.UUID
+	jobArgs    [][]byte
+	metadata   []byte
+}
+
+// write makes one bulk's ids, job args and message metadata, then, in one
+// transaction, inserts the envelope and has writeJobsAndMessages do the rest.
+func (f *bulkFloor) write(ctx context.Context, ids []int64, writeJobsAndMessages func(tx pgx.Tx, r *floorRows) error) error {
+	r := &floorRows{
+		envelopeID: uuid.Must(uuid.NewV7()),
+		messageIDs: make([]uuid.UUID, len(ids)),
+		jobArgs:    make([][]byte, len(ids)),
 	}
-	metadata, err = json.Marshal(map[string]any{"template_id": benchTemplate, "status": "pending", "bulk_envelope_id": envelopeID})
-	return
+	for i, conversationID := range ids {
+		r.messageIDs[i] = uuid.Must(uuid.NewV7())
+		args, err := json.Marshal(outbound.DeliveryArgs{
+			MessageID: r.messageIDs[i], ConversationID: conversationID, TemplateID: benchTemplate, BulkEnvelopeID: &r.envelopeID,
+		})
+		if err != nil {
+			return err
+		}
+		r.jobArgs[i] = args
+	}
+	var err error
+	r.metadata, err = json.Marshal(map[string]any{"template_id": benchTemplate, "status": "pending", "bulk_envelope_id": r.envelopeID})
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, f.insertEnvelope, r.envelopeID, benchTemplate, benchBody, ids); err != nil {
+			return err
+		}
+		return writeJobsAndMessages(tx, r)
+	})
 }
 
 // copy writes the jobs and messages with COPY, the job ids reserved first
 // from River's sequence so that messages can carry them.
 func (f *bulkFloor) copy(ctx context.Context, ids []int64) error {
-	envelopeID, messageIDs, args, metadata, err := f.rows(ids)
-	if err != nil {
-		return err
-	}
-	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, f.insertEnvelope, envelopeID, benchTemplate, benchBody, ids); err != nil {
-			return err
-		}
+	return f.write(ctx, ids, func(tx pgx.Tx, r *floorRows) error {
 		rows, _ := tx.Query(ctx, f.nextJobIDs, len(ids))
 		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
@@ -391,14 +406,14 @@ func (f *bulkFloor) copy(ctx context.Context, ids []int64) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{f.schema, "river_job"},
 			[]string{"id", "args", "kind", "max_attempts", "queue"},
 			pgx.CopyFromSlice(len(ids), func(i int) ([]any, error) {
-				return []any{jobIDs[i], args[i], outbound.DeliveryJobKind, outbound.DefaultMaxAttempts, outbound.DefaultQueue}, nil
+				return []any{jobIDs[i], r.jobArgs[i], outbound.DeliveryJobKind, outbound.DefaultMaxAttempts, outbound.DefaultQueue}, nil
 			})); err != nil {
 			return err
 		}
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{f.schema, "messages"},
 			[]string{"id", "conversation_id", "job_id", "template_id", "content", "bulk_envelope_id", "metadata"},
 			pgx.CopyFromSlice(len(ids), func(i int) ([]any, error) {
-				return []any{messageIDs[i], ids[i], jobIDs[i], benchTemplate, benchBody, envelopeID, metadata}, nil
+				return []any{r.messageIDs[i], ids[i], jobIDs[i], benchTemplate, benchBody, r.envelopeID, r.metadata}, nil
 			}))
 		return err
 	})
@@ -407,20 +422,13 @@ func (f *bulkFloor) copy(ctx context.Context, ids []int64) error {
 // unnest writes the jobs and then the messages with one multi-row insert
 // each, the job ids coming back from the first.
 func (f *bulkFloor) unnest(ctx context.Context, ids []int64) error {
-	envelopeID, messageIDs, args, metadata, err := f.rows(ids)
-	if err != nil {
-		return err
-	}
-	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, f.insertEnvelope, envelopeID, benchTemplate, benchBody, ids); err != nil {
-			return err
-		}
-		rows, _ := tx.Query(ctx, f.insertJobs, args, outbound.DeliveryJobKind, outbound.DefaultMaxAttempts, outbound.DefaultQueue)
+	return f.write(ctx, ids, func(tx pgx.Tx, r *floorRows) error {
+		rows, _ := tx.Query(ctx, f.insertJobs, r.jobArgs, outbound.DeliveryJobKind, outbound.DefaultMaxAttempts, outbound.DefaultQueue)
 		jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, f.insertMessages, messageIDs, ids, jobIDs, benchTemplate, benchBody, envelopeID, metadata)
+		_, err = tx.Exec(ctx, f.insertMessages, r.messageIDs, ids, jobIDs, benchTemplate, benchBody, r.envelopeID, r.metadata)
 		return err
 	})
 }
