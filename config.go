@@ -119,6 +119,15 @@ type Config struct {
 	// default).
 	FetchPollInterval time.Duration
 
+	// RescueStuckJobsAfter is how long a delivery may stay running before
+	// Start's embedded River client takes it for lost (its worker process
+	// died mid-delivery, say) and schedules it to run again. It must be at
+	// least NotifyTimeout + 20s, the longest an attempt can take including
+	// recording its result. A rescued attempt that was in fact still running
+	// cannot deliver twice: the second waits on the message row's lock and
+	// then finds it sent. Defaults to that minimum plus an hour.
+	RescueStuckJobsAfter time.Duration
+
 	// RetryPolicy decides when a failed delivery is tried again, in both
 	// worker modes (Start, and AddWorkers under a host's River client).
 	// Defaults to the River client's policy, which for Start is River's
@@ -152,6 +161,7 @@ func (c *Config) withDefaults() *Config {
 	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
 	out.FetchCooldown = cmp.Or(out.FetchCooldown, DefaultFetchCooldown)
 	out.FetchPollInterval = cmp.Or(out.FetchPollInterval, DefaultFetchPollInterval)
+	out.RescueStuckJobsAfter = cmp.Or(out.RescueStuckJobsAfter, deliveryTimeout(&out)+time.Hour)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}
 	}
@@ -192,6 +202,9 @@ func (c *Config) validate() error {
 	}
 	if c.FetchPollInterval < c.FetchCooldown {
 		return invalidArgument("Config.FetchPollInterval", "must be at least Config.FetchCooldown (%s; 0 means the default, %s), got %s", c.FetchCooldown, DefaultFetchPollInterval, c.FetchPollInterval)
+	}
+	if c.RescueStuckJobsAfter < deliveryTimeout(c) {
+		return invalidArgument("Config.RescueStuckJobsAfter", "must be at least NotifyTimeout + %s (%s; 0 means that plus an hour), got %s", 2*recordTimeout, deliveryTimeout(c), c.RescueStuckJobsAfter)
 	}
 	if len(c.Queue) > 64 || !queueNameRE.MatchString(c.Queue) {
 		return invalidArgument("Config.Queue", "must be at most 64 lowercase letters and digits separated by single underscores or hyphens, got %q", c.Queue)

@@ -56,6 +56,8 @@ func TestNew(t *testing.T) {
 			{"FetchCooldownNegative", &outbound.Config{FetchCooldown: -time.Second}, "Config.FetchCooldown"},
 			{"FetchPollIntervalBelowFetchCooldown", &outbound.Config{FetchCooldown: 200 * time.Millisecond, FetchPollInterval: 100 * time.Millisecond}, "Config.FetchPollInterval"},
 			{"FetchPollIntervalBelowDefaultFetchCooldown", &outbound.Config{FetchPollInterval: 50 * time.Millisecond}, "Config.FetchPollInterval"},
+			{"RescueStuckJobsAfterBelowDeliveryTimeout", &outbound.Config{RescueStuckJobsAfter: 30*time.Second + 19*time.Second}, "Config.RescueStuckJobsAfter"},
+			{"RescueStuckJobsAfterBelowShortDeliveryTimeout", &outbound.Config{NotifyTimeout: time.Second, RescueStuckJobsAfter: 20 * time.Second}, "Config.RescueStuckJobsAfter"},
 			{"QueueUppercase", &outbound.Config{Queue: "Outbound"}, "Config.Queue"},
 			{"QueueTooLong", &outbound.Config{Queue: strings.Repeat("q", 65)}, "Config.Queue"},
 		}
@@ -68,5 +70,7 @@ func TestNew(t *testing.T) {
 		require.NoError(t, err, "46 characters and a valid queue name are accepted")
 		_, err = outbound.New(testPool, &outbound.Config{FetchCooldown: time.Millisecond, FetchPollInterval: time.Millisecond})
 		require.NoError(t, err, "River's minimum fetch cooldown and poll interval are accepted")
+		_, err = outbound.New(testPool, &outbound.Config{NotifyTimeout: time.Second, RescueStuckJobsAfter: 21 * time.Second})
+		require.NoError(t, err, "RescueStuckJobsAfter of NotifyTimeout + 20s is accepted")
 	})
 }

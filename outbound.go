@@ -101,8 +101,11 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.FetchPollInterval,
 		// River rescues a job still running after this long and runs it
-		// again; keep that well clear of the longest a delivery may take.
-		RescueStuckJobsAfter: deliveryTimeout(cfg) + time.Hour,
+		// again; validate keeps that clear of the longest a delivery may
+		// take, and River wants it no shorter than JobTimeout, which the
+		// delivery worker overrides anyway.
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		JobTimeout:           deliveryTimeout(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: river client: %w", err)
