@@ -1,0 +1,242 @@
+package outbound_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+)
+
+// faultLoad is a steady load of triggers and bulks from several goroutines,
+// recording what each call reported, for the fault tests to check afterwards.
+type faultLoad struct {
+	client *outbound.Client
+	// callTimeout bounds each call; a call must return within it (plus a
+	// little) even while the database is gone.
+	callTimeout time.Duration
+	next        atomic.Int64
+
+	mu        sync.Mutex
+	envelopes []*outbound.BulkTriggerResult // bulks reported done
+	messages  []*outbound.Message           // triggers reported done
+	failures  int
+	slowest   time.Duration
+}
+
+// run calls Trigger and BulkTrigger from goroutines until ctx ends.
+func (l *faultLoad) run(ctx context.Context, goroutines int) {
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				l.call(ctx, g%2 == 0)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (l *faultLoad) call(ctx context.Context, bulk bool) {
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.callTimeout)
+	defer cancel()
+	start := time.Now()
+	var (
+		res  *outbound.BulkTriggerResult
+		trig *outbound.TriggerResult
+		err  error
+	)
+	if bulk {
+		n := 1 + rand.IntN(40)
+		last := l.next.Add(int64(n))
+		ids := make([]int64, n)
+		for i := range ids {
+			ids[i] = last - int64(i)
+		}
+		res, err = l.client.BulkTrigger(callCtx, ids, &outbound.BulkTriggerOpts{TemplateID: "fault", RenderedBody: "body"})
+	} else {
+		trig, err = l.client.Trigger(callCtx, l.next.Add(1), &outbound.TriggerOpts{TemplateID: "fault"})
+	}
+	took := time.Since(start)
+
+	l.mu.Lock()
+	l.slowest = max(l.slowest, took)
+	switch {
+	case err != nil:
+		l.failures++
+	case bulk:
+		l.envelopes = append(l.envelopes, res)
+	default:
+		l.messages = append(l.messages, trig.Message)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		// Back off a little, as a caller would, rather than spin while the
+		// database is down.
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// requireConsistent checks what a fault may never leave behind: every
+// envelope has exactly its recipients' messages, every message its job and
+// every delivery job its message, and every call reported done is there.
+func requireConsistent(t *testing.T, pool *pgxpool.Pool, schema string, load *faultLoad) {
+	t.Helper()
+	ctx := ctxT(t)
+	count := func(query string) int {
+		t.Helper()
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, query).Scan(&n))
+		return n
+	}
+	messages, envelopes, jobs := table(schema, "messages"), table(schema, "bulk_envelopes"), table(schema, "river_job")
+
+	require.Zero(t, count(`SELECT count(*) FROM `+envelopes+` e
+		WHERE e.status = 'submitted' AND e.count <> (
+			SELECT count(*) FROM `+messages+` m
+			WHERE m.bulk_envelope_id = e.id AND m.conversation_id = ANY(e.recipient_conversation_ids))`),
+		"an envelope without exactly one message per recipient")
+	require.Zero(t, count(`SELECT count(*) FROM `+messages+` m
+		WHERE m.bulk_envelope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM `+envelopes+` e WHERE e.id = m.bulk_envelope_id)`),
+		"a bulk message without its envelope")
+	require.Zero(t, count(`SELECT count(*) FROM `+messages+` m
+		WHERE NOT EXISTS (SELECT 1 FROM `+jobs+` j WHERE j.id = m.job_id AND j.args->>'message_id' = m.id::text)`),
+		"a message without its delivery job")
+	require.Zero(t, count(`SELECT count(*) FROM `+jobs+` j
+		WHERE j.kind = 'outbound_delivery' AND NOT EXISTS (SELECT 1 FROM `+messages+` m WHERE m.id::text = j.args->>'message_id')`),
+		"a delivery job without its message")
+
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema})
+	require.NoError(t, err)
+	for _, res := range load.envelopes {
+		env, err := client.Envelope(ctx, res.Envelope.ID)
+		require.NoError(t, err, "envelope reported done is missing")
+		require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status)
+		for _, m := range res.Messages {
+			_, err := client.Message(ctx, m.ID)
+			require.NoError(t, err, "bulk message reported done is missing")
+		}
+	}
+	for _, m := range load.messages {
+		_, err := client.Message(ctx, m.ID)
+		require.NoError(t, err, "message reported done is missing")
+	}
+}
+
+// TestKilledConnections terminates the client's connections at random moments
+// while bulks and triggers run, then checks that nothing is half-written and
+// that the client works again.
+func TestKilledConnections(t *testing.T) {
+	t.Parallel()
+	schema := migratedSchema(t)
+	appName := "outbound_fault_" + schema
+	config, err := pgxpool.ParseConfig(testDatabaseURL)
+	require.NoError(t, err)
+	config.MaxConns = 6
+	// The name lets the killer pick this pool's backends and no others.
+	config.ConnConfig.RuntimeParams["application_name"] = appName
+	pool, err := pgxpool.NewWithConfig(context.Background(), config)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	client, err := outbound.New(pool, &outbound.Config{
+		Schema: schema, MaxBatchSize: 40, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+
+	load := &faultLoad{client: client, callTimeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var kills atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			time.Sleep(time.Duration(2+rand.IntN(25)) * time.Millisecond)
+			var killed int
+			err := testPool.QueryRow(context.Background(), `SELECT count(*) FROM (
+				SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE application_name = $1 ORDER BY random() LIMIT 1) k`, appName).Scan(&killed)
+			if err == nil {
+				kills.Add(int64(killed))
+			}
+		}
+	})
+	load.run(ctx, 6)
+	wg.Wait()
+
+	t.Logf("connections killed: %d; calls done: %d bulks, %d triggers; calls failed: %d; slowest call: %s",
+		kills.Load(), len(load.envelopes), len(load.messages), load.failures, load.slowest)
+	require.NotZero(t, kills.Load(), "the test killed no connection")
+	require.NotZero(t, load.failures, "no call met a killed connection")
+	require.NotEmpty(t, load.envelopes)
+	require.NotEmpty(t, load.messages)
+	require.Less(t, load.slowest, load.callTimeout+2*time.Second, "a call hung past its context")
+	requireConsistent(t, testPool, schema, load)
+
+	// The pool replaced its dead connections: the client works again.
+	res, err := client.BulkTrigger(ctxT(t), []int64{1_000_000_001}, &outbound.BulkTriggerOpts{TemplateID: "after", RenderedBody: "b"})
+	require.NoError(t, err)
+	require.Len(t, res.Messages, 1)
+}
+
+// TestDatabaseRestart stops and starts a database of its own twice under a
+// steady load of triggers and bulks: calls fail while it is down, none hangs
+// past its context or panics, calls succeed again once it is back, and
+// nothing is half-written.
+func TestDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	cluster, err := devpg.Start(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, cluster.Stop()) })
+	config, err := pgxpool.ParseConfig(cluster.URL)
+	require.NoError(t, err)
+	config.MaxConns = 6
+	pool, err := pgxpool.NewWithConfig(context.Background(), config)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	const schema = "restart"
+	require.NoError(t, outbound.Migrate(ctxT(t), pool, &outbound.MigrateOpts{Schema: schema}))
+	client, err := outbound.New(pool, &outbound.Config{
+		Schema: schema, MaxBatchSize: 40, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+
+	load := &faultLoad{client: client, callTimeout: 2 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { load.run(ctx, 4) })
+
+	succeeded := func() int {
+		load.mu.Lock()
+		defer load.mu.Unlock()
+		return len(load.envelopes) + len(load.messages)
+	}
+	for range 2 {
+		before := succeeded()
+		require.Eventually(t, func() bool { return succeeded() > before+20 }, 30*time.Second, 10*time.Millisecond,
+			"calls do not succeed with the database up")
+		require.NoError(t, cluster.Restart(context.Background()))
+	}
+	before := succeeded()
+	require.Eventually(t, func() bool { return succeeded() > before+20 }, 30*time.Second, 10*time.Millisecond,
+		"calls do not succeed again after the restart")
+	cancel()
+	wg.Wait()
+
+	t.Logf("calls done: %d bulks, %d triggers; calls failed: %d; slowest call: %s",
+		len(load.envelopes), len(load.messages), load.failures, load.slowest)
+	require.NotZero(t, load.failures, "no call met the restarts")
+	require.Less(t, load.slowest, load.callTimeout+2*time.Second, "a call hung past its context")
+	requireConsistent(t, pool, schema, load)
+
+	// A clean call after the load: nothing is left broken.
+	_, err = client.Trigger(ctxT(t), 1, &outbound.TriggerOpts{TemplateID: "after"})
+	require.NoError(t, err)
+}
