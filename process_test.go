@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,6 +24,12 @@ import (
 const (
 	workerSchemaEnv      = "OUTBOUND_TEST_WORKER_SCHEMA"
 	workerDatabaseURLEnv = "OUTBOUND_TEST_WORKER_DATABASE_URL"
+	// workerRescueAfterEnv, when set, is the worker's RescueStuckJobsAfter,
+	// with the shortest NotifyTimeout and retries that it allows, so that
+	// deliveries a killed worker left running are rescued within the test.
+	workerRescueAfterEnv = "OUTBOUND_TEST_WORKER_RESCUE_AFTER"
+	// workerNotifyDelayEnv is how long each notifier call sleeps.
+	workerNotifyDelayEnv = "OUTBOUND_TEST_WORKER_NOTIFY_DELAY"
 )
 
 // runWorkerProcess works deliveries of one schema until SIGTERM or SIGINT.
@@ -48,18 +55,29 @@ func runWorkerProcess(schema string) int {
 	}
 	defer pool.Close()
 	pid := os.Getpid()
-	insert := "INSERT INTO " + table(schema, "test_deliveries") + " (message_id, attempt, pid) VALUES ($1, $2, $3)"
-	client, err := outbound.New(pool, &outbound.Config{
+	insert := "INSERT INTO " + table(schema, "test_deliveries") +
+		" (message_id, conversation_id, attempt, pid) VALUES ($1, $2, $3, $4)"
+	delay := 5 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv(workerNotifyDelayEnv)); err == nil {
+		delay = d
+	}
+	config := &outbound.Config{
 		Schema:     schema,
 		MaxWorkers: 4,
 		Notifier: outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
-			if _, err := pool.Exec(ctx, insert, msg.ID, msg.Attempts, pid); err != nil {
+			if _, err := pool.Exec(ctx, insert, msg.ID, msg.ConversationID, msg.Attempts, pid); err != nil {
 				return err
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(delay)
 			return nil
 		}),
-	})
+	}
+	if rescueAfter, err := time.ParseDuration(os.Getenv(workerRescueAfterEnv)); err == nil {
+		config.NotifyTimeout = time.Second
+		config.RescueStuckJobsAfter = rescueAfter
+		config.RetryPolicy = fixedRetry(100 * time.Millisecond)
+	}
+	client, err := outbound.New(pool, config)
 	if err != nil {
 		return fail(err)
 	}
@@ -84,10 +102,12 @@ type workerProcess struct {
 
 // startWorkerProcess starts a worker process on the schema and waits until
 // it is working. The process is stopped when the test ends if it still runs.
-func startWorkerProcess(t *testing.T, schema string) *workerProcess {
+// env adds NAME=value settings for the process.
+func startWorkerProcess(t *testing.T, schema string, env ...string) *workerProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), workerSchemaEnv+"="+schema, workerDatabaseURLEnv+"="+testDatabaseURL)
+	cmd.Env = append(cmd.Env, env...)
 	// Dies with the test binary, should that be killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &workerProcess{cmd: cmd, stderr: &syncBuffer{}}
@@ -126,11 +146,20 @@ func (p *workerProcess) stop(t *testing.T) {
 	require.NoError(t, p.cmd.Wait(), "worker process stderr: %s", p.stderr.String())
 }
 
+// kill ends the process at once with SIGKILL, as a crash or an OOM kill
+// would, and reaps it.
+func (p *workerProcess) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Kill())
+	_ = p.cmd.Wait() // "signal: killed"
+}
+
 // createDeliveriesTable makes the table worker processes record calls in.
 func createDeliveriesTable(t *testing.T, schema string) {
 	t.Helper()
 	_, err := testPool.Exec(context.Background(), "CREATE TABLE "+table(schema, "test_deliveries")+
-		" (message_id uuid NOT NULL, attempt int NOT NULL, pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+		" (message_id uuid NOT NULL, conversation_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL,"+
+		" at timestamptz NOT NULL DEFAULT now())")
 	require.NoError(t, err)
 }
 
@@ -187,5 +216,72 @@ func TestDeliveryAcrossProcesses(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusSent, stored.Status)
 		require.Equal(t, 1, stored.Attempts)
+	}
+}
+
+// TestDeliveryWorkerKilled kills worker processes with SIGKILL mid-delivery,
+// again and again, then lets one finish: every message ends sent, none is
+// lost, and every notifier call for a message carried that message's id, so
+// a provider can drop the repeats that a crash between its call and the
+// recorded result causes.
+func TestDeliveryWorkerKilled(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	createDeliveriesTable(t, schema)
+	// The shortest rescue delay the worker's one-second NotifyTimeout allows.
+	const rescueAfter = 21 * time.Second
+	env := []string{workerRescueAfterEnv + "=" + rescueAfter.String(), workerNotifyDelayEnv + "=20ms"}
+
+	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
+	require.NoError(t, err)
+	const n = 300
+	bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+
+	const kills = 4
+	for range kills {
+		w := startWorkerProcess(t, schema, env...)
+		// Long enough to be delivering (4 workers, 20ms a call), too short
+		// to finish the bulk.
+		time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
+		w.kill(t)
+	}
+	var stuck int
+	require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
+		" WHERE kind = 'outbound_delivery' AND state = 'running'").Scan(&stuck))
+	progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	t.Logf("after %d kills: %d sent, %d jobs left running by dead workers", kills, progress.Sent, stuck)
+	require.NotZero(t, stuck, "no kill landed mid-delivery")
+	require.Less(t, progress.Sent, n, "the bulk was done before the last kill")
+
+	final := startWorkerProcess(t, schema, env...)
+	require.Eventually(t, func() bool {
+		progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+		require.NoError(t, err)
+		return progress.Sent == n
+	}, rescueAfter+90*time.Second, 100*time.Millisecond, "messages left undelivered after the kills")
+	final.stop(t)
+
+	// Every message reached a notifier, and every call for it carried its id
+	// and its conversation: the calls recorded per conversation name one
+	// message only.
+	var calls, messages, conversationsWithTwoIDs, repeated int
+	require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id),
+		(SELECT count(*) FROM (SELECT 1 FROM `+table(schema, "test_deliveries")+` GROUP BY conversation_id HAVING count(DISTINCT message_id) > 1) c),
+		(SELECT count(*) FROM (SELECT 1 FROM `+table(schema, "test_deliveries")+` GROUP BY message_id HAVING count(*) > 1) r)
+		FROM `+table(schema, "test_deliveries")).Scan(&calls, &messages, &conversationsWithTwoIDs, &repeated))
+	t.Logf("notifier calls: %d for %d messages; %d messages called again after a kill", calls, messages, repeated)
+	require.Equal(t, n, messages, "a message never reached a notifier")
+	require.Zero(t, conversationsWithTwoIDs, "one conversation's calls carried different message ids")
+	for _, msg := range bulk.Messages {
+		stored, err := client.Message(ctx, msg.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusSent, stored.Status)
+		var recorded int
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "test_deliveries")+
+			" WHERE message_id = $1 AND conversation_id = $2", msg.ID, msg.ConversationID).Scan(&recorded))
+		require.NotZero(t, recorded, "message %s sent without a notifier call carrying its id", msg.ID)
 	}
 }
