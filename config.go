@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -59,7 +60,8 @@ var (
 // default.
 type Config struct {
 	// Schema is the Postgres schema of the library's tables. It must match
-	// ^[A-Za-z_][A-Za-z0-9_]*$ and be at most 46 characters.
+	// ^[A-Za-z_][A-Za-z0-9_]*$, be at most 46 characters, and not begin
+	// with pg_ (reserved by PostgreSQL).
 	// Defaults to DefaultSchema ("cairnloop").
 	Schema string
 
@@ -219,6 +221,10 @@ func validateSchemaName(field, name string) error {
 	}
 	if !schemaNameRE.MatchString(name) {
 		return invalidArgument(field, "must match ^[A-Za-z_][A-Za-z0-9_]*$, got %q", name)
+	}
+	if strings.HasPrefix(name, "pg_") {
+		// PostgreSQL refuses to create such a schema; say so before it does.
+		return invalidArgument(field, "must not begin with pg_, which PostgreSQL reserves for itself, got %q", name)
 	}
 	return nil
 }

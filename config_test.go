@@ -48,6 +48,7 @@ func TestNew(t *testing.T) {
 			{"SchemaSpace", &outbound.Config{Schema: "a b"}, "Config.Schema"},
 			{"SchemaInjection", &outbound.Config{Schema: "x; DROP TABLE y"}, "Config.Schema"},
 			{"SchemaUnicode", &outbound.Config{Schema: "schéma"}, "Config.Schema"},
+			{"SchemaReservedPrefix", &outbound.Config{Schema: "pg_outbound"}, "Config.Schema"},
 			{"SchemaTooLong", &outbound.Config{Schema: strings.Repeat("s", 47)}, "Config.Schema"},
 			{"RiverSchema", &outbound.Config{RiverSchema: "river-jobs"}, "Config.RiverSchema"},
 			{"MaxBatchSizeNegative", &outbound.Config{MaxBatchSize: -1}, "Config.MaxBatchSize"},

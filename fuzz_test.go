@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,13 +158,15 @@ func FuzzBulkTrigger(f *testing.F) {
 	})
 }
 
-// acceptedSchemaName is the rule New and Migrate document for schema names.
+// acceptedSchemaName is the rule New and Migrate document for schema names,
+// with the pg_ prefix, which PostgreSQL reserves, refused besides.
 var acceptedSchemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,45}$`)
 
 func FuzzSchemaName(f *testing.F) {
 	for _, seed := range []string{
 		"cairnloop", "_x", "Mixed_Case_9", "1abc", "a-b", "public.x", `a"b`, "a b", "x; DROP TABLE y",
 		`x"; DROP SCHEMA public CASCADE; --`, "schéma", "", "s\x00", "pg_catalog\"", "abcdefghijabcdefghijabcdefghijabcdefghijabcdef",
+		"pg_temp", "pg_toast", "PG_upper",
 	} {
 		f.Add(seed)
 	}
@@ -175,7 +178,7 @@ func FuzzSchemaName(f *testing.F) {
 			return
 		}
 		_, auditorErr := outbound.NewTableAuditor(testPool, name)
-		if !acceptedSchemaName.MatchString(name) {
+		if !acceptedSchemaName.MatchString(name) || strings.HasPrefix(name, "pg_") {
 			require.ErrorIs(t, newErr, outbound.ErrInvalidArgument, "New accepted schema %q", name)
 			require.ErrorIs(t, auditorErr, outbound.ErrInvalidArgument, "NewTableAuditor accepted schema %q", name)
 			require.ErrorIs(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: name}), outbound.ErrInvalidArgument,
@@ -190,7 +193,8 @@ func FuzzSchemaName(f *testing.F) {
 		if len(unique) > 30 {
 			unique = unique[:30]
 		}
-		unique += "_" + uuid.Must(uuid.NewV7()).String()[24:]
+		// "x", not "_": name "pg" must not become the reserved "pg_...".
+		unique += "x" + uuid.Must(uuid.NewV7()).String()[24:]
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: unique}))
 		defer dropSchema(t, unique)
 		var tables int

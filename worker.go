@@ -78,9 +78,10 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 // of calling Start. That client must use the riverpgxv5 driver, work
 // Config.Queue, have its Schema set to Config.RiverSchema, and should list
 // PeriodicJobs in its config. Its RescueStuckJobsAfter (an hour by default)
-// must exceed Config.NotifyTimeout by a margin, or River may run a delivery
-// that is still in progress a second time. Like river.AddWorker, it panics if
-// the workers are already registered.
+// should be at least Config.NotifyTimeout + 20s, as Config.RescueStuckJobsAfter
+// must be: sooner, River starts a delivery still in progress a second time,
+// which then only waits on the message row's lock for the first to finish.
+// Like river.AddWorker, it panics if the workers are already registered.
 func (c *Client) AddWorkers(workers *river.Workers) {
 	river.AddWorker(workers, &deliveryWorker{client: c})
 	river.AddWorker(workers, &reconcileWorker{client: c})
