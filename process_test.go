@@ -76,6 +76,9 @@ func runWorkerProcess(schema string) int {
 		config.NotifyTimeout = time.Second
 		config.RescueStuckJobsAfter = rescueAfter
 		config.RetryPolicy = fixedRetry(100 * time.Millisecond)
+		// Fetch as soon as a worker is free, so that the workers are busy
+		// and a kill lands mid-delivery rather than between fetches.
+		config.FetchCooldown = time.Millisecond
 	}
 	client, err := outbound.New(pool, config)
 	if err != nil {
@@ -226,12 +229,15 @@ func TestDeliveryAcrossProcesses(t *testing.T) {
 // recorded result causes.
 func TestDeliveryWorkerKilled(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
-	schema := migratedSchema(t)
-	createDeliveriesTable(t, schema)
 	// The shortest rescue delay the worker's one-second NotifyTimeout allows.
 	const rescueAfter = 21 * time.Second
-	env := []string{workerRescueAfterEnv + "=" + rescueAfter.String(), workerNotifyDelayEnv + "=20ms"}
+	// Rescue waits for rescueAfter, a new leader and River's 30s rescuer
+	// interval: longer than ctxT's minute.
+	ctx, cancel := context.WithTimeout(context.Background(), rescueAfter+3*time.Minute)
+	defer cancel()
+	schema := migratedSchema(t)
+	createDeliveriesTable(t, schema)
+	env := []string{workerRescueAfterEnv + "=" + rescueAfter.String(), workerNotifyDelayEnv + "=50ms"}
 
 	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
 	require.NoError(t, err)
@@ -242,7 +248,7 @@ func TestDeliveryWorkerKilled(t *testing.T) {
 	const kills = 4
 	for range kills {
 		w := startWorkerProcess(t, schema, env...)
-		// Long enough to be delivering (4 workers, 20ms a call), too short
+		// Long enough to be delivering (4 workers, 50ms a call), too short
 		// to finish the bulk.
 		time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
 		w.kill(t)
