@@ -262,12 +262,22 @@ func TestDeliveryWorkerKilled(t *testing.T) {
 	require.NotZero(t, stuck, "no kill landed mid-delivery")
 	require.Less(t, progress.Sent, n, "the bulk was done before the last kill")
 
+	// The jobs the dead workers left running wait for rescueAfter, for the
+	// new process to take over leadership from the dead (up to 15s), and
+	// then for River's rescuer, which runs every 30s; the last kill's jobs
+	// are too young at the first run and wait for the second.
 	final := startWorkerProcess(t, schema, env...)
+	started, lastLog := time.Now(), time.Now()
 	require.Eventually(t, func() bool {
 		progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
 		require.NoError(t, err)
+		if time.Since(lastLog) > 15*time.Second {
+			lastLog = time.Now()
+			t.Logf("%s after the last start: %d of %d sent", time.Since(started).Round(time.Second), progress.Sent, n)
+		}
 		return progress.Sent == n
-	}, rescueAfter+90*time.Second, 100*time.Millisecond, "messages left undelivered after the kills")
+	}, rescueAfter+150*time.Second, 100*time.Millisecond, "messages left undelivered after the kills")
+	t.Logf("all sent %s after the last start", time.Since(started).Round(time.Second))
 	final.stop(t)
 
 	// Every message reached a notifier, and every call for it carried its id
