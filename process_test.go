@@ -148,14 +148,6 @@ func (p *workerProcess) stop(t *testing.T) {
 	require.NoError(t, p.cmd.Wait(), "worker process stderr: %s", p.stderr.String())
 }
 
-// kill ends the process at once with SIGKILL, as a crash or an OOM kill
-// would, and reaps it.
-func (p *workerProcess) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Kill())
-	_ = p.cmd.Wait() // "signal: killed"
-}
-
 // createDeliveriesTable makes the table worker processes record calls in.
 func createDeliveriesTable(t *testing.T, schema string) {
 	t.Helper()
