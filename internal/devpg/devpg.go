@@ -178,10 +178,14 @@ func (c *Cluster) start(ctx context.Context) error {
 
 	// The parent-death signal fires when the thread that started the child
 	// exits, so start it from a locked thread that lives as long as the server.
+	// Once the server is gone the thread is unlocked, not left to exit with
+	// the goroutine: it may have started other processes with a parent-death
+	// signal of their own before it was locked here, and they must live on.
 	started := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer close(exited)
 		if err := cmd.Start(); err != nil {
 			started <- err

@@ -126,3 +126,48 @@ func TestChildCluster(t *testing.T) {
 	time.Sleep(time.Minute)
 	_ = c.Stop()
 }
+
+// TestStopSparesOtherChildren starts processes that, like worker processes in
+// a test, are to die with the thread that started them (Pdeathsig), then
+// starts, restarts and stops a cluster. The cluster's start-up thread must not
+// exit, or every process started from it before is killed with it.
+func TestStopSparesOtherChildren(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// Started from many goroutines, so from many threads, which are then
+	// free for the cluster's start-up goroutine to run on.
+	const n = 32
+	children := make([]*exec.Cmd, n)
+	started := make(chan error, n)
+	for i := range children {
+		cmd := exec.Command("sleep", "600")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		children[i] = cmd
+		go func() { started <- cmd.Start() }()
+	}
+	for range n {
+		require.NoError(t, <-started)
+	}
+	t.Cleanup(func() {
+		for _, cmd := range children {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+
+	c, err := Start(ctx)
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, c.Restart(ctx))
+	}
+	require.NoError(t, c.Stop())
+
+	time.Sleep(200 * time.Millisecond) // for a parent-death signal to land
+	for i, cmd := range children {
+		var status syscall.WaitStatus
+		pid, err := syscall.Wait4(cmd.Process.Pid, &status, syscall.WNOHANG, nil)
+		require.NoError(t, err)
+		require.Zero(t, pid, "child %d died with the cluster's thread, by %v", i, status.Signal())
+	}
+}
