@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +31,9 @@ const (
 	workerRescueAfterEnv = "OUTBOUND_TEST_WORKER_RESCUE_AFTER"
 	// workerNotifyDelayEnv is how long each notifier call sleeps.
 	workerNotifyDelayEnv = "OUTBOUND_TEST_WORKER_NOTIFY_DELAY"
+	// workerDebugLogEnv, when set, has the worker log at debug level, River's
+	// elector and maintenance services included, to its stderr.
+	workerDebugLogEnv = "OUTBOUND_TEST_WORKER_DEBUG_LOG"
 )
 
 // runWorkerProcess works deliveries of one schema until SIGTERM or SIGINT.
@@ -78,6 +83,9 @@ func runWorkerProcess(schema string) int {
 		// Fetch as soon as a worker is free, so that the workers are busy
 		// and a kill lands mid-delivery rather than between fetches.
 		config.FetchCooldown = time.Millisecond
+	}
+	if os.Getenv(workerDebugLogEnv) != "" {
+		config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	client, err := outbound.New(pool, config)
 	if err != nil {
@@ -148,6 +156,14 @@ func (p *workerProcess) stop(t *testing.T) {
 	require.NoError(t, p.cmd.Wait(), "worker process stderr: %s", p.stderr.String())
 }
 
+// kill ends the process at once with SIGKILL, as a crash or an OOM kill
+// would, and reaps it.
+func (p *workerProcess) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Kill())
+	_ = p.cmd.Wait() // "signal: killed"
+}
+
 // createDeliveriesTable makes the table worker processes record calls in.
 func createDeliveriesTable(t *testing.T, schema string) {
 	t.Helper()
@@ -211,4 +227,124 @@ func TestDeliveryAcrossProcesses(t *testing.T) {
 		require.Equal(t, outbound.MessageStatusSent, stored.Status)
 		require.Equal(t, 1, stored.Attempts)
 	}
+}
+
+// TestDeliveryWorkerKilled kills worker processes with SIGKILL mid-delivery,
+// again and again, then lets one finish: every message ends sent, none is
+// lost, and every notifier call for a message carried that message's id, so
+// a provider can drop the repeats that a crash between its call and the
+// recorded result causes.
+func TestDeliveryWorkerKilled(t *testing.T) {
+	t.Parallel()
+	// The shortest rescue delay the worker's one-second NotifyTimeout allows.
+	const rescueAfter = 21 * time.Second
+	// Rescue waits for rescueAfter, a new leader and River's 30s rescuer
+	// interval: longer than ctxT's minute.
+	ctx, cancel := context.WithTimeout(context.Background(), rescueAfter+3*time.Minute)
+	defer cancel()
+	schema := migratedSchema(t)
+	createDeliveriesTable(t, schema)
+	env := []string{workerRescueAfterEnv + "=" + rescueAfter.String(), workerNotifyDelayEnv + "=50ms"}
+
+	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
+	require.NoError(t, err)
+	const n = 300
+	bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	require.NoError(t, err)
+
+	const kills = 4
+	for range kills {
+		w := startWorkerProcess(t, schema, env...)
+		// Long enough to be delivering (4 workers, 50ms a call), too short
+		// to finish the bulk.
+		time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
+		w.kill(t)
+	}
+	var stuck int
+	require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
+		" WHERE kind = 'outbound_delivery' AND state = 'running'").Scan(&stuck))
+	progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	t.Logf("after %d kills: %d sent, %d jobs left running by dead workers", kills, progress.Sent, stuck)
+	require.NotZero(t, stuck, "no kill landed mid-delivery")
+	require.Less(t, progress.Sent, n, "the bulk was done before the last kill")
+
+	// The jobs the dead workers left running wait for rescueAfter, for the
+	// new process to take over leadership from the dead (up to 15s), and
+	// then for River's rescuer, which runs every 30s; the last kill's jobs
+	// are too young at the first run and wait for the second.
+	final := startWorkerProcess(t, schema, append(env, workerDebugLogEnv+"=1")...)
+	started, lastLog := time.Now(), time.Now()
+	for {
+		progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+		require.NoError(t, err)
+		if progress.Sent == n {
+			break
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			lastLog = time.Now()
+			t.Logf("%s after the last start: %d of %d sent", time.Since(started).Round(time.Second), progress.Sent, n)
+		}
+		if time.Since(started) > rescueAfter+150*time.Second {
+			logUndelivered(t, schema, final)
+			t.Fatalf("%d of %d messages left undelivered %s after the kills", n-progress.Sent, n, time.Since(started).Round(time.Second))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("all sent %s after the last start", time.Since(started).Round(time.Second))
+	final.stop(t)
+
+	// Every message reached a notifier, and every call for it carried its id
+	// and its conversation: the calls recorded per conversation name one
+	// message only.
+	var calls, messages, conversationsWithTwoIDs, repeated int
+	require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id),
+		(SELECT count(*) FROM (SELECT 1 FROM `+table(schema, "test_deliveries")+` GROUP BY conversation_id HAVING count(DISTINCT message_id) > 1) c),
+		(SELECT count(*) FROM (SELECT 1 FROM `+table(schema, "test_deliveries")+` GROUP BY message_id HAVING count(*) > 1) r)
+		FROM `+table(schema, "test_deliveries")).Scan(&calls, &messages, &conversationsWithTwoIDs, &repeated))
+	t.Logf("notifier calls: %d for %d messages; %d messages called again after a kill", calls, messages, repeated)
+	require.Equal(t, n, messages, "a message never reached a notifier")
+	require.Zero(t, conversationsWithTwoIDs, "one conversation's calls carried different message ids")
+	for _, msg := range bulk.Messages {
+		stored, err := client.Message(ctx, msg.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusSent, stored.Status)
+		var recorded int
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "test_deliveries")+
+			" WHERE message_id = $1 AND conversation_id = $2", msg.ID, msg.ConversationID).Scan(&recorded))
+		require.NotZero(t, recorded, "message %s sent without a notifier call carrying its id", msg.ID)
+	}
+}
+
+// logUndelivered logs what a failed worker-kill test needs to be explained:
+// the jobs not completed, River's leader row, and the last worker's log.
+func logUndelivered(t *testing.T, schema string, w *workerProcess) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := testPool.Query(ctx, "SELECT id, state, attempt, attempted_at, scheduled_at, attempted_by, now() FROM "+
+		table(schema, "river_job")+" WHERE state <> 'completed' ORDER BY id")
+	require.NoError(t, err)
+	for rows.Next() {
+		var (
+			id, attempt        int64
+			state              string
+			attemptedAt        *time.Time
+			scheduledAt, dbNow time.Time
+			attemptedBy        []string
+		)
+		require.NoError(t, rows.Scan(&id, &state, &attempt, &attemptedAt, &scheduledAt, &attemptedBy, &dbNow))
+		t.Logf("job %d: %s, attempt %d, attempted_at %v, scheduled_at %v, attempted_by %v, now %v",
+			id, state, attempt, attemptedAt, scheduledAt, attemptedBy, dbNow)
+	}
+	require.NoError(t, rows.Err())
+	var leader string
+	if err := testPool.QueryRow(ctx, "SELECT leader_id || ' elected ' || elected_at || ' expires ' || expires_at FROM "+
+		table(schema, "river_leader")).Scan(&leader); err != nil {
+		leader = err.Error()
+	}
+	t.Logf("river_leader: %s", leader)
+	// A dead worker is a zombie (Z) until the test reaps it.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	t.Logf("last worker's /proc stat: %s (err %v)", stat, err)
+	t.Logf("last worker's log:\n%s", w.stderr.String())
 }
