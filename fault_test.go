@@ -2,6 +2,7 @@ package outbound_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -28,6 +30,7 @@ type faultLoad struct {
 	mu        sync.Mutex
 	envelopes []*outbound.BulkTriggerResult // bulks reported done
 	messages  []*outbound.Message           // triggers reported done
+	refusals  []uuid.UUID                   // refused envelopes reported recorded
 	failures  int
 	slowest   time.Duration
 }
@@ -55,7 +58,10 @@ func (l *faultLoad) call(ctx context.Context, bulk bool) {
 		err  error
 	)
 	if bulk {
-		n := 1 + rand.IntN(40)
+		// Up to 44 recipients against a cap of 40: about one bulk in eleven
+		// is refused, and its refused envelope written in a transaction of
+		// its own.
+		n := 1 + rand.IntN(44)
 		last := l.next.Add(int64(n))
 		ids := make([]int64, n)
 		for i := range ids {
@@ -69,7 +75,10 @@ func (l *faultLoad) call(ctx context.Context, bulk bool) {
 
 	l.mu.Lock()
 	l.slowest = max(l.slowest, took)
+	var tooLarge *outbound.BatchTooLargeError
 	switch {
+	case errors.As(err, &tooLarge) && tooLarge.EnvelopeID != uuid.Nil:
+		l.refusals = append(l.refusals, tooLarge.EnvelopeID)
 	case err != nil:
 		l.failures++
 	case bulk:
@@ -86,8 +95,9 @@ func (l *faultLoad) call(ctx context.Context, bulk bool) {
 }
 
 // requireConsistent checks what a fault may never leave behind: every
-// envelope has exactly its recipients' messages, every message its job and
-// every delivery job its message, and every call reported done is there.
+// envelope has exactly its recipients' messages (a refused one none), every
+// message its job and every delivery job its message, and every call
+// reported done is there.
 func requireConsistent(t *testing.T, pool *pgxpool.Pool, schema string, load *faultLoad) {
 	t.Helper()
 	ctx := ctxT(t)
@@ -100,10 +110,14 @@ func requireConsistent(t *testing.T, pool *pgxpool.Pool, schema string, load *fa
 	messages, envelopes, jobs := table(schema, "messages"), table(schema, "bulk_envelopes"), table(schema, "river_job")
 
 	require.Zero(t, count(`SELECT count(*) FROM `+envelopes+` e
-		WHERE e.status = 'submitted' AND e.count <> (
-			SELECT count(*) FROM `+messages+` m
-			WHERE m.bulk_envelope_id = e.id AND m.conversation_id = ANY(e.recipient_conversation_ids))`),
-		"an envelope without exactly one message per recipient")
+		WHERE e.status = 'submitted' AND (e.count <> (
+			SELECT count(DISTINCT m.conversation_id) FROM `+messages+` m
+			WHERE m.bulk_envelope_id = e.id AND m.conversation_id = ANY(e.recipient_conversation_ids))
+		OR e.count <> (SELECT count(*) FROM `+messages+` m WHERE m.bulk_envelope_id = e.id))`),
+		"an envelope without exactly one message per recipient, and no other")
+	require.Zero(t, count(`SELECT count(*) FROM `+envelopes+` e
+		WHERE e.status = 'refused_cap_exceeded' AND EXISTS (SELECT 1 FROM `+messages+` m WHERE m.bulk_envelope_id = e.id)`),
+		"a refused envelope with messages")
 	require.Zero(t, count(`SELECT count(*) FROM `+messages+` m
 		WHERE m.bulk_envelope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM `+envelopes+` e WHERE e.id = m.bulk_envelope_id)`),
 		"a bulk message without its envelope")
@@ -128,6 +142,11 @@ func requireConsistent(t *testing.T, pool *pgxpool.Pool, schema string, load *fa
 	for _, m := range load.messages {
 		_, err := client.Message(ctx, m.ID)
 		require.NoError(t, err, "message reported done is missing")
+	}
+	for _, id := range load.refusals {
+		env, err := client.Envelope(ctx, id)
+		require.NoError(t, err, "refusal reported recorded is missing")
+		require.Equal(t, outbound.EnvelopeStatusRefusedCapExceeded, env.Status)
 	}
 }
 
@@ -171,8 +190,9 @@ func TestKilledConnections(t *testing.T) {
 	load.run(ctx, 6)
 	wg.Wait()
 
-	t.Logf("connections killed: %d; calls done: %d bulks, %d triggers; calls failed: %d; slowest call: %s",
-		kills.Load(), len(load.envelopes), len(load.messages), load.failures, load.slowest)
+	t.Logf("connections killed: %d; calls done: %d bulks, %d triggers, %d refusals; calls failed: %d; slowest call: %s",
+		kills.Load(), len(load.envelopes), len(load.messages), len(load.refusals), load.failures, load.slowest)
+	require.NotEmpty(t, load.refusals, "no refusal was recorded")
 	require.NotZero(t, kills.Load(), "the test killed no connection")
 	require.NotZero(t, load.failures, "no call met a killed connection")
 	require.NotEmpty(t, load.envelopes)
@@ -230,8 +250,8 @@ func TestDatabaseRestart(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	t.Logf("calls done: %d bulks, %d triggers; calls failed: %d; slowest call: %s",
-		len(load.envelopes), len(load.messages), load.failures, load.slowest)
+	t.Logf("calls done: %d bulks, %d triggers, %d refusals; calls failed: %d; slowest call: %s",
+		len(load.envelopes), len(load.messages), len(load.refusals), load.failures, load.slowest)
 	require.NotZero(t, load.failures, "no call met the restarts")
 	require.Less(t, load.slowest, load.callTimeout+2*time.Second, "a call hung past its context")
 	requireConsistent(t, pool, schema, load)
