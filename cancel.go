@@ -9,17 +9,18 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Locks, always taken in this order so that cancels cannot deadlock: the
-// envelope row, then message rows. A delivery locks only its message row, for
-// the length of one attempt, so a cancel that reaches a message being
-// delivered waits for that attempt and then sees its result.
-
 // CancelMessage cancels an undelivered (pending or failed) message and its
-// River job in one transaction. The notifier will not be handed the message,
-// and its dedup key is free again. Cancelling a cancelled message does nothing
-// and returns nil; a sent or discarded message gives ErrNotCancellable, and an
-// unknown id ErrNotFound. When the message is the last uncancelled one of its
-// envelope, the envelope's status becomes cancelled.
+// River job in one transaction. Once it returns nil, the Notifier is never
+// called for the message, and its dedup key is free again. Cancelling a
+// cancelled message does nothing and returns nil. It never waits for a
+// Notifier: a message in flight (delivering) gives ErrNotCancellable at once,
+// saying a delivery is in progress, as do sent, unconfirmed and discarded
+// messages; an unknown id gives ErrNotFound. When the message is the last
+// uncancelled one of its envelope, the envelope's status becomes cancelled.
+//
+// Cancels lock the envelope row before message rows, always in that order,
+// so that they cannot deadlock; a delivery locks its message row only for the
+// statements that claim it and record the result.
 func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
 	return c.withTx(ctx, func(tx pgx.Tx) error {
 		var envelopeID *uuid.UUID
@@ -45,7 +46,9 @@ func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
 		switch msg.Status {
 		case MessageStatusCancelled:
 			return nil
-		case MessageStatusSent, MessageStatusDiscarded:
+		case MessageStatusDelivering:
+			return fmt.Errorf("%w: message %s: a delivery is in progress; it ends sent, or failed and then cancellable", ErrNotCancellable, id)
+		case MessageStatusSent, MessageStatusUnconfirmed, MessageStatusDiscarded:
 			return fmt.Errorf("%w: message %s is %s; only pending or failed messages can be cancelled", ErrNotCancellable, id, msg.Status)
 		}
 
@@ -63,10 +66,13 @@ func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
 
 // CancelEnvelope cancels every undelivered (pending or failed) message of a
 // submitted envelope and their River jobs in one transaction, and returns how
-// many it cancelled. Messages already sent or discarded are left as they are.
-// When no message is left uncancelled, the envelope's status becomes
-// cancelled. An unknown id is ErrNotFound; a refused envelope, which has no
-// messages, is ErrNotCancellable.
+// many it cancelled. It never waits for a Notifier. A message in flight
+// (delivering) is not counted: if its attempt succeeds it ends sent, and if
+// the attempt fails it ends cancelled instead of being retried. Messages
+// already sent, unconfirmed or discarded are left as they are. When no
+// message is left uncancelled, the envelope's status becomes cancelled. An
+// unknown id is ErrNotFound; a refused envelope, which has no messages, is
+// ErrNotCancellable.
 func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) {
 	var cancelled int
 	err := c.withTx(ctx, func(tx pgx.Tx) error {
@@ -79,6 +85,9 @@ func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) 
 		}
 		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelEnvelopeMessages, id, env.TemplateID); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, c.queries.RequestCancelInFlight, id, env.TemplateID); err != nil {
+			return fmt.Errorf("outbound: cancel envelope: messages in flight: %w", err)
 		}
 		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id); err != nil {
 			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
@@ -106,7 +115,7 @@ func (c *Client) lockEnvelope(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*En
 // cancelMessagesAndJobs runs a message-cancelling query, which returns the
 // job ids of the messages it cancelled, then cancels those River jobs. A job
 // that is running is left to its worker, which will find the message
-// cancelled. It returns how many messages were cancelled.
+// cancelled before claiming it. It returns how many messages were cancelled.
 func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query string, args ...any) (int, error) {
 	rows, err := tx.Query(ctx, query, args...)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 )
 
@@ -238,7 +239,8 @@ func TestCancelRacesDelivery(t *testing.T) {
 	notifier := &recordingNotifier{fn: func(_ context.Context, msg *outbound.Message) error {
 		if v, _ := index.Load(msg.ID); v.(int)%2 == 0 {
 			i := v.(int)
-			// Cancel mid-delivery: the cancel waits for this attempt.
+			// Cancel mid-delivery: refused, as a delivery is in progress,
+			// or, if it comes after the record, as the message is sent.
 			wg.Go(func() { cancelErrs[i] = b.client.CancelMessage(ctx, msg.ID) })
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -285,4 +287,136 @@ func TestCancelRacesDelivery(t *testing.T) {
 		}
 	}
 	t.Logf("%d sent, %d cancelled", sent, cancelled)
+}
+
+// TestCancelMessageInFlight cancels a message whose notifier is running: the
+// cancel returns at once, while the notifier still waits, with an error that
+// says a delivery is in progress, and the delivery goes on to send it.
+func TestCancelMessageInFlight(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	gate := newGateNotifier(nil)
+	client := startClient(t, newTestPool(t, 4), &outbound.Config{Schema: schema, Notifier: gate}, gate)
+	res, err := client.Trigger(ctx, 40, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	gate.waitInFlight(t, 1)
+
+	// A cancel that waited for the notifier would run into this deadline.
+	cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err = client.CancelMessage(cancelCtx, res.Message.ID)
+	require.ErrorIs(t, err, outbound.ErrNotCancellable)
+	require.ErrorContains(t, err, "a delivery is in progress")
+	require.Equal(t, 1, gate.InFlight(), "the cancel returned while the notifier still ran")
+
+	gate.Open()
+	msg := waitForStatus(t, client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)[0]
+	require.Equal(t, 1, gate.CallsFor(msg.ID))
+}
+
+// TestCancelEnvelopeInFlight cancels an envelope while two of its messages
+// are in flight: the call returns at once and cancels the two not yet
+// claimed. Of the two in flight, the one whose attempt then fails ends
+// cancelled instead of being retried, and the one that succeeds ends sent.
+// When every message in flight fails, the envelope ends cancelled.
+func TestCancelEnvelopeInFlight(t *testing.T) {
+	t.Parallel()
+
+	type bundle struct {
+		client   *outbound.Client
+		schema   string
+		bulk     *outbound.BulkTriggerResult
+		gate     *gateNotifier
+		inFlight []uuid.UUID
+	}
+	// setup starts a worker of two, makes a bulk of n, and waits until two
+	// of its messages are in flight. Once let through, the call for the
+	// first of those fails, and so does the second's when both fail.
+	setup := func(t *testing.T, n int, bothFail bool) *bundle {
+		ctx := ctxT(t)
+		b := &bundle{schema: migratedSchema(t)}
+		var fail sync.Map
+		b.gate = newGateNotifier(func(_ context.Context, msg *outbound.Message) error {
+			if _, ok := fail.Load(msg.ID); ok {
+				return errors.New("smtp: 451 try again later")
+			}
+			return nil
+		})
+		b.client = startClient(t, newTestPool(t, 4), &outbound.Config{Schema: b.schema, Notifier: b.gate, MaxWorkers: 2,
+			RetryPolicy: fixedRetry(50 * time.Millisecond)}, b.gate)
+		var err error
+		b.bulk, err = b.client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+		require.NoError(t, err)
+		b.gate.waitInFlight(t, 2)
+		for _, m := range b.bulk.Messages {
+			msg, err := b.client.Message(ctx, m.ID)
+			require.NoError(t, err)
+			if msg.Status == outbound.MessageStatusDelivering {
+				b.inFlight = append(b.inFlight, msg.ID)
+			}
+		}
+		require.Len(t, b.inFlight, 2)
+		fail.Store(b.inFlight[0], true)
+		if bothFail {
+			fail.Store(b.inFlight[1], true)
+		}
+		return b
+	}
+
+	t.Run("OneFailsOneSucceeds", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, 4, false)
+
+		// A cancel that waited for the notifiers would run into this.
+		cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		n, err := b.client.CancelEnvelope(cancelCtx, b.bulk.Envelope.ID)
+		require.NoError(t, err)
+		require.Equal(t, 2, n, "the two messages not in flight")
+		require.Equal(t, 2, b.gate.InFlight(), "the cancel returned while the notifiers still ran")
+
+		b.gate.Open()
+		failed := waitForStatus(t, b.client, b.inFlight[:1], outbound.MessageStatusCancelled)[0]
+		require.Equal(t, "smtp: 451 try again later", failed.LastError)
+		require.Equal(t, "cancelled", failed.Metadata["status"])
+		waitForStatus(t, b.client, b.inFlight[1:], outbound.MessageStatusSent)
+		require.Eventually(t, func() bool {
+			job, err := hostRiver(t, b.schema).JobGet(ctx, failed.JobID)
+			require.NoError(t, err)
+			return job.State == rivertype.JobStateCancelled
+		}, 10*time.Second, 10*time.Millisecond, "the failed attempt's job was not cancelled")
+
+		progress, err := b.client.EnvelopeProgress(ctx, b.bulk.Envelope.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.Progress{Sent: 1, Cancelled: 3}, *progress)
+		env, err := b.client.Envelope(ctx, b.bulk.Envelope.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status, "one message was sent")
+		for _, m := range b.bulk.Messages {
+			if m.ID == b.inFlight[0] || m.ID == b.inFlight[1] {
+				require.Equal(t, 1, b.gate.CallsFor(m.ID), "a message in flight was called again")
+			} else {
+				require.Zero(t, b.gate.CallsFor(m.ID), "a cancelled message reached the notifier")
+			}
+		}
+	})
+
+	t.Run("AllInFlightFail", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, 2, true)
+		n, err := b.client.CancelEnvelope(ctx, b.bulk.Envelope.ID)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		b.gate.Open()
+		waitForStatus(t, b.client, b.inFlight, outbound.MessageStatusCancelled)
+		env, err := b.client.Envelope(ctx, b.bulk.Envelope.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.EnvelopeStatusCancelled, env.Status, "the last message's cancel ends the envelope")
+		for _, id := range b.inFlight {
+			require.Equal(t, 1, b.gate.CallsFor(id))
+		}
+	})
 }

@@ -253,11 +253,15 @@ func setupWorkingOn(tb testing.TB, schema string, config *outbound.Config) *test
 }
 
 // newTestPool connects a pool of the test's own, closed when the test ends.
-func newTestPool(tb testing.TB, maxConns int32) *pgxpool.Pool {
+// configure, if given, changes the pool's config first.
+func newTestPool(tb testing.TB, maxConns int32, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
 	tb.Helper()
 	config, err := pgxpool.ParseConfig(testDatabaseURL)
 	require.NoError(tb, err)
 	config.MaxConns = maxConns
+	for _, fn := range configure {
+		fn(config)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), config)
 	require.NoError(tb, err)
 	tb.Cleanup(pool.Close)
@@ -309,6 +313,103 @@ func (n *recordingNotifier) callsFor(id uuid.UUID) []notifierCall {
 		}
 	}
 	return out
+}
+
+// withApplicationName names a pool's connections, so that a test can find
+// them in pg_stat_activity.
+func withApplicationName(name string) func(*pgxpool.Config) {
+	return func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["application_name"] = name }
+}
+
+// gateNotifier blocks every call until the gate opens, and keeps count of the
+// calls in flight, for all messages and for each one.
+type gateNotifier struct {
+	open   chan struct{}
+	result func(ctx context.Context, msg *outbound.Message) error
+
+	mu       sync.Mutex
+	calls    map[uuid.UUID]int
+	inFlight map[uuid.UUID]int
+	total    int
+	maxTotal int
+	maxOneID int
+	opened   bool
+}
+
+// newGateNotifier returns a closed gate; result, if not nil, is what each
+// call returns once let through.
+func newGateNotifier(result func(ctx context.Context, msg *outbound.Message) error) *gateNotifier {
+	return &gateNotifier{
+		open:     make(chan struct{}),
+		result:   result,
+		calls:    map[uuid.UUID]int{},
+		inFlight: map[uuid.UUID]int{},
+	}
+}
+
+func (g *gateNotifier) OnOutboundTriggered(ctx context.Context, msg *outbound.Message) error {
+	g.mu.Lock()
+	g.calls[msg.ID]++
+	g.inFlight[msg.ID]++
+	g.total++
+	g.maxTotal = max(g.maxTotal, g.total)
+	g.maxOneID = max(g.maxOneID, g.inFlight[msg.ID])
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inFlight[msg.ID]--
+		g.total--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if g.result != nil {
+		return g.result(ctx, msg)
+	}
+	return nil
+}
+
+// Open lets every call through, now and from now on. It may be called more
+// than once.
+func (g *gateNotifier) Open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		g.opened = true
+		close(g.open)
+	}
+}
+
+// InFlight is the number of calls waiting at the gate.
+func (g *gateNotifier) InFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.total
+}
+
+// MaxInFlight is the most calls that ever waited at once, in all and for any
+// one message.
+func (g *gateNotifier) MaxInFlight() (all, oneMessage int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.maxTotal, g.maxOneID
+}
+
+// CallsFor is the number of calls made for one message.
+func (g *gateNotifier) CallsFor(id uuid.UUID) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls[id]
+}
+
+// waitInFlight waits until n calls are waiting at the gate.
+func (g *gateNotifier) waitInFlight(tb testing.TB, n int) {
+	tb.Helper()
+	require.Eventually(tb, func() bool { return g.InFlight() >= n }, 60*time.Second, 5*time.Millisecond,
+		"%d notifier calls in flight, want %d", g.InFlight(), n)
 }
 
 // waitForStatus waits until every message has one of the statuses, and

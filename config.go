@@ -33,7 +33,10 @@ const (
 
 	// DefaultMaxWorkers is the number of delivery jobs the embedded River
 	// client works at once when Config.MaxWorkers is zero.
-	DefaultMaxWorkers = 10
+	DefaultMaxWorkers = 100
+
+	// maxMaxWorkers is River's own limit on a queue's MaxWorkers.
+	maxMaxWorkers = 10_000
 
 	// DefaultFetchCooldown is Config.FetchCooldown when it is zero.
 	DefaultFetchCooldown = river.FetchCooldownDefault
@@ -44,6 +47,12 @@ const (
 	// DefaultNotifyTimeout is how long a Notifier may take over one delivery
 	// when Config.NotifyTimeout is zero.
 	DefaultNotifyTimeout = 30 * time.Second
+
+	// rescueMargin is how much longer than a claim River waits by default
+	// before it takes a running delivery for lost: enough for the claim to
+	// have run out when the rescued attempt comes, even when the first
+	// waited a while for a pool connection to make its claim.
+	rescueMargin = 10 * time.Second
 
 	// maxSchemaLength leaves room for River's notification topics, which are
 	// "<schema>.river_leadership" and must fit Postgres' 63-byte identifiers.
@@ -99,12 +108,13 @@ type Config struct {
 	MaxAttempts int
 
 	// MaxWorkers is the number of delivery jobs that Start's embedded River
-	// client works at once in this process. Each running delivery holds one
-	// pool connection while its Notifier runs, and River keeps one for
-	// listening, so the pool needs more connections than MaxWorkers + 1,
-	// and more again if the Notifier itself queries the same pool.
-	// Defaults to DefaultMaxWorkers (10), or to the pool's MaxConns - 2
-	// (at least 1) when the pool is smaller than that.
+	// client works at once in this process, at most 10,000. It does not
+	// depend on the pool's size: a delivery holds a pool connection only for
+	// the two short statements that claim the message and record the
+	// result, never while its Notifier runs, so a pool of 4 connections
+	// serves hundreds of deliveries in flight, and a Notifier that queries
+	// the same pool waits for a connection only as long as those statements
+	// take. Defaults to DefaultMaxWorkers (100).
 	MaxWorkers int
 
 	// FetchCooldown is the shortest time Start's embedded River client
@@ -123,11 +133,15 @@ type Config struct {
 
 	// RescueStuckJobsAfter is how long a delivery may stay running before
 	// Start's embedded River client takes it for lost (its worker process
-	// died mid-delivery, say) and schedules it to run again. It must be at
-	// least NotifyTimeout + 20s, the longest an attempt can take including
-	// recording its result. A rescued attempt that was in fact still running
-	// cannot deliver twice: the second waits on the message row's lock and
-	// then finds it sent. Defaults to that minimum plus an hour.
+	// died mid-delivery, say) and runs it again, at once, with the same
+	// message id. It must be at least NotifyTimeout + 20s, the length of an
+	// attempt's claim on its message: the longest an attempt can take
+	// including recording its result. River's rescuer looks every 30s, so a
+	// dead worker's message is attempted again within about
+	// RescueStuckJobsAfter + 40s of its attempt's start: at the defaults,
+	// NotifyTimeout + 70s. A rescued attempt never calls the Notifier beside
+	// one still running: while that one's claim holds, it waits for the
+	// claim to run out. Defaults to NotifyTimeout + 30s.
 	RescueStuckJobsAfter time.Duration
 
 	// RetryPolicy decides when a failed delivery is tried again, in both
@@ -163,7 +177,8 @@ func (c *Config) withDefaults() *Config {
 	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
 	out.FetchCooldown = cmp.Or(out.FetchCooldown, DefaultFetchCooldown)
 	out.FetchPollInterval = cmp.Or(out.FetchPollInterval, DefaultFetchPollInterval)
-	out.RescueStuckJobsAfter = cmp.Or(out.RescueStuckJobsAfter, deliveryTimeout(&out)+time.Hour)
+	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
+	out.RescueStuckJobsAfter = cmp.Or(out.RescueStuckJobsAfter, claimLength(&out)+rescueMargin)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}
 	}
@@ -193,8 +208,8 @@ func (c *Config) validate() error {
 	if c.MaxAttempts < 1 {
 		return invalidArgument("Config.MaxAttempts", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxAttempts, c.MaxAttempts)
 	}
-	if c.MaxWorkers < 1 {
-		return invalidArgument("Config.MaxWorkers", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxWorkers, c.MaxWorkers)
+	if c.MaxWorkers < 1 || c.MaxWorkers > maxMaxWorkers {
+		return invalidArgument("Config.MaxWorkers", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxWorkers, DefaultMaxWorkers, c.MaxWorkers)
 	}
 	if c.NotifyTimeout < 0 {
 		return invalidArgument("Config.NotifyTimeout", "must not be negative (0 means the default, %s), got %s", DefaultNotifyTimeout, c.NotifyTimeout)
@@ -205,8 +220,9 @@ func (c *Config) validate() error {
 	if c.FetchPollInterval < c.FetchCooldown {
 		return invalidArgument("Config.FetchPollInterval", "must be at least Config.FetchCooldown (%s; 0 means the default, %s), got %s", c.FetchCooldown, DefaultFetchPollInterval, c.FetchPollInterval)
 	}
-	if c.RescueStuckJobsAfter < deliveryTimeout(c) {
-		return invalidArgument("Config.RescueStuckJobsAfter", "must be at least NotifyTimeout + %s (%s; 0 means that plus an hour), got %s", 2*recordTimeout, deliveryTimeout(c), c.RescueStuckJobsAfter)
+	if c.RescueStuckJobsAfter < claimLength(c) {
+		return invalidArgument("Config.RescueStuckJobsAfter", "must be at least NotifyTimeout + %s (%s; 0 means NotifyTimeout + %s), got %s",
+			2*recordTimeout, claimLength(c), 2*recordTimeout+rescueMargin, c.RescueStuckJobsAfter)
 	}
 	if len(c.Queue) > 64 || !queueNameRE.MatchString(c.Queue) {
 		return invalidArgument("Config.Queue", "must be at most 64 lowercase letters and digits separated by single underscores or hyphens, got %q", c.Queue)

@@ -115,23 +115,25 @@ func scanEnvelope(row pgx.Row) (*Envelope, error) {
 
 // Progress counts one envelope's messages by status.
 type Progress struct {
-	Pending   int
-	Sent      int
-	Failed    int
-	Discarded int
-	Cancelled int
+	Pending     int
+	Delivering  int
+	Sent        int
+	Failed      int
+	Unconfirmed int
+	Discarded   int
+	Cancelled   int
 }
 
 // Total is the number of the envelope's messages.
 func (p *Progress) Total() int {
-	return p.Pending + p.Sent + p.Failed + p.Discarded + p.Cancelled
+	return p.Pending + p.Delivering + p.Sent + p.Failed + p.Unconfirmed + p.Discarded + p.Cancelled
 }
 
 // EnvelopeProgress counts the envelope's messages by status, or returns
 // ErrNotFound. A refused envelope has no messages: every count is zero.
 func (c *Client) EnvelopeProgress(ctx context.Context, id uuid.UUID) (*Progress, error) {
 	var p Progress
-	err := c.pool.QueryRow(ctx, c.queries.EnvelopeProgress, id).Scan(&p.Pending, &p.Sent, &p.Failed, &p.Discarded, &p.Cancelled)
+	err := c.pool.QueryRow(ctx, c.queries.EnvelopeProgress, id).Scan(&p.Pending, &p.Delivering, &p.Sent, &p.Failed, &p.Unconfirmed, &p.Discarded, &p.Cancelled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
 	}

@@ -26,7 +26,8 @@ var (
 	ErrNotFound = errors.New("outbound: not found")
 
 	// ErrNotCancellable is returned when cancelling what is past cancelling:
-	// a message already sent or discarded, or an envelope that was refused.
+	// a message in flight (a delivery is in progress), sent, unconfirmed or
+	// discarded, or an envelope that was refused.
 	ErrNotCancellable = errors.New("outbound: not cancellable")
 )
 

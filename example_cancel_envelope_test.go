@@ -57,6 +57,6 @@ func ExampleClient_CancelEnvelope() {
 
 	// Output:
 	// cancelled: 3
-	// progress: {Pending:0 Sent:0 Failed:0 Discarded:0 Cancelled:3}
+	// progress: {Pending:0 Delivering:0 Sent:0 Failed:0 Unconfirmed:0 Discarded:0 Cancelled:3}
 	// envelope: cancelled
 }

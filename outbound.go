@@ -22,13 +22,29 @@ const RoleSystemOutbound = "system_outbound"
 // MessageStatus is where a message is in its delivery lifecycle.
 type MessageStatus string
 
-// Message statuses. Pending, sent and failed messages hold their dedup key;
-// discarded and cancelled ones free it.
+// Message statuses. Pending, delivering, sent, failed and unconfirmed
+// messages hold their dedup key; discarded and cancelled ones free it.
 const (
-	MessageStatusPending   MessageStatus = "pending"
-	MessageStatusSent      MessageStatus = "sent"
-	MessageStatusFailed    MessageStatus = "failed"
+	// MessageStatusPending: waiting for its first attempt.
+	MessageStatusPending MessageStatus = "pending"
+	// MessageStatusDelivering: an attempt has claimed the message and is
+	// calling the Notifier. It cannot be cancelled until the attempt ends.
+	MessageStatusDelivering MessageStatus = "delivering"
+	// MessageStatusSent: the Notifier returned nil.
+	MessageStatusSent MessageStatus = "sent"
+	// MessageStatusFailed: the last attempt failed; River tries again.
+	MessageStatusFailed MessageStatus = "failed"
+	// MessageStatusUnconfirmed: an attempt claimed the message and never
+	// recorded a result (its worker died, or lost the database, on the last
+	// attempt), and no attempt is left: the Notifier may have delivered it.
+	// It is final and keeps its dedup key, as sent does; ask the provider,
+	// by message id, whether it arrived. LastError says what happened.
+	MessageStatusUnconfirmed MessageStatus = "unconfirmed"
+	// MessageStatusDiscarded: every attempt failed, or the Notifier said
+	// the failure is permanent.
 	MessageStatusDiscarded MessageStatus = "discarded"
+	// MessageStatusCancelled: cancelled before delivery; the Notifier will
+	// not be called for it.
 	MessageStatusCancelled MessageStatus = "cancelled"
 )
 
@@ -74,11 +90,6 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		return nil, invalidArgument("pool", "must not be nil")
 	}
 	cfg := config.withDefaults()
-	if cfg.MaxWorkers == 0 {
-		// Leave a connection for River's listener and one for everyone
-		// else, so that deliveries cannot take the whole pool.
-		cfg.MaxWorkers = max(1, min(DefaultMaxWorkers, int(pool.Config().MaxConns)-2))
-	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -101,11 +112,11 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.FetchPollInterval,
 		// River rescues a job still running after this long and runs it
-		// again; validate keeps that clear of the longest a delivery may
-		// take, and River wants it no shorter than JobTimeout, which the
-		// delivery worker overrides anyway.
+		// again; validate keeps that clear of the claim's length, and River
+		// wants it no shorter than JobTimeout, which the delivery worker
+		// overrides anyway.
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
-		JobTimeout:           deliveryTimeout(cfg),
+		JobTimeout:           claimLength(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: river client: %w", err)
@@ -301,8 +312,9 @@ func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
-// scanMessage scans one row of sqltext.MessageColumns.
-func scanMessage(row pgx.Row) (*Message, error) {
+// scanMessage scans one row of sqltext.MessageColumns, followed by the
+// columns extra scans into, if any.
+func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 	var (
 		m         Message
 		status    string
@@ -311,8 +323,9 @@ func scanMessage(row pgx.Row) (*Message, error) {
 		lastError *string
 		sentAt    *time.Time
 	)
-	if err := row.Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
-		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
 	m.Status = MessageStatus(status)
@@ -347,5 +360,5 @@ func nullIfNilUUID(id uuid.UUID) *uuid.UUID {
 
 // holdsDedupKey reports whether a message in this status keeps its dedup key.
 func (s MessageStatus) holdsDedupKey() bool {
-	return s == MessageStatusPending || s == MessageStatusSent || s == MessageStatusFailed
+	return s != MessageStatusDiscarded && s != MessageStatusCancelled
 }

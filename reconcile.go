@@ -9,13 +9,6 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// A message and its River job can part ways when a delivery's result could
-// not be recorded: the worker died or lost the database on the last attempt,
-// and River (or its rescuer) discarded the job. An operator can also cancel
-// or discard a job from River's UI. The message is then left pending or
-// failed, holding its dedup key, with nothing left to deliver it. Reconcile
-// finds such messages and makes them say what happened.
-
 // ReconcileJobKind is the River job kind of the periodic reconcile job.
 const ReconcileJobKind = "outbound_reconcile"
 
@@ -31,10 +24,24 @@ type ReconcileArgs struct{}
 // Kind implements river.JobArgs.
 func (ReconcileArgs) Kind() string { return ReconcileJobKind }
 
-// Reconcile settles undelivered (pending or failed) messages whose River job
-// has ended or is gone: a cancelled job makes its message cancelled, a
-// discarded or missing one makes it discarded, and either frees the dedup
-// key. It returns how many messages it settled. Start runs it every
+// Reconcile settles messages whose River job has ended or is gone without
+// recording a result, and returns how many it settled.
+//
+// A message and its job part ways when an attempt's result could not be
+// recorded: the worker died or lost the database on the last attempt, and
+// River (or its rescuer) discarded the job. An operator can also cancel or
+// discard a job from River's UI. The message is then left holding its dedup
+// key with nothing left to deliver it. Reconcile makes it say what happened:
+//
+//   - A pending or failed message, whose last attempt (if any) recorded a
+//     failure, becomes cancelled when its job was cancelled, and discarded
+//     when its job was discarded or deleted; either frees the dedup key.
+//   - A delivering message whose claim has run out becomes unconfirmed: its
+//     last attempt called, or was about to call, the Notifier and never
+//     recorded the result, so it may have been delivered. It keeps its dedup
+//     key, so that triggering it again does not send it a second time.
+//
+// LastError says which case it was. Start runs Reconcile every
 // ReconcileInterval; a host with its own River client adds PeriodicJobs to
 // that client's config, or calls Reconcile itself.
 func (c *Client) Reconcile(ctx context.Context) (int, error) {

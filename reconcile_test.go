@@ -1,8 +1,6 @@
 package outbound_test
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -129,16 +127,18 @@ func TestReconcileRunsWithTheWorker(t *testing.T) {
 	require.Empty(t, notifier.Calls())
 }
 
-// TestReconcileUnrecordedLastAttempt makes recording the last failed attempt
-// fail: River discards the job, and reconciling settles the message that
-// would otherwise hold its dedup key for ever.
+// TestReconcileUnrecordedLastAttempt makes recording the success of the last
+// attempt fail, as a lost connection would: River discards the job, and the
+// message is left in flight. Reconcile must not free its dedup key, since the
+// Notifier did deliver it: the message becomes unconfirmed, says why, and a
+// second trigger of the same key is a duplicate, not a second send.
 func TestReconcileUnrecordedLastAttempt(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	schema := migratedSchema(t)
-	failFirstUpdateTo(t, schema, outbound.MessageStatusDiscarded)
+	failFirstUpdateTo(t, schema, outbound.MessageStatusSent)
 
-	notifier := &recordingNotifier{fn: func(context.Context, *outbound.Message) error { return errors.New("mailbox does not exist") }}
+	notifier := &recordingNotifier{}
 	b := setupWorkingOn(t, schema, &outbound.Config{Notifier: notifier, MaxAttempts: 1})
 	res, err := b.client.Trigger(ctx, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
 	require.NoError(t, err)
@@ -147,13 +147,28 @@ func TestReconcileUnrecordedLastAttempt(t *testing.T) {
 		30*time.Second, 20*time.Millisecond)
 	msg, err := b.client.Message(ctx, res.Message.ID)
 	require.NoError(t, err)
-	require.Equal(t, outbound.MessageStatusPending, msg.Status, "the attempt's result was not recorded")
+	require.Equal(t, outbound.MessageStatusDelivering, msg.Status, "the attempt's result was not recorded")
 
 	n, err := b.client.Reconcile(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	msg, err = b.client.Message(ctx, res.Message.ID)
 	require.NoError(t, err)
-	require.Equal(t, outbound.MessageStatusDiscarded, msg.Status)
+	require.Equal(t, outbound.MessageStatusUnconfirmed, msg.Status)
+	require.Equal(t, "unconfirmed", msg.Metadata["status"])
+	require.Equal(t, "delivery job was discarded after an attempt that never recorded a result: the notifier may have delivered it", msg.LastError)
 	require.Len(t, notifier.Calls(), 1)
+
+	again, err := b.client.Trigger(ctx, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	require.True(t, again.Duplicate, "an unconfirmed message keeps its dedup key")
+	require.Equal(t, msg.ID, again.Message.ID)
+	err = b.client.CancelMessage(ctx, msg.ID)
+	require.ErrorIs(t, err, outbound.ErrNotCancellable)
+	require.ErrorContains(t, err, "is unconfirmed")
+
+	n, err = b.client.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Len(t, notifier.Calls(), 1, "an unconfirmed message is never attempted again")
 }

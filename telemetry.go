@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -44,11 +45,17 @@ const (
 	outcomeRefusedCapExceededAuditFailed outcome = "refused_cap_exceeded_audit_failed"
 
 	// Delivery outcomes. failed means the attempt failed and will be
-	// retried; discarded means the last attempt failed. no_op means nothing
-	// was handed to a notifier.
-	outcomeSent      outcome = "sent"
-	outcomeDiscarded outcome = "discarded"
-	outcomeNoOp      outcome = "no_op"
+	// retried; discarded means the last attempt failed, or the Notifier
+	// said the failure is permanent. cancelled means the attempt failed
+	// after CancelEnvelope asked for its message to be cancelled.
+	// unconfirmed means the attempt found a claim left by an attempt that
+	// never recorded its result, with a cancel requested. no_op means
+	// nothing was handed to a notifier.
+	outcomeSent        outcome = "sent"
+	outcomeDiscarded   outcome = "discarded"
+	outcomeCancelled   outcome = "cancelled"
+	outcomeUnconfirmed outcome = "unconfirmed"
+	outcomeNoOp        outcome = "no_op"
 )
 
 // reason says why a delivery attempt ended as it did; with outcome, it is the
@@ -60,8 +67,12 @@ const (
 	reasonNotifierReturnedError reason = "notifier_returned_error"
 	reasonNotifierTimeout       reason = "notifier_timeout"
 	reasonNotifierPanicked      reason = "notifier_panicked"
-	reasonNoNotifierConfigured  reason = "no_notifier_configured"
-	reasonCancelled             reason = "cancelled"
+	// reasonNotifierPermanentError: the notifier returned Permanent(err).
+	reasonNotifierPermanentError reason = "notifier_permanent_error"
+	// reasonNotifierRetryAfter: the notifier returned RetryAfter(d, err).
+	reasonNotifierRetryAfter   reason = "notifier_retry_after"
+	reasonNoNotifierConfigured reason = "no_notifier_configured"
+	reasonCancelled            reason = "cancelled"
 	// reasonWorkerStopped: the worker was stopped while the notifier ran.
 	reasonWorkerStopped reason = "worker_stopped"
 	// reasonAlreadyFinal: the job ran again for a message already sent or
@@ -70,9 +81,15 @@ const (
 	// reasonMessageNotFound: the message row was deleted; the job is
 	// cancelled.
 	reasonMessageNotFound reason = "message_not_found"
-	// reasonDatabaseError: the attempt could not lock its message or record
+	// reasonDatabaseError: the attempt could not claim its message or record
 	// the notifier's result, so it counts as failed and River tries again.
 	reasonDatabaseError reason = "database_error"
+	// reasonClaimedElsewhere: another attempt holds the message's claim, so
+	// this one waits for the claim to run out.
+	reasonClaimedElsewhere reason = "claimed_elsewhere"
+	// reasonClaimLost: another attempt took the claim over before this one
+	// recorded its result.
+	reasonClaimLost reason = "claim_lost"
 )
 
 // Span attribute keys. Spans may carry ids for tracing; never actor or body.
@@ -103,6 +120,9 @@ type telemetry struct {
 	triggerDuration     metric.Float64Histogram
 	bulkTriggerDuration metric.Float64Histogram
 	deliveries          metric.Int64Counter
+	// deliverySets caches the attribute set of each (outcome, reason) pair:
+	// a delivery is frequent enough for building the set to show.
+	deliverySets sync.Map
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
@@ -172,12 +192,28 @@ func (t *telemetry) recordBulk(ctx context.Context, o outcome, count, triggered,
 	}
 }
 
-// recordDelivery records one delivery attempt.
-func (t *telemetry) recordDelivery(ctx context.Context, o outcome, r reason) {
-	t.deliveries.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(
-		metricOutcome.String(string(o)),
-		metricReason.String(string(r)),
-	)))
+// recordDelivery ends a delivery attempt's span and counts the attempt, both
+// from its one result.
+func (t *telemetry) recordDelivery(ctx context.Context, span trace.Span, res deliveryResult) {
+	span.SetAttributes(attrReason.String(string(res.reason)))
+	var spanErr error
+	if res.failed() {
+		spanErr = res.err
+	}
+	endSpan(span, res.outcome, spanErr)
+	t.deliveries.Add(ctx, 1, t.deliverySet(res.outcome, res.reason))
+}
+
+// deliverySet returns the attribute set of outbound.deliveries for one
+// outcome and reason, both from fixed vocabularies.
+func (t *telemetry) deliverySet(o outcome, r reason) metric.MeasurementOption {
+	key := [2]string{string(o), string(r)}
+	if set, ok := t.deliverySets.Load(key); ok {
+		return set.(metric.MeasurementOption)
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(metricOutcome.String(string(o)), metricReason.String(string(r))))
+	t.deliverySets.Store(key, set)
+	return set
 }
 
 // endSpan sets the span's outcome and, on error, its error status.
@@ -206,6 +242,10 @@ func errorType(err error) string {
 		return "not_cancellable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "context"
+	}
+	var notifierErr *attemptError
+	if errors.As(err, &notifierErr) {
+		return "notifier_error"
 	}
 	// Otherwise the type of the innermost error, e.g. *pgconn.PgError: a
 	// low-cardinality name, as OpenTelemetry's semantic conventions advise.

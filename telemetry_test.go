@@ -291,6 +291,8 @@ func TestDeliveryTelemetry(t *testing.T) {
 		panicky   = 5003 // panics once, then delivered
 		slow      = 5004 // runs past the timeout once, then delivered
 		cancelled = 5005 // cancelled behind the worker's back
+		permanent = 5006 // fails permanently: discarded at once
+		limited   = 5007 // rate-limited once, then delivered
 	)
 	var mu sync.Mutex
 	seen := map[int64]int{}
@@ -307,6 +309,10 @@ func TestDeliveryTelemetry(t *testing.T) {
 		case msg.ConversationID == slow && n == 1:
 			<-ctx.Done()
 			return ctx.Err()
+		case msg.ConversationID == permanent:
+			return outbound.Permanent(errors.New("secret-error-text"))
+		case msg.ConversationID == limited && n == 1:
+			return outbound.RetryAfter(100*time.Millisecond, errors.New("secret-error-text"))
 		}
 		return nil
 	})
@@ -318,7 +324,7 @@ func TestDeliveryTelemetry(t *testing.T) {
 	b := setupWorking(t, config)
 
 	var ids []uuid.UUID
-	for _, id := range []int64{ok, hopeless, panicky, slow, cancelled} {
+	for _, id := range []int64{ok, hopeless, panicky, slow, cancelled, permanent, limited} {
 		res, err := b.client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: "tpl-x", Content: "secret body", Actor: "secret actor"})
 		require.NoError(t, err)
 		if id == cancelled {
@@ -341,13 +347,15 @@ func TestDeliveryTelemetry(t *testing.T) {
 	require.NoError(t, noop.client.Stop(ctx))
 
 	require.Equal(t, map[string]int64{
-		"sent/notifier_ok":                  3, // ok, panicky, slow
-		"failed/notifier_returned_error":    1, // hopeless, first attempt
-		"discarded/notifier_returned_error": 1, // hopeless, last attempt
-		"failed/notifier_panicked":          1,
-		"failed/notifier_timeout":           1,
-		"no_op/cancelled":                   1,
-		"no_op/no_notifier_configured":      1,
+		"sent/notifier_ok":                   4, // ok, panicky, slow, limited
+		"failed/notifier_returned_error":     1, // hopeless, first attempt
+		"discarded/notifier_returned_error":  1, // hopeless, last attempt
+		"failed/notifier_panicked":           1,
+		"failed/notifier_timeout":            1,
+		"discarded/notifier_permanent_error": 1,
+		"failed/notifier_retry_after":        1,
+		"no_op/cancelled":                    1,
+		"no_op/no_notifier_configured":       1,
 	}, deliveryCounts(t, reader))
 
 	var deliverSpans int
@@ -371,7 +379,8 @@ func TestDeliveryTelemetry(t *testing.T) {
 		for k, v := range attrs {
 			require.NotContains(t, v, "secret actor", k)
 			require.NotContains(t, v, "secret body", k)
+			require.NotContains(t, v, "secret-error-text", k)
 		}
 	}
-	require.Equal(t, 9, deliverSpans, "one span per attempt")
+	require.Equal(t, 12, deliverSpans, "one span per attempt")
 }

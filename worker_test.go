@@ -80,8 +80,8 @@ func TestDeliveryRetriesThenSends(t *testing.T) {
 		case 1:
 			return errors.New("smtp: 451 try again later")
 		case 2:
-			// What the first attempt left, as others can read it while
-			// this attempt holds the row.
+			// The message as others read it while this attempt is in
+			// flight: nothing of the library's is open to block the read.
 			stored, err := b.client.Message(ctx, msg.ID)
 			if err != nil {
 				return err
@@ -96,12 +96,12 @@ func TestDeliveryRetriesThenSends(t *testing.T) {
 	res, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "recovery"})
 	require.NoError(t, err)
 
-	afterFirst := <-seen
-	require.Equal(t, outbound.MessageStatusFailed, afterFirst.Status)
-	require.Equal(t, "failed", afterFirst.Metadata["status"])
-	require.Equal(t, 1, afterFirst.Attempts)
-	require.Equal(t, "smtp: 451 try again later", afterFirst.LastError)
-	require.True(t, afterFirst.SentAt.IsZero())
+	inSecond := <-seen
+	require.Equal(t, outbound.MessageStatusDelivering, inSecond.Status)
+	require.Equal(t, "delivering", inSecond.Metadata["status"])
+	require.Equal(t, 2, inSecond.Attempts, "the claim counts the attempt")
+	require.Equal(t, "smtp: 451 try again later", inSecond.LastError, "the first attempt's error")
+	require.True(t, inSecond.SentAt.IsZero())
 
 	msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
 	require.Equal(t, 3, msg.Attempts)
@@ -357,7 +357,8 @@ func TestConfigDeliveryFields(t *testing.T) {
 		config outbound.Config
 		want   string
 	}{
-		{"negative max workers", outbound.Config{MaxWorkers: -1}, "Config.MaxWorkers must be at least 1"},
+		{"negative max workers", outbound.Config{MaxWorkers: -1}, "Config.MaxWorkers must be between 1 and 10000"},
+		{"too many max workers", outbound.Config{MaxWorkers: 10_001}, "Config.MaxWorkers must be between 1 and 10000"},
 		{"negative notify timeout", outbound.Config{NotifyTimeout: -time.Second}, "Config.NotifyTimeout must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,10 +18,6 @@ const MessageColumns = `id, conversation_id, role, template_id, content, status,
 const EnvelopeColumns = `id, template_id, rendered_body, recipient_conversation_ids, count,
 	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at`
 
-// liveStatuses are the message statuses that hold a dedup key; it must match
-// the predicate of messages_dedup_key_idx.
-const liveStatuses = `('pending', 'sent', 'failed')`
-
 // nilUUID stands in for a missing envelope id in the dedup key.
 const nilUUID = `'00000000-0000-0000-0000-000000000000'::uuid`
 
@@ -39,10 +35,6 @@ type Queries struct {
 	// of the given conversations. $1 conversation ids, $2 template id,
 	// $3 envelope id or NULL.
 	SelectLiveMessagesByKey string
-
-	// DeleteUnusedJobs deletes River jobs that this transaction inserted for
-	// messages that turned out to be duplicates. $1 job ids.
-	DeleteUnusedJobs string
 
 	// SelectMessage reads one message. $1 id.
 	SelectMessage string
@@ -72,27 +64,48 @@ type Queries struct {
 	ListAuditEvents string
 
 	// LockMessage reads one message and locks it until the transaction ends,
-	// so that a delivery and a cancel of the same message take turns. $1 id.
+	// so that cancels of the same message take turns. $1 id.
 	LockMessage string
 
 	// SelectMessageEnvelopeID reads the envelope id of one message, NULL when
 	// it has none. $1 id.
 	SelectMessageEnvelopeID string
 
-	// MarkMessageSentCompleteJob records a delivered message and completes
-	// its running River job in one statement, so that both commit together.
-	// It sets the job's state and finalized_at as river.JobCompleteTx does,
-	// without River's general many-jobs state update, which was the costliest
-	// statement of a delivery. $1 message id, $2 attempts, $3 job id.
-	MarkMessageSentCompleteJob string
+	// ClaimMessage claims a message for one delivery attempt and returns it:
+	// status delivering, the attempt's claim id, and a claim that runs out
+	// after the given number of seconds. It claims a pending or failed
+	// message, one whose claim ran out (its worker died) unless a cancel was
+	// requested, and one this same claim id already holds (a retried claim
+	// whose first commit was not acknowledged). No row: the message is
+	// missing or not claimable. $1 id, $2 claim id, $3 River's attempt
+	// number, $4 claim length in seconds.
+	ClaimMessage string
 
-	// CompleteJob completes a running River job as river.JobCompleteTx does,
-	// for a delivery that finds its message already sent. $1 job id.
-	CompleteJob string
+	// SelectMessageClaim reads one message with its claim: MessageColumns,
+	// then claim_id, whether a cancel was requested, and the seconds the
+	// claim has left to run (NULL without a claim, negative once it has run
+	// out). $1 id.
+	SelectMessageClaim string
 
-	// MarkMessageFailed records a failed delivery attempt. $1 id, $2 status
-	// (failed or discarded), $3 attempts, $4 last error.
-	MarkMessageFailed string
+	// ReleaseClaim ends a claim at once, if the claim id still holds it, for
+	// an attempt that could not record its result, so that the next attempt
+	// need not wait for the claim to run out. $1 id, $2 claim id.
+	ReleaseClaim string
+
+	// RecordFailed records a failed attempt, if the claim id still holds the
+	// message and no cancel was requested. $1 id, $2 claim id, $3 status
+	// (failed or discarded), $4 last error.
+	RecordFailed string
+
+	// RecordCancelledInFlight ends a message whose in-flight attempt failed
+	// after CancelEnvelope asked for it to be cancelled, if the claim id
+	// still holds it. $1 id, $2 claim id, $3 last error.
+	RecordCancelledInFlight string
+
+	// MarkUnconfirmed ends a message whose claim ran out with a cancel
+	// requested: its last attempt may have delivered it, and it must not be
+	// attempted again. $1 id.
+	MarkUnconfirmed string
 
 	// CancelMessage cancels one message if it is still undelivered, returning
 	// its job id. $1 id.
@@ -102,10 +115,10 @@ type Queries struct {
 	// returning their job ids. $1 envelope id, $2 template id.
 	CancelEnvelopeMessages string
 
-	// CancelJobs cancels River jobs that are not running or finalized, as
-	// River's own JobCancel does for them. A running job is left to its
-	// worker, which finds its message cancelled. $1 job ids.
-	CancelJobs string
+	// RequestCancelInFlight marks an envelope's messages in flight so that an
+	// attempt that fails ends them cancelled rather than retried, and returns
+	// how many it marked. $1 envelope id, $2 template id.
+	RequestCancelInFlight string
 
 	// LockEnvelope reads one envelope and locks it until the transaction
 	// ends, so that cancels touching one envelope take turns. $1 id.
@@ -119,21 +132,28 @@ type Queries struct {
 	// no such envelope. $1 id.
 	EnvelopeProgress string
 
-	// ReconcileMessages settles up to $1 undelivered messages whose River job
-	// was cancelled (the message becomes cancelled), discarded or deleted
-	// (the message becomes discarded). Messages locked by a running delivery
-	// are skipped until a later run.
+	// ReconcileMessages settles up to $1 messages whose River job ended or
+	// is gone without recording a result. A pending or failed message
+	// becomes cancelled (its job was cancelled) or discarded (its job was
+	// discarded or deleted). A delivering message becomes unconfirmed: the
+	// attempt that claimed it may have delivered it. Rows locked by a
+	// running statement are skipped until a later run.
 	ReconcileMessages string
+
+	// RiverJobs are the statements that write River's tables.
+	RiverJobs
 }
 
 // New returns the queries for the library's schema and River's schema, both
 // validated by the caller.
 func New(schema, riverSchema string) *Queries {
 	s := pgx.Identifier{schema}.Sanitize()
-	rr := strings.NewReplacer("{rs}", pgx.Identifier{riverSchema}.Sanitize())
-	r := strings.NewReplacer("{s}", s, "{live}", liveStatuses, "{nil}", nilUUID,
+	rs := pgx.Identifier{riverSchema}.Sanitize()
+	r := strings.NewReplacer("{s}", s, "{rs}", rs, "{nil}", nilUUID,
 		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns)
 	return &Queries{
+		RiverJobs: newRiverJobs(r),
+
 		InsertMessages: r.Replace(`
 INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
 SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6,
@@ -149,11 +169,7 @@ SELECT {mcols} FROM {s}.messages
 WHERE conversation_id = ANY($1::bigint[])
 	AND template_id = $2
 	AND coalesce(bulk_envelope_id, {nil}) = coalesce($3::uuid, {nil})
-	AND status IN {live}`),
-
-		// River's JobDeleteManyTx caps a call at 10,000 ids; these jobs were
-		// inserted by this same transaction and no one else can see them.
-		DeleteUnusedJobs: rr.Replace(`DELETE FROM {rs}.river_job WHERE id = ANY($1::bigint[])`),
+	AND holds_dedup_key`),
 
 		SelectMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1`),
 
@@ -184,26 +200,47 @@ INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES (
 
 		SelectMessageEnvelopeID: r.Replace(`SELECT bulk_envelope_id FROM {s}.messages WHERE id = $1`),
 
-		MarkMessageSentCompleteJob: rr.Replace(r.Replace(`
-WITH sent AS (
-	UPDATE {s}.messages
-	SET status = 'sent', sent_at = now(), attempts = $2, last_error = NULL,
-		metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()
-	WHERE id = $1
-	RETURNING id
-)
-UPDATE {rs}.river_job SET state = 'completed', finalized_at = now()
-WHERE id = $3 AND state = 'running' AND EXISTS (SELECT 1 FROM sent)`)),
-
-		CompleteJob: rr.Replace(`
-UPDATE {rs}.river_job SET state = 'completed', finalized_at = now()
-WHERE id = $1 AND state = 'running'`),
-
-		MarkMessageFailed: r.Replace(`
+		ClaimMessage: r.Replace(`
 UPDATE {s}.messages
-SET status = $2, attempts = $3, last_error = $4,
-	metadata = jsonb_set(metadata, '{status}', to_jsonb($2::text)), updated_at = now()
-WHERE id = $1`),
+SET status = 'delivering',
+	attempts = CASE WHEN claim_id = $2 THEN attempts ELSE greatest(attempts + 1, $3) END,
+	claim_id = $2,
+	claimed_until = now() + make_interval(secs => $4::float8),
+	metadata = jsonb_set(metadata, '{status}', '"delivering"'),
+	updated_at = now()
+WHERE id = $1 AND (
+	status IN ('pending', 'failed')
+	OR (status = 'delivering' AND claim_id = $2)
+	OR (status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NULL))
+RETURNING {mcols}`),
+
+		SelectMessageClaim: r.Replace(`
+SELECT {mcols}, claim_id, cancel_requested_at IS NOT NULL, extract(epoch FROM claimed_until - now())::float8
+FROM {s}.messages WHERE id = $1`),
+
+		ReleaseClaim: r.Replace(`
+UPDATE {s}.messages SET claimed_until = now(), updated_at = now()
+WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`),
+
+		RecordFailed: r.Replace(`
+UPDATE {s}.messages
+SET status = $3, last_error = $4, claimed_until = NULL,
+	metadata = jsonb_set(metadata, '{status}', to_jsonb($3::text)), updated_at = now()
+WHERE id = $1 AND claim_id = $2 AND status = 'delivering' AND cancel_requested_at IS NULL`),
+
+		RecordCancelledInFlight: r.Replace(`
+UPDATE {s}.messages
+SET status = 'cancelled', last_error = $3, claimed_until = NULL,
+	metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
+WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`),
+
+		MarkUnconfirmed: r.Replace(`
+UPDATE {s}.messages
+SET status = 'unconfirmed', claimed_until = NULL,
+	last_error = coalesce(last_error || '; ', '') ||
+		'cancel requested while an attempt was in flight, and that attempt never recorded a result: the notifier may have delivered it',
+	metadata = jsonb_set(metadata, '{status}', '"unconfirmed"'), updated_at = now()
+WHERE id = $1 AND status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NOT NULL`),
 
 		CancelMessage: r.Replace(`
 UPDATE {s}.messages
@@ -211,20 +248,18 @@ SET status = 'cancelled', metadata = jsonb_set(metadata, '{status}', '"cancelled
 WHERE id = $1 AND status IN ('pending', 'failed')
 RETURNING job_id`),
 
-		// UPDATE waits for a row that a delivery has locked, then checks the
-		// WHERE again on the row as committed: a message that was just sent
-		// is skipped.
+		// UPDATE waits for a row that a claim or a record has locked, then
+		// checks the WHERE again on the row as committed: a message that was
+		// just claimed or sent is skipped.
 		CancelEnvelopeMessages: r.Replace(`
 UPDATE {s}.messages
 SET status = 'cancelled', metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
 WHERE bulk_envelope_id = $1 AND template_id = $2 AND status IN ('pending', 'failed')
 RETURNING job_id`),
 
-		CancelJobs: rr.Replace(`
-UPDATE {rs}.river_job
-SET state = 'cancelled', finalized_at = now(),
-	metadata = jsonb_set(metadata, '{cancel_attempted_at}', to_jsonb(now()), true)
-WHERE id = ANY($1::bigint[]) AND state IN ('available', 'pending', 'retryable', 'scheduled')`),
+		RequestCancelInFlight: r.Replace(`
+UPDATE {s}.messages SET cancel_requested_at = now(), updated_at = now()
+WHERE bulk_envelope_id = $1 AND template_id = $2 AND status = 'delivering' AND cancel_requested_at IS NULL`),
 
 		LockEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1 FOR UPDATE`),
 
@@ -238,8 +273,10 @@ WHERE e.id = $1 AND e.status = 'submitted' AND NOT EXISTS (
 		EnvelopeProgress: r.Replace(`
 SELECT
 	count(m.id) FILTER (WHERE m.status = 'pending'),
+	count(m.id) FILTER (WHERE m.status = 'delivering'),
 	count(m.id) FILTER (WHERE m.status = 'sent'),
 	count(m.id) FILTER (WHERE m.status = 'failed'),
+	count(m.id) FILTER (WHERE m.status = 'unconfirmed'),
 	count(m.id) FILTER (WHERE m.status = 'discarded'),
 	count(m.id) FILTER (WHERE m.status = 'cancelled')
 FROM {s}.bulk_envelopes e
@@ -247,18 +284,30 @@ LEFT JOIN {s}.messages m ON m.bulk_envelope_id = e.id AND m.template_id = e.temp
 WHERE e.id = $1
 GROUP BY e.id`),
 
-		ReconcileMessages: rr.Replace(r.Replace(`
+		// A finalized job has no attempt running: River finalizes a job when
+		// its attempt returns, or when its rescuer gives up on one older than
+		// the claim's length. A job that is gone says nothing, so its
+		// message's claim must have run out too.
+		ReconcileMessages: r.Replace(`
 WITH stale AS (
 	SELECT m.id,
-		CASE WHEN j.state = 'cancelled' THEN 'cancelled' ELSE 'discarded' END AS status,
 		CASE
+			WHEN m.status = 'delivering' THEN 'unconfirmed'
+			WHEN j.state = 'cancelled' THEN 'cancelled'
+			ELSE 'discarded'
+		END AS status,
+		CASE
+			WHEN m.status = 'delivering' THEN
+				coalesce('delivery job was ' || j.state::text, 'delivery job no longer exists') ||
+				' after an attempt that never recorded a result: the notifier may have delivered it'
 			WHEN j.id IS NULL THEN 'delivery job no longer exists'
 			ELSE 'delivery job was ' || j.state::text || ' without recording a result'
 		END AS reason
 	FROM {s}.messages m
 	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
-	WHERE m.status IN ('pending', 'failed')
-		AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded'))
+	WHERE (m.status IN ('pending', 'failed') AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
+		OR (m.status = 'delivering' AND (j.state IN ('cancelled', 'completed', 'discarded')
+			OR (j.id IS NULL AND m.claimed_until <= now())))
 	ORDER BY m.id
 	LIMIT $1
 	FOR UPDATE OF m SKIP LOCKED
@@ -266,10 +315,11 @@ WITH stale AS (
 UPDATE {s}.messages m
 SET status = stale.status,
 	last_error = coalesce(m.last_error || '; ', '') || stale.reason,
+	claimed_until = NULL,
 	metadata = jsonb_set(m.metadata, '{status}', to_jsonb(stale.status)),
 	updated_at = now()
 FROM stale
-WHERE m.id = stale.id`)),
+WHERE m.id = stale.id`),
 
 		ListAuditEvents: r.Replace(`
 SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events

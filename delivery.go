@@ -1,0 +1,480 @@
+package outbound
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/riverqueue/river"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// A delivery attempt is a lease, as River's own fetch is:
+//
+//  1. Claim: one short committed update makes the message delivering, under a
+//     claim id of the attempt's own, until a time after which a claim left
+//     by a dead worker may be taken over.
+//  2. Notify: the Notifier runs with nothing of the library's open.
+//  3. Record: an update guarded by the claim id, so that only the attempt
+//     holding the claim can record its result. Sent is recorded in the same
+//     statement that completes the River job.
+//
+// A cancel never waits for a Notifier: a message in flight is not
+// cancellable. The claim's expiry keeps an attempt that River rescued while
+// the first was still running from calling the Notifier beside it.
+
+// recordTimeout bounds each step that records an attempt's result. The steps
+// run on a context detached from the job's, so that what the notifier did is
+// still recorded when the worker is being stopped.
+const recordTimeout = 10 * time.Second
+
+// claimLength is how long a claim holds a message: the longest an attempt may
+// take from its claim to its recorded result.
+func claimLength(cfg *Config) time.Duration {
+	return cfg.NotifyTimeout + 2*recordTimeout
+}
+
+// deliveryResult is one attempt's result, computed once by classify: what the
+// worker returns to River, and the outcome and reason of its telemetry.
+type deliveryResult struct {
+	outcome outcome
+	reason  reason
+	// err is what Work returns to River: nil, an error carrying no more of
+	// the Notifier's text than last_error, river.JobCancel or
+	// river.JobSnooze.
+	err error
+	// retryAt, when set, is when River retries the job (RetryAfter).
+	retryAt time.Time
+}
+
+// failed reports whether the attempt failed, for the span's status: the
+// Notifier or the database failed it, whatever the message became.
+func (r deliveryResult) failed() bool {
+	return r.outcome == outcomeFailed || r.outcome == outcomeDiscarded || r.outcome == outcomeCancelled
+}
+
+// attemptFacts is what one attempt found and did, step by step. classify
+// turns it into a deliveryResult.
+type attemptFacts struct {
+	claim *claim
+	// notified: the Notifier was called, and notify is what it came to.
+	notified bool
+	notify   notifyResult
+	// recorded is the status the record step left the message in; empty
+	// when the step did not run or the claim was lost.
+	recorded MessageStatus
+	// claimLost: another attempt took the claim over before this one
+	// recorded its result.
+	claimLost bool
+	// dbErr is the database error that stopped the attempt, if any.
+	dbErr error
+	// stopped: the worker was stopping when the attempt ended.
+	stopped bool
+}
+
+// deliver makes one delivery attempt.
+func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deliveryResult {
+	args := job.Args
+	ctx, span := c.telemetry.tracer.Start(ctx, spanDeliver, trace.WithAttributes(
+		attrMessageID.String(args.MessageID.String()),
+		attrConversationID.Int64(args.ConversationID),
+		attrTemplateID.String(args.TemplateID),
+		attrAttempt.Int(job.Attempt),
+	))
+	if args.BulkEnvelopeID != nil {
+		span.SetAttributes(attrBulkEnvelopeID.String(args.BulkEnvelopeID.String()))
+	}
+	facts := c.attempt(ctx, job)
+	res := classify(job, facts)
+	c.telemetry.recordDelivery(ctx, span, res)
+	return res
+}
+
+// attempt runs the three steps: claim, notify, record.
+func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f attemptFacts) {
+	defer func() { f.stopped = ctx.Err() != nil }()
+	cl, err := c.claim(ctx, job)
+	if err != nil {
+		f.dbErr = fmt.Errorf("claim: %w", err)
+		return f
+	}
+	f.claim = cl
+	if !cl.claimed {
+		return f
+	}
+	switch {
+	case ctx.Err() != nil:
+		// Stopping: record the attempt failed without calling anyone, and
+		// River makes the job available again.
+		f.notify = notifyResult{err: fmt.Errorf("worker stopping before the notifier was called: %w", ctx.Err()), stopped: true}
+	case c.config.Notifier != nil:
+		f.notified = true
+		f.notify = c.notify(ctx, cl.msg)
+	}
+	if f.notify.err == nil {
+		f.recorded, f.dbErr = c.recordSent(ctx, job, cl)
+	} else {
+		f.recorded, f.dbErr = c.recordFailure(ctx, cl, failureStatus(job, f.notify), f.notify.err)
+	}
+	if f.dbErr != nil {
+		c.releaseClaim(ctx, cl)
+	}
+	f.claimLost = f.dbErr == nil && f.recorded == ""
+	return f
+}
+
+// releaseClaim ends the claim of an attempt that could not record its
+// result, so that River's retry may claim the message at once. It tries once:
+// if the database is still out of reach, the claim runs out by itself.
+func (c *Client) releaseClaim(ctx context.Context, cl *claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	_, _ = c.pool.Exec(ctx, c.queries.ReleaseClaim, pgUUID(cl.msg.ID), pgUUID(cl.id))
+}
+
+// failureStatus is the status a failed attempt leaves: discarded when the
+// Notifier said the failure is permanent or no attempt is left, else failed.
+// An attempt cut short by a stopping worker leaves failed even on the last
+// attempt: River makes the job available again without counting it.
+func failureStatus(job *river.Job[DeliveryArgs], n notifyResult) MessageStatus {
+	if n.permanent() || (job.Attempt >= job.MaxAttempts && !n.stopped) {
+		return MessageStatusDiscarded
+	}
+	return MessageStatusFailed
+}
+
+// classify turns what an attempt did into its one result.
+func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
+	id := job.Args.MessageID
+	cl := f.claim
+	switch {
+	case f.dbErr != nil:
+		r := reasonDatabaseError
+		if f.stopped && !f.notified {
+			r = reasonWorkerStopped // stopped before the notifier was reached
+		}
+		err := fmt.Errorf("outbound: deliver message %s: %w", id, f.dbErr)
+		if f.notified && f.notify.err != nil {
+			err = fmt.Errorf("outbound: deliver message %s: %s; then %w", id, boundedErrorText(f.notify.err.Error()), f.dbErr)
+		}
+		return deliveryResult{outcome: outcomeFailed, reason: r, err: err}
+
+	case !cl.claimed:
+		return classifyUnclaimed(id, cl)
+
+	case f.claimLost:
+		return deliveryResult{outcome: outcomeFailed, reason: reasonClaimLost,
+			err: fmt.Errorf("outbound: deliver message %s: another attempt took over the claim before this one recorded its result", id)}
+
+	case f.recorded == MessageStatusSent && !f.notified:
+		return deliveryResult{outcome: outcomeNoOp, reason: reasonNoNotifierConfigured}
+
+	case f.recorded == MessageStatusSent:
+		return deliveryResult{outcome: outcomeSent, reason: reasonNotifierOK}
+	}
+
+	// The Notifier failed, and the failure is recorded.
+	res := deliveryResult{reason: f.notify.reason(), err: attemptErrorOf(id, f.notify, f.stopped)}
+	switch f.recorded {
+	case MessageStatusCancelled:
+		res.outcome = outcomeCancelled
+		res.err = river.JobCancel(res.err)
+	case MessageStatusDiscarded:
+		res.outcome = outcomeDiscarded
+		if f.notify.permanent() {
+			// River has no way for a worker to discard a job at once;
+			// cancelling it ends it the same way.
+			res.err = river.JobCancel(res.err)
+		}
+	default:
+		res.outcome = outcomeFailed
+		if d := f.notify.retryAfter(); d > 0 {
+			res.retryAt = time.Now().Add(d)
+		}
+	}
+	return res
+}
+
+// classifyUnclaimed is the result of an attempt that found its message not
+// claimable.
+func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
+	switch {
+	case cl.msg == nil:
+		// Someone deleted the row; retrying cannot bring it back.
+		return deliveryResult{outcome: outcomeDiscarded, reason: reasonMessageNotFound,
+			err: river.JobCancel(fmt.Errorf("outbound: deliver: message %s not found", id))}
+	case cl.heldFor > 0:
+		// Another attempt holds the claim: River rescued this job while that
+		// attempt still runs, or that attempt could not record its result.
+		// Come back when its claim runs out.
+		return deliveryResult{outcome: outcomeNoOp, reason: reasonClaimedElsewhere, err: river.JobSnooze(cl.heldFor)}
+	case cl.endedUnconfirmed:
+		return deliveryResult{outcome: outcomeUnconfirmed, reason: reasonCancelled,
+			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled while an attempt that never recorded its result was in flight", id))}
+	case cl.msg.Status == MessageStatusCancelled:
+		return deliveryResult{outcome: outcomeNoOp, reason: reasonCancelled,
+			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled", id))}
+	case cl.msg.Status == MessageStatusSent:
+		// A job run again for a message already sent, as from River's UI:
+		// River completes it.
+		return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal}
+	case cl.msg.Status == MessageStatusUnconfirmed:
+		return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal,
+			err: river.JobCancel(fmt.Errorf("outbound: message %s is unconfirmed: an attempt that never recorded its result may have delivered it, so it is not attempted again", id))}
+	}
+	// Discarded: final, and its dedup key is free.
+	return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal,
+		err: river.JobCancel(fmt.Errorf("outbound: message %s was discarded; trigger it again to resend", id))}
+}
+
+// attemptError is what Work returns to River for a failed Notifier call: the
+// message's last_error and nothing more of the Notifier's error, so that
+// River's logs and job errors hold no more than the message row does.
+type attemptError struct {
+	text string
+	// cause is context.Canceled for a stopped worker, so that River sees a
+	// soft stop and makes the job available again without using an attempt.
+	cause error
+}
+
+func (e *attemptError) Error() string { return e.text }
+func (e *attemptError) Unwrap() error { return e.cause }
+
+func attemptErrorOf(id uuid.UUID, n notifyResult, stopped bool) error {
+	e := &attemptError{text: fmt.Sprintf("outbound: deliver message %s: %s", id, boundedErrorText(n.err.Error()))}
+	if stopped {
+		e.cause = context.Canceled
+	}
+	return e
+}
+
+// claim is the first step's result.
+type claim struct {
+	// id is this attempt's claim id.
+	id uuid.UUID
+	// msg is the message as claimed, or as found when not claimed; nil when
+	// there is no such message.
+	msg     *Message
+	claimed bool
+	// heldFor is how long another attempt's claim has left to run.
+	heldFor time.Duration
+	// endedUnconfirmed: the message was in flight under a claim that ran out
+	// with a cancel requested, and this attempt made it unconfirmed.
+	endedUnconfirmed bool
+}
+
+// newClaimID returns an id for one attempt's claim. It must be unique, not
+// secret, so it comes from the runtime's fast random source rather than from
+// crypto/rand, which costs a system call per id.
+func newClaimID() uuid.UUID {
+	var id uuid.UUID
+	binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
+	id[6] = id[6]&0x0f | 0x40 // version 4
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id
+}
+
+// claimRaces bounds how often claim tries again when the message changes
+// between its update and its read.
+const claimRaces = 3
+
+// claim claims the message for this attempt in one committed statement, or
+// finds out why it cannot.
+func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*claim, error) {
+	id := job.Args.MessageID
+	cl := &claim{id: newClaimID()}
+	seconds := claimLength(c.config).Seconds()
+	for range claimRaces {
+		var msg *Message
+		// Retrying is safe: the claim id makes a claim that committed
+		// unacknowledged claimable again by the same attempt.
+		err := retryTransient(ctx, func(ctx context.Context) (err error) {
+			msg, err = scanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessage, pgUUID(id), pgUUID(cl.id), job.Attempt, seconds))
+			return err
+		})
+		if err == nil {
+			cl.msg, cl.claimed = msg, true
+			return cl, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, err
+		}
+
+		found, err := c.readClaim(ctx, id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return cl, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		cl.msg = found.msg
+		switch {
+		case found.msg.Status != MessageStatusDelivering:
+			if found.msg.Status == MessageStatusPending || found.msg.Status == MessageStatusFailed {
+				continue // released between the update and the read
+			}
+			return cl, nil
+		case found.left > 0:
+			cl.heldFor = found.left
+			return cl, nil
+		case found.cancelRequested:
+			// Its last attempt may have delivered it, so it is not
+			// cancelled; the cancel forbids another attempt.
+			tag, err := c.pool.Exec(ctx, c.queries.MarkUnconfirmed, id)
+			if err != nil {
+				return nil, fmt.Errorf("mark unconfirmed: %w", err)
+			}
+			if tag.RowsAffected() == 1 {
+				cl.msg.Status, cl.endedUnconfirmed = MessageStatusUnconfirmed, true
+				return cl, nil
+			}
+		}
+	}
+	// Still changing under us: come back shortly.
+	cl.heldFor = time.Second
+	return cl, nil
+}
+
+// foundClaim is a message as read with its claim.
+type foundClaim struct {
+	msg             *Message
+	claimID         *uuid.UUID
+	cancelRequested bool
+	// left is how long the claim has to run; zero or less when it has run
+	// out or there is none.
+	left time.Duration
+}
+
+// readClaim reads a message and its claim.
+func (c *Client) readClaim(ctx context.Context, id uuid.UUID) (*foundClaim, error) {
+	var (
+		f           foundClaim
+		leftSeconds *float64
+	)
+	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessageClaim, id), &f.claimID, &f.cancelRequested, &leftSeconds)
+	if err != nil {
+		return nil, err
+	}
+	f.msg = msg
+	if leftSeconds != nil {
+		f.left = time.Duration(*leftSeconds * float64(time.Second))
+	}
+	return &f, nil
+}
+
+// recordSent marks the message sent and completes its River job in one
+// statement, if this attempt's claim still holds the message. It returns the
+// status the message was left in by this attempt, or "" when another attempt
+// took the claim over.
+func (c *Client) recordSent(ctx context.Context, job *river.Job[DeliveryArgs], cl *claim) (MessageStatus, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	var recorded bool
+	err := retryTransient(ctx, func(ctx context.Context) error {
+		return c.pool.QueryRow(ctx, c.queries.RecordSentCompleteJob, pgUUID(cl.msg.ID), pgUUID(cl.id), job.ID).Scan(&recorded)
+	})
+	if err != nil {
+		return "", fmt.Errorf("record sent: %w", err)
+	}
+	if recorded {
+		return MessageStatusSent, nil
+	}
+	return c.recordedBefore(ctx, cl, MessageStatusSent)
+}
+
+// recordFailure records a failed attempt, if this attempt's claim still holds
+// the message: failed or discarded, or cancelled when CancelEnvelope asked
+// for it while the attempt was in flight. It returns the status the message
+// was left in by this attempt, or "" when another attempt took the claim over.
+func (c *Client) recordFailure(ctx context.Context, cl *claim, status MessageStatus, cause error) (MessageStatus, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	lastError := boundedErrorText(cause.Error())
+	var rows int64
+	err := retryTransient(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, c.queries.RecordFailed, pgUUID(cl.msg.ID), pgUUID(cl.id), status, lastError)
+		rows = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("record %s: %w", status, err)
+	}
+	if rows == 1 {
+		return status, nil
+	}
+	found, err := c.readClaim(ctx, cl.msg.ID)
+	if err != nil {
+		return "", fmt.Errorf("record %s: %w", status, err)
+	}
+	if found.msg.Status == MessageStatusDelivering && found.cancelRequested && found.claimID != nil && *found.claimID == cl.id {
+		return c.recordCancelledInFlight(ctx, cl, lastError)
+	}
+	return c.recordedBefore(ctx, cl, status, MessageStatusCancelled)
+}
+
+// recordCancelledInFlight ends a message cancelled, in flight when
+// CancelEnvelope asked for it, after its attempt failed. Like every cancel it
+// locks the envelope before the message, so that cancels cannot deadlock, and
+// marks the envelope cancelled when it was the last message left.
+func (c *Client) recordCancelledInFlight(ctx context.Context, cl *claim, lastError string) (MessageStatus, error) {
+	var recorded bool
+	err := c.withTx(ctx, func(tx pgx.Tx) error {
+		envelopeID := cl.msg.BulkEnvelopeID
+		hasEnvelope := envelopeID != uuid.Nil
+		if hasEnvelope {
+			if _, err := c.lockEnvelope(ctx, tx, envelopeID); errors.Is(err, ErrNotFound) {
+				hasEnvelope = false
+			} else if err != nil {
+				return err
+			}
+		}
+		tag, err := tx.Exec(ctx, c.queries.RecordCancelledInFlight, cl.msg.ID, cl.id, lastError)
+		if err != nil {
+			return err
+		}
+		recorded = tag.RowsAffected() == 1
+		if recorded && hasEnvelope {
+			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, envelopeID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("record cancelled: %w", err)
+	}
+	if recorded {
+		return MessageStatusCancelled, nil
+	}
+	return c.recordedBefore(ctx, cl, MessageStatusCancelled)
+}
+
+// pgUUID passes a uuid to pgx in PostgreSQL's binary format; a uuid.UUID
+// goes through its driver.Valuer, as text parsed back.
+func pgUUID(id uuid.UUID) pgtype.UUID {
+	return pgtype.UUID{Bytes: id, Valid: true}
+}
+
+// recordedBefore finds out why a guarded record changed nothing. Either a
+// first try of it committed and only its acknowledgement was lost, and the
+// message carries this attempt's claim id and one of the statuses the record
+// writes; or the claim was taken over (by another attempt, or by Reconcile
+// once the job had ended), and it returns "".
+func (c *Client) recordedBefore(ctx context.Context, cl *claim, wrote ...MessageStatus) (MessageStatus, error) {
+	found, err := c.readClaim(ctx, cl.msg.ID)
+	if err != nil {
+		return "", fmt.Errorf("read claim: %w", err)
+	}
+	if found.claimID != nil && *found.claimID == cl.id && slices.Contains(wrote, found.msg.Status) {
+		return found.msg.Status, nil
+	}
+	return "", nil
+}

@@ -1,0 +1,205 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Notifier delivers outbound messages by email, SMS, chat or whatever the host
+// chooses. The delivery worker calls it once per attempt, with nothing of the
+// library's open: no transaction, no row lock, no pool connection.
+type Notifier interface {
+	// OnOutboundTriggered delivers one message. msg.ID is the same on every
+	// attempt for a message: pass it to the provider as an idempotency key,
+	// because delivery is at least once. An attempt whose result could not
+	// be recorded (a crash, a lost database) is made again, with the same
+	// msg.ID. msg.Attempts counts this attempt.
+	//
+	// Returning nil marks the message sent. An error, a panic or running
+	// past Config.NotifyTimeout marks the attempt failed; River retries it
+	// with backoff, and when the last of Config.MaxAttempts fails the message
+	// is discarded. Wrap an error with Permanent to discard the message at
+	// once, or with RetryAfter to choose when the next attempt comes. ctx is
+	// cancelled at the timeout and when the worker is stopped; a Notifier
+	// that ignores it is abandoned, not waited for, and may still be running
+	// when the message is attempted again.
+	OnOutboundTriggered(ctx context.Context, msg *Message) error
+}
+
+// NotifierFunc adapts a function to the Notifier interface.
+type NotifierFunc func(ctx context.Context, msg *Message) error
+
+// OnOutboundTriggered calls f(ctx, msg).
+func (f NotifierFunc) OnOutboundTriggered(ctx context.Context, msg *Message) error {
+	return f(ctx, msg)
+}
+
+// Permanent marks a Notifier's error as one that no retry can mend: a mailbox
+// that does not exist, a number the provider rejects. The message is
+// discarded after this one call, with the error as its last_error, and its
+// dedup key is free. errors.Is and errors.As see err through the result. A
+// nil err still makes a permanent failure.
+func Permanent(err error) error {
+	return &PermanentError{Err: err}
+}
+
+// PermanentError is the error Permanent returns.
+type PermanentError struct {
+	// Err is the Notifier's error.
+	Err error
+}
+
+// Error implements error.
+func (e *PermanentError) Error() string {
+	if e.Err == nil {
+		return "permanent failure"
+	}
+	return "permanent failure: " + e.Err.Error()
+}
+
+// Unwrap returns the Notifier's error.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// RetryAfter asks for the next attempt to come no sooner than d from now, as a
+// provider's 429 with a Retry-After header does, instead of at the retry
+// policy's time. The attempt still counts towards Config.MaxAttempts. A d of
+// zero or less leaves the time to the retry policy. errors.Is and errors.As
+// see err through the result.
+func RetryAfter(d time.Duration, err error) error {
+	return &RetryAfterError{Delay: max(d, 0), Err: err}
+}
+
+// RetryAfterError is the error RetryAfter returns.
+type RetryAfterError struct {
+	// Delay is how long the next attempt waits at least.
+	Delay time.Duration
+	// Err is the Notifier's error.
+	Err error
+}
+
+// Error implements error.
+func (e *RetryAfterError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("retry after %s", e.Delay)
+	}
+	return fmt.Sprintf("%s (retry after %s)", e.Err.Error(), e.Delay)
+}
+
+// Unwrap returns the Notifier's error.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// MaxLastErrorBytes bounds Message.LastError, and so what of a Notifier's
+// error reaches the database, River's job errors and River's logs.
+const MaxLastErrorBytes = 2048
+
+// truncatedMark ends a last_error that was cut short.
+const truncatedMark = " …[truncated]"
+
+// boundedErrorText turns an error's text into what PostgreSQL can store (valid
+// UTF-8, no NUL) in at most MaxLastErrorBytes.
+func boundedErrorText(text string) string {
+	text = strings.ToValidUTF8(text, "\uFFFD")
+	text = strings.ReplaceAll(text, "\x00", "\uFFFD")
+	if len(text) <= MaxLastErrorBytes {
+		return text
+	}
+	cut := MaxLastErrorBytes - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + truncatedMark
+}
+
+// notifyResult is what one Notifier call came to.
+type notifyResult struct {
+	err      error
+	panicked bool
+	// timedOut: the call ran past Config.NotifyTimeout.
+	timedOut bool
+	// stopped: the worker was stopping when the call ended in an error.
+	stopped bool
+}
+
+// permanent reports whether the Notifier said no retry can help.
+func (n notifyResult) permanent() bool {
+	var p *PermanentError
+	return n.err != nil && errors.As(n.err, &p)
+}
+
+// retryAfter returns the delay a RetryAfter error asked for, or 0.
+func (n notifyResult) retryAfter() time.Duration {
+	var r *RetryAfterError
+	if n.err != nil && !n.permanent() && errors.As(n.err, &r) {
+		return r.Delay
+	}
+	return 0
+}
+
+// reason classifies the call for telemetry.
+func (n notifyResult) reason() reason {
+	switch {
+	case n.err == nil:
+		return reasonNotifierOK
+	case n.panicked:
+		return reasonNotifierPanicked
+	case n.permanent():
+		return reasonNotifierPermanentError
+	case n.stopped:
+		return reasonWorkerStopped
+	case n.timedOut:
+		return reasonNotifierTimeout
+	case n.retryAfter() > 0:
+		return reasonNotifierRetryAfter
+	}
+	return reasonNotifierReturnedError
+}
+
+// notify calls the notifier under NotifyTimeout. It waits for the notifier's
+// return, a panic, or the deadline, whichever is first; a notifier that
+// ignores its context is left to finish on its own.
+func (c *Client) notify(ctx context.Context, msg *Message) notifyResult {
+	timeout := c.config.NotifyTimeout
+	notifyCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	done := make(chan notifyResult, 1) // buffered: an abandoned notifier never blocks
+	notifier := c.config.Notifier
+	msgCopy := *msg
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				c.config.Logger.Error("outbound: notifier panicked",
+					slog.String("message_id", msg.ID.String()),
+					slog.Any("panic", v),
+					slog.String("stack", string(debug.Stack())))
+				done <- notifyResult{err: fmt.Errorf("notifier panicked: %v", v), panicked: true}
+			}
+		}()
+		done <- notifyResult{err: notifier.OnOutboundTriggered(notifyCtx, &msgCopy)}
+	}()
+
+	var res notifyResult
+	select {
+	case res = <-done:
+		if res.err != nil && !res.panicked && ctx.Err() == nil && errors.Is(notifyCtx.Err(), context.DeadlineExceeded) {
+			// A notifier that honoured its context's deadline.
+			res.timedOut = true
+			res.err = fmt.Errorf("notifier timed out after %s: %w", timeout, res.err)
+		}
+	case <-notifyCtx.Done():
+		if ctx.Err() != nil {
+			res.err = fmt.Errorf("notifier interrupted: worker stopping: %w", ctx.Err())
+		} else {
+			res.timedOut = true
+			res.err = fmt.Errorf("notifier timed out after %s", timeout)
+		}
+	}
+	res.stopped = res.err != nil && !res.panicked && ctx.Err() != nil
+	return res
+}

@@ -1,0 +1,64 @@
+package outbound_test
+
+import (
+	"testing"
+
+	"github.com/cairnloop/outbound"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRiverJobStatements reads the effect of each statement that writes
+// River's tables (internal/sqltext/riverjobs.go) back through River's public
+// API, and compares it with what River's own API leaves. The third,
+// RecordSentCompleteJob, is read back by TestDeliverySent, which also checks
+// that the message and its job were updated by one transaction.
+func TestRiverJobStatements(t *testing.T) {
+	t.Parallel()
+
+	t.Run("DeleteUnusedJobs", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		jobs := hostRiver(t, b.schema)
+		first, err := b.client.Trigger(ctx, 60, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		// The duplicate inserts its job before it learns the key is taken,
+		// then deletes it; job ids come from one sequence.
+		dup, err := b.client.Trigger(ctx, 60, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		require.True(t, dup.Duplicate)
+		_, err = jobs.JobGet(ctx, first.Message.JobID+1)
+		require.ErrorIs(t, err, river.ErrNotFound)
+		listed, err := jobs.JobList(ctx, river.NewJobListParams().Kinds(outbound.DeliveryJobKind))
+		require.NoError(t, err)
+		require.Len(t, listed.Jobs, 1)
+		require.Equal(t, first.Message.JobID, listed.Jobs[0].ID)
+	})
+
+	t.Run("CancelJobs", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		jobs := hostRiver(t, b.schema)
+		ours, err := b.client.Trigger(ctx, 62, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		theirs, err := b.client.Trigger(ctx, 63, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		require.NoError(t, b.client.CancelMessage(ctx, ours.Message.ID))
+		_, err = jobs.JobCancel(ctx, theirs.Message.JobID)
+		require.NoError(t, err)
+
+		got, err := jobs.JobGet(ctx, ours.Message.JobID)
+		require.NoError(t, err)
+		want, err := jobs.JobGet(ctx, theirs.Message.JobID)
+		require.NoError(t, err)
+		require.Equal(t, want.State, got.State)
+		require.Equal(t, rivertype.JobStateCancelled, got.State)
+		require.NotNil(t, got.FinalizedAt)
+		require.Contains(t, string(got.Metadata), "cancel_attempted_at")
+		require.Contains(t, string(want.Metadata), "cancel_attempted_at")
+	})
+}

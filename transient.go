@@ -1,0 +1,60 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// retryTransient runs fn until it succeeds, fails in a way that trying again
+// would not mend, or ctx ends, with a short backoff between tries. Two
+// failures are mended by trying again. A lost connection: a pool hands out
+// idle connections without checking them, so one that the server or a pooler
+// dropped meanwhile fails the first statement sent on it, and the pool then
+// discards it. And a deadlock or serialization failure, which rolled the
+// statement back. fn must be safe to run again after a try whose commit may
+// have happened unacknowledged.
+func retryTransient(ctx context.Context, fn func(context.Context) error) error {
+	backoff := 10 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// transient reports whether err says the connection failed, or the statement
+// was rolled back by a deadlock or a serialization failure.
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08 is a connection exception; 57P01 to 57P03 say the server
+		// ended the session (pg_terminate_backend, a shutdown, a restart);
+		// 40001 and 40P01 are a serialization failure and a deadlock.
+		return strings.HasPrefix(pgErr.Code, "08") ||
+			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" ||
+			pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	var (
+		connectErr *pgconn.ConnectError
+		netErr     net.Error
+	)
+	// SafeToRetry covers a connection found closed before anything was sent.
+	return pgconn.SafeToRetry(err) || errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
