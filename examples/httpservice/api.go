@@ -379,14 +379,17 @@ func newEnvelopeJSON(e *outbound.Envelope) *envelopeJSON {
 }
 
 type progressJSON struct {
-	Pending   int `json:"pending"`
-	Sent      int `json:"sent"`
-	Failed    int `json:"failed"`
-	Discarded int `json:"discarded"`
-	Cancelled int `json:"cancelled"`
-	Total     int `json:"total"`
+	Pending     int `json:"pending"`
+	Delivering  int `json:"delivering"`
+	Sent        int `json:"sent"`
+	Failed      int `json:"failed"`
+	Unconfirmed int `json:"unconfirmed"`
+	Discarded   int `json:"discarded"`
+	Cancelled   int `json:"cancelled"`
+	Total       int `json:"total"`
 }
 
 func newProgressJSON(p *outbound.Progress) *progressJSON {
-	return &progressJSON{Pending: p.Pending, Sent: p.Sent, Failed: p.Failed, Discarded: p.Discarded, Cancelled: p.Cancelled, Total: p.Total()}
+	return &progressJSON{Pending: p.Pending, Delivering: p.Delivering, Sent: p.Sent, Failed: p.Failed,
+		Unconfirmed: p.Unconfirmed, Discarded: p.Discarded, Cancelled: p.Cancelled, Total: p.Total()}
 }
