@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,13 +43,17 @@ type benchEnv struct {
 	nextConversation atomic.Int64
 }
 
+// newBenchEnv makes a benchmark's schema and pool; maxConns 0 keeps
+// pgxpool's defaults.
 func newBenchEnv(b *testing.B, maxConns int32) *benchEnv {
 	b.Helper()
 	env := &benchEnv{schema: migratedSchema(b), statements: &statementCounter{}}
 	config, err := pgxpool.ParseConfig(testDatabaseURL)
 	require.NoError(b, err)
-	config.MaxConns = maxConns
-	config.MinConns = maxConns // no connects inside the timed loop
+	if maxConns > 0 {
+		config.MaxConns = maxConns
+		config.MinConns = maxConns // no connects inside the timed loop
+	}
 	config.ConnConfig.Tracer = env.statements
 	env.pool, err = pgxpool.NewWithConfig(context.Background(), config)
 	require.NoError(b, err)
@@ -137,22 +145,31 @@ func (h *baselineTrigger) trigger(ctx context.Context, conversationID int64) (*o
 	if err != nil {
 		return nil, err
 	}
+	content, template := "Outbound message using template: "+benchTemplate, benchTemplate
+	m, err := scanMessageByHand(tx.QueryRow(ctx, h.insertMessage, id, conversationID, job.Job.ID, template, content))
+	if err != nil {
+		return nil, err
+	}
+	return m, tx.Commit(ctx)
+}
+
+// scanMessageByHand reads a message row, in the column order of
+// internal/sqltext.MessageColumns, as code written by hand would.
+func scanMessageByHand(row pgx.Row) (*outbound.Message, error) {
 	var (
-		m                 outbound.Message
-		status            string
-		envelope          *uuid.UUID
-		jobID             *int64
-		lastError         *string
-		sentAt            *time.Time
-		content, template = "Outbound message using template: " + benchTemplate, benchTemplate
+		m         outbound.Message
+		status    string
+		envelope  *uuid.UUID
+		jobID     *int64
+		lastError *string
+		sentAt    *time.Time
 	)
-	if err := tx.QueryRow(ctx, h.insertMessage, id, conversationID, job.Job.ID, template, content).Scan(
-		&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
+	if err := row.Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
 		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
 		return nil, err
 	}
 	m.Status = outbound.MessageStatus(status)
-	return &m, tx.Commit(ctx)
+	return &m, nil
 }
 
 // BenchmarkTrigger compares one Trigger with the hand-written baseline.
@@ -481,34 +498,79 @@ func BenchmarkBulkTriggerHeap(b *testing.B) {
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
 }
 
-// benchDeliveryWorkers is MaxWorkers of both sides of BenchmarkDelivery.
+// benchDeliveryWorkers is MaxWorkers of every side of BenchmarkDelivery.
 const benchDeliveryWorkers = 10
 
-// BenchmarkDelivery works b.N delivery jobs two ways, each on a River client
-// with the same queue, MaxWorkers, FetchCooldown and other River defaults:
-// the library's worker with a notifier that does nothing, and a bare River
-// worker that does nothing, given the very same job rows. The timer runs from
-// Start until the last job is completed; the jobs are inserted before it
-// starts. Run it with a fixed -benchtime such as 5000x: each op is one job.
+// BenchmarkDelivery works b.N delivery jobs three ways, each on a River client
+// with the same queue, MaxWorkers, FetchCooldown and other River defaults,
+// given the very same job rows: the library's worker with a notifier that
+// does nothing; a bare River worker that does nothing; and, as
+// impl=lease_jobcompletetx, a River worker that does the library's lease by
+// hand with River's public API for the job: the same claim statement, then
+// one transaction that records the message sent and completes the job with
+// river.JobCompleteTx. The timer runs from Start until the last job is
+// completed; the jobs are inserted before it starts. Run it with a fixed
+// -benchtime such as 5000x: each op is one job.
 //
-// At River's default FetchCooldown (100ms) both sides are held to about
+// At River's default FetchCooldown (100ms) every side is held to about
 // MaxWorkers jobs per cooldown; at 1ms the cost of a job shows.
 func BenchmarkDelivery(b *testing.B) {
 	for _, cooldown := range []time.Duration{outbound.DefaultFetchCooldown, time.Millisecond} {
 		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=outbound", cooldown), func(b *testing.B) {
-			benchmarkOutboundDelivery(b, cooldown)
+			e := newBenchEnv(b, benchDeliveryWorkers+4)
+			seedDeliveries(b, e)
+			benchmarkOutboundDelivery(b, e, &outbound.Config{
+				MaxWorkers:    benchDeliveryWorkers,
+				FetchCooldown: cooldown,
+				Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
+			})
 		})
 		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=river", cooldown), func(b *testing.B) {
-			benchmarkRiverDelivery(b, cooldown, false)
+			e := newBenchEnv(b, benchDeliveryWorkers+4)
+			seedDeliveries(b, e)
+			benchmarkRiverDelivery(b, e, benchDeliveryWorkers, cooldown,
+				func(context.Context, *river.Job[outbound.DeliveryArgs]) error { return nil })
 		})
-		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=river_handwritten", cooldown), func(b *testing.B) {
-			benchmarkRiverDelivery(b, cooldown, true)
+		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=lease_jobcompletetx", cooldown), func(b *testing.B) {
+			e := newBenchEnv(b, benchDeliveryWorkers+4)
+			seedDeliveries(b, e)
+			benchmarkRiverDelivery(b, e, benchDeliveryWorkers, cooldown, leaseWithJobCompleteTx(e))
 		})
 	}
 }
 
+// BenchmarkDeliverySlowNotifier works b.N delivery jobs whose notifier takes
+// 50ms, as a provider's API call does, with 50 workers on pgxpool's default
+// pool (4 connections on 2 cores), River's default FetchCooldown: the library,
+// and a bare River worker that sleeps 50ms. Run it with -benchtime 400x.
+func BenchmarkDeliverySlowNotifier(b *testing.B) {
+	const (
+		workers = 50
+		call    = 50 * time.Millisecond
+	)
+	b.Run("impl=outbound", func(b *testing.B) {
+		e := newBenchEnv(b, 0)
+		seedDeliveries(b, e)
+		benchmarkOutboundDelivery(b, e, &outbound.Config{
+			MaxWorkers: workers,
+			Notifier: outbound.NotifierFunc(func(context.Context, *outbound.Message) error {
+				time.Sleep(call)
+				return nil
+			}),
+		})
+	})
+	b.Run("impl=river", func(b *testing.B) {
+		e := newBenchEnv(b, 0)
+		seedDeliveries(b, e)
+		benchmarkRiverDelivery(b, e, workers, outbound.DefaultFetchCooldown, func(context.Context, *river.Job[outbound.DeliveryArgs]) error {
+			time.Sleep(call)
+			return nil
+		})
+	})
+}
+
 // seedDeliveries writes b.N messages and their delivery jobs with BulkTrigger,
-// so that every side of BenchmarkDelivery works the very same rows.
+// so that every side of a delivery benchmark works the very same rows.
 func seedDeliveries(b *testing.B, e *benchEnv) {
 	b.Helper()
 	client := e.client(b, &outbound.Config{MaxBatchSize: 10_000})
@@ -520,85 +582,133 @@ func seedDeliveries(b *testing.B, e *benchEnv) {
 	}
 }
 
-func benchmarkOutboundDelivery(b *testing.B, cooldown time.Duration) {
-	e := newBenchEnv(b, benchDeliveryWorkers+4)
-	seedDeliveries(b, e)
-	client := e.client(b, &outbound.Config{
-		MaxWorkers:    benchDeliveryWorkers,
-		FetchCooldown: cooldown,
-		Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
-	})
+// benchmarkOutboundDelivery works the jobs with the library's own worker.
+func benchmarkOutboundDelivery(b *testing.B, e *benchEnv, config *outbound.Config) {
+	client := e.client(b, config)
 	runDelivery(b, e, client.Start, client.Stop)
 }
 
-// benchmarkRiverDelivery works the jobs with a bare River worker: one that
-// does nothing, or, handwritten, one that does by hand what the library's
-// worker does in the database for a success: lock and read the message, mark
-// it sent, and complete the job in the same transaction.
-func benchmarkRiverDelivery(b *testing.B, cooldown time.Duration, handwritten bool) {
-	e := newBenchEnv(b, benchDeliveryWorkers+4)
-	seedDeliveries(b, e)
-	work := func(context.Context, *river.Job[outbound.DeliveryArgs]) error { return nil }
-	if handwritten {
-		s := pgx.Identifier{e.schema}.Sanitize()
-		lock := `SELECT id, conversation_id, role, template_id, content, status, bulk_envelope_id,
-	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at
-FROM ` + s + `.messages WHERE id = $1 FOR UPDATE`
-		mark := `UPDATE ` + s + `.messages SET status = 'sent', sent_at = now(), attempts = attempts + 1,
-	metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now() WHERE id = $1`
-		work = func(ctx context.Context, job *river.Job[outbound.DeliveryArgs]) error {
-			return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-				var (
-					m         outbound.Message
-					status    string
-					envelope  *uuid.UUID
-					jobID     *int64
-					lastError *string
-					sentAt    *time.Time
-				)
-				if err := tx.QueryRow(ctx, lock, job.Args.MessageID).Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID,
-					&m.Content, &status, &envelope, &m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt,
-					&m.CreatedAt, &m.UpdatedAt); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, mark, job.Args.MessageID); err != nil {
-					return err
-				}
-				_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-				return err
-			})
-		}
-	}
-	workers := river.NewWorkers()
-	river.AddWorker(workers, river.WorkFunc(work))
+// benchmarkRiverDelivery works the jobs with a River client whose worker is
+// work.
+func benchmarkRiverDelivery(b *testing.B, e *benchEnv, workers int, cooldown time.Duration, work func(context.Context, *river.Job[outbound.DeliveryArgs]) error) {
+	registered := river.NewWorkers()
+	river.AddWorker(registered, river.WorkFunc(work))
 	rc, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
 		Schema:        e.schema,
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Queues:        map[string]river.QueueConfig{outbound.DefaultQueue: {MaxWorkers: benchDeliveryWorkers}},
+		Queues:        map[string]river.QueueConfig{outbound.DefaultQueue: {MaxWorkers: workers}},
 		FetchCooldown: cooldown,
-		Workers:       workers,
+		Workers:       registered,
 	})
 	require.NoError(b, err)
 	runDelivery(b, e, rc.Start, rc.Stop)
 }
 
+// leaseWithJobCompleteTx is the library's lease written by hand with River's
+// public API for the job: the library's claim statement, a notifier that does
+// nothing, then one transaction that records the message sent, guarded by
+// the claim id, and completes the job with river.JobCompleteTx.
+func leaseWithJobCompleteTx(e *benchEnv) func(context.Context, *river.Job[outbound.DeliveryArgs]) error {
+	s := pgx.Identifier{e.schema}.Sanitize()
+	claim := `UPDATE ` + s + `.messages
+SET status = 'delivering', attempts = greatest(attempts + 1, $3), claim_id = $2,
+	claimed_until = now() + make_interval(secs => 50),
+	metadata = jsonb_set(metadata, '{status}', '"delivering"'), updated_at = now()
+WHERE id = $1 AND status IN ('pending', 'failed')
+RETURNING id, conversation_id, role, template_id, content, status, bulk_envelope_id,
+	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at`
+	record := `UPDATE ` + s + `.messages
+SET status = 'sent', sent_at = now(), last_error = NULL, claimed_until = NULL,
+	metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()
+WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`
+	return func(ctx context.Context, job *river.Job[outbound.DeliveryArgs]) error {
+		claimID := uuid.New()
+		if _, err := scanMessageByHand(e.pool.QueryRow(ctx, claim, job.Args.MessageID, claimID, job.Attempt)); err != nil {
+			return err
+		}
+		return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, record, job.Args.MessageID, claimID); err != nil {
+				return err
+			}
+			_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+			return err
+		})
+	}
+}
+
 // runDelivery starts a worker, waits until b.N delivery jobs are completed,
-// and stops it, timing from start to the last completion.
+// and stops it, timing from start to the last completion. Besides jobs/s it
+// reports the CPU time each job cost, over the timed run: go-cpu-us/op is
+// this process's (the worker, River and pgx), db-cpu-us/op the rest of the
+// machine's, which is PostgreSQL's, since the two share the machine.
 func runDelivery(b *testing.B, e *benchEnv, start, stop func(context.Context) error) {
 	b.Helper()
 	ctx := context.Background()
-	completed := fmt.Sprintf(`SELECT count(*) FROM %s.river_job WHERE kind = $1 AND state = 'completed'`,
-		pgx.Identifier{e.schema}.Sanitize())
+	jobs := pgx.Identifier{e.schema, "river_job"}.Sanitize()
+	var lastJob int64
+	require.NoError(b, testPool.QueryRow(ctx, "SELECT max(id) FROM "+jobs+" WHERE kind = $1", outbound.DeliveryJobKind).Scan(&lastJob))
 	b.ReportAllocs()
 	e.resetCounters(b)
+	cpu := startCPUCount(b)
 	require.NoError(b, start(ctx))
-	// Polled on the shared test pool, so the worker's pool is all its own,
-	// and not too often: the count costs the database time too.
-	for done := 0; done < b.N; {
+	// Polled on the shared test pool, so the worker's pool is all its own.
+	// Jobs are worked in id order, so the last job's state, one index
+	// lookup, says when to count them all; counting every 10ms would cost
+	// the database more per job on the slower side.
+	for done := false; !done; {
 		time.Sleep(10 * time.Millisecond)
-		require.NoError(b, testPool.QueryRow(ctx, completed, outbound.DeliveryJobKind).Scan(&done))
+		var state string
+		require.NoError(b, testPool.QueryRow(ctx, "SELECT state FROM "+jobs+" WHERE id = $1", lastJob).Scan(&state))
+		if state != "completed" {
+			continue
+		}
+		var left int
+		require.NoError(b, testPool.QueryRow(ctx, "SELECT count(*) FROM "+jobs+" WHERE kind = $1 AND state <> 'completed'",
+			outbound.DeliveryJobKind).Scan(&left))
+		done = left == 0
 	}
 	b.StopTimer()
+	cpu.report(b)
+	e.reportStatements(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 	require.NoError(b, stop(ctx))
+}
+
+// cpuCount is the CPU time used so far by this process and by the machine.
+type cpuCount struct{ self, machine time.Duration }
+
+func startCPUCount(b *testing.B) cpuCount {
+	b.Helper()
+	return readCPUCount(b)
+}
+
+// report reports the CPU time per op since c was read.
+func (c cpuCount) report(b *testing.B) {
+	b.Helper()
+	now := readCPUCount(b)
+	self, machine := now.self-c.self, now.machine-c.machine
+	b.ReportMetric(float64(self.Microseconds())/float64(b.N), "go-cpu-us/op")
+	b.ReportMetric(float64((machine-self).Microseconds())/float64(b.N), "db-cpu-us/op")
+}
+
+func readCPUCount(b *testing.B) cpuCount {
+	b.Helper()
+	var usage syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &usage))
+	self := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+	// The first line of /proc/stat sums every CPU's time, in USER_HZ
+	// (100ths of a second): user, nice, system, idle, iowait, irq, softirq.
+	stat, err := os.ReadFile("/proc/stat")
+	require.NoError(b, err)
+	fields := strings.Fields(strings.SplitN(string(stat), "\n", 2)[0])
+	var busy int64
+	for i, f := range fields[1:8] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		require.NoError(b, err)
+		busy += n
+	}
+	return cpuCount{self: self, machine: time.Duration(busy) * 10 * time.Millisecond}
 }
