@@ -77,27 +77,47 @@ The delivery worker hands each message to Config.Notifier, once per attempt:
 	}
 	defer client.Stop(ctx)
 
-Success marks the message sent, in the same transaction that completes its
+Delivery is a lease, as River's own fetch is: an attempt claims the message
+in one short committed update (status delivering), calls the Notifier with
+nothing open (no transaction, no row lock, no pool connection), then records
+the result with an update that only the claim's holder can make. So a slow
+provider never holds the database, and Config.MaxWorkers (100 by default)
+does not depend on the pool's size.
+
+Success marks the message sent, in the same statement that completes its
 River job. An error, a panic or running past Config.NotifyTimeout marks it
 failed, and River retries it with backoff; when the last of
-Config.MaxAttempts fails, the message is discarded. Message.ID is the same on
-every attempt: pass it to the provider as an idempotency key. Without a
-Notifier, deliveries are no-ops that mark messages sent.
+Config.MaxAttempts fails, the message is discarded. A Notifier returns
+[Permanent] to discard the message at once, and [RetryAfter] to choose when
+the next attempt comes. Without a Notifier, deliveries are no-ops that mark
+messages sent.
+
+The guarantee is at least once, with a stable message id: an attempt whose
+result could not be recorded (its process died, or lost the database for
+longer than the record's retries) is made again with the same Message.ID,
+which the Notifier passes to its provider as an idempotency key. Two calls
+for one message never run at once, save for a Notifier that ignores its
+context past NotifyTimeout and is abandoned. A dead worker's message is
+attempted again within about NotifyTimeout + 70s at the defaults.
 
 [Client.Start] runs an embedded River client on Config.Queue;
 [Client.AddWorkers] registers the worker with a host's own River client
 instead. Several processes may work one database; River hands each job to one
 of them at a time. [Client.Reconcile], run periodically by Start (and by a
 host's client through [Client.PeriodicJobs]), settles messages whose job ended
-without recording a result, so none holds its dedup key for ever.
+without recording a result, so none holds its dedup key for ever; one whose
+last call may have succeeded becomes unconfirmed and keeps its key.
 
 # Cancel and progress
 
 [Client.CancelMessage] and [Client.CancelEnvelope] cancel undelivered
-messages and their jobs in one transaction. A cancel that meets a delivery in
-progress waits for it, so a message ends sent or cancelled, never both; a
-cancelled message is never handed to the notifier and frees its dedup key.
-[Client.EnvelopeProgress] counts an envelope's messages by status.
+messages and their jobs in one transaction, and never wait for a Notifier. A
+message in flight cannot be cancelled ([ErrNotCancellable], "a delivery is in
+progress"); CancelEnvelope marks such messages so that an attempt that fails
+ends them cancelled rather than retried. A message ends sent or cancelled,
+never both; a cancelled message is never handed to the Notifier afterwards
+and frees its dedup key. [Client.EnvelopeProgress] counts an envelope's
+messages by status.
 
 # Auditing
 
