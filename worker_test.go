@@ -369,9 +369,11 @@ func TestConfigDeliveryFields(t *testing.T) {
 	}
 }
 
-// TestDeliverySmallPool runs the worker with the default MaxWorkers on a pool
-// of four connections, with a notifier that queries the same pool: the
-// default leaves it connections enough to make progress.
+// TestDeliverySmallPool runs the worker with the default MaxWorkers (100) on
+// a pool of four connections, with a notifier that queries the same pool: a
+// delivery holds no connection while its notifier runs, so the notifier's
+// queries wait only for the claims' and records' short statements, and no
+// attempt times out.
 func TestDeliverySmallPool(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
@@ -381,12 +383,12 @@ func TestDeliverySmallPool(t *testing.T) {
 		var one int
 		return pool.QueryRow(ctx, "SELECT 1").Scan(&one)
 	}}
-	client, err := outbound.New(pool, &outbound.Config{Schema: schema, Notifier: notifier})
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema, Notifier: notifier, MaxBatchSize: 200})
 	require.NoError(t, err)
 	require.NoError(t, client.Start(context.Background()))
 	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
 
-	bulk, err := client.BulkTrigger(ctx, conversations(20), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+	bulk, err := client.BulkTrigger(ctx, conversations(200), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 	require.NoError(t, err)
 	for _, msg := range waitForStatus(t, client, messageIDs(bulk.Messages), outbound.MessageStatusSent) {
 		require.Equal(t, 1, msg.Attempts, "no attempt timed out waiting for a connection")
