@@ -414,10 +414,10 @@ func (c *Client) recordFailure(ctx context.Context, cl *claim, status MessageSta
 	if err != nil {
 		return "", fmt.Errorf("record %s: %w", status, err)
 	}
-	if found.msg.Status == MessageStatusDelivering && found.cancelRequested && found.claimID != nil && *found.claimID == cl.id {
+	if found.msg.Status == MessageStatusDelivering && found.cancelRequested && found.heldBy(cl) {
 		return c.recordCancelledInFlight(ctx, cl, lastError)
 	}
-	return c.recordedBefore(ctx, cl, status, MessageStatusCancelled)
+	return found.recordedBy(cl, status, MessageStatusCancelled), nil
 }
 
 // recordCancelledInFlight ends a message cancelled, in flight when
@@ -463,18 +463,29 @@ func pgUUID(id uuid.UUID) pgtype.UUID {
 	return pgtype.UUID{Bytes: id, Valid: true}
 }
 
-// recordedBefore finds out why a guarded record changed nothing. Either a
-// first try of it committed and only its acknowledgement was lost, and the
-// message carries this attempt's claim id and one of the statuses the record
-// writes; or the claim was taken over (by another attempt, or by Reconcile
-// once the job had ended), and it returns "".
+// recordedBefore reads the message to find out why a guarded record changed
+// nothing; see foundClaim.recordedBy.
 func (c *Client) recordedBefore(ctx context.Context, cl *claim, wrote ...MessageStatus) (MessageStatus, error) {
 	found, err := c.readClaim(ctx, cl.msg.ID)
 	if err != nil {
 		return "", fmt.Errorf("read claim: %w", err)
 	}
-	if found.claimID != nil && *found.claimID == cl.id && slices.Contains(wrote, found.msg.Status) {
-		return found.msg.Status, nil
+	return found.recordedBy(cl, wrote...), nil
+}
+
+// heldBy reports whether the message carries the attempt's claim id.
+func (f *foundClaim) heldBy(cl *claim) bool {
+	return f.claimID != nil && *f.claimID == cl.id
+}
+
+// recordedBy says why a guarded record changed nothing. Either a first try of
+// it committed and only its acknowledgement was lost, and the message carries
+// the attempt's claim id and one of the statuses the record writes, which it
+// returns; or the claim was taken over (by another attempt, or by Reconcile
+// once the job had ended), and it returns "".
+func (f *foundClaim) recordedBy(cl *claim, wrote ...MessageStatus) MessageStatus {
+	if f.heldBy(cl) && slices.Contains(wrote, f.msg.Status) {
+		return f.msg.Status
 	}
-	return "", nil
+	return ""
 }
