@@ -1,7 +1,10 @@
 package outbound
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,15 +19,17 @@ import (
 // BulkTriggerOpts are the options of BulkTrigger and BulkTriggerTx.
 type BulkTriggerOpts struct {
 	// TemplateID is the template that RenderedBody was rendered from.
-	// Required. It is recorded, never used to render again.
+	// Required, at most MaxTemplateIDBytes (256) bytes. It is recorded,
+	// never used to render again.
 	TemplateID string
 
 	// RenderedBody is the body to send, snapshotted on the envelope and on
-	// every recipient's message. Required.
+	// every recipient's message. Required, at most Config.MaxContentBytes
+	// (128 KiB by default).
 	RenderedBody string
 
-	// Actor is who asked; recorded as the envelope's requested_by and given
-	// to the auditor, never to telemetry.
+	// Actor is who asked, at most MaxActorBytes (256) bytes; recorded as the
+	// envelope's requested_by and given to the auditor, never to telemetry.
 	Actor string
 
 	// Auditor overrides Config.Auditor for this call.
@@ -95,7 +100,10 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 		c.telemetry.recordBulk(ctx, o, len(conversationIDs), triggered, duplicates, start)
 	}()
 
-	if err := validateBulkTrigger(conversationIDs, opts); err != nil {
+	// The cap is read once per call, before any transaction, so that
+	// SetMaxBatchSize takes effect on the next call.
+	batchCap := c.MaxBatchSize()
+	if err := validateBulkTrigger(conversationIDs, opts, c.config.MaxContentBytes, batchCap); err != nil {
 		return nil, err
 	}
 	envelopeID := opts.EnvelopeID
@@ -106,9 +114,6 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 	}
 	span.SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
 
-	// The cap is read once per call, before any transaction, so that
-	// SetMaxBatchSize takes effect on the next call.
-	batchCap := c.MaxBatchSize()
 	if len(conversationIDs) > batchCap {
 		res, o, err = c.refuseOverCap(ctx, envelopeID, conversationIDs, opts, batchCap)
 		if o == outcomeReplayed {
@@ -119,7 +124,7 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 
 	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			conversationIDs, batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil))
+			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil))
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The id exists: a retry of the same request, or a conflict.
 			res, o, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
@@ -168,20 +173,39 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 	return res, nil
 }
 
+// RefusalRecordTimeout bounds how long BulkTrigger spends recording a
+// refusal for exceeding the cap, waiting for a pool connection included,
+// whatever the caller's context. A refusal that cannot be recorded within it
+// is logged, and the call still returns ErrBatchTooLarge at once: a caller
+// whose own transaction holds the pool's last connection is refused, not
+// left waiting.
+const RefusalRecordTimeout = 2 * time.Second
+
+// MaxRefusedRecipientsKept is the most recipient ids a refused envelope
+// keeps: the first ones of the list. The envelope keeps the full count and a
+// SHA-256 digest of the whole list, so that its row stays small (8 KiB of
+// ids) however long the refused list was.
+const MaxRefusedRecipientsKept = 1000
+
 // refuseOverCap records a refused envelope in a transaction of its own on the
 // pool, so that the refusal is durable even when a caller's transaction rolls
 // back, and returns the error for the caller. When the refusal cannot be
-// recorded it logs that and still refuses.
+// recorded within RefusalRecordTimeout it logs that and still refuses.
 func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts, batchCap int) (*BulkTriggerResult, outcome, error) {
 	var (
 		res *BulkTriggerResult
 		o   = outcomeRefusedCapExceeded
 	)
 	refusal := &BatchTooLargeError{Count: len(conversationIDs), Cap: batchCap, EnvelopeID: envelopeID}
-	err := c.withTx(ctx, func(tx pgx.Tx) error {
+	recordCtx, cancel := context.WithTimeout(ctx, RefusalRecordTimeout)
+	defer cancel()
+	kept := conversationIDs[:min(len(conversationIDs), MaxRefusedRecipientsKept)]
+	digest := recipientsDigest(conversationIDs)
+	err := c.withTx(recordCtx, func(tx pgx.Tx) error {
+		ctx := recordCtx
 		reason := fmt.Sprintf("batch_size %d exceeds cap %d", len(conversationIDs), batchCap)
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			conversationIDs, batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason))
+			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:]))
 		if errors.Is(err, pgx.ErrNoRows) {
 			var replayErr error
 			res, o, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
@@ -230,7 +254,7 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.
 	if err != nil {
 		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
 	}
-	if env.TemplateID != opts.TemplateID || env.RenderedBody != opts.RenderedBody || !sameConversations(env.RecipientConversationIDs, conversationIDs) {
+	if env.TemplateID != opts.TemplateID || env.RenderedBody != opts.RenderedBody || !env.sameRecipients(conversationIDs) {
 		return nil, outcomeFailed, fmt.Errorf("%w: envelope %s was created with a different template, body or recipients", ErrIdempotencyConflict, envelopeID)
 	}
 	if env.Status == EnvelopeStatusRefusedCapExceeded {
@@ -261,6 +285,36 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.
 		messages[i] = m
 	}
 	return &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}, outcomeReplayed, nil
+}
+
+// recipientsDigest is the SHA-256 of the ids in order, each as 8 big-endian
+// bytes: what PostgreSQL's sha256(string_agg(int8send(id), '')) gives, so
+// that migration 004 could fill it in for older refusals.
+func recipientsDigest(ids []int64) [sha256.Size]byte {
+	h := sha256.New()
+	var buf [4096]byte
+	for len(ids) > 0 {
+		n := min(len(ids), len(buf)/8)
+		for i, id := range ids[:n] {
+			binary.BigEndian.PutUint64(buf[i*8:], uint64(id))
+		}
+		h.Write(buf[:n*8])
+		ids = ids[n:]
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// sameRecipients reports whether the envelope was made for these recipients:
+// the same set for a submitted envelope, which keeps its whole list, and the
+// same list in the same order for a refused one, which keeps a digest.
+func (e *Envelope) sameRecipients(ids []int64) bool {
+	if e.recipientsDigest != nil {
+		digest := recipientsDigest(ids)
+		return e.Count == len(ids) && bytes.Equal(e.recipientsDigest, digest[:])
+	}
+	return sameConversations(e.RecipientConversationIDs, ids)
 }
 
 // sameConversations reports whether a and b hold the same conversation ids,

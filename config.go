@@ -44,6 +44,10 @@ const (
 	// DefaultFetchPollInterval is Config.FetchPollInterval when it is zero.
 	DefaultFetchPollInterval = river.FetchPollIntervalDefault
 
+	// DefaultDedupWindow is Config.DedupWindow when it is zero: the span of
+	// River's completed-job retention and of providers' idempotency keys.
+	DefaultDedupWindow = 24 * time.Hour
+
 	// DefaultNotifyTimeout is how long a Notifier may take over one delivery
 	// when Config.NotifyTimeout is zero.
 	DefaultNotifyTimeout = 30 * time.Second
@@ -82,6 +86,22 @@ type Config struct {
 	// SetMaxBatchSize changes it while running. Defaults to
 	// DefaultMaxBatchSize (25).
 	MaxBatchSize int
+
+	// DedupWindow is how long a sent message keeps its dedup key
+	// (conversation, template, envelope) after its sent_at: a trigger with
+	// the same key within the window is a duplicate, and one after it
+	// writes a new message. An unconfirmed message keeps its key as long
+	// after it became unconfirmed. Pending, delivering and failed messages
+	// keep their key until they are final, whatever the window; cancelled
+	// and discarded ones free it at once. Negative: a sent message keeps
+	// its key for the row's life. Defaults to DefaultDedupWindow (24h).
+	DedupWindow time.Duration
+
+	// MaxContentBytes is the longest TriggerOpts.Content and
+	// BulkTriggerOpts.RenderedBody accepted, in bytes, at most 64 MiB; a
+	// longer one is ErrInvalidArgument and writes nothing. Defaults to
+	// DefaultMaxContentBytes (128 KiB).
+	MaxContentBytes int
 
 	// Auditor receives an event inside every trigger's transaction.
 	// TriggerOpts.Auditor and BulkTriggerOpts.Auditor override it per call.
@@ -175,6 +195,8 @@ func (c *Config) withDefaults() *Config {
 	out.Queue = cmp.Or(out.Queue, DefaultQueue)
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
 	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
+	out.DedupWindow = cmp.Or(out.DedupWindow, DefaultDedupWindow)
+	out.MaxContentBytes = cmp.Or(out.MaxContentBytes, DefaultMaxContentBytes)
 	out.FetchCooldown = cmp.Or(out.FetchCooldown, DefaultFetchCooldown)
 	out.FetchPollInterval = cmp.Or(out.FetchPollInterval, DefaultFetchPollInterval)
 	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
@@ -210,6 +232,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxWorkers < 1 || c.MaxWorkers > maxMaxWorkers {
 		return invalidArgument("Config.MaxWorkers", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxWorkers, DefaultMaxWorkers, c.MaxWorkers)
+	}
+	if c.MaxContentBytes < 1 || c.MaxContentBytes > maxMaxContentBytes {
+		return invalidArgument("Config.MaxContentBytes", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxContentBytes, DefaultMaxContentBytes, c.MaxContentBytes)
 	}
 	if c.NotifyTimeout < 0 {
 		return invalidArgument("Config.NotifyTimeout", "must not be negative (0 means the default, %s), got %s", DefaultNotifyTimeout, c.NotifyTimeout)

@@ -32,9 +32,11 @@ type Envelope struct {
 	TemplateID   string
 	RenderedBody string
 	// RecipientConversationIDs are the requested conversations in the
-	// caller's order.
+	// caller's order. A refused envelope keeps only the first
+	// MaxRefusedRecipientsKept (1,000); Count says how many were asked for.
 	RecipientConversationIDs []int64
-	Count                    int
+	// Count is the number of conversations requested.
+	Count int
 	// EffectiveCap is the cap in force when the envelope was written.
 	EffectiveCap int
 	RequestedBy  string
@@ -45,6 +47,10 @@ type Envelope struct {
 	RefusedReason string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+
+	// recipientsDigest is the SHA-256 of a refused envelope's whole list,
+	// which a retry of the same request is compared against.
+	recipientsDigest []byte
 }
 
 // ListEnvelopesParams filters ListEnvelopes. A nil value means defaults.
@@ -58,6 +64,9 @@ type ListEnvelopesParams struct {
 
 // Envelope returns the envelope with the given id, or ErrNotFound.
 func (c *Client) Envelope(ctx context.Context, id uuid.UUID) (*Envelope, error) {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
 	env, err := scanEnvelope(c.pool.QueryRow(ctx, c.queries.SelectEnvelope, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
@@ -80,6 +89,9 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	if params.Status != "" && !slices.Contains([]EnvelopeStatus{EnvelopeStatusSubmitted, EnvelopeStatusRefusedCapExceeded, EnvelopeStatusCancelled}, params.Status) {
 		return nil, invalidArgument("ListEnvelopesParams.Status", "must be submitted, refused_cap_exceeded, cancelled or empty, got %q", params.Status)
 	}
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
 	rows, err := c.pool.Query(ctx, c.queries.ListEnvelopes, nullIfEmpty(string(params.Status)), limit)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
@@ -100,7 +112,7 @@ func scanEnvelope(row pgx.Row) (*Envelope, error) {
 		refusedReason *string
 	)
 	if err := row.Scan(&e.ID, &e.TemplateID, &e.RenderedBody, &e.RecipientConversationIDs, &e.Count,
-		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt); err != nil {
+		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest); err != nil {
 		return nil, err
 	}
 	e.Status = EnvelopeStatus(status)
@@ -132,6 +144,9 @@ func (p *Progress) Total() int {
 // EnvelopeProgress counts the envelope's messages by status, or returns
 // ErrNotFound. A refused envelope has no messages: every count is zero.
 func (c *Client) EnvelopeProgress(ctx context.Context, id uuid.UUID) (*Progress, error) {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
 	var p Progress
 	err := c.pool.QueryRow(ctx, c.queries.EnvelopeProgress, id).Scan(&p.Pending, &p.Delivering, &p.Sent, &p.Failed, &p.Unconfirmed, &p.Discarded, &p.Cancelled)
 	if errors.Is(err, pgx.ErrNoRows) {

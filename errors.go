@@ -25,6 +25,13 @@ var (
 	// ErrNotFound is returned when a message or envelope does not exist.
 	ErrNotFound = errors.New("outbound: not found")
 
+	// ErrSchemaMismatch is returned when the database's schema is not the
+	// one this version of the library needs: never migrated, migrated by an
+	// older version (run Migrate), or by a newer one (upgrade the library);
+	// and by Reconcile when Migrate recorded another River schema than
+	// Config.RiverSchema. The message says which, and what to do.
+	ErrSchemaMismatch = errors.New("outbound: schema mismatch")
+
 	// ErrNotCancellable is returned when cancelling what is past cancelling:
 	// a message in flight (a delivery is in progress), sent, unconfirmed or
 	// discarded, or an envelope that was refused.
@@ -58,4 +65,9 @@ func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTo
 // names the field and says what is wrong with it.
 func invalidArgument(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s %s", ErrInvalidArgument, field, fmt.Sprintf(format, args...))
+}
+
+// schemaMismatch returns an error matching ErrSchemaMismatch about one schema.
+func schemaMismatch(schema, format string, args ...any) error {
+	return fmt.Errorf("%w: schema %q %s", ErrSchemaMismatch, schema, fmt.Sprintf(format, args...))
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -100,9 +101,16 @@ func Migrations() ([]Migration, error) {
 }
 
 // Migrate brings the library's tables in opts.Schema and River's tables in
-// opts.RiverSchema fully up to date, creating the schemas when missing. It is
-// idempotent, and safe to call from several processes at once: they take turns
-// on a Postgres advisory lock.
+// opts.RiverSchema fully up to date, creating the schemas when missing, and
+// records opts.RiverSchema as the installation's River schema. It is
+// idempotent, and safe to call from several processes at once: they take
+// turns on a Postgres advisory lock.
+//
+// It needs one pool connection at a time, holds nothing between its
+// transactions (its lock is transaction-scoped), and so also works on a pool
+// with MaxConns 1 and through PgBouncer in transaction pooling mode. A role
+// without CREATE on the database can run it once the schemas exist. A schema
+// migrated by a newer version of the library is ErrSchemaMismatch.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts) error {
 	return migrate(ctx, pool, opts, true)
 }
@@ -136,112 +144,162 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 	if opts.TargetVersion < 0 || (opts.TargetVersion > 0 && !slices.ContainsFunc(migrations, func(m Migration) bool { return m.Version == opts.TargetVersion })) {
 		return fmt.Errorf("%w: MigrateOpts.TargetVersion %d is not a migration version", ErrInvalidArgument, opts.TargetVersion)
 	}
-
-	// A session-level lock on one connection spans the library's migration
-	// transaction and River's own per-version transactions on other
-	// connections.
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("outbound: migrate: acquire connection: %w", err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return fmt.Errorf("outbound: migrate: take advisory lock: %w", err)
-	}
-	defer func() {
-		// Unlock with a fresh context: the caller's may be done, and a lock
-		// left on a pooled connection would block every later Migrate.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockKey); err != nil {
-			conn.Conn().Close(context.WithoutCancel(ctx))
-		}
-	}()
-
-	if up {
-		if err := applyUp(ctx, conn.Conn(), schema, riverSchema, migrations); err != nil {
-			return err
-		}
-		migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{
-			Schema: riverSchema,
-			Logger: cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
+	if !up {
+		return lockedTx(ctx, pool, func(tx pgx.Tx) error {
+			return applyDown(ctx, tx, schema, migrations, opts.TargetVersion)
 		})
-		if err != nil {
-			return fmt.Errorf("outbound: migrate river: %w", err)
-		}
-		if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			return fmt.Errorf("outbound: migrate river: %w", err)
-		}
-		return nil
 	}
-	return applyDown(ctx, conn.Conn(), schema, migrations, opts.TargetVersion)
+
+	if err := lockedTx(ctx, pool, func(tx pgx.Tx) error {
+		return applyUp(ctx, tx, schema, riverSchema, migrations)
+	}); err != nil {
+		return err
+	}
+	return migrateRiver(ctx, pool, riverSchema, cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)))
 }
 
-// applyUp applies every pending library migration in one transaction.
-func applyUp(ctx context.Context, conn *pgx.Conn, schema, riverSchema string, migrations []Migration) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		for _, s := range []string{schema, riverSchema} {
-			if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s}.Sanitize()); err != nil {
-				return fmt.Errorf("outbound: migrate: create schema %s: %w", s, err)
-			}
+// lockedTx runs fn in a transaction on one pool connection, holding the
+// migration lock until the transaction ends. The lock is transaction-scoped
+// so that nothing outlives the transaction: a session lock would need a
+// connection held across several transactions, and through PgBouncer's
+// transaction pooling it could be left on a server connection that another
+// client gets next.
+func lockedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey); err != nil {
+			return fmt.Errorf("outbound: migrate: take advisory lock: %w", err)
 		}
-		applied, err := appliedVersions(ctx, tx, schema)
-		if err != nil {
-			return err
-		}
-		for _, m := range migrations {
-			if applied[m.Version] {
-				continue
-			}
-			if err := execMigration(ctx, tx, schema, m.Up); err != nil {
-				return fmt.Errorf("outbound: migrate: apply %03d_%s up: %w", m.Version, m.Name, err)
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "outbound_migration"}.Sanitize()+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
-				return fmt.Errorf("outbound: migrate: record version %d: %w", m.Version, err)
-			}
-		}
-		return nil
+		return fn(tx)
 	})
 }
 
-// applyDown reverts applied migrations above target, newest first, in one
-// transaction.
-func applyDown(ctx context.Context, conn *pgx.Conn, schema string, migrations []Migration, target int) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, "outbound_migration"}.Sanitize()).Scan(&exists); err != nil {
-			return fmt.Errorf("outbound: migrate down: %w", err)
+// migrateRiver applies River's pending migrations one version per
+// transaction, as River's own Migrate does (some of its versions need the one
+// before committed), each under the migration lock. River's Migrate would run
+// them on connections of its own while this process holds none, which is
+// fine, but without the lock two processes would race on the same version.
+func migrateRiver(ctx context.Context, pool *pgxpool.Pool, riverSchema string, logger *slog.Logger) error {
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: riverSchema, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("outbound: migrate river: %w", err)
+	}
+	for {
+		applied := 0
+		if err := lockedTx(ctx, pool, func(tx pgx.Tx) error {
+			//lint:ignore SA1019 MigrateTx is deprecated because several versions in
+			// one transaction can fail; it is called for one version at a time.
+			res, err := migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
+			if err != nil {
+				return err
+			}
+			applied = len(res.Versions)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("outbound: migrate river: %w", err)
 		}
-		if !exists {
+		if applied == 0 {
 			return nil
 		}
-		applied, err := appliedVersions(ctx, tx, schema)
-		if err != nil {
+	}
+}
+
+// applyUp creates the schemas when missing, applies every pending library
+// migration, and records the installation's River schema, all in tx.
+func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrations []Migration) error {
+	for _, s := range []string{schema, riverSchema} {
+		if err := createSchemaIfMissing(ctx, tx, s); err != nil {
 			return err
 		}
-		for _, m := range slices.Backward(migrations) {
-			if m.Version <= target || !applied[m.Version] {
-				continue
-			}
-			if err := execMigration(ctx, tx, schema, m.Down); err != nil {
-				return fmt.Errorf("outbound: migrate: apply %03d_%s down: %w", m.Version, m.Name, err)
-			}
-			if _, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{schema, "outbound_migration"}.Sanitize()+" WHERE version = $1", m.Version); err != nil {
-				return fmt.Errorf("outbound: migrate: forget version %d: %w", m.Version, err)
-			}
+	}
+	applied, err := appliedVersions(ctx, tx, schema)
+	if err != nil {
+		return err
+	}
+	if err := refuseNewerVersions(schema, applied, migrations); err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if applied[m.Version] {
+			continue
 		}
+		if err := execMigration(ctx, tx, schema, m.Up); err != nil {
+			return fmt.Errorf("outbound: migrate: apply %03d_%s up: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, sqltext.RecordMigration(schema), m.Version, m.Name); err != nil {
+			return fmt.Errorf("outbound: migrate: record version %d: %w", m.Version, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, sqltext.RecordRiverSchema(schema), riverSchema); err != nil {
+		return fmt.Errorf("outbound: migrate: record river schema: %w", err)
+	}
+	return nil
+}
+
+// createSchemaIfMissing creates a schema unless it exists. CREATE SCHEMA IF
+// NOT EXISTS would not do: PostgreSQL checks the CREATE privilege on the
+// database before it looks, so a role that owns an existing schema but may
+// not create new ones would be refused.
+func createSchemaIfMissing(ctx context.Context, tx pgx.Tx, schema string) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return fmt.Errorf("outbound: migrate: look for schema %s: %w", schema, err)
+	}
+	if exists {
 		return nil
-	})
+	}
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("outbound: migrate: create schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+// refuseNewerVersions fails when the schema holds a version this library
+// does not know: a newer library migrated it, and this one must not touch it.
+func refuseNewerVersions(schema string, applied map[int]bool, migrations []Migration) error {
+	latest := migrations[len(migrations)-1].Version
+	for v := range applied {
+		if v > latest {
+			return schemaMismatch(schema, "was migrated to version %d by a newer version of the library, which this one (up to version %d) cannot use: upgrade the library", v, latest)
+		}
+	}
+	return nil
+}
+
+// applyDown reverts applied migrations above target, newest first, in tx.
+func applyDown(ctx context.Context, tx pgx.Tx, schema string, migrations []Migration, target int) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, "outbound_migration"}.Sanitize()).Scan(&exists); err != nil {
+		return fmt.Errorf("outbound: migrate down: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	applied, err := appliedVersions(ctx, tx, schema)
+	if err != nil {
+		return err
+	}
+	if err := refuseNewerVersions(schema, applied, migrations); err != nil {
+		return err
+	}
+	for _, m := range slices.Backward(migrations) {
+		if m.Version <= target || !applied[m.Version] {
+			continue
+		}
+		if err := execMigration(ctx, tx, schema, m.Down); err != nil {
+			return fmt.Errorf("outbound: migrate: apply %03d_%s down: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, sqltext.ForgetMigration(schema), m.Version); err != nil {
+			return fmt.Errorf("outbound: migrate: forget version %d: %w", m.Version, err)
+		}
+	}
+	return nil
 }
 
 func appliedVersions(ctx context.Context, tx pgx.Tx, schema string) (map[int]bool, error) {
-	table := pgx.Identifier{schema, "outbound_migration"}.Sanitize()
-	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+table+` (
-		version integer PRIMARY KEY,
-		name text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now()
-	)`); err != nil {
+	if _, err := tx.Exec(ctx, sqltext.CreateMigrationTable(schema)); err != nil {
 		return nil, fmt.Errorf("outbound: migrate: create version table: %w", err)
 	}
-	rows, err := tx.Query(ctx, "SELECT version FROM "+table)
+	rows, err := tx.Query(ctx, sqltext.SelectMigrationVersions(schema))
 	if err != nil {
 		return nil, fmt.Errorf("outbound: migrate: read versions: %w", err)
 	}

@@ -105,20 +105,14 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 		return nil, err
 	}
 
-	rows, err := tx.Query(ctx, c.queries.InsertMessages, pgMessageIDs, conversationIDs, jobIDs,
-		p.templateID, p.content, envelopeID, scheduledAt)
-	if err != nil {
-		return nil, fmt.Errorf("outbound: insert messages: %w", err)
-	}
 	inserted := make(map[uuid.UUID]insertedMessage, n)
-	var row insertedMessage
-	var rowID pgtype.UUID
-	_, err = pgx.ForEachRow(rows, []any{&rowID, &row.createdAt, &row.scheduledAt}, func() error {
-		inserted[rowID.Bytes] = row
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("outbound: insert messages: %w", err)
+	if err := c.insertMessages(ctx, tx, inserted, pgMessageIDs, conversationIDs, jobIDs, p, envelopeID, scheduledAt); err != nil {
+		return nil, err
+	}
+	if len(inserted) < n && c.config.DedupWindow >= 0 {
+		if err := c.insertPastWindow(ctx, tx, inserted, pgMessageIDs, conversationIDs, jobIDs, p, envelopeID, scheduledAt); err != nil {
+			return nil, err
+		}
 	}
 
 	staged := &stagedTrigger{messages: make([]*Message, n)}
@@ -171,7 +165,7 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 	if _, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, unusedJobs); err != nil {
 		return nil, fmt.Errorf("outbound: delete unneeded jobs: %w", err)
 	}
-	rows, err = tx.Query(ctx, c.queries.SelectLiveMessagesByKey, takenConversations, p.templateID, envelopeID)
+	rows, err := tx.Query(ctx, c.queries.SelectLiveMessagesByKey, takenConversations, p.templateID, envelopeID)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: read existing messages: %w", err)
 	}
@@ -197,6 +191,71 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 		staged.duplicates++
 	}
 	return staged, nil
+}
+
+// insertMessages inserts the messages, skipping those whose dedup key is
+// held, and adds the ones it wrote to inserted.
+func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, inserted map[uuid.UUID]insertedMessage,
+	ids []pgtype.UUID, conversationIDs, jobIDs []int64, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
+	rows, err := tx.Query(ctx, c.queries.InsertMessages, ids, conversationIDs, jobIDs,
+		p.templateID, p.content, envelopeID, scheduledAt)
+	if err != nil {
+		return fmt.Errorf("outbound: insert messages: %w", err)
+	}
+	var row insertedMessage
+	var rowID pgtype.UUID
+	_, err = pgx.ForEachRow(rows, []any{&rowID, &row.createdAt, &row.scheduledAt}, func() error {
+		inserted[rowID.Bytes] = row
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbound: insert messages: %w", err)
+	}
+	return nil
+}
+
+// insertPastWindow handles the recipients whose dedup key was held: it
+// releases the keys held by messages sent longer than Config.DedupWindow ago,
+// then inserts those recipients' messages again. Two statements whatever the
+// number of recipients. The release and the insert are in the caller's
+// transaction, and the unique index judges them: of callers racing for one
+// released key, one inserts and the others find its message holding the key.
+func (c *Client) insertPastWindow(ctx context.Context, tx pgx.Tx, inserted map[uuid.UUID]insertedMessage,
+	ids []pgtype.UUID, conversationIDs, jobIDs []int64, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
+	var taken []int64
+	for i, id := range ids {
+		if _, ok := inserted[id.Bytes]; !ok {
+			taken = append(taken, conversationIDs[i])
+		}
+	}
+	rows, err := tx.Query(ctx, c.queries.ReleaseExpiredDedupKeys, taken, p.templateID, envelopeID, c.config.DedupWindow.Seconds())
+	if err != nil {
+		return fmt.Errorf("outbound: release expired dedup keys: %w", err)
+	}
+	released, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("outbound: release expired dedup keys: %w", err)
+	}
+	if len(released) == 0 {
+		return nil
+	}
+	isReleased := make(map[int64]bool, len(released))
+	for _, id := range released {
+		isReleased[id] = true
+	}
+	var (
+		againIDs           []pgtype.UUID
+		againConversations []int64
+		againJobs          []int64
+	)
+	for i, conversationID := range conversationIDs {
+		if isReleased[conversationID] {
+			againIDs = append(againIDs, ids[i])
+			againConversations = append(againConversations, conversationID)
+			againJobs = append(againJobs, jobIDs[i])
+		}
+	}
+	return c.insertMessages(ctx, tx, inserted, againIDs, againConversations, againJobs, p, envelopeID, scheduledAt)
 }
 
 // jobIDsByMessage returns the id of each message's job, in the order of

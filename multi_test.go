@@ -65,6 +65,9 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		// client, and every call here should take the same path.
 		client, err := outbound.New(pool, &outbound.Config{Schema: schema, MaxBatchSize: n, Auditor: audit})
 		require.NoError(t, err)
+		// The first call of a client checks the schema; count a later one.
+		_, err = client.EnvelopeProgress(ctx, uuid.Nil)
+		require.ErrorIs(t, err, outbound.ErrNotFound)
 		envelopeID := uuid.Must(uuid.NewV7())
 		ids := conversations(n)
 		if duplicates {

@@ -80,6 +80,7 @@ type Client struct {
 	river        *river.Client[pgx.Tx]
 	telemetry    *telemetry
 	maxBatchSize atomic.Int64
+	schema       schemaState
 }
 
 // New returns a Client writing to the tables that Migrate created in
@@ -141,18 +142,21 @@ func (c *Client) SetMaxBatchSize(n int) error {
 
 // TriggerOpts are the options of Trigger and TriggerTx.
 type TriggerOpts struct {
-	// TemplateID names the template the message uses. Required.
+	// TemplateID names the template the message uses. Required, at most
+	// MaxTemplateIDBytes (256) bytes.
 	TemplateID string
 
-	// Content is the message body. Defaults to
-	// "Outbound message using template: <TemplateID>".
+	// Content is the message body, at most Config.MaxContentBytes (128 KiB
+	// by default). Defaults to "Outbound message using template:
+	// <TemplateID>".
 	Content string
 
 	// ScheduleIn delays delivery: the message is not delivered before
 	// now+ScheduleIn. Negative is an error. Defaults to 0: deliver now.
 	ScheduleIn time.Duration
 
-	// Actor is who asked. It goes to the auditor, never to telemetry.
+	// Actor is who asked, at most MaxActorBytes (256) bytes. It goes to the
+	// auditor, never to telemetry.
 	Actor string
 
 	// Auditor overrides Config.Auditor for this call.
@@ -210,7 +214,7 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 		c.telemetry.recordTrigger(ctx, o, start)
 	}()
 
-	if err := validateTrigger(conversationID, opts); err != nil {
+	if err := validateTrigger(conversationID, opts, c.config.MaxContentBytes); err != nil {
 		return nil, err
 	}
 	content := opts.Content
@@ -257,6 +261,9 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 
 // Message returns the message with the given id, or ErrNotFound.
 func (c *Client) Message(ctx context.Context, id uuid.UUID) (*Message, error) {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
 	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessage, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
@@ -284,7 +291,7 @@ func (c *Client) inTx(ctx context.Context, callerTx pgx.Tx, fn func(tx pgx.Tx) e
 	if err != nil {
 		return fmt.Errorf("outbound: savepoint: %w", err)
 	}
-	if err := fn(savepoint); err != nil {
+	if err := c.checkSchemaThen(ctx, savepoint, fn); err != nil {
 		_ = savepoint.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
@@ -303,13 +310,21 @@ func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 	// Rollback after a commit is a no-op; on any error path it undoes all.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := fn(tx); err != nil {
+	if err := c.checkSchemaThen(ctx, tx, fn); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("outbound: commit: %w", err)
 	}
 	return nil
+}
+
+// checkSchemaThen runs fn in tx once the schema check has passed.
+func (c *Client) checkSchemaThen(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
+	if err := c.checkSchema(ctx, tx); err != nil {
+		return err
+	}
+	return fn(tx)
 }
 
 // scanMessage scans one row of sqltext.MessageColumns, followed by the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/riverqueue/river"
 )
 
@@ -44,18 +45,35 @@ func (ReconcileArgs) Kind() string { return ReconcileJobKind }
 // LastError says which case it was. Start runs Reconcile every
 // ReconcileInterval; a host with its own River client adds PeriodicJobs to
 // that client's config, or calls Reconcile itself.
+//
+// It works in batches of a bounded size along an index of the messages
+// awaiting a result, so each statement takes milliseconds however large the
+// table or the backlog, and it fits a short statement_timeout.
+//
+// It refuses, with ErrSchemaMismatch, when Migrate recorded another River
+// schema than Config.RiverSchema: the jobs it would look for are elsewhere,
+// and it would take every waiting message for one whose job is gone.
 func (c *Client) Reconcile(ctx context.Context) (int, error) {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return 0, err
+	}
+	if errp := c.schema.riverSchemaErr.Load(); errp != nil {
+		return 0, *errp
+	}
 	total := 0
+	var cursor pgtype.UUID // the zero UUID sorts first
+	cursor.Valid = true
 	for {
-		tag, err := c.pool.Exec(ctx, c.queries.ReconcileMessages, reconcileBatchSize)
-		if err != nil {
+		var looked, settled int
+		var last pgtype.UUID
+		if err := c.pool.QueryRow(ctx, c.queries.ReconcileMessages, reconcileBatchSize, cursor).Scan(&looked, &last, &settled); err != nil {
 			return total, fmt.Errorf("outbound: reconcile: %w", err)
 		}
-		n := int(tag.RowsAffected())
-		total += n
-		if n < reconcileBatchSize {
+		total += settled
+		if looked < reconcileBatchSize {
 			return total, nil
 		}
+		cursor = last
 	}
 }
 

@@ -12,7 +12,33 @@ const (
 
 	// MaxListLimit is the largest Limit a list call accepts.
 	MaxListLimit = 500
+
+	// MaxTemplateIDBytes is the longest TemplateID accepted, in bytes. It
+	// keeps every dedup key well inside the largest entry a PostgreSQL
+	// B-tree index takes (2704 bytes), however badly the id compresses.
+	MaxTemplateIDBytes = 256
+
+	// MaxActorBytes is the longest Actor accepted, in bytes.
+	MaxActorBytes = 256
+
+	// DefaultMaxContentBytes is Config.MaxContentBytes when it is zero: the
+	// longest TriggerOpts.Content and BulkTriggerOpts.RenderedBody accepted,
+	// in bytes.
+	DefaultMaxContentBytes = 128 << 10
+
+	// maxMaxContentBytes is the largest Config.MaxContentBytes accepted.
+	maxMaxContentBytes = 64 << 20
 )
+
+// validateBoundedText rejects text longer than maxBytes, and then what
+// validateText rejects. The length is checked first, so that an oversized
+// value is refused without being read through.
+func validateBoundedText(field, s string, maxBytes int) error {
+	if len(s) > maxBytes {
+		return invalidArgument(field, "must be at most %d bytes, got %d", maxBytes, len(s))
+	}
+	return validateText(field, s)
+}
 
 // validateText rejects text that Postgres cannot store in a text column (NUL
 // bytes) or that is not UTF-8. The message never repeats the text: it may be a
@@ -34,19 +60,22 @@ func validateConversationID(field string, id int64) error {
 	return nil
 }
 
-func validateTrigger(conversationID int64, opts *TriggerOpts) error {
+func validateTrigger(conversationID int64, opts *TriggerOpts, maxContentBytes int) error {
 	if err := validateConversationID("conversationID", conversationID); err != nil {
 		return err
 	}
 	if opts.TemplateID == "" {
 		return invalidArgument("TriggerOpts.TemplateID", "is required")
 	}
-	for _, f := range []struct{ name, value string }{
-		{"TriggerOpts.TemplateID", opts.TemplateID},
-		{"TriggerOpts.Content", opts.Content},
-		{"TriggerOpts.Actor", opts.Actor},
+	for _, f := range []struct {
+		name, value string
+		maxBytes    int
+	}{
+		{"TriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes},
+		{"TriggerOpts.Content", opts.Content, maxContentBytes},
+		{"TriggerOpts.Actor", opts.Actor, MaxActorBytes},
 	} {
-		if err := validateText(f.name, f.value); err != nil {
+		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
 			return err
 		}
 	}
@@ -56,37 +85,49 @@ func validateTrigger(conversationID int64, opts *TriggerOpts) error {
 	return nil
 }
 
-func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts) error {
-	if len(conversationIDs) == 0 {
-		return invalidArgument("conversationIDs", "must name at least one conversation")
-	}
-	firstAt := make(map[int64]int, len(conversationIDs))
-	for i, id := range conversationIDs {
-		if id <= 0 {
-			return invalidArgument("conversationIDs", "must hold positive conversation ids, got %d at index %d", id, i)
-		}
-		if j, seen := firstAt[id]; seen {
-			return invalidArgument("conversationIDs", "must not repeat a conversation: %d is at index %d and %d", id, j, i)
-		}
-		firstAt[id] = i
-	}
+// validateBulkTrigger checks a bulk request. The options are checked first.
+// A list over the cap is refused whatever it holds, so only the positivity
+// of its ids is checked, which allocates nothing; a list within the cap is
+// also checked for repeats.
+func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxContentBytes, batchCap int) error {
 	if opts.TemplateID == "" {
 		return invalidArgument("BulkTriggerOpts.TemplateID", "is required")
 	}
 	if opts.RenderedBody == "" {
 		return invalidArgument("BulkTriggerOpts.RenderedBody", "is required")
 	}
-	for _, f := range []struct{ name, value string }{
-		{"BulkTriggerOpts.TemplateID", opts.TemplateID},
-		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody},
-		{"BulkTriggerOpts.Actor", opts.Actor},
+	for _, f := range []struct {
+		name, value string
+		maxBytes    int
+	}{
+		{"BulkTriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes},
+		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody, maxContentBytes},
+		{"BulkTriggerOpts.Actor", opts.Actor, MaxActorBytes},
 	} {
-		if err := validateText(f.name, f.value); err != nil {
+		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
 			return err
 		}
 	}
 	if opts.ScheduleIn < 0 {
 		return invalidArgument("BulkTriggerOpts.ScheduleIn", "must not be negative, got %s", opts.ScheduleIn)
+	}
+	if len(conversationIDs) == 0 {
+		return invalidArgument("conversationIDs", "must name at least one conversation")
+	}
+	for i, id := range conversationIDs {
+		if id <= 0 {
+			return invalidArgument("conversationIDs", "must hold positive conversation ids, got %d at index %d", id, i)
+		}
+	}
+	if len(conversationIDs) > batchCap {
+		return nil
+	}
+	firstAt := make(map[int64]int, len(conversationIDs))
+	for i, id := range conversationIDs {
+		if j, seen := firstAt[id]; seen {
+			return invalidArgument("conversationIDs", "must not repeat a conversation: %d is at index %d and %d", id, j, i)
+		}
+		firstAt[id] = i
 	}
 	return nil
 }

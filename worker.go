@@ -77,6 +77,9 @@ func (c *Client) AddWorkers(workers *river.Workers) {
 // one database; River hands each job to one of them at a time. Cancelling ctx
 // stops the client abruptly, as Stop does when its own context ends.
 func (c *Client) Start(ctx context.Context) error {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return err
+	}
 	if err := c.river.Start(ctx); err != nil {
 		return fmt.Errorf("outbound: start delivery worker: %w", err)
 	}

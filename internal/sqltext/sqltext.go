@@ -16,7 +16,12 @@ const MessageColumns = `id, conversation_id, role, template_id, content, status,
 
 // EnvelopeColumns is the column list every envelope read scans, in order.
 const EnvelopeColumns = `id, template_id, rendered_body, recipient_conversation_ids, count,
-	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at`
+	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at, recipients_digest`
+
+// SchemaTables reports whether the tables a client needs exist: $1 the
+// library's version table, $2 its installation table, $3 River's job table,
+// each a quoted, schema-qualified name.
+const SchemaTables = `SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL`
 
 // nilUUID stands in for a missing envelope id in the dedup key.
 const nilUUID = `'00000000-0000-0000-0000-000000000000'::uuid`
@@ -31,6 +36,13 @@ type Queries struct {
 	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now().
 	InsertMessages string
 
+	// ReleaseExpiredDedupKeys releases the dedup keys of the given
+	// conversations that are held by a message sent (or left unconfirmed)
+	// longer ago than the window, and returns those conversations' ids.
+	// $1 conversation ids, $2 template id, $3 envelope id or NULL, $4 the
+	// window in seconds.
+	ReleaseExpiredDedupKeys string
+
 	// SelectLiveMessagesByKey returns the live messages holding the dedup keys
 	// of the given conversations. $1 conversation ids, $2 template id,
 	// $3 envelope id or NULL.
@@ -44,8 +56,9 @@ type Queries struct {
 	SelectMessagesByEnvelope string
 
 	// InsertEnvelope inserts an envelope unless its id exists, returning it.
-	// $1 id, $2 template id, $3 body, $4 recipients, $5 effective cap,
-	// $6 requested_by or NULL, $7 status, $8 refused reason or NULL.
+	// $1 id, $2 template id, $3 body, $4 recipients kept, $5 count,
+	// $6 effective cap, $7 requested_by or NULL, $8 status, $9 refused reason
+	// or NULL, $10 digest of the whole list or NULL.
 	InsertEnvelope string
 
 	// SelectEnvelope reads one envelope. $1 id.
@@ -132,13 +145,19 @@ type Queries struct {
 	// no such envelope. $1 id.
 	EnvelopeProgress string
 
-	// ReconcileMessages settles up to $1 messages whose River job ended or
-	// is gone without recording a result. A pending or failed message
+	// ReconcileMessages looks at up to $1 messages awaiting a result, with
+	// ids after $2, and settles those whose River job ended or is gone
+	// without recording a result. It returns how many it looked at, the
+	// last id it looked at (the next batch's $2), and how many it settled. A pending or failed message
 	// becomes cancelled (its job was cancelled) or discarded (its job was
 	// discarded or deleted). A delivering message becomes unconfirmed: the
 	// attempt that claimed it may have delivered it. Rows locked by a
 	// running statement are skipped until a later run.
 	ReconcileMessages string
+
+	// SchemaState reads the newest applied library version and the River
+	// schema Migrate recorded (NULL if none).
+	SchemaState string
 
 	// RiverJobs are the statements that write River's tables.
 	RiverJobs
@@ -154,6 +173,10 @@ func New(schema, riverSchema string) *Queries {
 	return &Queries{
 		RiverJobs: newRiverJobs(r),
 
+		SchemaState: r.Replace(`
+SELECT (SELECT coalesce(max(version), 0) FROM {s}.outbound_migration),
+	(SELECT river_schema FROM {s}.installation)`),
+
 		InsertMessages: r.Replace(`
 INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
 SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6,
@@ -163,6 +186,18 @@ FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(id, con
 ORDER BY u.ord
 ON CONFLICT DO NOTHING
 RETURNING id, created_at, scheduled_at`),
+
+		// Walks the dedup index, whose predicate is holds_dedup_key.
+		ReleaseExpiredDedupKeys: r.Replace(`
+UPDATE {s}.messages
+SET dedup_key_released_at = now(), updated_at = now()
+WHERE conversation_id = ANY($1::bigint[])
+	AND template_id = $2
+	AND coalesce(bulk_envelope_id, {nil}) = coalesce($3::uuid, {nil})
+	AND holds_dedup_key
+	AND ((status = 'sent' AND sent_at <= now() - make_interval(secs => $4::float8))
+		OR (status = 'unconfirmed' AND updated_at <= now() - make_interval(secs => $4::float8)))
+RETURNING conversation_id`),
 
 		SelectLiveMessagesByKey: r.Replace(`
 SELECT {mcols} FROM {s}.messages
@@ -180,8 +215,8 @@ ORDER BY created_at, id`),
 
 		InsertEnvelope: r.Replace(`
 INSERT INTO {s}.bulk_envelopes
-	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason)
-VALUES ($1, $2, $3, $4::bigint[], cardinality($4::bigint[]), $5, $6, $7, $8)
+	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest)
+VALUES ($1, $2, $3, $4::bigint[], $5, $6, $7, $8, $9, $10)
 ON CONFLICT (id) DO NOTHING
 RETURNING {ecols}`),
 
@@ -287,9 +322,17 @@ GROUP BY e.id`),
 		// A finalized job has no attempt running: River finalizes a job when
 		// its attempt returns, or when its rescuer gives up on one older than
 		// the claim's length. A job that is gone says nothing, so its
-		// message's claim must have run out too.
+		// message's claim must have run out too. The batch walks the
+		// awaiting_result index in id order from a cursor, so that each
+		// statement looks at a bounded number of rows however many are
+		// waiting, and a run visits each waiting message once.
 		ReconcileMessages: r.Replace(`
-WITH stale AS (
+WITH batch AS (
+	SELECT id FROM {s}.messages
+	WHERE awaiting_result AND id > $2
+	ORDER BY id
+	LIMIT $1
+), stale AS (
 	SELECT m.id,
 		CASE
 			WHEN m.status = 'delivering' THEN 'unconfirmed'
@@ -303,23 +346,25 @@ WITH stale AS (
 			WHEN j.id IS NULL THEN 'delivery job no longer exists'
 			ELSE 'delivery job was ' || j.state::text || ' without recording a result'
 		END AS reason
-	FROM {s}.messages m
+	FROM batch
+	JOIN {s}.messages m ON m.id = batch.id
 	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
 	WHERE (m.status IN ('pending', 'failed') AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
 		OR (m.status = 'delivering' AND (j.state IN ('cancelled', 'completed', 'discarded')
 			OR (j.id IS NULL AND m.claimed_until <= now())))
-	ORDER BY m.id
-	LIMIT $1
 	FOR UPDATE OF m SKIP LOCKED
+), settled AS (
+	UPDATE {s}.messages m
+	SET status = stale.status,
+		last_error = coalesce(m.last_error || '; ', '') || stale.reason,
+		claimed_until = NULL,
+		metadata = jsonb_set(m.metadata, '{status}', to_jsonb(stale.status)),
+		updated_at = now()
+	FROM stale
+	WHERE m.id = stale.id
+	RETURNING 1
 )
-UPDATE {s}.messages m
-SET status = stale.status,
-	last_error = coalesce(m.last_error || '; ', '') || stale.reason,
-	claimed_until = NULL,
-	metadata = jsonb_set(m.metadata, '{status}', to_jsonb(stale.status)),
-	updated_at = now()
-FROM stale
-WHERE m.id = stale.id`),
+SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM settled)`),
 
 		ListAuditEvents: r.Replace(`
 SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events

@@ -1,0 +1,9 @@
+-- Back to envelopes that keep every recipient. A refused envelope whose list
+-- was cut cannot get it back: it is deleted, as the old constraint cannot
+-- hold for it.
+DELETE FROM bulk_envelopes WHERE cardinality(recipient_conversation_ids) <> count;
+
+ALTER TABLE bulk_envelopes DROP CONSTRAINT bulk_envelopes_recipients_check;
+ALTER TABLE bulk_envelopes ADD CONSTRAINT bulk_envelopes_check
+    CHECK (cardinality(recipient_conversation_ids) = count);
+ALTER TABLE bulk_envelopes DROP COLUMN recipients_digest;

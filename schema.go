@@ -1,0 +1,83 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/jackc/pgx/v5"
+)
+
+// querier is what a schema check reads through: the pool, or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// schemaState remembers a schema check that passed, so that it runs once per
+// Client. A check that fails is not remembered: the next call checks again,
+// and succeeds once an operator has run Migrate.
+type schemaState struct {
+	checked atomic.Bool
+	// riverSchemaErr is set when Migrate recorded a River schema other than
+	// Config.RiverSchema; only Reconcile refuses for it.
+	riverSchemaErr atomic.Pointer[error]
+}
+
+// checkSchema fails with ErrSchemaMismatch unless the library's schema is
+// migrated to exactly the version this library knows and River's tables
+// exist. It runs on the first call that touches the database, through q, so
+// that a call inside a caller's transaction needs no second connection.
+func (c *Client) checkSchema(ctx context.Context, q querier) error {
+	if c.schema.checked.Load() {
+		return nil
+	}
+	cfg := c.config
+	var hasVersions, hasInstallation, hasRiverJobs bool
+	if err := q.QueryRow(ctx, sqltext.SchemaTables,
+		pgx.Identifier{cfg.Schema, "outbound_migration"}.Sanitize(),
+		pgx.Identifier{cfg.Schema, "installation"}.Sanitize(),
+		pgx.Identifier{cfg.RiverSchema, "river_job"}.Sanitize(),
+	).Scan(&hasVersions, &hasInstallation, &hasRiverJobs); err != nil {
+		return fmt.Errorf("outbound: check schema: %w", err)
+	}
+	if !hasVersions {
+		return schemaMismatch(cfg.Schema, "has no outbound tables: run outbound.Migrate (or apply outbound.Migrations) for it")
+	}
+	latest := latestMigrationVersion()
+	var (
+		version     int
+		riverSchema *string
+	)
+	if hasInstallation {
+		if err := q.QueryRow(ctx, c.queries.SchemaState).Scan(&version, &riverSchema); err != nil {
+			return fmt.Errorf("outbound: check schema: %w", err)
+		}
+	}
+	switch {
+	case !hasInstallation || version < latest:
+		return schemaMismatch(cfg.Schema, "is migrated to an older version than this library's %d: run outbound.Migrate", latest)
+	case version > latest:
+		return schemaMismatch(cfg.Schema, "was migrated to version %d by a newer version of the library, which this one (up to version %d) cannot use: upgrade the library", version, latest)
+	case !hasRiverJobs:
+		return schemaMismatch(cfg.RiverSchema, "has no River tables (Config.RiverSchema): run outbound.Migrate with MigrateOpts.RiverSchema %q", cfg.RiverSchema)
+	}
+	if riverSchema != nil && *riverSchema != cfg.RiverSchema {
+		err := schemaMismatch(cfg.Schema, "records River schema %q, but Config.RiverSchema is %q: the delivery jobs of these messages are not in the client's River schema, so Reconcile refuses to settle them; fix Config.RiverSchema, or run outbound.Migrate with MigrateOpts.RiverSchema %q if River moved",
+			*riverSchema, cfg.RiverSchema, cfg.RiverSchema)
+		c.schema.riverSchemaErr.Store(&err)
+	}
+	c.schema.checked.Store(true)
+	return nil
+}
+
+// latestMigrationVersion is the newest version of the embedded migrations.
+func latestMigrationVersion() int {
+	migrations, err := Migrations()
+	if err != nil || len(migrations) == 0 {
+		// The embedded files are checked by tests; this cannot happen in a
+		// build that passed them.
+		panic(fmt.Sprintf("outbound: embedded migrations: %v", err))
+	}
+	return migrations[len(migrations)-1].Version
+}
