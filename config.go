@@ -164,6 +164,26 @@ type Config struct {
 	// claim to run out. Defaults to NotifyTimeout + 30s.
 	RescueStuckJobsAfter time.Duration
 
+	// Retention, when positive, makes Start run Prune every PruneInterval
+	// with PruneParams.OlderThan set to it: final messages and empty or
+	// refused envelopes older than this are deleted (sent messages never
+	// before their DedupWindow has passed). Zero, the default, keeps every
+	// row: these rows are conversation history. A host with its own River
+	// client gets the job from PeriodicJobs.
+	Retention time.Duration
+
+	// AuditRetention, when positive, makes the periodic prune job also
+	// delete TableAuditor events (in Schema) older than this. Zero, the
+	// default, keeps them.
+	AuditRetention time.Duration
+
+	// PollOnly makes Start's embedded River client find new deliveries by
+	// polling every FetchPollInterval instead of listening for
+	// notifications, which needs a session of its own: set it behind
+	// PgBouncer in transaction pooling mode. Lower FetchPollInterval to
+	// keep deliveries prompt.
+	PollOnly bool
+
 	// RetryPolicy decides when a failed delivery is tried again, in both
 	// worker modes (Start, and AddWorkers under a host's River client).
 	// Defaults to the River client's policy, which for Start is River's
@@ -232,6 +252,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxWorkers < 1 || c.MaxWorkers > maxMaxWorkers {
 		return invalidArgument("Config.MaxWorkers", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxWorkers, DefaultMaxWorkers, c.MaxWorkers)
+	}
+	if c.Retention < 0 {
+		return invalidArgument("Config.Retention", "must not be negative (0 keeps every row), got %s", c.Retention)
+	}
+	if c.AuditRetention < 0 {
+		return invalidArgument("Config.AuditRetention", "must not be negative (0 keeps every event), got %s", c.AuditRetention)
 	}
 	if c.MaxContentBytes < 1 || c.MaxContentBytes > maxMaxContentBytes {
 		return invalidArgument("Config.MaxContentBytes", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxContentBytes, DefaultMaxContentBytes, c.MaxContentBytes)

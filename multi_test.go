@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
@@ -60,7 +61,13 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 	audit, err := outbound.NewTableAuditor(pool, schema)
 	require.NoError(t, err)
 
-	statements := func(n int, duplicates bool) int64 {
+	type keys int
+	const (
+		fresh      keys = iota // no recipient's key is held
+		held                   // half the recipients' keys are held
+		pastWindow             // half are held by messages sent past the window
+	)
+	statements := func(n int, k keys) int64 {
 		// A fresh client per call: River rate-limits its insert NOTIFY per
 		// client, and every call here should take the same path.
 		client, err := outbound.New(pool, &outbound.Config{Schema: schema, MaxBatchSize: n, Auditor: audit})
@@ -70,11 +77,13 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		require.ErrorIs(t, err, outbound.ErrNotFound)
 		envelopeID := uuid.Must(uuid.NewV7())
 		ids := conversations(n)
-		if duplicates {
-			// Half the recipients already hold their key.
+		if k != fresh {
 			for _, id := range ids[:n/2] {
-				_, err := client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
+				res, err := client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
 				require.NoError(t, err)
+				if k == pastWindow {
+					ageMessage(t, schema, res.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+				}
 			}
 		}
 		counter.n.Store(0)
@@ -82,16 +91,25 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		res, err := client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID})
 		require.NoError(t, err)
 		require.Len(t, res.Messages, n)
+		if k == pastWindow {
+			for _, m := range res.Messages {
+				require.Equal(t, outbound.MessageStatusPending, m.Status, "a new message for every recipient")
+			}
+		}
 		require.LessOrEqual(t, counter.notifies.Load(), int64(1), "at most one NOTIFY per call")
 		return counter.n.Load()
 	}
 
-	small, large := statements(2, false), statements(500, false)
+	small, large := statements(2, fresh), statements(500, fresh)
 	t.Logf("statements per BulkTrigger (besides River's NOTIFY): N=2: %d, N=500: %d", small, large)
 	require.Equal(t, small, large)
 	require.LessOrEqual(t, small, int64(7))
 
-	smallDup, largeDup := statements(2, true), statements(500, true)
+	smallDup, largeDup := statements(2, held), statements(500, held)
 	t.Logf("statements per BulkTrigger with duplicates (besides River's NOTIFY): N=2: %d, N=500: %d", smallDup, largeDup)
 	require.Equal(t, smallDup, largeDup)
+
+	smallPast, largePast := statements(2, pastWindow), statements(500, pastWindow)
+	t.Logf("statements per BulkTrigger with keys held past the dedup window (besides River's NOTIFY): N=2: %d, N=500: %d", smallPast, largePast)
+	require.Equal(t, smallPast, largePast)
 }

@@ -112,6 +112,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		PeriodicJobs:      c.PeriodicJobs(),
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.FetchPollInterval,
+		PollOnly:          cfg.PollOnly,
 		// River rescues a job still running after this long and runs it
 		// again; validate keeps that clear of the claim's length, and River
 		// wants it no shorter than JobTimeout, which the delivery worker

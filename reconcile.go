@@ -77,11 +77,12 @@ func (c *Client) Reconcile(ctx context.Context) (int, error) {
 	}
 }
 
-// PeriodicJobs returns the library's periodic River jobs (the reconcile job),
-// for a host that runs its own River client and registered the workers with
-// AddWorkers. Start adds them to its embedded client itself.
+// PeriodicJobs returns the library's periodic River jobs: the reconcile job,
+// and the prune job when Config.Retention or Config.AuditRetention is set.
+// They are for a host that runs its own River client and registered the
+// workers with AddWorkers; Start adds them to its embedded client itself.
 func (c *Client) PeriodicJobs() []*river.PeriodicJob {
-	return []*river.PeriodicJob{
+	jobs := []*river.PeriodicJob{
 		river.NewPeriodicJob(
 			river.PeriodicInterval(ReconcileInterval),
 			func() (river.JobArgs, *river.InsertOpts) {
@@ -90,6 +91,16 @@ func (c *Client) PeriodicJobs() []*river.PeriodicJob {
 			&river.PeriodicJobOpts{ID: ReconcileJobKind, RunOnStart: true},
 		),
 	}
+	if c.config.Retention > 0 || c.config.AuditRetention > 0 {
+		jobs = append(jobs, river.NewPeriodicJob(
+			river.PeriodicInterval(PruneInterval),
+			func() (river.JobArgs, *river.InsertOpts) {
+				return PruneArgs{}, &river.InsertOpts{Queue: c.config.Queue}
+			},
+			&river.PeriodicJobOpts{ID: PruneJobKind, RunOnStart: true},
+		))
+	}
+	return jobs
 }
 
 // reconcileWorker is the River worker of the periodic reconcile job.

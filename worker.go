@@ -56,7 +56,7 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 	return time.Time{}
 }
 
-// AddWorkers registers the library's workers (delivery and reconcile) with a
+// AddWorkers registers the library's workers (delivery, reconcile and prune) with a
 // host's own River workers, for a host that runs its own River client instead
 // of calling Start. That client must use the riverpgxv5 driver, work
 // Config.Queue, have its Schema set to Config.RiverSchema, and should list
@@ -70,6 +70,7 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 func (c *Client) AddWorkers(workers *river.Workers) {
 	river.AddWorker(workers, &deliveryWorker{client: c})
 	river.AddWorker(workers, &reconcileWorker{client: c})
+	river.AddWorker(workers, &pruneWorker{client: c})
 }
 
 // Start starts the embedded River client, which works Config.Queue with up to

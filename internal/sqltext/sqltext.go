@@ -155,6 +155,25 @@ type Queries struct {
 	// running statement are skipped until a later run.
 	ReconcileMessages string
 
+	// PruneMessages looks at up to $3 messages with ids after $1 and before
+	// $2, and deletes those that are final, last updated before $4, and,
+	// when sent or unconfirmed, past the dedup window of $5 seconds (a
+	// negative window does not hold them). It returns how many it looked at,
+	// the last id it looked at (the next batch's $1), and how many it
+	// deleted.
+	PruneMessages string
+
+	// PruneEnvelopes looks at up to $4 envelopes requested before $1 and
+	// after ($2, $3) in (requested_at, id) order, and deletes the refused
+	// ones and those with no message left. It returns how many it looked
+	// at, the last requested_at and id it looked at, and how many it
+	// deleted.
+	PruneEnvelopes string
+
+	// PruneAuditEvents deletes up to $2 of the oldest audit events that
+	// occurred before $1.
+	PruneAuditEvents string
+
 	// SchemaState reads the newest applied library version and the River
 	// schema Migrate recorded (NULL if none).
 	SchemaState string
@@ -172,6 +191,51 @@ func New(schema, riverSchema string) *Queries {
 		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns)
 	return &Queries{
 		RiverJobs: newRiverJobs(r),
+
+		PruneMessages: r.Replace(`
+WITH batch AS (
+	SELECT id FROM {s}.messages
+	WHERE id > $1 AND id < $2
+	ORDER BY id
+	LIMIT $3
+), gone AS (
+	DELETE FROM {s}.messages m
+	USING batch
+	WHERE m.id = batch.id
+		AND NOT m.awaiting_result
+		AND m.updated_at < $4
+		AND (m.status IN ('cancelled', 'discarded')
+			OR $5::float8 < 0
+			OR coalesce(m.sent_at, m.updated_at) <= now() - make_interval(secs => $5::float8))
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM gone)`),
+
+		PruneEnvelopes: r.Replace(`
+WITH batch AS (
+	SELECT id, requested_at FROM {s}.bulk_envelopes
+	WHERE requested_at < $1 AND (requested_at, id) > ($2, $3)
+	ORDER BY requested_at, id
+	LIMIT $4
+), gone AS (
+	DELETE FROM {s}.bulk_envelopes e
+	USING batch
+	WHERE e.id = batch.id
+		AND (e.status = 'refused_cap_exceeded'
+			OR NOT EXISTS (SELECT 1 FROM {s}.messages m WHERE m.bulk_envelope_id = e.id))
+	RETURNING 1
+), last AS (
+	SELECT requested_at, id FROM batch ORDER BY requested_at DESC, id DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM batch), (SELECT requested_at FROM last), (SELECT id FROM last), (SELECT count(*) FROM gone)`),
+
+		PruneAuditEvents: r.Replace(`
+DELETE FROM {s}.audit_events
+WHERE id IN (
+	SELECT id FROM {s}.audit_events
+	WHERE occurred_at < $1
+	ORDER BY occurred_at, id
+	LIMIT $2)`),
 
 		SchemaState: r.Replace(`
 SELECT (SELECT coalesce(max(version), 0) FROM {s}.outbound_migration),

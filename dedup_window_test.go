@@ -1,0 +1,219 @@
+package outbound_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+// ageMessage sets a message's status and moves its sent_at and updated_at
+// back by age, as if it had reached that status that long ago.
+func ageMessage(tb testing.TB, schema string, id uuid.UUID, status outbound.MessageStatus, age time.Duration) {
+	tb.Helper()
+	sentAt := "NULL"
+	if status == outbound.MessageStatusSent {
+		sentAt = "now() - make_interval(secs => $3)"
+	}
+	tag, err := testPool.Exec(context.Background(), `UPDATE `+table(schema, "messages")+`
+SET status = $2, sent_at = `+sentAt+`, updated_at = now() - make_interval(secs => $3),
+	metadata = jsonb_set(metadata, '{status}', to_jsonb($2::text))
+WHERE id = $1`, id, string(status), age.Seconds())
+	require.NoError(tb, err)
+	require.EqualValues(tb, 1, tag.RowsAffected())
+}
+
+// keyHolders counts the messages of one dedup key, and those holding it.
+func keyHolders(tb testing.TB, schema string, conversationID int64, templateID string) (all, holding int) {
+	tb.Helper()
+	require.NoError(tb, testPool.QueryRow(context.Background(), `
+SELECT count(*), count(*) FILTER (WHERE holds_dedup_key) FROM `+table(schema, "messages")+`
+WHERE conversation_id = $1 AND template_id = $2`, conversationID, templateID).Scan(&all, &holding))
+	return all, holding
+}
+
+func TestDedupWindow(t *testing.T) {
+	t.Parallel()
+
+	t.Run("SentHoldsItsKeyForTheWindowThenFreesIt", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil) // the default window, 24h
+		first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "first"})
+		require.NoError(t, err)
+
+		// Sent 23h ago: inside the window, a duplicate; the new content is
+		// not written.
+		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 23*time.Hour)
+		again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
+		require.NoError(t, err)
+		require.True(t, again.Duplicate)
+		require.Equal(t, first.Message.ID, again.Message.ID)
+		require.Equal(t, "first", again.Message.Content)
+
+		// Sent 25h ago: past the window, a new message with the new content,
+		// and a job to deliver it.
+		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		later, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
+		require.NoError(t, err)
+		require.False(t, later.Duplicate)
+		require.NotEqual(t, first.Message.ID, later.Message.ID)
+		require.Equal(t, "second", later.Message.Content)
+		require.Equal(t, outbound.MessageStatusPending, later.Message.Status)
+		require.Equal(t, "available", jobByID(t, b.schema, later.Message.JobID).State, "a job for the new message")
+		stored, err := b.client.Message(ctx, later.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, later.Message, stored)
+
+		// The old message is kept, still sent; the new one holds the key.
+		old, err := b.client.Message(ctx, first.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusSent, old.Status)
+		all, holding := keyHolders(t, b.schema, 42, "recovery")
+		require.Equal(t, 2, all)
+		require.Equal(t, 1, holding)
+		require.Equal(t, 2, countRows(t, b.schema, "river_job"))
+
+		// And the new message holds the key in its turn.
+		third, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "third"})
+		require.NoError(t, err)
+		require.True(t, third.Duplicate)
+		require.Equal(t, later.Message.ID, third.Message.ID)
+	})
+
+	t.Run("UnsettledMessagesHoldTheirKeyPastTheWindow", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, &outbound.Config{DedupWindow: time.Minute})
+		for i, status := range []outbound.MessageStatus{outbound.MessageStatusPending, outbound.MessageStatusDelivering, outbound.MessageStatusFailed} {
+			conversation := int64(100 + i)
+			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
+			require.NoError(t, err)
+			ageMessage(t, b.schema, first.Message.ID, status, 48*time.Hour)
+			again, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
+			require.NoError(t, err)
+			require.True(t, again.Duplicate, status)
+			require.Equal(t, first.Message.ID, again.Message.ID, status)
+		}
+	})
+
+	t.Run("UnconfirmedHoldsItsKeyForTheWindow", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		first, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusUnconfirmed, time.Hour)
+		again, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		require.True(t, again.Duplicate)
+
+		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusUnconfirmed, 25*time.Hour)
+		later, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		require.False(t, later.Duplicate)
+	})
+
+	t.Run("CancelledAndDiscardedFreeTheirKeyAtOnce", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, &outbound.Config{DedupWindow: -1})
+		for i, status := range []outbound.MessageStatus{outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded} {
+			conversation := int64(200 + i)
+			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
+			require.NoError(t, err)
+			ageMessage(t, b.schema, first.Message.ID, status, 0)
+			again, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
+			require.NoError(t, err)
+			require.False(t, again.Duplicate, status)
+		}
+	})
+
+	t.Run("NegativeKeepsTheKeyForTheRowsLife", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, &outbound.Config{DedupWindow: -1})
+		first, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 10*365*24*time.Hour)
+		again, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "t", Content: "new"})
+		require.NoError(t, err)
+		require.True(t, again.Duplicate)
+		require.Equal(t, first.Message.ID, again.Message.ID)
+	})
+
+	t.Run("DeliveredAgainAfterAShortWindow", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		const window = 2 * time.Second
+		b := setupWorking(t, &outbound.Config{DedupWindow: window, Notifier: notifier})
+		first, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "one"})
+		require.NoError(t, err)
+		sent := waitForStatus(t, b.client, []uuid.UUID{first.Message.ID}, outbound.MessageStatusSent)[0]
+
+		dup, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
+		require.NoError(t, err)
+		require.True(t, dup.Duplicate, "inside the window")
+		require.Less(t, time.Since(sent.SentAt), window, "the duplicate was tried inside the window")
+
+		time.Sleep(time.Until(sent.SentAt.Add(window + 100*time.Millisecond)))
+		second, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
+		require.NoError(t, err)
+		require.False(t, second.Duplicate)
+		waitForStatus(t, b.client, []uuid.UUID{second.Message.ID}, outbound.MessageStatusSent)
+
+		var contents []string
+		for _, call := range notifier.Calls() {
+			contents = append(contents, call.Message.Content)
+		}
+		require.Equal(t, []string{"one", "two"}, contents, "each message delivered once")
+	})
+
+	t.Run("SixteenRacersAfterTheWindowMakeOneMessage", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		const racers, rounds = 16, 5
+		for round := range rounds {
+			conversation := int64(1000 + round)
+			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "race"})
+			require.NoError(t, err)
+			ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+
+			results := make([]*outbound.TriggerResult, racers)
+			errs := make([]error, racers)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range racers {
+				wg.Go(func() {
+					<-start
+					results[i], errs[i] = b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "race", Content: fmt.Sprint("racer ", i)})
+				})
+			}
+			close(start)
+			wg.Wait()
+
+			var winners []*outbound.Message
+			for i := range racers {
+				require.NoError(t, errs[i])
+				if !results[i].Duplicate {
+					winners = append(winners, results[i].Message)
+				}
+			}
+			require.Len(t, winners, 1, "round %d: exactly one new message", round)
+			for i := range racers {
+				require.Equal(t, winners[0].ID, results[i].Message.ID, "round %d: every racer sees the winner", round)
+			}
+			all, holding := keyHolders(t, b.schema, conversation, "race")
+			require.Equal(t, 2, all, "round %d: the old message and the winner", round)
+			require.Equal(t, 1, holding)
+		}
+		require.Equal(t, 2*rounds, countRows(t, b.schema, "river_job"), "no orphaned job")
+	})
+}
