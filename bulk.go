@@ -288,8 +288,8 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.
 }
 
 // recipientsDigest is the SHA-256 of the ids in order, each as 8 big-endian
-// bytes: what PostgreSQL's sha256(string_agg(int8send(id), '')) gives, so
-// that migration 004 could fill it in for older refusals.
+// bytes: the sha256 PostgreSQL computes over the concatenated int8send(id) of
+// each, so that migration 004 could fill it in for older refusals.
 func recipientsDigest(ids []int64) [sha256.Size]byte {
 	h := sha256.New()
 	var buf [4096]byte

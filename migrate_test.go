@@ -4,8 +4,10 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 )
 
@@ -113,6 +115,66 @@ func TestMigrate(t *testing.T) {
 		again, err := client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: bulk.Envelope.ID})
 		require.NoError(t, err)
 		require.True(t, again.Duplicate, "the once-unconfirmed message keeps its key")
+	})
+
+	// Down from the dedup window (003) is refused while a key released by
+	// an old message is held by a newer one: 002's index could not hold
+	// both. Once the newer one is gone, down and up again work.
+	t.Run("DedupWindowDownAndUp", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema := migratedSchema(t)
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+		require.NoError(t, err)
+		first, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		ageMessage(t, schema, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		second, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		require.False(t, second.Duplicate)
+
+		err = outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 2})
+		require.ErrorContains(t, err, "cannot revert 003_dedup_window: 1 messages released their dedup key")
+		require.Equal(t, 5, countRows(t, schema, "outbound_migration"), "nothing was reverted")
+
+		require.NoError(t, client.CancelMessage(ctx, second.Message.ID))
+		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 2}))
+		require.Equal(t, 2, countRows(t, schema, "outbound_migration"))
+		all, holding := keyHolders(t, schema, 1, "t")
+		require.Equal(t, []int{2, 1}, []int{all, holding}, "the old sent message holds its key again, as under 002")
+
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		again, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		require.False(t, again.Duplicate, "its window has passed: it is released again")
+	})
+
+	// Down from bounded refusals (004) deletes the refusals whose list was
+	// cut and keeps the others; up again gives those a digest, computed in
+	// SQL, that the library's own matches: a retry still replays.
+	t.Run("BoundedRefusalsDownAndUp", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema := migratedSchema(t)
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 2})
+		require.NoError(t, err)
+		refuse := func(ids []int64, envelopeID uuid.UUID) *outbound.BatchTooLargeError {
+			_, err := client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
+			var tooLarge *outbound.BatchTooLargeError
+			require.ErrorAs(t, err, &tooLarge)
+			return tooLarge
+		}
+		short := refuse([]int64{5, 1, 9}, uuid.Nil)
+		refuse(conversations(1500), uuid.Nil)
+		require.Equal(t, 2, countRows(t, schema, "bulk_envelopes"))
+
+		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 3}))
+		require.Equal(t, 1, countRows(t, schema, "bulk_envelopes"), "the cut list is gone")
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		replayed := refuse([]int64{5, 1, 9}, short.EnvelopeID)
+		require.Equal(t, short.EnvelopeID, replayed.EnvelopeID)
+		_, err = client.BulkTrigger(ctx, []int64{5, 1, 8}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: short.EnvelopeID})
+		require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
 	})
 
 	// The statuses that hold a dedup key are stated once in the schema, as

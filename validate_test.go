@@ -2,6 +2,8 @@ package outbound_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +74,40 @@ func TestBadInput(t *testing.T) {
 		// Bad input is refused before the cap: an over-cap bulk with a bad
 		// field records no refused envelope.
 		{"BulkOverCapWithBadInput", bulk(conversations(30), withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = "" })), "BulkTriggerOpts.RenderedBody"},
-		{"BulkOverCapRepeated", bulk(append(conversations(30), conversations(1)...), body), "conversationIDs"},
+		{"BulkOverCapNegative", bulk(append(conversations(30), -1), body), "conversationIDs"},
+		{"BulkOverCapBodyTooLong", bulk(conversations(30), withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = long(outbound.DefaultMaxContentBytes + 1) })), "BulkTriggerOpts.RenderedBody"},
+
+		// Byte limits, checked before anything reaches the database.
+		{"TriggerTemplateTooLong", trigger(1, &outbound.TriggerOpts{TemplateID: long(outbound.MaxTemplateIDBytes + 1)}), "TriggerOpts.TemplateID must be at most 256 bytes, got 257"},
+		{"TriggerTemplateTooLongToIndex", trigger(1, &outbound.TriggerOpts{TemplateID: incompressible(4000)}), "TriggerOpts.TemplateID must be at most 256 bytes"},
+		{"TriggerContentTooLong", trigger(1, &outbound.TriggerOpts{TemplateID: "t", Content: long(outbound.DefaultMaxContentBytes + 1)}), "TriggerOpts.Content must be at most 131072 bytes, got 131073"},
+		{"TriggerContent32MiB", trigger(1, &outbound.TriggerOpts{TemplateID: "t", Content: long(32 << 20)}), "TriggerOpts.Content must be at most 131072 bytes"},
+		{"TriggerActorTooLong", trigger(1, &outbound.TriggerOpts{TemplateID: "t", Actor: long(outbound.MaxActorBytes + 1)}), "TriggerOpts.Actor must be at most 256 bytes"},
+		{"TriggerTxContentTooLong", triggerTx(1, &outbound.TriggerOpts{TemplateID: "t", Content: long(outbound.DefaultMaxContentBytes + 1)}), "TriggerOpts.Content"},
+		{"BulkTemplateTooLong", bulk([]int64{1}, withBulk(func(o *outbound.BulkTriggerOpts) { o.TemplateID = long(outbound.MaxTemplateIDBytes + 1) })), "BulkTriggerOpts.TemplateID must be at most 256 bytes"},
+		{"BulkBodyTooLong", bulk([]int64{1}, withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = long(outbound.DefaultMaxContentBytes + 1) })), "BulkTriggerOpts.RenderedBody must be at most 131072 bytes"},
+		{"BulkActorTooLong", bulk([]int64{1}, withBulk(func(o *outbound.BulkTriggerOpts) { o.Actor = long(outbound.MaxActorBytes + 1) })), "BulkTriggerOpts.Actor must be at most 256 bytes"},
+		{"NewMaxContentBytesNegative", func() error {
+			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxContentBytes: -1})
+			return err
+		}, "Config.MaxContentBytes"},
+		{"NewMaxContentBytesAbove64MiB", func() error {
+			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxContentBytes: 64<<20 + 1})
+			return err
+		}, "Config.MaxContentBytes"},
+		{"NewRetentionNegative", func() error {
+			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, Retention: -time.Hour})
+			return err
+		}, "Config.Retention"},
+		{"NewAuditRetentionNegative", func() error {
+			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, AuditRetention: -time.Hour})
+			return err
+		}, "Config.AuditRetention"},
+		{"PruneNothingAsked", func() error { _, err := b.client.Prune(ctx, &outbound.PruneParams{}); return err }, "PruneParams"},
+		{"PruneNegative", func() error {
+			_, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: -time.Hour})
+			return err
+		}, "PruneParams.OlderThan"},
 
 		{"ListLimitAbove500", func() error {
 			_, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Limit: 501})
@@ -107,8 +142,56 @@ func TestBadInput(t *testing.T) {
 		require.Equal(t, rowCounts{}, countAll(t, b.schema), "%s wrote nothing", tt.name)
 	}
 
+	// An over-cap list is refused whatever it repeats: checking a long list
+	// for repeats would cost work that grows with it.
+	_, err := b.client.BulkTrigger(ctx, append(conversations(30), conversations(1)...), body)
+	require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
+
 	// Nothing reached any other schema either.
 	var schemas int
 	require.NoError(t, testPool.QueryRow(context.Background(), "SELECT count(*) FROM pg_namespace WHERE nspname IN ('a b', 'bad-schema')").Scan(&schemas))
 	require.Zero(t, schemas)
+}
+
+// long returns n bytes of text.
+func long(n int) string { return strings.Repeat("x", n) }
+
+// incompressible returns n bytes of text that PostgreSQL cannot compress, so
+// that it reaches an index at its full size.
+func incompressible(n int) string {
+	buf := make([]byte, (n*3+3)/4)
+	_, _ = rand.Read(buf)
+	return base64.RawStdEncoding.EncodeToString(buf)[:n]
+}
+
+// TestInputAtItsLimit stores values exactly at each byte limit, the longest
+// template id incompressible, so that it reaches the dedup index whole.
+func TestInputAtItsLimit(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setup(t, &outbound.Config{MaxContentBytes: 1000})
+
+	templateID := incompressible(outbound.MaxTemplateIDBytes)
+	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{
+		TemplateID: templateID,
+		Content:    long(1000),
+		Actor:      long(outbound.MaxActorBytes),
+	})
+	require.NoError(t, err)
+	require.Len(t, res.Message.TemplateID, outbound.MaxTemplateIDBytes)
+	require.Len(t, res.Message.Content, 1000)
+	again, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: templateID})
+	require.NoError(t, err)
+	require.True(t, again.Duplicate, "the dedup index holds the longest template id")
+
+	bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: templateID, RenderedBody: long(1000)})
+	require.NoError(t, err)
+	require.Len(t, bulk.Messages, 2)
+
+	// The Config field sets the limit.
+	_, err = b.client.Trigger(ctx, 3, &outbound.TriggerOpts{TemplateID: "t", Content: long(1001)})
+	require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+	require.ErrorContains(t, err, "TriggerOpts.Content must be at most 1000 bytes, got 1001")
+	_, err = b.client.BulkTrigger(ctx, []int64{3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: long(1001)})
+	require.ErrorContains(t, err, "BulkTriggerOpts.RenderedBody must be at most 1000 bytes, got 1001")
 }
