@@ -92,7 +92,12 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	if err := c.checkSchema(ctx, c.pool); err != nil {
 		return nil, err
 	}
-	rows, err := c.pool.Query(ctx, c.queries.ListEnvelopes, nullIfEmpty(string(params.Status)), limit)
+	var rows pgx.Rows
+	if params.Status == "" {
+		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopes, limit)
+	} else {
+		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesByStatus, string(params.Status), limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
 	}

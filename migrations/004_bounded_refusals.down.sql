@@ -4,6 +4,7 @@
 DELETE FROM bulk_envelopes WHERE cardinality(recipient_conversation_ids) <> count;
 
 DROP INDEX bulk_envelopes_requested_at_id_idx;
+DROP INDEX bulk_envelopes_status_requested_at_id_idx;
 CREATE INDEX bulk_envelopes_requested_at_idx ON bulk_envelopes (requested_at);
 
 ALTER TABLE bulk_envelopes DROP CONSTRAINT bulk_envelopes_recipients_check;

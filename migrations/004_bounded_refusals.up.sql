@@ -23,7 +23,8 @@ ALTER TABLE bulk_envelopes ADD CONSTRAINT bulk_envelopes_recipients_check CHECK 
         AND cardinality(recipient_conversation_ids) <= 1000
         AND recipients_digest IS NOT NULL));
 
--- Envelopes are listed newest first and pruned oldest first, both in
--- (requested_at, id) order.
+-- Envelopes are listed newest first (all, or those of one status) and
+-- pruned oldest first, in (requested_at, id) order.
 DROP INDEX bulk_envelopes_requested_at_idx;
 CREATE INDEX bulk_envelopes_requested_at_id_idx ON bulk_envelopes (requested_at, id);
+CREATE INDEX bulk_envelopes_status_requested_at_id_idx ON bulk_envelopes (status, requested_at, id);

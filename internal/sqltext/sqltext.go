@@ -64,9 +64,13 @@ type Queries struct {
 	// SelectEnvelope reads one envelope. $1 id.
 	SelectEnvelope string
 
-	// ListEnvelopes reads envelopes newest first. $1 status or NULL for all,
-	// $2 limit.
+	// ListEnvelopes reads envelopes newest first. $1 limit.
 	ListEnvelopes string
+
+	// ListEnvelopesByStatus reads the envelopes with one status, newest
+	// first. It is a statement apart from ListEnvelopes so that each has a
+	// plan that uses its index. $1 status, $2 limit.
+	ListEnvelopesByStatus string
 
 	// InsertAuditEvent stores one audit event. $1 id, $2 action, $3 actor or
 	// NULL, $4 metadata, $5 occurred_at.
@@ -200,8 +204,7 @@ WITH batch AS (
 	LIMIT $3
 ), gone AS (
 	DELETE FROM {s}.messages m
-	USING batch
-	WHERE m.id = batch.id
+	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
 		AND NOT m.awaiting_result
 		AND m.updated_at < $4
 		AND (m.status IN ('cancelled', 'discarded')
@@ -219,8 +222,7 @@ WITH batch AS (
 	LIMIT $4
 ), gone AS (
 	DELETE FROM {s}.bulk_envelopes e
-	USING batch
-	WHERE e.id = batch.id
+	WHERE e.id = ANY (ARRAY(SELECT id FROM batch))
 		AND (e.status = 'refused_cap_exceeded'
 			OR NOT EXISTS (SELECT 1 FROM {s}.messages m WHERE m.bulk_envelope_id = e.id))
 	RETURNING 1
@@ -231,11 +233,11 @@ SELECT (SELECT count(*) FROM batch), (SELECT requested_at FROM last), (SELECT id
 
 		PruneAuditEvents: r.Replace(`
 DELETE FROM {s}.audit_events
-WHERE id IN (
+WHERE id = ANY (ARRAY(
 	SELECT id FROM {s}.audit_events
 	WHERE occurred_at < $1
-	ORDER BY occurred_at, id
-	LIMIT $2)`),
+	ORDER BY occurred_at
+	LIMIT $2))`),
 
 		SchemaState: r.Replace(`
 SELECT (SELECT coalesce(max(version), 0) FROM {s}.outbound_migration),
@@ -288,7 +290,12 @@ RETURNING {ecols}`),
 
 		ListEnvelopes: r.Replace(`
 SELECT {ecols} FROM {s}.bulk_envelopes
-WHERE $1::text IS NULL OR status = $1
+ORDER BY requested_at DESC, id DESC
+LIMIT $1`),
+
+		ListEnvelopesByStatus: r.Replace(`
+SELECT {ecols} FROM {s}.bulk_envelopes
+WHERE status = $1
 ORDER BY requested_at DESC, id DESC
 LIMIT $2`),
 
@@ -389,7 +396,10 @@ GROUP BY e.id`),
 		// message's claim must have run out too. The batch walks the
 		// awaiting_result index in id order from a cursor, so that each
 		// statement looks at a bounded number of rows however many are
-		// waiting, and a run visits each waiting message once.
+		// waiting, and a run visits each waiting message once. The batch is
+		// read several times, so PostgreSQL materializes it; its ids are
+		// looked up as an array, which the primary key serves, rather than
+		// joined, which the planner may do by scanning the table.
 		ReconcileMessages: r.Replace(`
 WITH batch AS (
 	SELECT id FROM {s}.messages
@@ -410,12 +420,12 @@ WITH batch AS (
 			WHEN j.id IS NULL THEN 'delivery job no longer exists'
 			ELSE 'delivery job was ' || j.state::text || ' without recording a result'
 		END AS reason
-	FROM batch
-	JOIN {s}.messages m ON m.id = batch.id
+	FROM {s}.messages m
 	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
-	WHERE (m.status IN ('pending', 'failed') AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
-		OR (m.status = 'delivering' AND (j.state IN ('cancelled', 'completed', 'discarded')
-			OR (j.id IS NULL AND m.claimed_until <= now())))
+	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
+		AND ((m.status IN ('pending', 'failed') AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
+			OR (m.status = 'delivering' AND (j.state IN ('cancelled', 'completed', 'discarded')
+				OR (j.id IS NULL AND m.claimed_until <= now()))))
 	FOR UPDATE OF m SKIP LOCKED
 ), settled AS (
 	UPDATE {s}.messages m

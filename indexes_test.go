@@ -1,0 +1,129 @@
+package outbound_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+)
+
+// seedFinalRows fills a schema with 100,000 final messages (sent a week ago,
+// cancelled, discarded) spread over 2,000 envelopes, and 20,000 audit
+// events, then has PostgreSQL analyze them, as a production table would be.
+func seedFinalRows(tb testing.TB, schema string) {
+	tb.Helper()
+	ctx := context.Background()
+	_, err := testPool.Exec(ctx, `
+INSERT INTO `+table(schema, "bulk_envelopes")+` (id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, status, requested_at)
+SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(e), 12, '0'))::uuid, 'bulk', 'b', ARRAY[e::bigint], 1, 25, 'submitted',
+	now() - interval '30 days' + e * interval '1 minute'
+FROM generate_series(1, 2000) e;
+
+INSERT INTO `+table(schema, "messages")+` (id, conversation_id, template_id, content, status, sent_at, bulk_envelope_id, metadata, created_at, updated_at)
+SELECT gen_random_uuid(), i, 't' || (i % 50), 'body',
+	(ARRAY['sent', 'sent', 'sent', 'cancelled', 'discarded'])[1 + i % 5],
+	CASE WHEN i % 5 < 3 THEN now() - interval '7 days' END,
+	CASE WHEN i % 50 = 0 THEN ('00000000-0000-7000-8000-' || lpad(to_hex(1 + i / 50), 12, '0'))::uuid END,
+	'{}', now() - interval '8 days', now() - interval '7 days'
+FROM generate_series(1, 100000) i;
+
+INSERT INTO `+table(schema, "audit_events")+` (id, action, metadata, occurred_at)
+SELECT gen_random_uuid(), 'outbound_trigger', '{}', now() - interval '30 days' + i * interval '1 minute'
+FROM generate_series(1, 20000) i;
+
+ANALYZE `+table(schema, "bulk_envelopes")+`, `+table(schema, "messages")+`, `+table(schema, "audit_events")+`;`)
+	require.NoError(tb, err)
+}
+
+// TestStatementsUseIndexes explains every statement that reads or settles
+// messages and envelopes, on 100,000 final rows: none scans a whole table.
+func TestStatementsUseIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	seedFinalRows(t, schema)
+	q := sqltext.New(schema, schema)
+
+	id := pgtype.UUID{Bytes: uuid.New(), Valid: true}
+	envelopeID := pgtype.UUID{Bytes: uuid.MustParse("00000000-0000-7000-8000-000000000007"), Valid: true}
+	zero := pgtype.UUID{Valid: true}
+	week := 7 * 24 * time.Hour
+	cutoff := time.Now().Add(-time.Hour)
+	tests := []struct {
+		name  string
+		sql   string
+		args  []any
+		index string
+	}{
+		{"SelectMessage", q.SelectMessage, []any{id}, "messages_pkey"},
+		{"SelectEnvelope", q.SelectEnvelope, []any{envelopeID}, "bulk_envelopes_pkey"},
+		{"ListEnvelopes", q.ListEnvelopes, []any{50}, "bulk_envelopes_requested_at_id_idx"},
+		{"ListEnvelopesByStatus", q.ListEnvelopesByStatus, []any{"refused_cap_exceeded", 50}, "bulk_envelopes_status_requested_at_id_idx"},
+		{"ListEnvelopesBySubmitted", q.ListEnvelopesByStatus, []any{"submitted", 50}, "requested_at_id_idx"},
+		{"EnvelopeProgress", q.EnvelopeProgress, []any{envelopeID}, "messages_bulk_envelope_id_idx"},
+		{"SelectMessagesByEnvelope", q.SelectMessagesByEnvelope, []any{envelopeID, "t0"}, "messages_bulk_envelope_id_idx"},
+		{"SelectLiveMessagesByKey", q.SelectLiveMessagesByKey, []any{[]int64{50, 100}, "t0", nil}, "messages_dedup_key_idx"},
+		{"ReleaseExpiredDedupKeys", q.ReleaseExpiredDedupKeys, []any{[]int64{50, 100}, "t0", nil, 86400.0}, "messages_dedup_key_idx"},
+		{"CancelEnvelopeMessages", q.CancelEnvelopeMessages, []any{envelopeID, "t0"}, "messages_bulk_envelope_id_idx"},
+		{"RequestCancelInFlight", q.RequestCancelInFlight, []any{envelopeID, "t0"}, "messages_bulk_envelope_id_idx"},
+		{"MarkEnvelopeCancelledIfAllCancelled", q.MarkEnvelopeCancelledIfAllCancelled, []any{envelopeID}, "messages_bulk_envelope_id_idx"},
+		{"ReconcileMessages", q.ReconcileMessages, []any{1000, zero}, "messages_awaiting_result_idx"},
+		{"PruneMessages", q.PruneMessages, []any{zero, pgtype.UUID{Bytes: uuid.Max, Valid: true}, 1000, cutoff, week.Seconds()}, "messages_pkey"},
+		{"PruneEnvelopes", q.PruneEnvelopes, []any{cutoff, time.Time{}, zero, 1000}, "bulk_envelopes_requested_at_id_idx"},
+		{"PruneAuditEvents", q.PruneAuditEvents, []any{cutoff, 1000}, "audit_events_occurred_at_idx"},
+		{"ListAuditEvents", q.ListAuditEvents, []any{nil, 50}, "audit_events_occurred_at_idx"},
+	}
+	for _, tt := range tests {
+		rows, err := testPool.Query(ctx, "EXPLAIN "+tt.sql, tt.args...)
+		require.NoError(t, err, tt.name)
+		var plan strings.Builder
+		for rows.Next() {
+			var line string
+			require.NoError(t, rows.Scan(&line))
+			plan.WriteString(line + "\n")
+		}
+		require.NoError(t, rows.Err(), tt.name)
+		for _, name := range []string{"messages", "bulk_envelopes", "audit_events"} {
+			require.NotContains(t, plan.String(), "Seq Scan on "+name, "%s:\n%s", tt.name, plan.String())
+		}
+		require.Contains(t, plan.String(), tt.index, "%s:\n%s", tt.name, plan.String())
+	}
+}
+
+// TestReconcileUnderAShortStatementTimeout settles 3,000 stuck messages
+// among 100,000 final ones on a pool whose statements are cut off after
+// 100ms: Reconcile's batches each stay well under it.
+func TestReconcileUnderAShortStatementTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	seedFinalRows(t, schema)
+	// Pending messages whose job is gone, as after an operator deleted them.
+	_, err := testPool.Exec(ctx, `
+INSERT INTO `+table(schema, "messages")+` (id, conversation_id, template_id, content, status, job_id)
+SELECT gen_random_uuid(), 1000000 + i, 'stuck', 'body', 'pending', 1000000 + i FROM generate_series(1, 3000) i;
+ANALYZE `+table(schema, "messages"))
+	require.NoError(t, err)
+
+	pool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["statement_timeout"] = "100" })
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema})
+	require.NoError(t, err)
+	n, err := client.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3000, n)
+
+	var discarded int
+	require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "messages")+
+		" WHERE template_id = 'stuck' AND status = 'discarded' AND last_error = 'delivery job no longer exists'").Scan(&discarded))
+	require.Equal(t, 3000, discarded)
+	n, err = client.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing left to settle")
+}
