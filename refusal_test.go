@@ -132,4 +132,3 @@ func TestRefusalOnAnExhaustedPool(t *testing.T) {
 	require.NotEqual(t, uuid.Nil, tooLarge.EnvelopeID)
 	require.Equal(t, rowCounts{Envelopes: 1}, countAll(t, schema))
 }
-
