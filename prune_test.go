@@ -1,0 +1,199 @@
+package outbound_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+// backdateMessage makes a message look as if it had been made, and had
+// reached the status, age ago: its UUIDv7 id gets that time, as the library
+// would have given it then. It returns the new id.
+func backdateMessage(tb testing.TB, schema string, id uuid.UUID, status outbound.MessageStatus, age time.Duration) uuid.UUID {
+	tb.Helper()
+	ageMessage(tb, schema, id, status, age)
+	var newID uuid.UUID
+	require.NoError(tb, testPool.QueryRow(context.Background(), `UPDATE `+table(schema, "messages")+`
+SET id = encode(overlay(uuid_send(id) PLACING substring(int8send((extract(epoch FROM now() - make_interval(secs => $2)) * 1000)::bigint) FROM 3 FOR 6) FROM 1 FOR 6), 'hex')::uuid,
+	created_at = now() - make_interval(secs => $2)
+WHERE id = $1 RETURNING id`, id, age.Seconds()).Scan(&newID))
+	return newID
+}
+
+// backdateEnvelope moves an envelope's requested_at back by age.
+func backdateEnvelope(tb testing.TB, schema string, id uuid.UUID, age time.Duration) {
+	tb.Helper()
+	_, err := testPool.Exec(context.Background(), "UPDATE "+table(schema, "bulk_envelopes")+
+		" SET requested_at = now() - make_interval(secs => $2) WHERE id = $1", id, age.Seconds())
+	require.NoError(tb, err)
+}
+
+func messageExists(tb testing.TB, client *outbound.Client, id uuid.UUID) bool {
+	tb.Helper()
+	_, err := client.Message(context.Background(), id)
+	if err != nil {
+		require.ErrorIs(tb, err, outbound.ErrNotFound)
+		return false
+	}
+	return true
+}
+
+func envelopeExists(tb testing.TB, client *outbound.Client, id uuid.UUID) bool {
+	tb.Helper()
+	_, err := client.Envelope(context.Background(), id)
+	if err != nil {
+		require.ErrorIs(tb, err, outbound.ErrNotFound)
+		return false
+	}
+	return true
+}
+
+func TestPrune(t *testing.T) {
+	t.Parallel()
+	const day = 24 * time.Hour
+
+	t.Run("DeletesFinalRowsPastTheirAgeOnly", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setupAudited(t, &outbound.Config{MaxBatchSize: 3})
+		trigger := func(conversation int64) uuid.UUID {
+			res, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
+			require.NoError(t, err)
+			return res.Message.ID
+		}
+
+		// Old final messages: deleted.
+		gone := []uuid.UUID{
+			backdateMessage(t, b.schema, trigger(1), outbound.MessageStatusSent, 40*day),
+			backdateMessage(t, b.schema, trigger(2), outbound.MessageStatusCancelled, 40*day),
+			backdateMessage(t, b.schema, trigger(3), outbound.MessageStatusDiscarded, 40*day),
+			backdateMessage(t, b.schema, trigger(4), outbound.MessageStatusUnconfirmed, 40*day),
+		}
+		// Old messages still awaiting a result, and young final ones: kept.
+		kept := []uuid.UUID{
+			backdateMessage(t, b.schema, trigger(5), outbound.MessageStatusPending, 40*day),
+			backdateMessage(t, b.schema, trigger(6), outbound.MessageStatusFailed, 40*day),
+			backdateMessage(t, b.schema, trigger(7), outbound.MessageStatusDelivering, 40*day),
+			backdateMessage(t, b.schema, trigger(8), outbound.MessageStatusSent, 10*day),
+			trigger(9),
+		}
+
+		// An envelope whose messages all go, one with a message left, and
+		// refusals old and young.
+		emptied, err := b.client.BulkTrigger(ctx, []int64{10, 11}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+		for _, m := range emptied.Messages {
+			gone = append(gone, backdateMessage(t, b.schema, m.ID, outbound.MessageStatusSent, 40*day))
+		}
+		backdateEnvelope(t, b.schema, emptied.Envelope.ID, 40*day)
+		halfDone, err := b.client.BulkTrigger(ctx, []int64{12, 13}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+		gone = append(gone, backdateMessage(t, b.schema, halfDone.Messages[0].ID, outbound.MessageStatusSent, 40*day))
+		kept = append(kept, backdateMessage(t, b.schema, halfDone.Messages[1].ID, outbound.MessageStatusFailed, 40*day))
+		backdateEnvelope(t, b.schema, halfDone.Envelope.ID, 40*day)
+		refuse := func(age time.Duration) uuid.UUID {
+			_, err := b.client.BulkTrigger(ctx, []int64{20, 21, 22, 23}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+			var tooLarge *outbound.BatchTooLargeError
+			require.ErrorAs(t, err, &tooLarge)
+			backdateEnvelope(t, b.schema, tooLarge.EnvelopeID, age)
+			return tooLarge.EnvelopeID
+		}
+		oldRefusal, youngRefusal := refuse(40*day), refuse(10*day)
+
+		// Audit events: one of each kind so far, moved back 40 days, and a
+		// young one.
+		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "audit_events")+" SET occurred_at = now() - interval '40 days'")
+		require.NoError(t, err)
+		trigger(30)
+		events := countRows(t, b.schema, "audit_events")
+
+		res, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day})
+		require.NoError(t, err)
+		require.Equal(t, &outbound.PruneResult{Messages: len(gone), Envelopes: 2}, res)
+		for _, id := range gone {
+			require.False(t, messageExists(t, b.client, id))
+		}
+		for _, id := range kept {
+			require.True(t, messageExists(t, b.client, id))
+		}
+		require.False(t, envelopeExists(t, b.client, emptied.Envelope.ID))
+		require.True(t, envelopeExists(t, b.client, halfDone.Envelope.ID), "a message of it is left")
+		require.False(t, envelopeExists(t, b.client, oldRefusal))
+		require.True(t, envelopeExists(t, b.client, youngRefusal))
+		require.Equal(t, events, countRows(t, b.schema, "audit_events"), "audit events only when asked")
+
+		res, err = b.client.Prune(ctx, &outbound.PruneParams{AuditEventsOlderThan: 30 * day})
+		require.NoError(t, err)
+		require.Equal(t, &outbound.PruneResult{AuditEvents: events - 1}, res)
+		require.Equal(t, 1, countRows(t, b.schema, "audit_events"))
+
+		// Nothing is left to prune: a second run deletes nothing.
+		res, err = b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day, AuditEventsOlderThan: 30 * day})
+		require.NoError(t, err)
+		require.Equal(t, &outbound.PruneResult{}, res)
+	})
+
+	t.Run("SentMessagesWaitForTheirDedupWindow", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil) // a 24h window
+		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		inWindow := backdateMessage(t, b.schema, res.Message.ID, outbound.MessageStatusSent, 2*time.Hour)
+		res, err = b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		cancelled := backdateMessage(t, b.schema, res.Message.ID, outbound.MessageStatusCancelled, 2*time.Hour)
+
+		pruned, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: time.Hour})
+		require.NoError(t, err)
+		require.Equal(t, 1, pruned.Messages)
+		require.True(t, messageExists(t, b.client, inWindow), "it still holds its dedup key")
+		require.False(t, messageExists(t, b.client, cancelled))
+	})
+
+	t.Run("ManyBatches", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		// 2,500 old cancelled messages with time-ordered ids, as the
+		// library would have made them, and 500 old pending ones among them.
+		_, err := testPool.Exec(ctx, `
+INSERT INTO `+table(b.schema, "messages")+` (id, conversation_id, template_id, content, status, created_at, updated_at)
+SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING substring(int8send((extract(epoch FROM now() - interval '60 days') * 1000)::bigint + i) FROM 3 FOR 6) FROM 1 FOR 6), 'hex')::uuid,
+	i, 't', 'b', CASE WHEN i % 6 = 0 THEN 'pending' ELSE 'cancelled' END, now() - interval '60 days', now() - interval '60 days'
+FROM generate_series(1, 3000) i`)
+		require.NoError(t, err)
+		res, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day})
+		require.NoError(t, err)
+		require.Equal(t, 2500, res.Messages)
+		require.Equal(t, 500, countRows(t, b.schema, "messages"))
+	})
+
+	t.Run("RetentionRunsItPeriodically", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		plain, err := outbound.New(testPool, &outbound.Config{Schema: migratedSchema(t)})
+		require.NoError(t, err)
+		require.Len(t, plain.PeriodicJobs(), 1, "only reconcile without retention")
+
+		schema := migratedSchema(t)
+		seed, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+		require.NoError(t, err)
+		res, err := seed.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		old := backdateMessage(t, schema, res.Message.ID, outbound.MessageStatusCancelled, 40*day)
+		res, err = seed.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		young := res.Message.ID
+
+		b := setupWorkingOn(t, schema, &outbound.Config{Retention: 30 * day})
+		require.Len(t, b.client.PeriodicJobs(), 2)
+		// The job runs when the client starts, then every PruneInterval.
+		require.Eventually(t, func() bool { return !messageExists(t, b.client, old) }, 30*time.Second, 50*time.Millisecond)
+		require.True(t, messageExists(t, b.client, young))
+	})
+}
