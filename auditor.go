@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -91,7 +92,11 @@ func (a *TableAuditor) Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) e
 	if event.Metadata == nil {
 		event.Metadata = map[string]any{}
 	}
-	if _, err := tx.Exec(ctx, a.queries.InsertAuditEvent, id, event.Action, nullIfEmpty(event.Actor), event.Metadata, event.OccurredAt); err != nil {
+	metadata, err := json.Marshal(event.Metadata)
+	if err != nil {
+		return fmt.Errorf("outbound: encode audit event metadata: %w", err)
+	}
+	if _, err := tx.Exec(ctx, a.queries.InsertAuditEvent, id, event.Action, nullIfEmpty(event.Actor), string(metadata), event.OccurredAt); err != nil {
 		return fmt.Errorf("outbound: insert audit event: %w", err)
 	}
 	return nil

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,7 +42,7 @@ type Cluster struct {
 
 	mu     sync.Mutex
 	server *exec.Cmd
-	exited chan struct{}
+	exited <-chan struct{}
 
 	// URL is a connection string for the cluster's "postgres" database as
 	// the superuser "postgres".
@@ -176,25 +175,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	// server goes too instead of lingering.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 
-	// The parent-death signal fires when the thread that started the child
-	// exits, so start it from a locked thread that lives as long as the server.
-	// Once the server is gone the thread is unlocked, not left to exit with
-	// the goroutine: it may have started other processes with a parent-death
-	// signal of their own before it was locked here, and they must live on.
-	started := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer close(exited)
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	// Started from a thread locked for the server's life: see startLocked.
+	exited, err := startLocked(cmd)
+	if err != nil {
 		return fmt.Errorf("devpg: start postgres: %w", err)
 	}
 	c.mu.Lock()

@@ -171,3 +171,23 @@ func TestStopSparesOtherChildren(t *testing.T) {
 		require.Zero(t, pid, "child %d died with the cluster's thread, by %v", i, status.Signal())
 	}
 }
+
+func TestPgBouncerInFront(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, err := Start(ctx)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, c.Stop()) }()
+
+	b, err := StartPgBouncer(ctx, c.URL)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, b.URL)
+	require.NoError(t, err)
+	var port int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_setting('port')::int", pgx.QueryExecModeSimpleProtocol).Scan(&port))
+	require.Equal(t, c.port, port, "the query reached the cluster")
+	require.NoError(t, conn.Close(ctx))
+	require.NoError(t, b.Stop())
+	_, err = os.Stat(b.dir)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}

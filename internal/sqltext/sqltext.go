@@ -73,7 +73,10 @@ type Queries struct {
 	ListEnvelopesByStatus string
 
 	// InsertAuditEvent stores one audit event. $1 id, $2 action, $3 actor or
-	// NULL, $4 metadata, $5 occurred_at.
+	// NULL, $4 metadata as JSON text, $5 occurred_at. The metadata goes as
+	// text, which every pgx query mode can send: one that does not ask the
+	// server for parameter types (QueryExecModeExec, used behind PgBouncer)
+	// cannot tell a map's SQL type.
 	InsertAuditEvent string
 
 	// ListAuditEvents reads audit events newest first. $1 action or NULL for
@@ -300,7 +303,7 @@ ORDER BY requested_at DESC, id DESC
 LIMIT $2`),
 
 		InsertAuditEvent: r.Replace(`
-INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES ($1, $2, $3, $4, $5)`),
+INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)`),
 
 		LockMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1 FOR UPDATE`),
 
