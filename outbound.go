@@ -172,15 +172,19 @@ type TriggerOpts struct {
 type TriggerResult struct {
 	// Message is the row written, or the existing one when Duplicate.
 	Message *Message
-	// Duplicate is true when the dedup key already had a live message:
-	// nothing new was written.
+	// Duplicate is true when a message already held the dedup key
+	// (conversation, template, envelope): one pending, delivering or failed
+	// (its delivery has not ended), or one sent, or left unconfirmed, less
+	// than Config.DedupWindow ago. Nothing new was written: Message is that
+	// message, with its own content, not this call's. Cancelled and
+	// discarded messages, and sent ones past the window, hold no key.
 	Duplicate bool
 }
 
 // Trigger writes a pending message for the conversation and its River
-// delivery job in one transaction. When the dedup key (conversation, template,
-// envelope) already has a live message, it writes nothing and returns that
-// message with Duplicate set.
+// delivery job in one transaction. When a message already holds the dedup key
+// (conversation, template, envelope), it writes nothing and returns that
+// message with Duplicate set; see TriggerResult.Duplicate.
 func (c *Client) Trigger(ctx context.Context, conversationID int64, opts *TriggerOpts) (*TriggerResult, error) {
 	return c.trigger(ctx, nil, conversationID, opts)
 }

@@ -304,6 +304,11 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, body.Code = http.StatusConflict, "idempotency_conflict"
 	case errors.Is(err, outbound.ErrNotCancellable):
 		status, body.Code = http.StatusConflict, "not_cancellable"
+	case errors.Is(err, outbound.ErrSchemaMismatch):
+		// The operator's to fix (run Migrate, or upgrade); the message says
+		// which and names no customer data.
+		a.logger.ErrorContext(r.Context(), "request failed", slog.String("error", err.Error()))
+		status, body.Code = http.StatusServiceUnavailable, "schema_mismatch"
 	default:
 		a.logger.ErrorContext(r.Context(), "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))

@@ -71,6 +71,9 @@ func TestService(t *testing.T) {
 		c.expectError("POST", "/conversations/abc/outbound", `{"template_id": "recovery"}`, nil, http.StatusBadRequest, "invalid_argument", `"abc"`)
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "colour": "red"}`, nil, http.StatusBadRequest, "invalid_argument", "colour")
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": -5}`, nil, http.StatusBadRequest, "invalid_argument", "ScheduleIn")
+		// A template id too long for the dedup index is refused before it
+		// reaches the database (it used to be a 500 from PostgreSQL).
+		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "`+strings.Repeat("x", 3000)+`"}`, nil, http.StatusBadRequest, "invalid_argument", "TemplateID must be at most 256 bytes")
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": 9223372036854775807}`, nil, http.StatusBadRequest, "invalid_argument", "schedule_in_seconds")
 		c.expectError("POST", "/conversations/42/outbound", `not json`, nil, http.StatusBadRequest, "invalid_argument", "request body")
 	})
