@@ -3,6 +3,7 @@ package outbound_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -496,6 +497,37 @@ func BenchmarkBulkTriggerHeap(b *testing.B) {
 	close(stop)
 	wg.Wait()
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+}
+
+// BenchmarkBulkTriggerRefusal refuses a BulkTrigger far over the cap, with n
+// recipients against the default cap of 25: the work and allocation a
+// refusal costs, and the bytes of the refused envelope's row. The list is
+// made before the timer starts; it is the caller's.
+func BenchmarkBulkTriggerRefusal(b *testing.B) {
+	for _, n := range []int{1_000, 2_000_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			e := newBenchEnv(b, 4)
+			client := e.client(b, nil)
+			ids := e.conversations(n)
+			opts := &outbound.BulkTriggerOpts{TemplateID: benchTemplate, RenderedBody: benchBody}
+			var envelopeID uuid.UUID
+			b.ReportAllocs()
+			e.resetCounters(b)
+			for b.Loop() {
+				_, err := client.BulkTrigger(ctx, ids, opts)
+				var tooLarge *outbound.BatchTooLargeError
+				if !errors.As(err, &tooLarge) {
+					b.Fatalf("want a refusal, got %v", err)
+				}
+				envelopeID = tooLarge.EnvelopeID
+			}
+			b.StopTimer()
+			var rowBytes int
+			require.NoError(b, e.pool.QueryRow(ctx, "SELECT pg_column_size(e.*) FROM "+table(e.schema, "bulk_envelopes")+" e WHERE id = $1", envelopeID).Scan(&rowBytes))
+			b.ReportMetric(float64(rowBytes), "row-bytes")
+		})
+	}
 }
 
 // benchDeliveryWorkers is MaxWorkers of every side of BenchmarkDelivery.

@@ -26,6 +26,14 @@ Migrate the library's tables (and River's) once, then make a client:
 A nil or zero Config means defaults: tables in the "cairnloop" schema, River's
 tables beside them, a cap of 25 recipients per bulk, the "outbound" queue.
 
+A client checks on its first call that touches the database that the schema
+is migrated to the version it knows; if not, the call fails with
+[ErrSchemaMismatch] and says what to do (run [Migrate], or upgrade the
+library). [Migrate] needs one connection at a time and no session state, so
+it works on a pool of one connection and through PgBouncer in transaction
+pooling mode (with pgx's QueryExecModeCacheDescribe or QueryExecModeExec, and
+Config.PollOnly for Start's River client).
+
 # Transactions
 
 Every write has a Tx variant that works inside the caller's pgx transaction,
@@ -49,15 +57,22 @@ sent, the recipients in order, the cap in force, who asked) and one message and
 job per recipient. A bulk larger than [Client.MaxBatchSize] is refused with an
 error matching [ErrBatchTooLarge]; the refusal is itself recorded as an
 envelope with status refused_cap_exceeded, in a transaction of its own so that
-it survives the caller's rollback. [Client.SetMaxBatchSize] changes the cap
-while running.
+it survives the caller's rollback, within [RefusalRecordTimeout] whatever the
+caller's context. A refusal costs little however long the list: the envelope
+keeps the count, the first [MaxRefusedRecipientsKept] ids and a digest of the
+rest. [Client.SetMaxBatchSize] changes the cap while running.
+
+Text inputs have byte limits: [MaxTemplateIDBytes], [MaxActorBytes], and
+Config.MaxContentBytes for the body. Longer is [ErrInvalidArgument].
 
 # Dedup and idempotency
 
-At most one live message exists per (conversation, template, envelope),
+At most one message holds each dedup key (conversation, template, envelope),
 enforced by a partial unique index, so concurrent callers race safely: one
-writes, the others get TriggerResult.Duplicate with the winner's message.
-Cancelled and discarded messages free their key. BulkTriggerOpts.EnvelopeID is
+writes, the others get TriggerResult.Duplicate with the winner's message. A
+message holds its key until it is final, and a sent one for
+Config.DedupWindow (24 hours by default) after it was sent; cancelled and
+discarded messages free their key. BulkTriggerOpts.EnvelopeID is
 an idempotency key for retries: the same request replays the stored result
 (BulkTriggerResult.Replayed); a different request with the same id is
 [ErrIdempotencyConflict].
@@ -107,6 +122,12 @@ of them at a time. [Client.Reconcile], run periodically by Start (and by a
 host's client through [Client.PeriodicJobs]), settles messages whose job ended
 without recording a result, so none holds its dedup key for ever; one whose
 last call may have succeeded becomes unconfirmed and keeps its key.
+
+# Retention
+
+Nothing is deleted unless asked. [Client.Prune] deletes final messages,
+emptied and refused envelopes, and optionally audit events, older than an
+age, in bounded batches; Config.Retention makes Start run it hourly.
 
 # Cancel and progress
 

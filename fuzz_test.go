@@ -113,6 +113,7 @@ func FuzzBulkTrigger(f *testing.F) {
 	f.Add(conversationIDBytes(7), "outage", "", "")                                    // no body
 	f.Add(conversationIDBytes(8), "outage", "a\x00b", "")                              // NUL byte
 	f.Add(conversationIDBytes(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), "outage", "big", "") // over the cap
+	f.Add(conversationIDBytes(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1), "outage", "big", "")  // over the cap, repeated
 	f.Add(conversationIDBytes(12, 13), "'); DELETE FROM bulk_envelopes; --", "x", "\xff")
 
 	f.Fuzz(func(t *testing.T, idBytes []byte, templateID, body, actor string) {
@@ -132,7 +133,8 @@ func FuzzBulkTrigger(f *testing.F) {
 			env, err := client.Envelope(ctx, tooLarge.EnvelopeID)
 			require.NoError(t, err)
 			require.Equal(t, outbound.EnvelopeStatusRefusedCapExceeded, env.Status)
-			require.Equal(t, ids, env.RecipientConversationIDs)
+			require.Equal(t, len(ids), env.Count)
+			require.Equal(t, ids[:min(len(ids), outbound.MaxRefusedRecipientsKept)], env.RecipientConversationIDs)
 			return
 		case err != nil:
 			require.ErrorIs(t, err, outbound.ErrInvalidArgument, "a refusal that is not ErrInvalidArgument")
