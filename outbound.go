@@ -22,8 +22,9 @@ const RoleSystemOutbound = "system_outbound"
 // MessageStatus is where a message is in its delivery lifecycle.
 type MessageStatus string
 
-// Message statuses. Pending, delivering, sent, failed and unconfirmed
-// messages hold their dedup key; discarded and cancelled ones free it.
+// Message statuses. Pending, delivering and failed messages hold their dedup
+// key until they are final; sent and unconfirmed ones hold it for
+// Config.DedupWindow; discarded and cancelled ones free it.
 const (
 	// MessageStatusPending: waiting for its first attempt.
 	MessageStatusPending MessageStatus = "pending"

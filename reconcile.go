@@ -57,8 +57,8 @@ func (c *Client) Reconcile(ctx context.Context) (int, error) {
 	if err := c.checkSchema(ctx, c.pool); err != nil {
 		return 0, err
 	}
-	if errp := c.schema.riverSchemaErr.Load(); errp != nil {
-		return 0, *errp
+	if err := c.checkRiverSchema(ctx); err != nil {
+		return 0, err
 	}
 	total := 0
 	var cursor pgtype.UUID // the zero UUID sorts first

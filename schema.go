@@ -19,9 +19,6 @@ type querier interface {
 // and succeeds once an operator has run Migrate.
 type schemaState struct {
 	checked atomic.Bool
-	// riverSchemaErr is set when Migrate recorded a River schema other than
-	// Config.RiverSchema; only Reconcile refuses for it.
-	riverSchemaErr atomic.Pointer[error]
 }
 
 // checkSchema fails with ErrSchemaMismatch unless the library's schema is
@@ -45,12 +42,9 @@ func (c *Client) checkSchema(ctx context.Context, q querier) error {
 		return schemaMismatch(cfg.Schema, "has no outbound tables: run outbound.Migrate (or apply outbound.Migrations) for it")
 	}
 	latest := latestMigrationVersion()
-	var (
-		version     int
-		riverSchema *string
-	)
+	var version int
 	if hasInstallation {
-		if err := q.QueryRow(ctx, c.queries.SchemaState).Scan(&version, &riverSchema); err != nil {
+		if err := q.QueryRow(ctx, c.queries.SchemaState).Scan(&version, new(*string)); err != nil {
 			return fmt.Errorf("outbound: check schema: %w", err)
 		}
 	}
@@ -62,12 +56,28 @@ func (c *Client) checkSchema(ctx context.Context, q querier) error {
 	case !hasRiverJobs:
 		return schemaMismatch(cfg.RiverSchema, "has no River tables (Config.RiverSchema): run outbound.Migrate with MigrateOpts.RiverSchema %q", cfg.RiverSchema)
 	}
-	if riverSchema != nil && *riverSchema != cfg.RiverSchema {
-		err := schemaMismatch(cfg.Schema, "records River schema %q, but Config.RiverSchema is %q: the delivery jobs of these messages are not in the client's River schema, so Reconcile refuses to settle them; fix Config.RiverSchema, or run outbound.Migrate with MigrateOpts.RiverSchema %q if River moved",
-			*riverSchema, cfg.RiverSchema, cfg.RiverSchema)
-		c.schema.riverSchemaErr.Store(&err)
-	}
 	c.schema.checked.Store(true)
+	return nil
+}
+
+// checkRiverSchema fails with ErrSchemaMismatch when Migrate recorded another
+// River schema than Config.RiverSchema: the messages' delivery jobs are
+// there, and a client looking in its own River schema would take them for
+// gone. It reads the record each time, so that a Migrate that moves River
+// takes effect without a restart. No record (tables applied by a host's own
+// tool) passes.
+func (c *Client) checkRiverSchema(ctx context.Context) error {
+	var (
+		version     int
+		riverSchema *string
+	)
+	if err := c.pool.QueryRow(ctx, c.queries.SchemaState).Scan(&version, &riverSchema); err != nil {
+		return fmt.Errorf("outbound: check River schema: %w", err)
+	}
+	if riverSchema != nil && *riverSchema != c.config.RiverSchema {
+		return schemaMismatch(c.config.Schema, "records River schema %q, but Config.RiverSchema is %q: the delivery jobs of these messages are not in the client's River schema, so Reconcile refuses to settle them; fix Config.RiverSchema, or run outbound.Migrate with MigrateOpts.RiverSchema %q if River moved",
+			*riverSchema, c.config.RiverSchema, c.config.RiverSchema)
+	}
 	return nil
 }
 

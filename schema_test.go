@@ -153,6 +153,16 @@ func TestSchemaMismatch(t *testing.T) {
 		n, err = client.Reconcile(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
+
+		// The record is read on every run: once Migrate records the other
+		// River schema, the running client refuses in its turn, without a
+		// restart, and accepts again once it is recorded back.
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: otherRiver}))
+		_, err = client.Reconcile(ctx)
+		require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		_, err = client.Reconcile(ctx)
+		require.NoError(t, err)
 	})
 }
 
