@@ -56,11 +56,11 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 	return time.Time{}
 }
 
-// AddWorkers registers the library's workers (delivery, reconcile and prune) with a
-// host's own River workers, for a host that runs its own River client instead
-// of calling Start. That client must use the riverpgxv5 driver, work
+// AddWorkers registers the library's workers (delivery, reconcile and prune)
+// with a host's own River workers, for a host that runs its own River client
+// instead of calling Start. That client must use the riverpgxv5 driver, work
 // Config.Queue, have its Schema set to Config.RiverSchema, and should list
-// PeriodicJobs in its config. Set its RescueStuckJobsAfter to
+// PeriodicJobs in its config (and set PollOnly behind PgBouncer). Set its RescueStuckJobsAfter to
 // Config.RescueStuckJobsAfter's default, Config.NotifyTimeout + 30s: River's
 // own default, an hour, leaves a dead worker's message waiting that long. A
 // shorter one is safe too: a rescued attempt that finds the first still
