@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/devpg"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -319,4 +322,22 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestSchemaMismatchAnswers503 checks the answer to a database the operator
+// has not migrated: a 503 saying what to do, logged.
+func TestSchemaMismatchAnswers503(t *testing.T) {
+	var logs syncBuffer
+	a := newAPI(nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	rec := httptest.NewRecorder()
+	err := fmt.Errorf(`%w: schema "cairnloop" has no outbound tables: run outbound.Migrate`, outbound.ErrSchemaMismatch)
+	a.fail(rec, httptest.NewRequest("POST", "/conversations/1/outbound", nil), err)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	var body struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.Equal(t, "schema_mismatch", body.Error.Code)
+	require.Contains(t, body.Error.Message, "run outbound.Migrate")
+	require.Contains(t, logs.String(), "run outbound.Migrate")
 }
