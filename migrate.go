@@ -186,8 +186,9 @@ func migrateRiver(ctx context.Context, pool *pgxpool.Pool, riverSchema string, l
 	for {
 		applied := 0
 		if err := lockedTx(ctx, pool, func(tx pgx.Tx) error {
-			//lint:ignore SA1019 MigrateTx is deprecated because several versions in
-			// one transaction can fail; it is called for one version at a time.
+			// MigrateTx is deprecated because several versions in one
+			// transaction can fail; it is called for one version at a time.
+			//lint:ignore SA1019 one version per transaction, as Migrate does
 			res, err := migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
 			if err != nil {
 				return err

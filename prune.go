@@ -27,7 +27,8 @@ type PruneParams struct {
 	// OlderThan deletes the messages that are final and were last updated
 	// longer ago than this: cancelled and discarded ones, and sent and
 	// unconfirmed ones once their dedup window (Config.DedupWindow) has also
-	// passed. It then deletes the envelopes requested longer ago than this
+	// passed (a negative window, which holds a key for the row's life, does
+	// not keep the row from being pruned). It then deletes the envelopes requested longer ago than this
 	// whose messages are all gone, and the refused envelopes requested
 	// longer ago than this. Messages still awaiting a result are never
 	// deleted. Zero leaves messages and envelopes alone.
