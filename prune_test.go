@@ -155,6 +155,19 @@ func TestPrune(t *testing.T) {
 		require.False(t, messageExists(t, b.client, cancelled))
 	})
 
+	t.Run("ANegativeWindowDoesNotKeepTheRow", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, &outbound.Config{DedupWindow: -1})
+		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		old := backdateMessage(t, b.schema, res.Message.ID, outbound.MessageStatusSent, 40*day)
+		pruned, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day})
+		require.NoError(t, err)
+		require.Equal(t, 1, pruned.Messages)
+		require.False(t, messageExists(t, b.client, old))
+	})
+
 	t.Run("ManyBatches", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
