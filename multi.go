@@ -105,12 +105,13 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 		return nil, err
 	}
 
+	recipients := recipientRows{ids: pgMessageIDs, conversationIDs: conversationIDs, jobIDs: jobIDs}
 	inserted := make(map[uuid.UUID]insertedMessage, n)
-	if err := c.insertMessages(ctx, tx, inserted, pgMessageIDs, conversationIDs, jobIDs, p, envelopeID, scheduledAt); err != nil {
+	if err := c.insertMessages(ctx, tx, inserted, recipients, p, envelopeID, scheduledAt); err != nil {
 		return nil, err
 	}
 	if len(inserted) < n && c.config.DedupWindow >= 0 {
-		if err := c.insertPastWindow(ctx, tx, inserted, pgMessageIDs, conversationIDs, jobIDs, p, envelopeID, scheduledAt); err != nil {
+		if err := c.insertPastWindow(ctx, tx, inserted, recipients, p, envelopeID, scheduledAt); err != nil {
 			return nil, err
 		}
 	}
@@ -193,11 +194,32 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 	return staged, nil
 }
 
+// recipientRows are the columns of the staged messages that differ from one
+// recipient to the next, in input order.
+type recipientRows struct {
+	ids             []pgtype.UUID
+	conversationIDs []int64
+	jobIDs          []int64
+}
+
+// filter returns the rows at the indexes for which keep is true.
+func (r recipientRows) filter(keep func(i int) bool) recipientRows {
+	var out recipientRows
+	for i := range r.ids {
+		if keep(i) {
+			out.ids = append(out.ids, r.ids[i])
+			out.conversationIDs = append(out.conversationIDs, r.conversationIDs[i])
+			out.jobIDs = append(out.jobIDs, r.jobIDs[i])
+		}
+	}
+	return out
+}
+
 // insertMessages inserts the messages, skipping those whose dedup key is
 // held, and adds the ones it wrote to inserted.
 func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, inserted map[uuid.UUID]insertedMessage,
-	ids []pgtype.UUID, conversationIDs, jobIDs []int64, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
-	rows, err := tx.Query(ctx, c.queries.InsertMessages, ids, conversationIDs, jobIDs,
+	r recipientRows, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
+	rows, err := tx.Query(ctx, c.queries.InsertMessages, r.ids, r.conversationIDs, r.jobIDs,
 		p.templateID, p.content, envelopeID, scheduledAt)
 	if err != nil {
 		return fmt.Errorf("outbound: insert messages: %w", err)
@@ -221,14 +243,12 @@ func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, inserted map[uui
 // transaction, and the unique index judges them: of callers racing for one
 // released key, one inserts and the others find its message holding the key.
 func (c *Client) insertPastWindow(ctx context.Context, tx pgx.Tx, inserted map[uuid.UUID]insertedMessage,
-	ids []pgtype.UUID, conversationIDs, jobIDs []int64, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
-	var taken []int64
-	for i, id := range ids {
-		if _, ok := inserted[id.Bytes]; !ok {
-			taken = append(taken, conversationIDs[i])
-		}
-	}
-	rows, err := tx.Query(ctx, c.queries.ReleaseExpiredDedupKeys, taken, p.templateID, envelopeID, c.config.DedupWindow.Seconds())
+	r recipientRows, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
+	taken := r.filter(func(i int) bool {
+		_, ok := inserted[r.ids[i].Bytes]
+		return !ok
+	})
+	rows, err := tx.Query(ctx, c.queries.ReleaseExpiredDedupKeys, taken.conversationIDs, p.templateID, envelopeID, c.config.DedupWindow.Seconds())
 	if err != nil {
 		return fmt.Errorf("outbound: release expired dedup keys: %w", err)
 	}
@@ -243,19 +263,8 @@ func (c *Client) insertPastWindow(ctx context.Context, tx pgx.Tx, inserted map[u
 	for _, id := range released {
 		isReleased[id] = true
 	}
-	var (
-		againIDs           []pgtype.UUID
-		againConversations []int64
-		againJobs          []int64
-	)
-	for i, conversationID := range conversationIDs {
-		if isReleased[conversationID] {
-			againIDs = append(againIDs, ids[i])
-			againConversations = append(againConversations, conversationID)
-			againJobs = append(againJobs, jobIDs[i])
-		}
-	}
-	return c.insertMessages(ctx, tx, inserted, againIDs, againConversations, againJobs, p, envelopeID, scheduledAt)
+	again := taken.filter(func(i int) bool { return isReleased[taken.conversationIDs[i]] })
+	return c.insertMessages(ctx, tx, inserted, again, p, envelopeID, scheduledAt)
 }
 
 // jobIDsByMessage returns the id of each message's job, in the order of
