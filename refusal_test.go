@@ -37,10 +37,11 @@ func TestRefusalCostsLittle(t *testing.T) {
 		require.Equal(t, n, tooLarge.Count)
 		require.Equal(t, 25, tooLarge.Cap)
 		// The list itself is 16 MB; a set of its ids, to find repeats, was
-		// 280 MB. Other tests run beside this one, so the bound is loose.
+		// 280 MB. Other tests run beside this one and allocate too, so the
+		// bound is loose.
 		allocated := after.TotalAlloc - before.TotalAlloc
 		t.Logf("allocated %d bytes refusing %d ids", allocated, n)
-		require.Less(t, allocated, uint64(32<<20))
+		require.Less(t, allocated, uint64(64<<20))
 
 		env, err := b.client.Envelope(ctx, tooLarge.EnvelopeID)
 		require.NoError(t, err)

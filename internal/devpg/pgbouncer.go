@@ -33,8 +33,8 @@ type PgBouncer struct {
 }
 
 // StartPgBouncer starts PgBouncer in transaction pooling mode on a free
-// loopback port, in front of the database that targetURL names, which must
-// accept its user without a password (as a Cluster does). Like a Cluster's
+// loopback port, in front of the database that targetURL names, with the
+// user (and password, if any) that it names. Like a Cluster's
 // server, it runs unprivileged when this process is root (PgBouncer refuses
 // to run as root), and dies with this process.
 func StartPgBouncer(ctx context.Context, targetURL string) (*PgBouncer, error) {
@@ -63,31 +63,37 @@ func StartPgBouncer(ctx context.Context, targetURL string) (*PgBouncer, error) {
 		return nil, err
 	}
 	database := target.Database
+	server := fmt.Sprintf("host=%s port=%d dbname=%s user=%s", target.Host, target.Port, database, target.User)
+	if target.Password != "" {
+		// A DATABASE_URL server may want a password; PgBouncer passes it on.
+		server += " password=" + target.Password
+	}
 	// server_reset_query is unused in transaction pooling; the settings that
 	// matter are pool_mode and the 1.18 default of no prepared statement
 	// support, so that a client that prepares statements fails as it would
 	// in production.
 	ini := fmt.Sprintf(`[databases]
-%[1]s = host=%[2]s port=%[3]d dbname=%[1]s user=%[4]s
+%[1]s = %[2]s
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = %[5]d
+listen_port = %[3]d
 unix_socket_dir =
 auth_type = trust
-auth_file = %[6]s
+auth_file = %[4]s
 pool_mode = transaction
 default_pool_size = 20
 max_client_conn = 500
 ignore_startup_parameters = extra_float_digits
-logfile = %[7]s
-`, database, target.Host, target.Port, target.User, port, filepath.Join(dir, "users.txt"), b.logPath)
+logfile = %[5]s
+`, database, server, port, filepath.Join(dir, "users.txt"), b.logPath)
 	files := map[string]string{
 		"pgbouncer.ini": ini,
+		// Clients are trusted by name: the test connects without a password.
 		"users.txt":     strconv.Quote(target.User) + ` ""` + "\n",
 	}
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("devpg: write %s: %w", name, err)
 		}
