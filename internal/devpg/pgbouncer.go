@@ -90,7 +90,7 @@ logfile = %[5]s
 	files := map[string]string{
 		"pgbouncer.ini": ini,
 		// Clients are trusted by name: the test connects without a password.
-		"users.txt":     strconv.Quote(target.User) + ` ""` + "\n",
+		"users.txt": strconv.Quote(target.User) + ` ""` + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
