@@ -97,7 +97,7 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 	)
 	defer func() {
 		endSpan(span, o, err)
-		c.telemetry.recordBulk(ctx, o, len(conversationIDs), triggered, duplicates, start)
+		c.telemetry.recordBulk(ctx, o, err, len(conversationIDs), triggered, duplicates, start)
 	}()
 
 	// The cap is read once per call, before any transaction, so that
@@ -153,7 +153,7 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 			},
 			OccurredAt: env.RequestedAt,
 		}); err != nil {
-			return fmt.Errorf("outbound: auditor: %w", err)
+			return &auditorError{err}
 		}
 		res = &BulkTriggerResult{Envelope: env, Messages: staged.messages}
 		o = outcomeSubmitted
@@ -214,7 +214,7 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 		if err != nil {
 			return fmt.Errorf("outbound: insert refused envelope: %w", err)
 		}
-		return c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
+		if err := c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
 			Action: AuditActionBulkRefused,
 			Actor:  opts.Actor,
 			Metadata: map[string]any{
@@ -224,7 +224,10 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 				"template_id":      opts.TemplateID,
 			},
 			OccurredAt: env.RequestedAt,
-		})
+		}); err != nil {
+			return &auditorError{err}
+		}
+		return nil
 	})
 	switch {
 	case err == nil && o == outcomeReplayed:

@@ -81,6 +81,7 @@ type attemptFacts struct {
 
 // deliver makes one delivery attempt.
 func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deliveryResult {
+	start := time.Now()
 	args := job.Args
 	ctx, span := c.telemetry.tracer.Start(ctx, spanDeliver, trace.WithAttributes(
 		attrMessageID.String(args.MessageID.String()),
@@ -93,7 +94,7 @@ func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deli
 	}
 	facts := c.attempt(ctx, job)
 	res := classify(job, facts)
-	c.telemetry.recordDelivery(ctx, span, res)
+	c.telemetry.recordDelivery(ctx, span, res, start)
 	return res
 }
 

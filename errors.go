@@ -71,3 +71,10 @@ func invalidArgument(field, format string, args ...any) error {
 func schemaMismatch(schema, format string, args ...any) error {
 	return fmt.Errorf("%w: schema %q %s", ErrSchemaMismatch, schema, fmt.Sprintf(format, args...))
 }
+
+// auditorError is an error the Auditor returned, kept apart from the
+// database's so that a failed trigger's telemetry can say which it was.
+type auditorError struct{ err error }
+
+func (e *auditorError) Error() string { return "outbound: auditor: " + e.err.Error() }
+func (e *auditorError) Unwrap() error { return e.err }

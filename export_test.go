@@ -1,5 +1,15 @@
 package outbound
 
+import "time"
+
 // HoldsDedupKey exposes MessageStatus.holdsDedupKey to the tests, which check
 // it against the database's own rule, the messages.holds_dedup_key column.
 func HoldsDedupKey(s MessageStatus) bool { return s.holdsDedupKey() }
+
+// SetStatusGaugeMinInterval changes how often the outbound.messages gauge may
+// query, so that a test need not wait StatusGaugeMinInterval between two.
+func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
+	c.statusGauge.mu.Lock()
+	defer c.statusGauge.mu.Unlock()
+	c.statusGauge.minInterval = d
+}

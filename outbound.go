@@ -82,6 +82,7 @@ type Client struct {
 	telemetry    *telemetry
 	maxBatchSize atomic.Int64
 	schema       schemaState
+	statusGauge  *statusGauge
 }
 
 // New returns a Client writing to the tables that Migrate created in
@@ -125,6 +126,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		return nil, fmt.Errorf("outbound: river client: %w", err)
 	}
 	c.river = riverClient
+	c.statusGauge = c.telemetry.observeStatuses(c.countAwaitingByStatus)
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
 }
@@ -217,7 +219,7 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 	o := outcomeFailed
 	defer func() {
 		endSpan(span, o, err)
-		c.telemetry.recordTrigger(ctx, o, start)
+		c.telemetry.recordTrigger(ctx, o, err, start)
 	}()
 
 	if err := validateTrigger(conversationID, opts, c.config.MaxContentBytes); err != nil {
@@ -250,7 +252,7 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 			Metadata:   map[string]any{"conversation_id": conversationID, "template_id": opts.TemplateID},
 			OccurredAt: msg.CreatedAt,
 		}); err != nil {
-			return fmt.Errorf("outbound: auditor: %w", err)
+			return &auditorError{err}
 		}
 		res = &TriggerResult{Message: msg}
 		return nil

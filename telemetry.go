@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,7 +31,19 @@ const (
 	metricTriggerDuration     = "outbound.trigger.duration"
 	metricBulkTriggerDuration = "outbound.bulk_trigger.duration"
 	metricDeliveries          = "outbound.deliveries"
+	metricDeliveryDuration    = "outbound.delivery.duration"
+	metricMessages            = "outbound.messages"
 )
+
+// Bucket boundaries of the duration histograms, in seconds. OpenTelemetry's
+// default boundaries (0, 5, 10, … 10000) are meant for milliseconds; these
+// are those of its HTTP semantic conventions, which resolve milliseconds.
+var triggerDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+// deliveryDurationBuckets add 30 s and 60 s to triggerDurationBuckets: an
+// attempt includes the Notifier's call, which may run for NotifyTimeout (30 s
+// by default) before it is cut off.
+var deliveryDurationBuckets = append(slices.Clone(triggerDurationBuckets), 30, 60)
 
 // outcome is the only metric attribute the trigger paths use.
 type outcome string
@@ -92,6 +105,37 @@ const (
 	reasonClaimLost reason = "claim_lost"
 )
 
+// Reasons of a failed trigger or bulk trigger: the reason attribute of
+// outcome failed, on outbound.triggers, outbound.bulk.triggers,
+// outbound.bulk.recipients and the duration histograms. A failure that is
+// none of the others is reasonDatabaseError.
+const (
+	reasonInvalidArgument     reason = "invalid_argument"
+	reasonSchemaMismatch      reason = "schema_mismatch"
+	reasonAuditorError        reason = "auditor_error"
+	reasonIdempotencyConflict reason = "idempotency_conflict"
+	// reasonContextDone: the caller's context was cancelled or ran out.
+	reasonContextDone reason = "context_done"
+)
+
+// failureReason classifies a failed trigger's error.
+func failureReason(err error) reason {
+	var audit *auditorError
+	switch {
+	case errors.Is(err, ErrInvalidArgument):
+		return reasonInvalidArgument
+	case errors.Is(err, ErrSchemaMismatch):
+		return reasonSchemaMismatch
+	case errors.Is(err, ErrIdempotencyConflict):
+		return reasonIdempotencyConflict
+	case errors.As(err, &audit):
+		return reasonAuditorError
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return reasonContextDone
+	}
+	return reasonDatabaseError
+}
+
 // Span attribute keys. Spans may carry ids for tracing; never actor or body.
 const (
 	attrOutcome        = attribute.Key("outbound.outcome")
@@ -105,39 +149,43 @@ const (
 	attrErrorType      = attribute.Key("error.type")
 )
 
-// Metric attribute keys: outcome everywhere, reason on outbound.deliveries.
+// Metric attribute keys: outcome everywhere; reason on deliveries and on
+// failed triggers; status on outbound.messages.
 const (
 	metricOutcome = attribute.Key("outcome")
 	metricReason  = attribute.Key("reason")
+	metricStatus  = attribute.Key("status")
 )
 
 // telemetry holds the instruments, made once in New.
 type telemetry struct {
 	tracer              trace.Tracer
+	meter               metric.Meter
 	triggers            metric.Int64Counter
 	bulkTriggers        metric.Int64Counter
 	bulkRecipients      metric.Int64Counter
 	triggerDuration     metric.Float64Histogram
 	bulkTriggerDuration metric.Float64Histogram
 	deliveries          metric.Int64Counter
-	// deliverySets caches the attribute set of each (outcome, reason) pair:
-	// a delivery is frequent enough for building the set to show.
-	deliverySets sync.Map
+	deliveryDuration    metric.Float64Histogram
+	// sets caches the attribute set of each (outcome, reason) pair: a
+	// delivery is frequent enough for building the set to show.
+	sets sync.Map
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 	meter := mp.Meter(ScopeName)
-	t := &telemetry{tracer: tp.Tracer(ScopeName)}
+	t := &telemetry{tracer: tp.Tracer(ScopeName), meter: meter}
 	var err error
 	// Instrument errors go to otel.Handle: instrumentation never fails a call.
 	// The returned instruments are still usable (no-ops) when err is set.
 	if t.triggers, err = meter.Int64Counter(metricTriggers,
-		metric.WithDescription("Outbound messages triggered, one per recipient, by outcome."),
+		metric.WithDescription("Outbound messages triggered, one per recipient, by outcome, and by reason when failed."),
 		metric.WithUnit("{message}")); err != nil {
 		otel.Handle(err)
 	}
 	if t.bulkTriggers, err = meter.Int64Counter(metricBulkTriggers,
-		metric.WithDescription("Bulk trigger calls by outcome."),
+		metric.WithDescription("Bulk trigger calls by outcome, and by reason when failed."),
 		metric.WithUnit("{call}")); err != nil {
 		otel.Handle(err)
 	}
@@ -148,12 +196,14 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 	}
 	if t.triggerDuration, err = meter.Float64Histogram(metricTriggerDuration,
 		metric.WithDescription("Duration of Trigger calls."),
-		metric.WithUnit("s")); err != nil {
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(triggerDurationBuckets...)); err != nil {
 		otel.Handle(err)
 	}
 	if t.bulkTriggerDuration, err = meter.Float64Histogram(metricBulkTriggerDuration,
 		metric.WithDescription("Duration of BulkTrigger calls."),
-		metric.WithUnit("s")); err != nil {
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(triggerDurationBuckets...)); err != nil {
 		otel.Handle(err)
 	}
 	if t.deliveries, err = meter.Int64Counter(metricDeliveries,
@@ -161,59 +211,79 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 		metric.WithUnit("{attempt}")); err != nil {
 		otel.Handle(err)
 	}
+	if t.deliveryDuration, err = meter.Float64Histogram(metricDeliveryDuration,
+		metric.WithDescription("Duration of delivery attempts, from the claim to the recorded result, by outcome and reason."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(deliveryDurationBuckets...)); err != nil {
+		otel.Handle(err)
+	}
 	return t
 }
 
-func outcomeSet(o outcome) metric.MeasurementOption {
-	return metric.WithAttributeSet(attribute.NewSet(metricOutcome.String(string(o))))
+// attrs returns the attribute set of one outcome and, unless empty, one
+// reason, both from fixed vocabularies.
+func (t *telemetry) attrs(o outcome, r reason) metric.MeasurementOption {
+	key := [2]string{string(o), string(r)}
+	if set, ok := t.sets.Load(key); ok {
+		return set.(metric.MeasurementOption)
+	}
+	kvs := []attribute.KeyValue{metricOutcome.String(string(o))}
+	if r != "" {
+		kvs = append(kvs, metricReason.String(string(r)))
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	t.sets.Store(key, set)
+	return set
 }
 
-// recordTrigger records a single Trigger call.
-func (t *telemetry) recordTrigger(ctx context.Context, o outcome, start time.Time) {
-	t.triggers.Add(ctx, 1, outcomeSet(o))
-	t.triggerDuration.Record(ctx, time.Since(start).Seconds(), outcomeSet(o))
+// triggerReason is the reason attribute of a trigger's outcome: why it
+// failed, or none.
+func triggerReason(o outcome, err error) reason {
+	if o == outcomeFailed {
+		return failureReason(err)
+	}
+	return ""
 }
 
-// recordBulk records a BulkTrigger call of count recipients, triggered of
-// which were written now and duplicates of which already had a live message.
-func (t *telemetry) recordBulk(ctx context.Context, o outcome, count, triggered, duplicates int, start time.Time) {
-	t.bulkTriggers.Add(ctx, 1, outcomeSet(o))
-	t.bulkRecipients.Add(ctx, int64(count), outcomeSet(o))
-	t.bulkTriggerDuration.Record(ctx, time.Since(start).Seconds(), outcomeSet(o))
+// recordTrigger records a single Trigger call, which ended in err.
+func (t *telemetry) recordTrigger(ctx context.Context, o outcome, err error, start time.Time) {
+	set := t.attrs(o, triggerReason(o, err))
+	t.triggers.Add(ctx, 1, set)
+	t.triggerDuration.Record(ctx, time.Since(start).Seconds(), set)
+}
+
+// recordBulk records a BulkTrigger call of count recipients, which ended in
+// err, triggered of which were written now and duplicates of which already
+// had a live message.
+func (t *telemetry) recordBulk(ctx context.Context, o outcome, err error, count, triggered, duplicates int, start time.Time) {
+	set := t.attrs(o, triggerReason(o, err))
+	t.bulkTriggers.Add(ctx, 1, set)
+	t.bulkRecipients.Add(ctx, int64(count), set)
+	t.bulkTriggerDuration.Record(ctx, time.Since(start).Seconds(), set)
 	// A bulk is N triggers: each recipient counts once in outbound.triggers.
 	if triggered > 0 {
-		t.triggers.Add(ctx, int64(triggered), outcomeSet(outcomeTriggered))
+		t.triggers.Add(ctx, int64(triggered), t.attrs(outcomeTriggered, ""))
 	}
 	if duplicates > 0 {
-		t.triggers.Add(ctx, int64(duplicates), outcomeSet(outcomeDuplicate))
+		t.triggers.Add(ctx, int64(duplicates), t.attrs(outcomeDuplicate, ""))
 	}
 	if o == outcomeFailed {
-		t.triggers.Add(ctx, int64(count), outcomeSet(outcomeFailed))
+		t.triggers.Add(ctx, int64(count), set)
 	}
 }
 
-// recordDelivery ends a delivery attempt's span and counts the attempt, both
-// from its one result.
-func (t *telemetry) recordDelivery(ctx context.Context, span trace.Span, res deliveryResult) {
+// recordDelivery ends a delivery attempt's span, counts the attempt and
+// records its duration, all from its one result.
+func (t *telemetry) recordDelivery(ctx context.Context, span trace.Span, res deliveryResult, start time.Time) {
 	span.SetAttributes(attrReason.String(string(res.reason)))
 	var spanErr error
 	if res.failed() {
 		spanErr = res.err
 	}
 	endSpan(span, res.outcome, spanErr)
-	t.deliveries.Add(ctx, 1, t.deliverySet(res.outcome, res.reason))
-}
-
-// deliverySet returns the attribute set of outbound.deliveries for one
-// outcome and reason, both from fixed vocabularies.
-func (t *telemetry) deliverySet(o outcome, r reason) metric.MeasurementOption {
-	key := [2]string{string(o), string(r)}
-	if set, ok := t.deliverySets.Load(key); ok {
-		return set.(metric.MeasurementOption)
-	}
-	set := metric.WithAttributeSet(attribute.NewSet(metricOutcome.String(string(o)), metricReason.String(string(r))))
-	t.deliverySets.Store(key, set)
-	return set
+	set := t.attrs(res.outcome, res.reason)
+	t.deliveries.Add(ctx, 1, set)
+	t.deliveryDuration.Record(ctx, time.Since(start).Seconds(), set)
 }
 
 // endSpan sets the span's outcome and, on error, its error status.

@@ -44,11 +44,17 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) metricdata.ResourceMe
 	return rm
 }
 
-// findMetrics returns every recorded metric with the given name.
+// findMetrics returns every recorded metric with the given name. A
+// callback's error, such as the outbound.messages gauge's on a client whose
+// schema is not migrated, is logged: it leaves the other metrics collected.
 func findMetrics(t *testing.T, reader *sdkmetric.ManualReader, name string) []metricdata.Metrics {
 	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Logf("collect: %v", err)
+	}
 	var found []metricdata.Metrics
-	for _, sm := range collect(t, reader).ScopeMetrics {
+	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			if m.Name == name {
 				found = append(found, m)
@@ -131,7 +137,24 @@ func TestTelemetry(t *testing.T) {
 				names = append(names, m.Name)
 			}
 		}
-		require.ElementsMatch(t, []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.bulk.recipients", "outbound.trigger.duration", "outbound.bulk_trigger.duration"}, names)
+		require.ElementsMatch(t, []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.bulk.recipients",
+			"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.messages"}, names)
+	})
+
+	t.Run("FailuresCarryAReason", func(t *testing.T) {
+		for _, name := range []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.trigger.duration", "outbound.bulk_trigger.duration"} {
+			for _, m := range findMetrics(t, reader, name) {
+				for _, set := range metricAttributeSets(t, m) {
+					o, _ := set.Value("outcome")
+					r, hasReason := set.Value("reason")
+					if o.AsString() == "failed" {
+						require.Equal(t, "auditor_error", r.AsString(), name)
+					} else {
+						require.False(t, hasReason, "%s: only failures carry a reason", name)
+					}
+				}
+			}
+		}
 	})
 
 	t.Run("MetricAttributesAreEnumOnly", func(t *testing.T) {
@@ -139,14 +162,20 @@ func TestTelemetry(t *testing.T) {
 			"triggered": true, "duplicate": true, "failed": true, "submitted": true, "replayed": true,
 			"refused_cap_exceeded": true, "refused_cap_exceeded_audit_failed": true,
 		}
+		vocabulary := map[string]map[string]bool{
+			"outcome": allowed,
+			"reason":  {"auditor_error": true},
+			"status":  {"pending": true, "delivering": true, "failed": true},
+		}
 		points := 0
 		for _, sm := range collect(t, reader).ScopeMetrics {
 			for _, m := range sm.Metrics {
 				for _, set := range metricAttributeSets(t, m) {
 					points++
 					for _, kv := range set.ToSlice() {
-						require.Equal(t, "outcome", string(kv.Key), "metric %s carries only outcome", m.Name)
-						require.True(t, allowed[kv.Value.AsString()], "metric %s outcome %q is in the vocabulary", m.Name, kv.Value.AsString())
+						values, ok := vocabulary[string(kv.Key)]
+						require.True(t, ok, "metric %s carries attribute %s", m.Name, kv.Key)
+						require.True(t, values[kv.Value.AsString()], "metric %s %s %q is in the vocabulary", m.Name, kv.Key, kv.Value.AsString())
 					}
 				}
 			}
@@ -239,6 +268,10 @@ func metricAttributeSets(t *testing.T, m metricdata.Metrics) []attribute.Set {
 		for _, dp := range data.DataPoints {
 			sets = append(sets, dp.Attributes)
 		}
+	case metricdata.Gauge[int64]:
+		for _, dp := range data.DataPoints {
+			sets = append(sets, dp.Attributes)
+		}
 	default:
 		t.Fatalf("metric %s has unexpected type %T", m.Name, m.Data)
 	}
@@ -255,6 +288,26 @@ func histogramCountByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name 
 		for _, dp := range h.DataPoints {
 			v, _ := dp.Attributes.Value("outcome")
 			out[v.AsString()] += dp.Count
+		}
+	}
+	return out
+}
+
+// histogramCounts sums a histogram's counts by "outcome/reason", or by
+// outcome alone for points with no reason.
+func histogramCounts(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, m := range findMetrics(t, reader, name) {
+		h, ok := m.Data.(metricdata.Histogram[float64])
+		require.True(t, ok, "%s is a float64 histogram", name)
+		for _, dp := range h.DataPoints {
+			o, _ := dp.Attributes.Value("outcome")
+			key := o.AsString()
+			if r, ok := dp.Attributes.Value("reason"); ok {
+				key += "/" + r.AsString()
+			}
+			out[key] += dp.Count
 		}
 	}
 	return out
@@ -357,6 +410,11 @@ func TestDeliveryTelemetry(t *testing.T) {
 		"no_op/cancelled":                    1,
 		"no_op/no_notifier_configured":       1,
 	}, deliveryCounts(t, reader))
+	durations := map[string]int64{}
+	for key, n := range histogramCounts(t, reader, "outbound.delivery.duration") {
+		durations[key] = int64(n)
+	}
+	require.Equal(t, deliveryCounts(t, reader), durations, "one duration per attempt, with the same outcome and reason")
 
 	var deliverSpans int
 	for _, s := range providers.spans.Ended() {

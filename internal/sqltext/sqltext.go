@@ -181,6 +181,11 @@ type Queries struct {
 	// occurred before $1.
 	PruneAuditEvents string
 
+	// CountAwaitingByStatus counts the messages awaiting a result: pending,
+	// delivering and failed, in that order. It reads only the rows of the
+	// awaiting_result index.
+	CountAwaitingByStatus string
+
 	// SchemaState reads the newest applied library version and the River
 	// schema Migrate recorded (NULL if none).
 	SchemaState string
@@ -241,6 +246,13 @@ WHERE id = ANY (ARRAY(
 	WHERE occurred_at < $1
 	ORDER BY occurred_at
 	LIMIT $2))`),
+
+		CountAwaitingByStatus: r.Replace(`
+SELECT count(*) FILTER (WHERE status = 'pending'),
+	count(*) FILTER (WHERE status = 'delivering'),
+	count(*) FILTER (WHERE status = 'failed')
+FROM {s}.messages
+WHERE awaiting_result`),
 
 		SchemaState: r.Replace(`
 SELECT (SELECT coalesce(max(version), 0) FROM {s}.outbound_migration),

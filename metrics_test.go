@@ -1,0 +1,208 @@
+package outbound_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// histogramBounds returns the bucket bounds of every point of a histogram.
+func histogramBounds(t *testing.T, reader *sdkmetric.ManualReader, name string) [][]float64 {
+	t.Helper()
+	var bounds [][]float64
+	for _, m := range findMetrics(t, reader, name) {
+		require.Equal(t, "s", m.Unit, name)
+		h, ok := m.Data.(metricdata.Histogram[float64])
+		require.True(t, ok, "%s is a float64 histogram", name)
+		for _, dp := range h.DataPoints {
+			bounds = append(bounds, dp.Bounds)
+		}
+	}
+	return bounds
+}
+
+// TestDurationHistogramBuckets checks that every duration histogram has
+// buckets in seconds that resolve milliseconds, as OpenTelemetry's HTTP
+// semantic conventions do, rather than the SDK's default buckets, which are
+// meant for milliseconds.
+func TestDurationHistogramBuckets(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	b := setupWorking(t, &outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter})
+
+	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+	require.NoError(t, err)
+	_, err = b.client.BulkTrigger(ctx, []int64{2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+	require.NoError(t, err)
+	waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+
+	for _, name := range []string{"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.delivery.duration"} {
+		all := histogramBounds(t, reader, name)
+		require.NotEmpty(t, all, "%s was recorded", name)
+		for _, bounds := range all {
+			require.IsIncreasing(t, bounds, name)
+			var underTenthOfASecond int
+			for _, bound := range bounds {
+				if bound > 0 && bound <= 0.1 {
+					underTenthOfASecond++
+				}
+			}
+			require.GreaterOrEqual(t, underTenthOfASecond, 3, "%s: bounds between 0 and 100ms: %v", name, bounds)
+			last := bounds[len(bounds)-1]
+			require.True(t, last >= 5 && last <= 120, "%s: the last bound, %v, is between 5s and 2min", name, last)
+			require.Equal(t, 0.005, bounds[0], "%s starts where OpenTelemetry's HTTP histograms do", name)
+		}
+	}
+}
+
+// TestTriggerFailureReasons checks that a failed trigger or bulk says why,
+// from a fixed vocabulary, on every instrument that counts it.
+func TestTriggerFailureReasons(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	b := setup(t, &outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter})
+
+	// invalid_argument: no template.
+	_, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{})
+	require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+	// auditor_error.
+	_, err = b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Auditor: failingAuditor})
+	require.Error(t, err)
+	// context_done: the caller gave up.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = b.client.Trigger(cancelled, 1, &outbound.TriggerOpts{TemplateID: "t"})
+	require.ErrorIs(t, err, context.Canceled)
+	// database_error: the database refuses the insert.
+	_, err = testPool.Exec(ctx, `
+CREATE FUNCTION `+table(b.schema, "refuse_insert")+`() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'inserts refused by the test'; END $$;
+CREATE TRIGGER refuse_insert BEFORE INSERT ON `+table(b.schema, "messages")+`
+FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schema, "refuse_insert")+`()`)
+	require.NoError(t, err)
+	_, err = b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "refused"})
+	require.ErrorContains(t, err, "inserts refused by the test")
+	// schema_mismatch: a client on a schema never migrated.
+	unmigrated, err := outbound.New(testPool, &outbound.Config{Schema: newSchemaName(), MeterProvider: providers.meter})
+	require.NoError(t, err)
+	_, err = unmigrated.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+	require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
+
+	// Bulks: idempotency_conflict, and database_error for two recipients.
+	envelopeID := uuid.Must(uuid.NewV7())
+	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "one", EnvelopeID: envelopeID})
+	require.NoError(t, err)
+	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "two", EnvelopeID: envelopeID})
+	require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
+	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "refused", RenderedBody: "b"})
+	require.ErrorContains(t, err, "inserts refused by the test")
+
+	require.Equal(t, map[string]uint64{
+		"failed/invalid_argument": 1,
+		"failed/auditor_error":    1,
+		"failed/context_done":     1,
+		"failed/database_error":   1,
+		"failed/schema_mismatch":  1,
+	}, histogramCounts(t, reader, "outbound.trigger.duration"))
+	require.Equal(t, map[string]uint64{
+		"submitted":                   1,
+		"failed/idempotency_conflict": 1,
+		"failed/database_error":       1,
+	}, histogramCounts(t, reader, "outbound.bulk_trigger.duration"))
+
+	triggers := map[string]int64{}
+	for _, m := range findMetrics(t, reader, "outbound.triggers") {
+		for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+			o, _ := dp.Attributes.Value("outcome")
+			key := o.AsString()
+			if r, ok := dp.Attributes.Value("reason"); ok {
+				key += "/" + r.AsString()
+			}
+			triggers[key] += dp.Value
+		}
+	}
+	require.Equal(t, map[string]int64{
+		"triggered":                   2, // the first bulk's recipients
+		"failed/invalid_argument":     1,
+		"failed/auditor_error":        1,
+		"failed/context_done":         1,
+		"failed/database_error":       1 + 2,
+		"failed/schema_mismatch":      1,
+		"failed/idempotency_conflict": 2,
+	}, triggers, "a bulk's recipients count once each, with the bulk's reason")
+}
+
+// gaugeByStatus reads outbound.messages by status.
+func gaugeByStatus(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, m := range findMetrics(t, reader, "outbound.messages") {
+		require.Equal(t, "{message}", m.Unit)
+		gauge, ok := m.Data.(metricdata.Gauge[int64])
+		require.True(t, ok, "outbound.messages is an int64 gauge, got %T", m.Data)
+		for _, dp := range gauge.DataPoints {
+			require.Equal(t, 1, dp.Attributes.Len(), "status is the only attribute")
+			s, _ := dp.Attributes.Value("status")
+			out[s.AsString()] = dp.Value
+		}
+	}
+	return out
+}
+
+// TestStatusGauge checks outbound.messages: the messages awaiting a result
+// by status, counted by one query per collection at most, and by none when
+// the last query is younger than StatusGaugeMinInterval.
+func TestStatusGauge(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	schema := migratedSchema(t)
+	counter := &statementCounter{}
+	pool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.Tracer = counter })
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema, MeterProvider: providers.meter})
+	require.NoError(t, err)
+
+	res, err := client.BulkTrigger(ctx, []int64{1, 2, 3, 4, 5, 6}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+	require.NoError(t, err)
+	set := func(status string, msgs ...*outbound.Message) {
+		for _, m := range msgs {
+			_, err := testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET status = $2 WHERE id = $1", m.ID, status)
+			require.NoError(t, err)
+		}
+	}
+	set("failed", res.Messages[0], res.Messages[1])
+	set("delivering", res.Messages[2])
+	set("sent", res.Messages[3])
+
+	before := counter.n.Load()
+	require.Equal(t, map[string]int64{"pending": 2, "delivering": 1, "failed": 2}, gaugeByStatus(t, reader))
+	require.Equal(t, int64(1), counter.n.Load()-before, "one query for the three counts")
+
+	// A collection right after the last reports its counts without a query.
+	set("sent", res.Messages[4])
+	before = counter.n.Load()
+	require.Equal(t, map[string]int64{"pending": 2, "delivering": 1, "failed": 2}, gaugeByStatus(t, reader))
+	require.Zero(t, counter.n.Load()-before, "no query within StatusGaugeMinInterval")
+
+	outbound.SetStatusGaugeMinInterval(client, 0)
+	require.Equal(t, map[string]int64{"pending": 1, "delivering": 1, "failed": 2}, gaugeByStatus(t, reader))
+	require.Equal(t, int64(1), counter.n.Load()-before)
+
+	// A query that fails reports nothing, rather than the last counts.
+	pool.Close()
+	var rm metricdata.ResourceMetrics
+	require.ErrorContains(t, reader.Collect(ctx, &rm), "outbound.messages gauge: closed pool")
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			require.NotEqual(t, "outbound.messages", m.Name)
+		}
+	}
+}
