@@ -185,7 +185,7 @@ func TestCancelEnvelopeStatus(t *testing.T) {
 	}
 	listed, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatusCancelled})
 	require.NoError(t, err)
-	require.Len(t, listed, 2)
+	require.Len(t, listed.Envelopes, 2)
 
 	// A refused envelope has nothing to cancel.
 	_, err = b.client.BulkTrigger(ctx, conversations(26), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})

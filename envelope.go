@@ -60,6 +60,18 @@ type ListEnvelopesParams struct {
 	Limit int
 	// Status keeps only envelopes with this status; "" keeps all.
 	Status EnvelopeStatus
+	// After starts the page after this cursor, as a previous page's
+	// NextCursor; nil starts with the newest envelope.
+	After *EnvelopeListCursor
+}
+
+// ListEnvelopesResult is one page of ListEnvelopes.
+type ListEnvelopesResult struct {
+	// Envelopes are newest first.
+	Envelopes []*Envelope
+	// NextCursor is the After of the next page, or nil when no older
+	// envelope matched when this page was read.
+	NextCursor *EnvelopeListCursor
 }
 
 // Envelope returns the envelope with the given id, or ErrNotFound.
@@ -77,8 +89,11 @@ func (c *Client) Envelope(ctx context.Context, id uuid.UUID) (*Envelope, error) 
 	return env, nil
 }
 
-// ListEnvelopes returns envelopes, newest first.
-func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams) ([]*Envelope, error) {
+// ListEnvelopes returns a page of envelopes, newest first (by RequestedAt,
+// then id), optionally of one status. Pages are positioned by cursor, as
+// ListMessages' are: paging through while bulks are submitted neither
+// repeats nor misses one that existed when paging began.
+func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams) (*ListEnvelopesResult, error) {
 	if params == nil {
 		params = &ListEnvelopesParams{}
 	}
@@ -89,14 +104,24 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	if params.Status != "" && !slices.Contains([]EnvelopeStatus{EnvelopeStatusSubmitted, EnvelopeStatusRefusedCapExceeded, EnvelopeStatusCancelled}, params.Status) {
 		return nil, invalidArgument("ListEnvelopesParams.Status", "must be submitted, refused_cap_exceeded, cancelled or empty, got %q", params.Status)
 	}
+	after := params.After
+	if after != nil && after.id == uuid.Nil {
+		return nil, invalidArgument("ListEnvelopesParams.After", "is a zero cursor; use a NextCursor or EnvelopeListCursorFromEnvelope")
+	}
 	if err := c.checkSchema(ctx, c.pool); err != nil {
 		return nil, err
 	}
+	// One more than the limit says whether there is a next page.
 	var rows pgx.Rows
-	if params.Status == "" {
-		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopes, limit)
-	} else {
-		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesByStatus, string(params.Status), limit)
+	switch {
+	case params.Status == "" && after == nil:
+		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopes, limit+1)
+	case params.Status == "":
+		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesAfter, limit+1, after.requestedAt, pgUUID(after.id))
+	case after == nil:
+		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesByStatus, string(params.Status), limit+1)
+	default:
+		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesByStatusAfter, string(params.Status), limit+1, after.requestedAt, pgUUID(after.id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
@@ -105,7 +130,12 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
 	}
-	return envelopes, nil
+	res := &ListEnvelopesResult{Envelopes: envelopes}
+	if len(envelopes) > limit {
+		res.Envelopes = envelopes[:limit]
+		res.NextCursor = EnvelopeListCursorFromEnvelope(res.Envelopes[limit-1])
+	}
+	return res, nil
 }
 
 // scanEnvelope scans one row of sqltext.EnvelopeColumns.

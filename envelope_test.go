@@ -38,8 +38,10 @@ func TestEnvelopeReads(t *testing.T) {
 			refused = append(refused, tooLarge.EnvelopeID)
 		}
 
-		all, err := b.client.ListEnvelopes(ctx, nil)
+		page, err := b.client.ListEnvelopes(ctx, nil)
 		require.NoError(t, err)
+		all := page.Envelopes
+		require.NotNil(t, page.NextCursor, "more than one page")
 		require.Len(t, all, outbound.DefaultListLimit)
 		require.Equal(t, 50, len(all))
 		require.Equal(t, []uuid.UUID{refused[2], refused[1], refused[0]}, envelopeIDs(all[:3]), "newest first")
@@ -50,19 +52,21 @@ func TestEnvelopeReads(t *testing.T) {
 
 		many, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Limit: 500})
 		require.NoError(t, err)
-		require.Len(t, many, submitted+3)
+		require.Len(t, many.Envelopes, submitted+3)
+		require.Nil(t, many.NextCursor, "the last page")
 
 		onlyRefused, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatusRefusedCapExceeded})
 		require.NoError(t, err)
-		require.Equal(t, []uuid.UUID{refused[2], refused[1], refused[0]}, envelopeIDs(onlyRefused))
+		require.Equal(t, []uuid.UUID{refused[2], refused[1], refused[0]}, envelopeIDs(onlyRefused.Envelopes))
 
 		two, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatusSubmitted, Limit: 2})
 		require.NoError(t, err)
-		require.Equal(t, []uuid.UUID{ids[submitted-1], ids[submitted-2]}, envelopeIDs(two))
+		require.Equal(t, []uuid.UUID{ids[submitted-1], ids[submitted-2]}, envelopeIDs(two.Envelopes))
 
 		none, err := b.client.ListEnvelopes(ctx, &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatusCancelled})
 		require.NoError(t, err)
-		require.Empty(t, none)
+		require.Empty(t, none.Envelopes)
+		require.Nil(t, none.NextCursor)
 	})
 }
 

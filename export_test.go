@@ -13,3 +13,7 @@ func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
 	defer c.statusGauge.mu.Unlock()
 	c.statusGauge.minInterval = d
 }
+
+// AwaitingResult exposes MessageStatus.awaitingResult to the tests, which
+// check it against the messages.awaiting_result column.
+func AwaitingResult(s MessageStatus) bool { return s.awaitingResult() }

@@ -221,13 +221,14 @@ func TestSoak(t *testing.T) {
 	require.Equal(t, notifyFailed.Load(), deliveries["failed/notifier_returned_error"]+deliveries["discarded/notifier_returned_error"]+
 		deliveries["cancelled/notifier_returned_error"], "failed deliveries against the notifier's failures")
 	require.Equal(t, int64(total), counterByOutcome(t, reader, "outbound.triggers")["triggered"], "triggered counter against message rows")
+	require.Equal(t, map[string]int64{"pending": 0, "delivering": 0, "failed": 0}, gaugeByStatus(t, reader), "no backlog is left")
 	// No metric attribute carries an id, whatever the outcome.
 	idLike := regexp.MustCompile(`[0-9]`)
 	for _, sm := range collect(t, reader).ScopeMetrics {
 		for _, m := range sm.Metrics {
 			for _, set := range metricAttributeSets(t, m) {
 				for _, kv := range set.ToSlice() {
-					require.Contains(t, []string{"outcome", "reason"}, string(kv.Key), "metric %s", m.Name)
+					require.Contains(t, []string{"outcome", "reason", "status"}, string(kv.Key), "metric %s", m.Name)
 					require.NotRegexp(t, idLike, kv.Value.Emit(), "metric %s attribute %s", m.Name, kv.Key)
 				}
 			}

@@ -34,6 +34,7 @@ func (a *api) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /outbound/envelopes", a.listEnvelopes)
 	mux.HandleFunc("GET /outbound/envelopes/{id}", a.envelope)
 	mux.HandleFunc("POST /outbound/envelopes/{id}/cancel", a.cancelEnvelope)
+	mux.HandleFunc("GET /outbound/messages", a.listMessages)
 	mux.HandleFunc("GET /outbound/messages/{id}", a.message)
 	mux.HandleFunc("POST /outbound/messages/{id}/cancel", a.cancelMessage)
 }
@@ -144,26 +145,87 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, bulkResponse{Envelope: newEnvelopeJSON(res.Envelope), Messages: messages, Replayed: res.Replayed})
 }
 
+// listEnvelopes answers a page of envelopes, newest first, and the cursor of
+// the next page (its "after"), if any.
 func (a *api) listEnvelopes(w http.ResponseWriter, r *http.Request) {
-	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(r.URL.Query().Get("status"))}
-	if limit := r.URL.Query().Get("limit"); limit != "" {
-		n, err := strconv.Atoi(limit)
-		if err != nil {
-			a.fail(w, r, badRequest("limit must be an integer, got %q", limit))
+	query := r.URL.Query()
+	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(query.Get("status"))}
+	var err error
+	if params.Limit, err = limitParam(query.Get("limit")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if after := query.Get("after"); after != "" {
+		params.After = &outbound.EnvelopeListCursor{}
+		if err := params.After.UnmarshalText([]byte(after)); err != nil {
+			a.fail(w, r, err)
 			return
 		}
-		params.Limit = n
 	}
-	envelopes, err := a.client.ListEnvelopes(r.Context(), params)
+	page, err := a.client.ListEnvelopes(r.Context(), params)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	out := make([]*envelopeJSON, len(envelopes))
-	for i, e := range envelopes {
+	out := make([]*envelopeJSON, len(page.Envelopes))
+	for i, e := range page.Envelopes {
 		out[i] = newEnvelopeJSON(e)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"envelopes": out})
+	writeJSON(w, http.StatusOK, map[string]any{"envelopes": out, "next_cursor": page.NextCursor})
+}
+
+// listMessages answers a page of messages, newest first, filtered by
+// conversation_id, envelope_id and status, and the cursor of the next page
+// (its "after"), if any.
+func (a *api) listMessages(w http.ResponseWriter, r *http.Request) {
+	query := r.URL.Query()
+	params := &outbound.ListMessagesParams{Status: outbound.MessageStatus(query.Get("status"))}
+	var err error
+	if params.Limit, err = limitParam(query.Get("limit")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if id := query.Get("conversation_id"); id != "" {
+		if params.ConversationID, err = strconv.ParseInt(id, 10, 64); err != nil {
+			a.fail(w, r, badRequest("conversation_id must be an integer, got %q", id))
+			return
+		}
+	}
+	if id := query.Get("envelope_id"); id != "" {
+		if params.BulkEnvelopeID, err = uuid.Parse(id); err != nil {
+			a.fail(w, r, badRequest("envelope_id must be a UUID, got %q", id))
+			return
+		}
+	}
+	if after := query.Get("after"); after != "" {
+		params.After = &outbound.MessageListCursor{}
+		if err := params.After.UnmarshalText([]byte(after)); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	page, err := a.client.ListMessages(r.Context(), params)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]*messageJSON, len(page.Messages))
+	for i, m := range page.Messages {
+		out[i] = newMessageJSON(m)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": out, "next_cursor": page.NextCursor})
+}
+
+// limitParam parses a list's limit; empty means the library's default.
+func limitParam(limit string) (int, error) {
+	if limit == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(limit)
+	if err != nil {
+		return 0, badRequest("limit must be an integer, got %q", limit)
+	}
+	return n, nil
 }
 
 type envelopeResponse struct {

@@ -137,16 +137,53 @@ func TestService(t *testing.T) {
 
 	t.Run("ListEnvelopes", func(t *testing.T) {
 		c.t = t
-		var all struct{ Envelopes []*envelopeJSON }
+		var all struct {
+			Envelopes  []*envelopeJSON
+			NextCursor *string `json:"next_cursor"`
+		}
 		c.do("GET", "/outbound/envelopes", "", nil, http.StatusOK, &all)
 		require.Len(t, all.Envelopes, 2)
 		require.Equal(t, refusedID, all.Envelopes[0].ID, "newest first")
 
-		var refused struct{ Envelopes []*envelopeJSON }
+		var refused struct {
+			Envelopes  []*envelopeJSON
+			NextCursor *string `json:"next_cursor"`
+		}
 		c.do("GET", "/outbound/envelopes?status=refused_cap_exceeded", "", nil, http.StatusOK, &refused)
 		require.Len(t, refused.Envelopes, 1)
 		c.expectError("GET", "/outbound/envelopes?limit=501", "", nil, http.StatusBadRequest, "invalid_argument", "Limit")
 		c.expectError("GET", "/outbound/envelopes?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "Status")
+
+		// Paged one at a time, through the cursors.
+		var first, second struct {
+			Envelopes  []*envelopeJSON
+			NextCursor *string `json:"next_cursor"`
+		}
+		c.do("GET", "/outbound/envelopes?limit=1", "", nil, http.StatusOK, &first)
+		require.Len(t, first.Envelopes, 1)
+		require.NotNil(t, first.NextCursor)
+		c.do("GET", "/outbound/envelopes?limit=1&after="+*first.NextCursor, "", nil, http.StatusOK, &second)
+		require.Len(t, second.Envelopes, 1)
+		require.Equal(t, all.Envelopes[1].ID, second.Envelopes[0].ID)
+		require.Nil(t, second.NextCursor, "the last page")
+		c.expectError("GET", "/outbound/envelopes?after=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "cursor")
+	})
+
+	t.Run("ListMessages", func(t *testing.T) {
+		c.t = t
+		var page struct {
+			Messages   []*messageJSON
+			NextCursor *string `json:"next_cursor"`
+		}
+		c.do("GET", "/outbound/messages?conversation_id=101&status=sent", "", nil, http.StatusOK, &page)
+		require.Len(t, page.Messages, 1)
+		require.Equal(t, int64(101), page.Messages[0].ConversationID)
+		require.Nil(t, page.NextCursor)
+		c.do("GET", "/outbound/messages?limit=2", "", nil, http.StatusOK, &page)
+		require.Len(t, page.Messages, 2)
+		require.NotNil(t, page.NextCursor)
+		c.expectError("GET", "/outbound/messages?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "Status")
+		c.expectError("GET", "/outbound/messages?conversation_id=x", "", nil, http.StatusBadRequest, "invalid_argument", "conversation_id")
 	})
 
 	t.Run("Cancel", func(t *testing.T) {

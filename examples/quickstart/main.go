@@ -204,7 +204,7 @@ func report(ctx context.Context, out io.Writer, pool *pgxpool.Pool, client *outb
 		return err
 	}
 	fmt.Fprintln(out, "Envelopes, newest first:")
-	for _, e := range envelopes {
+	for _, e := range envelopes.Envelopes {
 		line := fmt.Sprintf("  %-21s count=%-3d cap=%d requested_by=%s", e.Status, e.Count, e.EffectiveCap, e.RequestedBy)
 		if e.RefusedReason != "" {
 			line += fmt.Sprintf(" reason=%q", e.RefusedReason)

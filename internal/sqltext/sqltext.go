@@ -64,13 +64,27 @@ type Queries struct {
 	// SelectEnvelope reads one envelope. $1 id.
 	SelectEnvelope string
 
-	// ListEnvelopes reads envelopes newest first. $1 limit.
+	// ListMessages reads messages newest first, one statement per filter;
+	// see MessageFilter for their parameters.
+	ListMessages map[MessageFilter]string
+
+	// ListEnvelopes reads envelopes newest first, in (requested_at, id)
+	// order. $1 limit.
 	ListEnvelopes string
+
+	// ListEnvelopesAfter is ListEnvelopes for the envelopes older than a
+	// cursor's. $1 limit, $2 the cursor's requested_at, $3 its id.
+	ListEnvelopesAfter string
 
 	// ListEnvelopesByStatus reads the envelopes with one status, newest
 	// first. It is a statement apart from ListEnvelopes so that each has a
 	// plan that uses its index. $1 status, $2 limit.
 	ListEnvelopesByStatus string
+
+	// ListEnvelopesByStatusAfter is ListEnvelopesByStatus for the envelopes
+	// older than a cursor's. $1 status, $2 limit, $3 the cursor's
+	// requested_at, $4 its id.
+	ListEnvelopesByStatusAfter string
 
 	// InsertAuditEvent stores one audit event. $1 id, $2 action, $3 actor or
 	// NULL, $4 metadata as JSON text, $5 occurred_at. The metadata goes as
@@ -201,8 +215,13 @@ func New(schema, riverSchema string) *Queries {
 	rs := pgx.Identifier{riverSchema}.Sanitize()
 	r := strings.NewReplacer("{s}", s, "{rs}", rs, "{nil}", nilUUID,
 		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns)
+	listMessagesByFilter := make(map[MessageFilter]string)
+	for _, f := range AllMessageFilters() {
+		listMessagesByFilter[f] = listMessages(r, f)
+	}
 	return &Queries{
-		RiverJobs: newRiverJobs(r),
+		RiverJobs:    newRiverJobs(r),
+		ListMessages: listMessagesByFilter,
 
 		PruneMessages: r.Replace(`
 WITH batch AS (
@@ -308,9 +327,21 @@ SELECT {ecols} FROM {s}.bulk_envelopes
 ORDER BY requested_at DESC, id DESC
 LIMIT $1`),
 
+		ListEnvelopesAfter: r.Replace(`
+SELECT {ecols} FROM {s}.bulk_envelopes
+WHERE (requested_at, id) < ($2, $3)
+ORDER BY requested_at DESC, id DESC
+LIMIT $1`),
+
 		ListEnvelopesByStatus: r.Replace(`
 SELECT {ecols} FROM {s}.bulk_envelopes
 WHERE status = $1
+ORDER BY requested_at DESC, id DESC
+LIMIT $2`),
+
+		ListEnvelopesByStatusAfter: r.Replace(`
+SELECT {ecols} FROM {s}.bulk_envelopes
+WHERE status = $1 AND (requested_at, id) < ($3, $4)
 ORDER BY requested_at DESC, id DESC
 LIMIT $2`),
 

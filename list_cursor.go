@@ -1,0 +1,100 @@
+package outbound
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Cursor kinds, the first byte of a cursor's encoding, so that a cursor of
+// one list given to another is refused rather than misread.
+const (
+	cursorKindMessage  byte = 'm'
+	cursorKindEnvelope byte = 'e'
+)
+
+// MessageListCursor is a position in ListMessages' order: the page after it
+// starts with the next older message. Its zero value is not valid; get one
+// from ListMessagesResult.NextCursor or MessageListCursorFromMessage. It
+// marshals to an opaque, URL-safe text, for a page link.
+type MessageListCursor struct {
+	id uuid.UUID
+}
+
+// MessageListCursorFromMessage returns the cursor positioned at msg: a list
+// after it starts with the message just older than msg.
+func MessageListCursorFromMessage(msg *Message) *MessageListCursor {
+	return &MessageListCursor{id: msg.ID}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c MessageListCursor) MarshalText() ([]byte, error) {
+	return encodeCursor(cursorKindMessage, c.id[:]), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler. Text that is not a
+// message cursor is ErrInvalidArgument.
+func (c *MessageListCursor) UnmarshalText(text []byte) error {
+	payload, err := decodeCursor(text, cursorKindMessage, len(uuid.UUID{}), "message list cursor")
+	if err != nil {
+		return err
+	}
+	copy(c.id[:], payload)
+	return nil
+}
+
+// EnvelopeListCursor is a position in ListEnvelopes' order: the page after
+// it starts with the next older envelope. Its zero value is not valid; get
+// one from ListEnvelopesResult.NextCursor or EnvelopeListCursorFromEnvelope.
+// It marshals to an opaque, URL-safe text, for a page link.
+type EnvelopeListCursor struct {
+	requestedAt time.Time
+	id          uuid.UUID
+}
+
+// EnvelopeListCursorFromEnvelope returns the cursor positioned at env: a
+// list after it starts with the envelope just older than env.
+func EnvelopeListCursorFromEnvelope(env *Envelope) *EnvelopeListCursor {
+	return &EnvelopeListCursor{requestedAt: env.RequestedAt, id: env.ID}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c EnvelopeListCursor) MarshalText() ([]byte, error) {
+	payload := make([]byte, 8, 8+len(c.id))
+	// PostgreSQL keeps microseconds; so does the cursor.
+	binary.BigEndian.PutUint64(payload, uint64(c.requestedAt.UnixMicro()))
+	return encodeCursor(cursorKindEnvelope, append(payload, c.id[:]...)), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler. Text that is not an
+// envelope cursor is ErrInvalidArgument.
+func (c *EnvelopeListCursor) UnmarshalText(text []byte) error {
+	payload, err := decodeCursor(text, cursorKindEnvelope, 8+len(uuid.UUID{}), "envelope list cursor")
+	if err != nil {
+		return err
+	}
+	c.requestedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(payload))).UTC()
+	copy(c.id[:], payload[8:])
+	return nil
+}
+
+// encodeCursor encodes a cursor's kind and payload as base64url text.
+func encodeCursor(kind byte, payload []byte) []byte {
+	raw := append([]byte{kind}, payload...)
+	out := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw)))
+	base64.RawURLEncoding.Encode(out, raw)
+	return out
+}
+
+// decodeCursor decodes text made by encodeCursor and checks its kind and
+// length.
+func decodeCursor(text []byte, kind byte, size int, name string) ([]byte, error) {
+	raw := make([]byte, base64.RawURLEncoding.DecodedLen(len(text)))
+	n, err := base64.RawURLEncoding.Decode(raw, text)
+	if err != nil || n != 1+size || raw[0] != kind {
+		return nil, invalidArgument(name, "is malformed: its %d bytes of text are not a %s made by this library", len(text), name)
+	}
+	return raw[1:n], nil
+}

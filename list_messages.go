@@ -1,0 +1,114 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// allMessageStatuses lists every status, in lifecycle order.
+var allMessageStatuses = []MessageStatus{
+	MessageStatusPending, MessageStatusDelivering, MessageStatusSent, MessageStatusFailed,
+	MessageStatusUnconfirmed, MessageStatusDiscarded, MessageStatusCancelled,
+}
+
+// ListMessagesParams filters ListMessages. A nil value, and every zero
+// field, means no filter and the default limit.
+type ListMessagesParams struct {
+	// ConversationID keeps only this conversation's messages; 0 keeps all.
+	ConversationID int64
+	// BulkEnvelopeID keeps only the messages with this envelope id (of a
+	// bulk, or a correlation key given to Trigger); uuid.Nil keeps all.
+	BulkEnvelopeID uuid.UUID
+	// Status keeps only messages with this status; "" keeps all.
+	Status MessageStatus
+	// Limit is the most messages returned. Defaults to DefaultListLimit
+	// (50); above MaxListLimit (500) is an error.
+	Limit int
+	// After starts the page after this cursor, as a previous page's
+	// NextCursor; nil starts with the newest message.
+	After *MessageListCursor
+}
+
+// ListMessagesResult is one page of ListMessages.
+type ListMessagesResult struct {
+	// Messages are newest first.
+	Messages []*Message
+	// NextCursor is the After of the next page, or nil when no older
+	// message matched when this page was read.
+	NextCursor *MessageListCursor
+}
+
+// ListMessages returns a page of messages, newest first, filtered by
+// conversation, envelope and status, as River's JobList pages jobs. Pages
+// are positioned by cursor, not offset: paging through while messages are
+// triggered neither repeats nor misses one that existed when paging began,
+// and each page is read from an index however deep it is. Messages are in id
+// order, which is creation order: ids are UUIDv7.
+func (c *Client) ListMessages(ctx context.Context, params *ListMessagesParams) (*ListMessagesResult, error) {
+	if params == nil {
+		params = &ListMessagesParams{}
+	}
+	limit, err := listLimit("ListMessagesParams.Limit", params.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if params.ConversationID < 0 {
+		return nil, invalidArgument("ListMessagesParams.ConversationID", "must be positive, or 0 for every conversation, got %d", params.ConversationID)
+	}
+	if params.Status != "" && !slices.Contains(allMessageStatuses, params.Status) {
+		return nil, invalidArgument("ListMessagesParams.Status", "must be one of %v or empty, got %q", allMessageStatuses, params.Status)
+	}
+	if params.After != nil && params.After.id == uuid.Nil {
+		return nil, invalidArgument("ListMessagesParams.After", "is a zero cursor; use a NextCursor or MessageListCursorFromMessage")
+	}
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
+
+	// One more than the limit says whether there is a next page.
+	filter, args := sqltext.MessageFilter{}, []any{limit + 1}
+	if params.ConversationID != 0 {
+		filter.Conversation = true
+		args = append(args, params.ConversationID)
+	}
+	if params.BulkEnvelopeID != uuid.Nil {
+		filter.Envelope = true
+		args = append(args, pgUUID(params.BulkEnvelopeID))
+	}
+	if params.Status != "" {
+		filter.Status = sqltext.FinalStatus
+		if params.Status.awaitingResult() {
+			filter.Status = sqltext.AwaitingStatus
+		}
+		args = append(args, string(params.Status))
+	}
+	if params.After != nil {
+		filter.After = true
+		args = append(args, pgUUID(params.After.id))
+	}
+	rows, err := c.pool.Query(ctx, c.queries.ListMessages[filter], args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: list messages: %w", err)
+	}
+	messages, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, fmt.Errorf("outbound: list messages: %w", err)
+	}
+	res := &ListMessagesResult{Messages: messages}
+	if len(messages) > limit {
+		res.Messages = messages[:limit]
+		res.NextCursor = MessageListCursorFromMessage(res.Messages[limit-1])
+	}
+	return res, nil
+}
+
+// awaitingResult reports whether a message in this status still awaits its
+// delivery's result: the messages.awaiting_result column's rule.
+func (s MessageStatus) awaitingResult() bool {
+	return s == MessageStatusPending || s == MessageStatusDelivering || s == MessageStatusFailed
+}
