@@ -22,7 +22,25 @@ import (
 // so that they cannot deadlock; a delivery locks its message row only for the
 // statements that claim it and record the result.
 func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
-	return c.withTx(ctx, func(tx pgx.Tx) error {
+	return c.cancelMessage(ctx, nil, id)
+}
+
+// CancelMessageTx is CancelMessage inside the caller's transaction, as
+// River's JobCancelTx is: the cancel takes effect when the caller commits,
+// and the caller's rollback undoes it. Until then, the message's row and its
+// envelope's stay locked, and a delivery attempt that comes for the message
+// waits for them. When CancelMessageTx returns an error, its own writes are
+// already undone (it works under a savepoint), so the caller's transaction
+// stays usable.
+func (c *Client) CancelMessageTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
+	if tx == nil {
+		return invalidArgument("tx", "must not be nil")
+	}
+	return c.cancelMessage(ctx, tx, id)
+}
+
+func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) error {
+	return c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		var envelopeID *uuid.UUID
 		err := tx.QueryRow(ctx, c.queries.SelectMessageEnvelopeID, id).Scan(&envelopeID)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -74,8 +92,25 @@ func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
 // unknown id is ErrNotFound; a refused envelope, which has no messages, is
 // ErrNotCancellable.
 func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) {
+	return c.cancelEnvelope(ctx, nil, id)
+}
+
+// CancelEnvelopeTx is CancelEnvelope inside the caller's transaction: the
+// cancels take effect when the caller commits, and the caller's rollback
+// undoes them. Until then, the envelope's row and its undelivered messages'
+// rows stay locked, and delivery attempts that come for them wait. When
+// CancelEnvelopeTx returns an error, its own writes are already undone (it
+// works under a savepoint), so the caller's transaction stays usable.
+func (c *Client) CancelEnvelopeTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (int, error) {
+	if tx == nil {
+		return 0, invalidArgument("tx", "must not be nil")
+	}
+	return c.cancelEnvelope(ctx, tx, id)
+}
+
+func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) (int, error) {
 	var cancelled int
-	err := c.withTx(ctx, func(tx pgx.Tx) error {
+	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := c.lockEnvelope(ctx, tx, id)
 		if err != nil {
 			return err

@@ -36,8 +36,10 @@ Config.PollOnly for Start's River client).
 
 # Transactions
 
-Every write has a Tx variant that works inside the caller's pgx transaction,
-so a host can commit its own changes and the outbound messages atomically:
+Every call that writes messages or envelopes has a Tx variant that works
+inside the caller's pgx transaction ([Client.TriggerTx],
+[Client.BulkTriggerTx], [Client.CancelMessageTx], [Client.CancelEnvelopeTx]),
+so a host can commit its own changes and the outbound ones atomically:
 
 	tx, err := pool.Begin(ctx)
 	...
@@ -45,6 +47,11 @@ so a host can commit its own changes and the outbound messages atomically:
 		// handle error; the call's own writes are already undone
 	}
 	err = tx.Commit(ctx) // message and job become visible with the host's rows
+
+A Tx call that fails has undone its own writes (it works under a savepoint),
+and the caller's transaction stays usable. Maintenance has no Tx variant, by
+design: [Migrate] takes a lock per step, and [Client.Reconcile] and
+[Client.Prune] work in bounded batches, each a transaction of its own.
 
 [Client.Trigger] and [Client.BulkTrigger] share one primitive that stages the
 rows of N recipients with a constant number of statements: one River
@@ -132,7 +139,8 @@ age, in bounded batches; Config.Retention makes Start run it hourly.
 # Cancel and progress
 
 [Client.CancelMessage] and [Client.CancelEnvelope] cancel undelivered
-messages and their jobs in one transaction, and never wait for a Notifier. A
+messages and their jobs in one transaction (or the caller's, with their Tx
+variants), and never wait for a Notifier. A
 message in flight cannot be cancelled ([ErrNotCancellable], "a delivery is in
 progress"); CancelEnvelope marks such messages so that an attempt that fails
 ends them cancelled rather than retried. A message ends sent or cancelled,
@@ -146,13 +154,39 @@ An [Auditor] receives an [AuditEvent] inside every trigger's transaction; an
 error from it rolls the call back. [NoopAuditor] is the default;
 [TableAuditor] stores events in the audit_events table.
 
+# Reading
+
+[Client.Message] and [Client.Envelope] read one row. [Client.ListMessages]
+pages through messages, newest first, by conversation, envelope and status;
+[Client.ListEnvelopes] pages through envelopes, optionally of one status. Both
+page by cursor, as River's JobList does: a page's NextCursor is the next
+page's After, and marshals to text for a page link. Every list is read from
+an index, however deep the page.
+
 # Telemetry
 
 Spans (outbound.trigger, outbound.bulk_trigger, outbound.deliver) carry
-conversation, template, envelope and message ids for tracing. Metrics
-(outbound.triggers, outbound.bulk.triggers, outbound.bulk.recipients,
-outbound.deliveries and two duration histograms) carry only an outcome
-attribute, and for deliveries a reason, from fixed vocabularies: never an id,
-an actor or a body. Providers default to the OpenTelemetry globals.
+conversation, template, envelope and message ids for tracing. Metrics carry
+only attributes from fixed vocabularies, never an id, an actor or a body:
+
+  - outbound.triggers, outbound.bulk.triggers and outbound.bulk.recipients
+    count by outcome, and a failure also by reason (invalid_argument,
+    database_error, auditor_error, ...);
+  - outbound.deliveries counts attempts by outcome and reason;
+  - outbound.trigger.duration, outbound.bulk_trigger.duration and
+    outbound.delivery.duration are histograms in seconds, with buckets from
+    5 ms to 10 s (to 60 s for deliveries), as OpenTelemetry's HTTP
+    conventions have;
+  - outbound.messages is a gauge of the backlog by status (pending,
+    delivering, failed), counted with one query over an index at most once
+    per [StatusGaugeMinInterval].
+
+Providers default to the OpenTelemetry globals.
+
+# Testing
+
+Package [github.com/cairnloop/outbound/outboundtest] asserts, in a host's own
+tests, that its code triggered the right messages, and runs a message's
+delivery inline, as River's rivertest does for jobs.
 */
 package outbound

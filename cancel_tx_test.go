@@ -1,0 +1,137 @@
+package outbound_test
+
+import (
+	"testing"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCancelMessageTx(t *testing.T) {
+	t.Parallel()
+
+	t.Run("VisibleOnCommit", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		require.NoError(t, b.client.CancelMessageTx(ctx, tx, res.Message.ID))
+
+		// Outside the transaction nothing has changed yet.
+		outside, err := b.client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusPending, outside.Status)
+		require.Equal(t, "available", jobByID(t, b.schema, res.Message.JobID).State)
+
+		require.NoError(t, tx.Commit(ctx))
+		msg, err := b.client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusCancelled, msg.Status)
+		require.Equal(t, "cancelled", jobByID(t, b.schema, msg.JobID).State)
+		again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		require.False(t, again.Duplicate, "the cancel freed the dedup key")
+	})
+
+	t.Run("UndoneByRollbackWithTheHostsRows", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
+		require.NoError(t, err)
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "INSERT INTO "+table(b.schema, "host_notes")+" VALUES ('follow-up withdrawn')")
+		require.NoError(t, err)
+		require.NoError(t, b.client.CancelMessageTx(ctx, tx, res.Message.ID))
+		require.NoError(t, tx.Rollback(ctx))
+
+		msg, err := b.client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusPending, msg.Status)
+		require.Equal(t, "available", jobByID(t, b.schema, msg.JobID).State)
+		require.Zero(t, countRows(t, b.schema, "host_notes"))
+		dup, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		require.True(t, dup.Duplicate, "the message still holds its key")
+	})
+
+	t.Run("ErrorsLeaveTheTransactionUsable", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, nil)
+		sent, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = 'sent', sent_at = now() WHERE id = $1", sent.Message.ID)
+		require.NoError(t, err)
+		pending, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err)
+
+		tx, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		require.ErrorIs(t, b.client.CancelMessageTx(ctx, tx, sent.Message.ID), outbound.ErrNotCancellable)
+		require.ErrorIs(t, b.client.CancelMessageTx(ctx, tx, uuid.New()), outbound.ErrNotFound)
+		require.ErrorIs(t, b.client.CancelMessageTx(ctx, nil, pending.Message.ID), outbound.ErrInvalidArgument)
+		require.NoError(t, b.client.CancelMessageTx(ctx, tx, pending.Message.ID))
+		require.NoError(t, tx.Commit(ctx))
+
+		msg, err := b.client.Message(ctx, pending.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusCancelled, msg.Status)
+	})
+}
+
+func TestCancelEnvelopeTx(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	b := setup(t, nil)
+	bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
+	require.NoError(t, err)
+
+	// Rolled back: nothing happened.
+	tx, err := testPool.Begin(ctx)
+	require.NoError(t, err)
+	n, err := b.client.CancelEnvelopeTx(ctx, tx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.NoError(t, tx.Rollback(ctx))
+	progress, err := b.client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.Progress{Pending: 3}, *progress)
+
+	// Committed, after an error that leaves the transaction usable.
+	tx, err = testPool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = b.client.CancelEnvelopeTx(ctx, tx, uuid.New())
+	require.ErrorIs(t, err, outbound.ErrNotFound)
+	n, err = b.client.CancelEnvelopeTx(ctx, tx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status, "not visible before the commit")
+	require.NoError(t, tx.Commit(ctx))
+
+	env, err = b.client.Envelope(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.EnvelopeStatusCancelled, env.Status)
+	progress, err = b.client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.Progress{Cancelled: 3}, *progress)
+	for _, m := range bulk.Messages {
+		require.Equal(t, "cancelled", jobByID(t, b.schema, m.JobID).State)
+	}
+	_, err = b.client.CancelEnvelopeTx(ctx, nil, bulk.Envelope.ID)
+	require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+}
