@@ -50,6 +50,20 @@ type ListMessagesResult struct {
 // and each page is read from an index however deep it is. Messages are in id
 // order, which is creation order: ids are UUIDv7.
 func (c *Client) ListMessages(ctx context.Context, params *ListMessagesParams) (*ListMessagesResult, error) {
+	return c.listMessages(ctx, c.pool, params)
+}
+
+// ListMessagesTx is ListMessages inside the caller's transaction, as River's
+// JobListTx is: it sees the messages that tx has triggered and not yet
+// committed.
+func (c *Client) ListMessagesTx(ctx context.Context, tx pgx.Tx, params *ListMessagesParams) (*ListMessagesResult, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.listMessages(ctx, tx, params)
+}
+
+func (c *Client) listMessages(ctx context.Context, q querier, params *ListMessagesParams) (*ListMessagesResult, error) {
 	if params == nil {
 		params = &ListMessagesParams{}
 	}
@@ -66,7 +80,7 @@ func (c *Client) ListMessages(ctx context.Context, params *ListMessagesParams) (
 	if params.After != nil && params.After.id == uuid.Nil {
 		return nil, invalidArgument("ListMessagesParams.After", "is a zero cursor; use a NextCursor or MessageListCursorFromMessage")
 	}
-	if err := c.checkSchema(ctx, c.pool); err != nil {
+	if err := c.checkSchema(ctx, q); err != nil {
 		return nil, err
 	}
 
@@ -91,7 +105,7 @@ func (c *Client) ListMessages(ctx context.Context, params *ListMessagesParams) (
 		filter.After = true
 		args = append(args, pgUUID(params.After.id))
 	}
-	rows, err := c.pool.Query(ctx, c.queries.ListMessages[filter], args...)
+	rows, err := q.Query(ctx, c.queries.ListMessages[filter], args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list messages: %w", err)
 	}

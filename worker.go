@@ -56,6 +56,15 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 	return time.Time{}
 }
 
+// DeliveryWorker returns the River worker of delivery jobs (DeliveryArgs),
+// which AddWorkers registers along with the others. It is for a host that
+// registers its workers one at a time, and for package outboundtest, which
+// runs it inline; a job it works must be running, as River's fetch leaves
+// it, for its sent record to complete the job.
+func (c *Client) DeliveryWorker() river.Worker[DeliveryArgs] {
+	return &deliveryWorker{client: c}
+}
+
 // AddWorkers registers the library's workers (delivery, reconcile and prune)
 // with a host's own River workers, for a host that runs its own River client
 // instead of calling Start. That client must use the riverpgxv5 driver, work
@@ -68,7 +77,7 @@ func (w *deliveryWorker) NextRetry(job *river.Job[DeliveryArgs]) time.Time {
 // Notifier beside it. Like river.AddWorker, it panics if the workers are
 // already registered.
 func (c *Client) AddWorkers(workers *river.Workers) {
-	river.AddWorker(workers, &deliveryWorker{client: c})
+	river.AddWorker(workers, c.DeliveryWorker())
 	river.AddWorker(workers, &reconcileWorker{client: c})
 	river.AddWorker(workers, &pruneWorker{client: c})
 }

@@ -1,0 +1,176 @@
+package outboundtest_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/outboundtest"
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+)
+
+// callLog records the messages a Notifier was handed.
+type callLog struct {
+	mu  sync.Mutex
+	ids []uuid.UUID
+}
+
+func (l *callLog) notifier(result func(attempt int) error) outbound.Notifier {
+	return outbound.NotifierFunc(func(_ context.Context, msg *outbound.Message) error {
+		l.mu.Lock()
+		l.ids = append(l.ids, msg.ID)
+		n := len(l.ids)
+		l.mu.Unlock()
+		return result(n)
+	})
+}
+
+func (l *callLog) calls() []uuid.UUID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]uuid.UUID(nil), l.ids...)
+}
+
+func TestWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("Sent", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(int) error { return nil }))
+		// Scheduled for later: Deliver works it now all the same.
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", ScheduleIn: time.Hour})
+		require.NoError(t, err)
+
+		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, []uuid.UUID{res.Message.ID}, log.calls(), "the notifier was called once with the message")
+		require.Equal(t, outbound.MessageStatusSent, done.Message.Status)
+		require.Equal(t, 1, done.Message.Attempts)
+		require.False(t, done.Message.SentAt.IsZero())
+		require.Equal(t, rivertype.JobStateCompleted, done.Job.State)
+		require.Equal(t, 1, done.Job.Attempt)
+		require.NotNil(t, done.Job.FinalizedAt)
+		require.Equal(t, []string{"outboundtest"}, done.Job.AttemptedBy)
+	})
+
+	t.Run("FailedThenSent", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(n int) error {
+			if n == 1 {
+				return errors.New("mailbox full")
+			}
+			return nil
+		}))
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		first, err := worker.Deliver(ctx, t, res.Message.ID)
+		require.ErrorContains(t, err, "mailbox full")
+		require.Equal(t, outbound.MessageStatusFailed, first.Message.Status)
+		require.Equal(t, "mailbox full", first.Message.LastError)
+		require.Equal(t, rivertype.JobStateRetryable, first.Job.State)
+		require.Len(t, first.Job.Errors, 1)
+		require.Contains(t, first.Job.Errors[0].Error, "mailbox full")
+		require.True(t, first.Job.ScheduledAt.After(time.Now()), "retried later, by River's policy")
+
+		second, err := worker.Deliver(ctx, t, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusSent, second.Message.Status)
+		require.Equal(t, 2, second.Message.Attempts)
+		require.Equal(t, rivertype.JobStateCompleted, second.Job.State)
+		require.Equal(t, 2, second.Job.Attempt)
+	})
+
+	t.Run("LastAttemptDiscards", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema, MaxAttempts: 1}, log.notifier(func(int) error { return errors.New("bounced") }))
+		client, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxAttempts: 1})
+		require.NoError(t, err)
+		res, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		require.ErrorContains(t, err, "bounced")
+		require.Equal(t, outbound.MessageStatusDiscarded, done.Message.Status)
+		require.Equal(t, rivertype.JobStateDiscarded, done.Job.State)
+	})
+
+	t.Run("PermanentCancelsTheJob", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema},
+			log.notifier(func(int) error { return outbound.Permanent(errors.New("no such address")) }))
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		var cancelErr *river.JobCancelError
+		require.ErrorAs(t, err, &cancelErr)
+		require.Equal(t, outbound.MessageStatusDiscarded, done.Message.Status)
+		require.Equal(t, rivertype.JobStateCancelled, done.Job.State)
+	})
+
+	t.Run("RetryAfterSchedulesTheRetry", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema},
+			log.notifier(func(int) error { return outbound.RetryAfter(time.Hour, errors.New("rate limited")) }))
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+
+		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		require.ErrorContains(t, err, "rate limited")
+		require.Equal(t, rivertype.JobStateRetryable, done.Job.State)
+		require.WithinDuration(t, time.Now().Add(time.Hour), done.Job.ScheduledAt, time.Minute)
+	})
+
+	t.Run("CancelledIsNotDelivered", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(int) error { return nil }))
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
+
+		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		require.Error(t, err)
+		require.Empty(t, log.calls(), "the notifier was not called")
+		require.Equal(t, outbound.MessageStatusCancelled, done.Message.Status)
+		require.Equal(t, rivertype.JobStateCancelled, done.Job.State)
+	})
+
+	t.Run("FailsTheTestForAnUnknownMessage", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, nil)
+		id := uuid.New()
+		requireFailure(t, func(tb testing.TB) {
+			res, err := worker.Deliver(ctx, tb, id)
+			require.Nil(t, res)
+			require.NoError(t, err)
+		}, "Deliver: outbound: not found: message "+id.String())
+	})
+
+	t.Run("FailsTheTestForAnInvalidConfig", func(t *testing.T) {
+		t.Parallel()
+		requireFailure(t, func(tb testing.TB) {
+			require.Nil(t, outboundtest.NewWorker(tb, testPool, &outbound.Config{Schema: "no spaces allowed"}, nil))
+		}, "NewWorker: outbound: invalid argument: ")
+	})
+}
