@@ -10,6 +10,7 @@ import (
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/outboundtest"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
@@ -153,6 +154,27 @@ func TestWorker(t *testing.T) {
 		require.Empty(t, log.calls(), "the notifier was not called")
 		require.Equal(t, outbound.MessageStatusCancelled, done.Message.Status)
 		require.Equal(t, rivertype.JobStateCancelled, done.Job.State)
+	})
+
+	t.Run("ClaimedElsewhereSnoozes", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		var log callLog
+		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(int) error { return nil }))
+		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, err)
+		// Another attempt holds the claim for a minute more.
+		_, err = testPool.Exec(ctx, "UPDATE "+pgx.Identifier{b.schema, "messages"}.Sanitize()+
+			" SET status = 'delivering', claim_id = gen_random_uuid(), claimed_until = now() + interval '1 minute' WHERE id = $1", res.Message.ID)
+		require.NoError(t, err)
+
+		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		var snoozeErr *river.JobSnoozeError
+		require.ErrorAs(t, err, &snoozeErr)
+		require.Empty(t, log.calls())
+		require.Equal(t, rivertype.JobStateScheduled, done.Job.State)
+		require.Zero(t, done.Job.Attempt, "a snooze uses no attempt")
+		require.WithinDuration(t, time.Now().Add(time.Minute), done.Job.ScheduledAt, 10*time.Second)
 	})
 
 	t.Run("FailsTheTestForAnUnknownMessage", func(t *testing.T) {
