@@ -61,7 +61,11 @@ type Migration struct {
 var migrationFileRE = regexp.MustCompile(`^(\d{3})_([a-z0-9_]+)\.(up|down)\.sql$`)
 
 // Migrations returns the library's migrations in version order, for hosts
-// that apply them with their own migration tool.
+// that apply them with their own migration tool. Each runs with search_path
+// at the library's schema. Each Up ends by recording its version in the
+// outbound_migration table, and each Down by forgetting it, since a client
+// checks that table before its first call: the files in migrations/ are the
+// same SQL without that record.
 func Migrations() ([]Migration, error) {
 	entries, err := fs.ReadDir(migrationFS, "migrations")
 	if err != nil {
@@ -84,9 +88,9 @@ func Migrations() ([]Migration, error) {
 			byVersion[version] = mig
 		}
 		if m[3] == "up" {
-			mig.Up = string(sql)
+			mig.Up = string(sql) + sqltext.RecordVersionUp(version, m[2])
 		} else {
-			mig.Down = string(sql)
+			mig.Down = string(sql) + sqltext.RecordVersionDown(version)
 		}
 	}
 	out := make([]Migration, 0, len(byVersion))
@@ -223,11 +227,9 @@ func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrati
 		if applied[m.Version] {
 			continue
 		}
+		// The migration's SQL records its version itself.
 		if err := execMigration(ctx, tx, schema, m.Up); err != nil {
 			return fmt.Errorf("outbound: migrate: apply %03d_%s up: %w", m.Version, m.Name, err)
-		}
-		if _, err := tx.Exec(ctx, sqltext.RecordMigration(schema), m.Version, m.Name); err != nil {
-			return fmt.Errorf("outbound: migrate: record version %d: %w", m.Version, err)
 		}
 	}
 	if _, err := tx.Exec(ctx, sqltext.RecordRiverSchema(schema), riverSchema); err != nil {
@@ -286,11 +288,9 @@ func applyDown(ctx context.Context, tx pgx.Tx, schema string, migrations []Migra
 		if m.Version <= target || !applied[m.Version] {
 			continue
 		}
+		// The migration's SQL forgets its version itself.
 		if err := execMigration(ctx, tx, schema, m.Down); err != nil {
 			return fmt.Errorf("outbound: migrate: apply %03d_%s down: %w", m.Version, m.Name, err)
-		}
-		if _, err := tx.Exec(ctx, sqltext.ForgetMigration(schema), m.Version); err != nil {
-			return fmt.Errorf("outbound: migrate: forget version %d: %w", m.Version, err)
 		}
 	}
 	return nil

@@ -2,12 +2,16 @@ package outbound_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 	"github.com/stretchr/testify/require"
 )
 
@@ -214,6 +218,51 @@ func TestMigrate(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, holds, again.Duplicate, "status %s", status)
 		}
+	})
+
+	// A host's own tool applies Migrations' SQL, which records each version,
+	// so the client's schema check passes; the downs undo it all, and the
+	// library's Migrate can take over from there.
+	t.Run("OwnTool", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema := newSchemaName()
+		t.Cleanup(func() { dropSchema(t, schema) })
+		_, err := testPool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+		require.NoError(t, err)
+		migrations, err := outbound.Migrations()
+		require.NoError(t, err)
+		apply := func(sql string) {
+			t.Helper()
+			require.NoError(t, pgx.BeginFunc(ctx, testPool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{schema}.Sanitize()); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, sql)
+				return err
+			}))
+		}
+		for _, m := range migrations {
+			apply(m.Up)
+		}
+		migrator, err := rivermigrate.New(riverpgxv5.New(testPool), &rivermigrate.Config{Schema: schema})
+		require.NoError(t, err)
+		_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+		require.NoError(t, err)
+		require.Equal(t, len(migrations), countRows(t, schema, "outbound_migration"))
+
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+		require.NoError(t, err)
+		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		require.NoError(t, err, "the schema check passes")
+
+		for _, m := range slices.Backward(migrations) {
+			apply(m.Down)
+		}
+		require.False(t, tableExists(t, schema, "messages"))
+		require.Zero(t, countRows(t, schema, "outbound_migration"))
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		require.Equal(t, len(migrations), countRows(t, schema, "outbound_migration"))
 	})
 
 	t.Run("SeparateRiverSchema", func(t *testing.T) {

@@ -1,30 +1,44 @@
 package sqltext
 
-import "github.com/jackc/pgx/v5"
+import (
+	"strconv"
 
-// CreateMigrationTable creates the table of applied library versions unless
-// it exists.
-func CreateMigrationTable(schema string) string {
-	return `CREATE TABLE IF NOT EXISTS ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize() + ` (
+	"github.com/jackc/pgx/v5"
+)
+
+// migrationTableColumns is the version table's definition, shared by
+// Migrate's statement and the one each migration carries.
+const migrationTableColumns = ` (
 	version integer PRIMARY KEY,
 	name text NOT NULL,
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`
+
+// RecordVersionUp is what each migration's up SQL ends with: it records the
+// version in outbound_migration, which a client's schema check reads, so
+// that a host applying the migrations with its own tool gets a schema the
+// client accepts. It runs with search_path at the library's schema, as the
+// migration does. name is a migration's name, [a-z0-9_]+ by its file's.
+func RecordVersionUp(version int, name string) string {
+	return "\n\n-- Recorded for the client's schema check.\nCREATE TABLE IF NOT EXISTS outbound_migration" + migrationTableColumns + ";\n" +
+		"INSERT INTO outbound_migration (version, name) VALUES (" + strconv.Itoa(version) + ", '" + name + "') ON CONFLICT (version) DO NOTHING;\n"
+}
+
+// RecordVersionDown is what each migration's down SQL ends with: it forgets
+// the version.
+func RecordVersionDown(version int) string {
+	return "\n\n-- Recorded for the client's schema check.\nDELETE FROM outbound_migration WHERE version = " + strconv.Itoa(version) + ";\n"
+}
+
+// CreateMigrationTable creates the table of applied library versions unless
+// it exists.
+func CreateMigrationTable(schema string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize() + migrationTableColumns
 }
 
 // SelectMigrationVersions reads the applied library versions.
 func SelectMigrationVersions(schema string) string {
 	return `SELECT version FROM ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize()
-}
-
-// RecordMigration records one applied version. $1 version, $2 name.
-func RecordMigration(schema string) string {
-	return `INSERT INTO ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize() + ` (version, name) VALUES ($1, $2)`
-}
-
-// ForgetMigration forgets one reverted version. $1 version.
-func ForgetMigration(schema string) string {
-	return `DELETE FROM ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize() + ` WHERE version = $1`
 }
 
 // RecordRiverSchema records the installation's River schema. $1 schema name.
