@@ -88,6 +88,11 @@ type Client struct {
 // New returns a Client writing to the tables that Migrate created in
 // config.Schema and enqueuing River jobs in config.RiverSchema. A nil config
 // means defaults. Errors match ErrInvalidArgument and name the bad field.
+//
+// New registers the outbound.messages gauge's callback with
+// Config.MeterProvider, which keeps it for the provider's life: make one
+// Client per pool and keep it, as with River's client, rather than one per
+// request.
 func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	if pool == nil {
 		return nil, invalidArgument("pool", "must not be nil")
