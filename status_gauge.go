@@ -22,8 +22,9 @@ const StatusGaugeMinInterval = 5 * time.Second
 const statusGaugeTimeout = 2 * time.Second
 
 // gaugedStatuses are the statuses outbound.messages reports: those of
-// messages awaiting a result, whose counts are the backlog.
-var gaugedStatuses = []MessageStatus{MessageStatusPending, MessageStatusDelivering, MessageStatusFailed}
+// messages awaiting a result, whose counts are the backlog, in the order of
+// CountAwaitingByStatus's columns.
+var gaugedStatuses = awaitingStatuses
 
 // statusGauge is the outbound.messages observable gauge: the number of
 // messages pending, in flight (delivering) and failed awaiting a retry.
