@@ -40,9 +40,10 @@ type BulkTriggerOpts struct {
 	ScheduleIn time.Duration
 
 	// EnvelopeID is an optional idempotency key. Retrying with the same id
-	// and the same template, body and recipients returns the stored result
-	// with Replayed set; the same id with a different request is
-	// ErrIdempotencyConflict. uuid.Nil means a fresh UUIDv7.
+	// and the same request (template, body, recipients, actor and
+	// ScheduleIn) returns the stored result with Replayed set; the same id
+	// with any of them different is ErrIdempotencyConflict. uuid.Nil means a
+	// fresh UUIDv7.
 	EnvelopeID uuid.UUID
 }
 
@@ -124,7 +125,7 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 
 	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil))
+			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil, opts.ScheduleIn))
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The id exists: a retry of the same request, or a conflict.
 			res, o, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
@@ -205,7 +206,7 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 		ctx := recordCtx
 		reason := fmt.Sprintf("batch_size %d exceeds cap %d", len(conversationIDs), batchCap)
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:]))
+			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:], opts.ScheduleIn))
 		if errors.Is(err, pgx.ErrNoRows) {
 			var replayErr error
 			res, o, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
@@ -257,8 +258,8 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.
 	if err != nil {
 		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
 	}
-	if env.TemplateID != opts.TemplateID || env.RenderedBody != opts.RenderedBody || !env.sameRecipients(conversationIDs) {
-		return nil, outcomeFailed, fmt.Errorf("%w: envelope %s was created with a different template, body or recipients", ErrIdempotencyConflict, envelopeID)
+	if differs := env.requestDiffers(conversationIDs, opts); differs != "" {
+		return nil, outcomeFailed, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
 	}
 	if env.Status == EnvelopeStatusRefusedCapExceeded {
 		return nil, outcomeRefusedCapExceeded, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
@@ -288,6 +289,26 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.
 		messages[i] = m
 	}
 	return &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}, outcomeReplayed, nil
+}
+
+// requestDiffers names the first parameter of a bulk request that differs
+// from the one that created the envelope, or returns "" for the same request.
+// An envelope recorded before migration 007 has no schedule to compare.
+func (e *Envelope) requestDiffers(conversationIDs []int64, opts *BulkTriggerOpts) string {
+	switch {
+	case e.TemplateID != opts.TemplateID:
+		return "template"
+	case e.RenderedBody != opts.RenderedBody:
+		return "body"
+	case !e.sameRecipients(conversationIDs):
+		return "recipients"
+	case e.RequestedBy != opts.Actor:
+		return "actor"
+	case e.scheduleIn != nil && *e.scheduleIn != opts.ScheduleIn.Truncate(time.Microsecond):
+		// PostgreSQL's interval keeps microseconds.
+		return "schedule"
+	}
+	return ""
 }
 
 // recipientsDigest is the SHA-256 of the ids in order, each as 8 big-endian

@@ -294,23 +294,41 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 		ctx := ctxT(t)
 		b := setupAudited(t, nil)
 		envelopeID := uuid.Must(uuid.NewV7())
-		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
+		opts := func(change func(*outbound.BulkTriggerOpts)) *outbound.BulkTriggerOpts {
+			o := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", Actor: "agent:7", ScheduleIn: time.Hour, EnvelopeID: envelopeID}
+			if change != nil {
+				change(o)
+			}
+			return o
+		}
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, opts(nil))
 		require.NoError(t, err)
 		before := countAll(t, b.schema)
 
 		for name, tc := range map[string]struct {
-			ids  []int64
-			opts *outbound.BulkTriggerOpts
+			ids     []int64
+			opts    *outbound.BulkTriggerOpts
+			differs string
 		}{
-			"Template":       {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "other", RenderedBody: "b", EnvelopeID: envelopeID}},
-			"Body":           {[]int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "other", EnvelopeID: envelopeID}},
-			"Recipients":     {[]int64{1, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
-			"MoreRecipients": {[]int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}},
+			"Template":       {[]int64{1, 2}, opts(func(o *outbound.BulkTriggerOpts) { o.TemplateID = "other" }), "template"},
+			"Body":           {[]int64{1, 2}, opts(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = "other" }), "body"},
+			"Recipients":     {[]int64{1, 3}, opts(nil), "recipients"},
+			"MoreRecipients": {[]int64{1, 2, 3}, opts(nil), "recipients"},
+			"Actor":          {[]int64{1, 2}, opts(func(o *outbound.BulkTriggerOpts) { o.Actor = "agent:8" }), "actor"},
+			"NoActor":        {[]int64{1, 2}, opts(func(o *outbound.BulkTriggerOpts) { o.Actor = "" }), "actor"},
+			"Schedule":       {[]int64{1, 2}, opts(func(o *outbound.BulkTriggerOpts) { o.ScheduleIn = 2 * time.Hour }), "schedule"},
+			"NoSchedule":     {[]int64{1, 2}, opts(func(o *outbound.BulkTriggerOpts) { o.ScheduleIn = 0 }), "schedule"},
 		} {
 			_, err := b.client.BulkTrigger(ctx, tc.ids, tc.opts)
 			require.ErrorIs(t, err, outbound.ErrIdempotencyConflict, name)
+			require.ErrorContains(t, err, "created with a different "+tc.differs, name)
 		}
 		require.Equal(t, before, countAll(t, b.schema))
+
+		// The same request, its schedule given to the nanosecond, replays.
+		res, err := b.client.BulkTrigger(ctx, []int64{2, 1}, opts(func(o *outbound.BulkTriggerOpts) { o.ScheduleIn = time.Hour + 300*time.Nanosecond }))
+		require.NoError(t, err)
+		require.True(t, res.Replayed)
 	})
 
 	t.Run("ConcurrentReplays", func(t *testing.T) {

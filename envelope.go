@@ -51,6 +51,10 @@ type Envelope struct {
 	// recipientsDigest is the SHA-256 of a refused envelope's whole list,
 	// which a retry of the same request is compared against.
 	recipientsDigest []byte
+	// scheduleIn is the BulkTriggerOpts.ScheduleIn the envelope was made
+	// with, compared on a replay; nil for envelopes recorded before
+	// migration 007.
+	scheduleIn *time.Duration
 }
 
 // ListEnvelopesParams filters ListEnvelopes. A nil value means defaults.
@@ -147,7 +151,7 @@ func scanEnvelope(row pgx.Row) (*Envelope, error) {
 		refusedReason *string
 	)
 	if err := row.Scan(&e.ID, &e.TemplateID, &e.RenderedBody, &e.RecipientConversationIDs, &e.Count,
-		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest); err != nil {
+		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest, &e.scheduleIn); err != nil {
 		return nil, err
 	}
 	e.Status = EnvelopeStatus(status)

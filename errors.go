@@ -10,7 +10,8 @@ import (
 var (
 	// ErrInvalidArgument is returned for bad input: a missing template id, a
 	// repeated conversation id, a malformed schema name and the like. The
-	// error's message names the field. Nothing is written.
+	// error is an *InvalidArgumentError, whose message names the field.
+	// Nothing is written.
 	ErrInvalidArgument = errors.New("outbound: invalid argument")
 
 	// ErrBatchTooLarge is returned by BulkTrigger when the number of
@@ -19,7 +20,8 @@ var (
 	ErrBatchTooLarge = errors.New("outbound: batch too large")
 
 	// ErrIdempotencyConflict is returned when a BulkTriggerOpts.EnvelopeID is
-	// reused for a request with a different template, body or recipients.
+	// reused for a request with a different template, body, recipients,
+	// actor or schedule. The message names the first that differs.
 	ErrIdempotencyConflict = errors.New("outbound: envelope id reused for a different request")
 
 	// ErrNotFound is returned when a message or envelope does not exist.
@@ -61,10 +63,31 @@ func (e *BatchTooLargeError) Error() string {
 // Is makes errors.Is(err, ErrBatchTooLarge) true.
 func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTooLarge }
 
-// invalidArgument returns an error matching ErrInvalidArgument whose message
-// names the field and says what is wrong with it.
+// InvalidArgumentError is the error behind every ErrInvalidArgument: which
+// argument was wrong and why. It matches ErrInvalidArgument with errors.Is;
+// errors.As gives the field, for instance so that an HTTP handler can name the
+// request field that carried it rather than the Go option.
+type InvalidArgumentError struct {
+	// Field is the Go name of what was wrong: a parameter such as
+	// "conversationIDs", or an option such as "TriggerOpts.TemplateID".
+	Field string
+	// Reason says what is wrong with it, such as "is required". It never
+	// repeats a body or an actor.
+	Reason string
+}
+
+// Error implements error.
+func (e *InvalidArgumentError) Error() string {
+	return fmt.Sprintf("%s: %s %s", ErrInvalidArgument, e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidArgument) true.
+func (e *InvalidArgumentError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// invalidArgument returns an *InvalidArgumentError: the field, and what is
+// wrong with it.
 func invalidArgument(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s %s", ErrInvalidArgument, field, fmt.Sprintf(format, args...))
+	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // schemaMismatch returns an error matching ErrSchemaMismatch about one schema.

@@ -128,7 +128,7 @@ func MigrateDown(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts) err
 
 func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool) error {
 	if pool == nil {
-		return fmt.Errorf("%w: pool must not be nil", ErrInvalidArgument)
+		return invalidArgument("pool", "must not be nil")
 	}
 	if opts == nil {
 		opts = &MigrateOpts{}
@@ -146,7 +146,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 		return err
 	}
 	if opts.TargetVersion < 0 || (opts.TargetVersion > 0 && !slices.ContainsFunc(migrations, func(m Migration) bool { return m.Version == opts.TargetVersion })) {
-		return fmt.Errorf("%w: MigrateOpts.TargetVersion %d is not a migration version", ErrInvalidArgument, opts.TargetVersion)
+		return invalidArgument("MigrateOpts.TargetVersion", "%d is not a migration version", opts.TargetVersion)
 	}
 	if !up {
 		return lockedTx(ctx, pool, func(tx pgx.Tx) error {

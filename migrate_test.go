@@ -183,6 +183,30 @@ func TestMigrate(t *testing.T) {
 		require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
 	})
 
+	// An envelope recorded before migration 007 kept no schedule: a retry of
+	// it is compared on everything else, and replays whatever its schedule.
+	t.Run("EnvelopeScheduleDownAndUp", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema := migratedSchema(t)
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+		require.NoError(t, err)
+		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: time.Hour, EnvelopeID: uuid.Must(uuid.NewV7())}
+		_, err = client.BulkTrigger(ctx, []int64{1, 2}, opts)
+		require.NoError(t, err)
+
+		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 6}))
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		opts.ScheduleIn = 0
+		res, err := client.BulkTrigger(ctx, []int64{1, 2}, opts)
+		require.NoError(t, err)
+		require.True(t, res.Replayed, "the schedule is unknown, so not compared")
+		opts.Actor = "agent:9"
+		_, err = client.BulkTrigger(ctx, []int64{1, 2}, opts)
+		require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
+		require.ErrorContains(t, err, "different actor")
+	})
+
 	// The statuses that hold a dedup key are stated once in the schema, as
 	// the generated column the dedup index reads; the Go copy used by bulk
 	// replays must agree with it for every status.

@@ -82,6 +82,10 @@ func TestRefusalCostsLittle(t *testing.T) {
 		// is compared by digest.
 		_, err = b.client.BulkTrigger(ctx, []int64{3, 5, 9}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: env.ID})
 		require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
+		// So is a retry that asks for another schedule.
+		_, err = b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: time.Minute, EnvelopeID: env.ID})
+		require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
+		require.ErrorContains(t, err, "different schedule")
 	})
 }
 

@@ -138,6 +138,13 @@ func TestBadInput(t *testing.T) {
 		err := tt.call()
 		require.ErrorIs(t, err, outbound.ErrInvalidArgument, tt.name)
 		require.Contains(t, err.Error(), tt.field, tt.name)
+		// The field is also there to match on, for a host that maps it to
+		// its own request's field.
+		var argErr *outbound.InvalidArgumentError
+		require.ErrorAs(t, err, &argErr, tt.name)
+		require.NotEmpty(t, argErr.Field, tt.name)
+		require.True(t, strings.HasPrefix(tt.field, argErr.Field), "%s: field %q", tt.name, argErr.Field)
+		require.NotEmpty(t, argErr.Reason, tt.name)
 		require.False(t, strings.Contains(err.Error(), "\x00"), "%s: the error does not echo the text", tt.name)
 		require.Equal(t, rowCounts{}, countAll(t, b.schema), "%s wrote nothing", tt.name)
 	}

@@ -16,7 +16,7 @@ const MessageColumns = `id, conversation_id, role, template_id, content, status,
 
 // EnvelopeColumns is the column list every envelope read scans, in order.
 const EnvelopeColumns = `id, template_id, rendered_body, recipient_conversation_ids, count,
-	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at, recipients_digest`
+	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at, recipients_digest, schedule_in`
 
 // SchemaTables reports whether the tables a client needs exist: $1 the
 // library's version table, $2 its installation table, $3 River's job table,
@@ -315,8 +315,8 @@ ORDER BY created_at, id`),
 
 		InsertEnvelope: r.Replace(`
 INSERT INTO {s}.bulk_envelopes
-	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest)
-VALUES ($1, $2, $3, $4::bigint[], $5, $6, $7, $8, $9, $10)
+	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest, schedule_in)
+VALUES ($1, $2, $3, $4::bigint[], $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (id) DO NOTHING
 RETURNING {ecols}`),
 

@@ -1,0 +1,1 @@
+ALTER TABLE bulk_envelopes DROP COLUMN schedule_in;
