@@ -1,0 +1,428 @@
+package outboundui_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/outboundtest"
+	"github.com/cairnloop/outbound/outboundui"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+// prefix is where the tests mount the dashboard: not the root, so that every
+// link is seen to carry it.
+const prefix = "/ops/outbound"
+
+// dashboard is a dashboard mounted on a host's mux, with the client it shows.
+type dashboard struct {
+	t      *testing.T
+	client *outbound.Client
+	config *outbound.Config
+	mux    *http.ServeMux
+}
+
+func newDashboard(t *testing.T) *dashboard {
+	t.Helper()
+	client, config := newClient(t)
+	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client, Prefix: prefix, RiverUIPrefix: "/riverui"})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle(prefix+"/", ui)
+	return &dashboard{t: t, client: client, config: config, mux: mux}
+}
+
+// do serves one request; a form is sent as a browser posts one.
+func (d *dashboard) do(method, path string, form url.Values, header http.Header) *httptest.ResponseRecorder {
+	d.t.Helper()
+	var req *http.Request
+	if form != nil {
+		req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		req = httptest.NewRequest(method, path, nil)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	d.mux.ServeHTTP(rec, req)
+	return rec
+}
+
+// page GETs an HTML page, requires the status, and checks what every page
+// must hold: the headers that keep script out, no script, labelled controls.
+func (d *dashboard) page(path string, status int) string {
+	d.t.Helper()
+	rec := d.do("GET", path, nil, nil)
+	require.Equal(d.t, status, rec.Code, "GET %s: %s", path, rec.Body)
+	requireSafePage(d.t, rec)
+	return rec.Body.String()
+}
+
+func requireSafePage(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	body := rec.Body.String()
+	require.Equal(t, "text/html; charset=utf-8", rec.Header().Get("Content-Type"))
+	require.Contains(t, rec.Header().Get("Content-Security-Policy"), "default-src 'none'")
+	require.NotContains(t, rec.Header().Get("Content-Security-Policy"), "script-src")
+	require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
+	require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+	require.NotContains(t, strings.ToLower(body), "<script", "no page has script")
+	requireLabelled(t, body)
+}
+
+var (
+	controlIDs = regexp.MustCompile(`<(?:input|select|textarea)\b[^>]*\bid="([^"]+)"`)
+	controls   = regexp.MustCompile(`<(?:input|select|textarea)\b`)
+)
+
+// requireLabelled checks that every form control has an id and a <label> for
+// it, so that a screen reader names each one.
+func requireLabelled(t *testing.T, body string) {
+	t.Helper()
+	ids := controlIDs.FindAllStringSubmatch(body, -1)
+	require.Len(t, ids, len(controls.FindAllString(body, -1)), "every control has an id")
+	for _, id := range ids {
+		require.Contains(t, body, `<label for="`+id[1]+`">`, "control %s has a label", id[1])
+	}
+}
+
+var (
+	legendItem = regexp.MustCompile(`<li class="(\w+)" data-status="\w+"><span class="swatch" aria-hidden="true"></span>([a-z ]+) <strong class="count">(\d+)</strong></li>`)
+	legendAll  = regexp.MustCompile(`<li class="total">of <strong class="count">(\d+)</strong></li>`)
+	barLabel   = regexp.MustCompile(`<svg class="bar"[^>]* role="img" aria-label="([^"]+)"`)
+	barRects   = regexp.MustCompile(`<rect class="seg (\w+)" x="[0-9.e+-]+" y="0" width="([0-9.e+-]+)" height="4"><title>(\d+) [a-z ]+</title></rect>`)
+)
+
+// barCounts reads a progress bar's legend, the text beside its colours, and
+// checks that the drawing agrees with it.
+func barCounts(t *testing.T, html string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for _, m := range legendItem.FindAllStringSubmatch(html, -1) {
+		counts[m[1]], _ = strconv.Atoi(m[3])
+	}
+	require.NotEmpty(t, counts, "a legend: %s", html)
+	total := legendAll.FindStringSubmatch(html)
+	require.NotNil(t, total)
+	counts["total"], _ = strconv.Atoi(total[1])
+	require.NotNil(t, barLabel.FindStringSubmatch(html), "the drawing has an accessible name")
+
+	var width float64
+	for _, m := range barRects.FindAllStringSubmatch(html, -1) {
+		n, _ := strconv.Atoi(m[3])
+		require.Equal(t, counts[m[1]], n, "segment %s", m[1])
+		w, err := strconv.ParseFloat(m[2], 64)
+		require.NoError(t, err)
+		require.InDelta(t, 100*float64(n)/float64(counts["total"]), w, 0.001, "segment %s's width", m[1])
+		width += w
+	}
+	if counts["total"] > 0 {
+		require.InDelta(t, 100, width, 0.001, "the segments fill the bar")
+	}
+	return counts
+}
+
+// envelopeRow is the envelopes page's row for one envelope.
+func envelopeRow(t *testing.T, page string, id uuid.UUID) string {
+	t.Helper()
+	start := strings.Index(page, `<tr data-envelope="`+id.String()+`">`)
+	require.GreaterOrEqual(t, start, 0, "envelope %s is listed", id)
+	end := strings.Index(page[start:], "</tr>")
+	return page[start : start+end]
+}
+
+// deliverWith runs the real delivery worker on one message with a notifier
+// that answers err.
+func (d *dashboard) deliverWith(msg *outbound.Message, err error) {
+	d.t.Helper()
+	w := outboundtest.NewWorker(d.t, testPool, d.config, outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return err }))
+	_, deliverErr := w.Deliver(context.Background(), d.t, msg.ID)
+	if err == nil {
+		require.NoError(d.t, deliverErr)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEnvelopesPage(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboard(t)
+
+	// Seven recipients, taken through every status by the real worker.
+	res, err := d.client.BulkTrigger(ctx, []int64{1, 2, 3, 4, 5, 6, 7}, &outbound.BulkTriggerOpts{
+		TemplateID: "outage", RenderedBody: "We are back <b>up</b>.", Actor: "agent:7",
+	})
+	require.NoError(t, err)
+	d.deliverWith(res.Messages[0], nil)
+	d.deliverWith(res.Messages[1], nil)
+	d.deliverWith(res.Messages[2], errors.New("provider timeout"))
+	d.deliverWith(res.Messages[3], outbound.Permanent(errors.New("address unknown")))
+	require.NoError(t, d.client.CancelMessage(ctx, res.Messages[4].ID))
+
+	_, err = d.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "x"})
+	require.NoError(t, err)
+	over := make([]int64, 30)
+	for i := range over {
+		over[i] = int64(100 + i)
+	}
+	_, err = d.client.BulkTrigger(ctx, over, &outbound.BulkTriggerOpts{TemplateID: "too-many", RenderedBody: "x"})
+	var tooLarge *outbound.BatchTooLargeError
+	require.ErrorAs(t, err, &tooLarge)
+
+	page := d.page(prefix+"/", http.StatusOK)
+	require.Equal(t, 3, strings.Count(page, "<tr data-envelope="))
+	require.Less(t, strings.Index(page, tooLarge.EnvelopeID.String()), strings.Index(page, res.Envelope.ID.String()), "newest first")
+
+	row := envelopeRow(t, page, res.Envelope.ID)
+	require.Equal(t, map[string]int{"sent": 2, "pending": 2, "delivering": 0, "failed": 1, "discarded": 1, "cancelled": 1, "total": 7}, barCounts(t, row))
+	require.Contains(t, row, `aria-label="2 sent, 2 pending, 0 in flight, 1 failed, 1 discarded, 1 cancelled, of 7 messages"`)
+	for _, want := range []string{"outage", "<td>7</td>", "agent:7", `<time datetime="`, "submitted", `href="` + prefix + "/envelopes/" + res.Envelope.ID.String() + `"`} {
+		require.Contains(t, row, want)
+	}
+
+	refused := envelopeRow(t, page, tooLarge.EnvelopeID)
+	require.Contains(t, refused, "Refused: batch_size 30 exceeds cap 25")
+	require.Contains(t, refused, "refused: over the cap")
+	require.NotContains(t, refused, "<svg", "a refused envelope has no messages to draw")
+
+	// The status filter.
+	page = d.page(prefix+"/?status=refused_cap_exceeded", http.StatusOK)
+	require.Equal(t, 1, strings.Count(page, "<tr data-envelope="))
+	require.Contains(t, page, `<option value="refused_cap_exceeded" selected>`)
+	require.Contains(t, d.page(prefix+"/?status=bogus", http.StatusBadRequest), "The status filter must be submitted, refused_cap_exceeded, cancelled or empty")
+	require.Contains(t, d.page(prefix+"/?after=bogus", http.StatusBadRequest), "The page link")
+}
+
+func TestEnvelopesPaging(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboard(t)
+	const n = 30
+	ids := make(map[string]bool, n)
+	for i := range n {
+		res, err := d.client.BulkTrigger(ctx, []int64{int64(i + 1)}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+		ids[res.Envelope.ID.String()] = true
+	}
+	rowID := regexp.MustCompile(`<tr data-envelope="([^"]+)">`)
+	next := regexp.MustCompile(`<a href="([^"]+)" rel="next">`)
+
+	seen := map[string]bool{}
+	path, pages := prefix+"/", 0
+	for path != "" {
+		page := d.page(path, http.StatusOK)
+		pages++
+		for _, m := range rowID.FindAllStringSubmatch(page, -1) {
+			require.False(t, seen[m[1]], "no envelope twice")
+			seen[m[1]] = true
+		}
+		path = ""
+		if m := next.FindStringSubmatch(page); m != nil {
+			path = strings.ReplaceAll(m[1], "&amp;", "&")
+			require.True(t, strings.HasPrefix(path, prefix+"/?after="), path)
+		}
+		if pages > 1 {
+			require.Contains(t, page, `<a href="`+prefix+`/">Newest</a>`)
+		}
+	}
+	require.Equal(t, 2, pages, "25 and then 5")
+	require.Equal(t, ids, seen)
+}
+
+func TestEnvelopePageAndCancel(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboard(t)
+	res, err := d.client.BulkTrigger(ctx, []int64{11, 12, 13, 14}, &outbound.BulkTriggerOpts{
+		TemplateID: "outage", RenderedBody: "<script>alert(1)</script>", Actor: "agent:7",
+	})
+	require.NoError(t, err)
+	d.deliverWith(res.Messages[0], nil)
+	d.deliverWith(res.Messages[1], errors.New("provider said 503"))
+	envelopePath := prefix + "/envelopes/" + res.Envelope.ID.String()
+
+	page := d.page(envelopePath, http.StatusOK)
+	require.Equal(t, map[string]int{"sent": 1, "pending": 2, "delivering": 0, "failed": 1, "discarded": 0, "cancelled": 0, "total": 4}, barCounts(t, page))
+	require.Contains(t, page, "&lt;script&gt;alert(1)&lt;/script&gt;", "the body is escaped")
+	require.Equal(t, 4, strings.Count(page, "<tr data-status="))
+	failed := regexp.MustCompile(`(?s)<tr data-status="failed">.*?</tr>`).FindString(page)
+	require.Contains(t, failed, "<td>12</td>")
+	require.Contains(t, failed, "<td>1</td>", "one attempt")
+	require.Contains(t, failed, "provider said 503", "the last error")
+	require.Contains(t, page, `<form class="cancel" method="post" action="`+envelopePath+`/cancel">`)
+	require.Contains(t, page, "Cancel the 3 messages not yet delivered")
+	require.Contains(t, page, `<input type="checkbox" id="confirm-cancel" name="confirm" value="yes" required>`)
+
+	// The messages' status filter.
+	filtered := d.page(envelopePath+"?status=sent", http.StatusOK)
+	require.Equal(t, 1, strings.Count(filtered, "<tr data-status="))
+	require.Contains(t, filtered, `<tr data-status="sent">`)
+
+	// An unconfirmed cancel is refused and cancels nothing.
+	rec := d.do("POST", envelopePath+"/cancel", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Contains(t, rec.Body.String(), "Tick the box")
+
+	// A cross-site POST is refused, however it is marked, and cancels nothing.
+	for name, header := range map[string]http.Header{
+		"SecFetchSite": {"Sec-Fetch-Site": {"cross-site"}},
+		"Origin":       {"Origin": {"https://evil.example"}},
+	} {
+		rec := d.do("POST", envelopePath+"/cancel", url.Values{"confirm": {"yes"}}, header)
+		require.Equal(t, http.StatusForbidden, rec.Code, name)
+		requireSafePage(t, rec)
+		require.Contains(t, rec.Body.String(), "came from another site", name)
+	}
+	progress, err := d.client.EnvelopeProgress(ctx, res.Envelope.ID)
+	require.NoError(t, err)
+	require.Zero(t, progress.Cancelled)
+
+	// The confirmed cancel: POST, redirect, GET.
+	rec = d.do("POST", envelopePath+"/cancel", url.Values{"confirm": {"yes"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	require.Equal(t, http.StatusSeeOther, rec.Code, rec.Body.String())
+	require.Equal(t, envelopePath+"?cancelled=3", rec.Header().Get("Location"))
+	page = d.page(rec.Header().Get("Location"), http.StatusOK)
+	require.Contains(t, page, `<p class="flash" role="status">Cancelled 3 messages.</p>`)
+	require.Equal(t, map[string]int{"sent": 1, "pending": 0, "delivering": 0, "failed": 0, "discarded": 0, "cancelled": 3, "total": 4}, barCounts(t, page))
+	require.NotContains(t, page, `<form class="cancel"`, "nothing is left to cancel")
+	env, err := d.client.Envelope(ctx, res.Envelope.ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status, "one message was sent, so the envelope is not all cancelled")
+
+	// A refused envelope cannot be cancelled: 409, said in words.
+	over := make([]int64, 26)
+	for i := range over {
+		over[i] = int64(i + 1)
+	}
+	_, err = d.client.BulkTrigger(ctx, over, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+	var tooLarge *outbound.BatchTooLargeError
+	require.ErrorAs(t, err, &tooLarge)
+	rec = d.do("POST", prefix+"/envelopes/"+tooLarge.EnvelopeID.String()+"/cancel", url.Values{"confirm": {"yes"}}, nil)
+	require.Equal(t, http.StatusConflict, rec.Code)
+	require.Contains(t, rec.Body.String(), "can no longer be cancelled")
+}
+
+func TestMessagePages(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboard(t)
+	one, err := d.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "Hello & welcome"})
+	require.NoError(t, err)
+	sent, err := d.client.Trigger(ctx, 43, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	d.deliverWith(sent.Message, nil)
+	bulk, err := d.client.BulkTrigger(ctx, []int64{42, 44}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
+	require.NoError(t, err)
+
+	// The messages page, filtered by conversation.
+	page := d.page(prefix+"/messages?conversation_id=42", http.StatusOK)
+	require.Equal(t, 2, strings.Count(page, "<tr data-status="))
+	require.Contains(t, page, `<input id="conversation-filter" name="conversation_id" type="text" inputmode="numeric" pattern="[0-9]*" value="42">`)
+	require.Equal(t, 4, strings.Count(d.page(prefix+"/messages", http.StatusOK), "<tr data-status="))
+	require.Contains(t, d.page(prefix+"/messages?conversation_id=x", http.StatusBadRequest), "The conversation must be a whole number")
+	require.Contains(t, d.page(prefix+"/messages?conversation_id=-1", http.StatusBadRequest), "The conversation must be")
+
+	// One message, with its envelope and its job in River's UI.
+	messagePath := prefix + "/messages/" + bulk.Messages[0].ID.String()
+	page = d.page(messagePath, http.StatusOK)
+	require.Contains(t, page, `href="`+prefix+"/envelopes/"+bulk.Envelope.ID.String()+`"`)
+	require.Contains(t, page, `href="/riverui/jobs/`+strconv.FormatInt(bulk.Messages[0].JobID, 10)+`"`)
+	require.Contains(t, page, "Cancel message")
+	require.Contains(t, d.page(prefix+"/messages/"+one.Message.ID.String(), http.StatusOK), "Hello &amp; welcome")
+
+	rec := d.do("POST", messagePath+"/cancel", url.Values{"confirm": {"yes"}}, nil)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	page = d.page(rec.Header().Get("Location"), http.StatusOK)
+	require.Contains(t, page, "Cancelled the message.")
+	require.Contains(t, page, `<span class="status status-cancelled">cancelled</span>`)
+	require.NotContains(t, page, "Cancel message")
+
+	// A sent message has no cancel button, and a POST to it is a 409.
+	sentPath := prefix + "/messages/" + sent.Message.ID.String()
+	require.NotContains(t, d.page(sentPath, http.StatusOK), "Cancel message")
+	rec = d.do("POST", sentPath+"/cancel", url.Values{"confirm": {"yes"}}, nil)
+	require.Equal(t, http.StatusConflict, rec.Code)
+}
+
+func TestRoutesAndErrors(t *testing.T) {
+	t.Parallel()
+	d := newDashboard(t)
+	unknown := uuid.NewString()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		want         string
+	}{
+		{"GET", prefix + "/envelopes/" + unknown, http.StatusNotFound, "no such message or envelope"},
+		{"GET", prefix + "/messages/" + unknown, http.StatusNotFound, "no such message or envelope"},
+		{"GET", prefix + "/envelopes/nope", http.StatusBadRequest, "&#34;nope&#34; is not a message or envelope id"},
+		{"GET", prefix + "/nowhere", http.StatusNotFound, "no such page"},
+		{"GET", prefix + "/static/other.css", http.StatusNotFound, "no such page"},
+		{"PUT", prefix + "/envelopes/" + unknown + "/cancel", http.StatusMethodNotAllowed, "PUT is not allowed here; use POST."},
+		{"GET", prefix + "/envelopes/" + unknown + "/cancel", http.StatusMethodNotAllowed, "use POST"},
+		{"DELETE", prefix + "/", http.StatusMethodNotAllowed, "use GET, HEAD"},
+	} {
+		rec := d.do(tc.method, tc.path, nil, nil)
+		require.Equal(t, tc.status, rec.Code, "%s %s", tc.method, tc.path)
+		requireSafePage(t, rec)
+		require.Contains(t, rec.Body.String(), tc.want, "%s %s", tc.method, tc.path)
+		if tc.status == http.StatusMethodNotAllowed {
+			require.NotEmpty(t, rec.Header().Get("Allow"))
+		}
+	}
+
+	// The stylesheet, and the prefix without its slash.
+	rec := d.do("GET", prefix+"/static/outboundui.css", nil, nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "text/css; charset=utf-8", rec.Header().Get("Content-Type"))
+	require.Contains(t, d.page(prefix+"/", http.StatusOK), `<link rel="stylesheet" href="`+prefix+`/static/outboundui.css?v=`)
+	rec = d.do("GET", prefix, nil, nil)
+	require.Contains(t, []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect}, rec.Code)
+	require.Equal(t, prefix+"/", rec.Header().Get("Location"))
+}
+
+func TestNewHandlerOptions(t *testing.T) {
+	t.Parallel()
+	client, _ := newClient(t)
+	for _, tc := range []struct {
+		opts  *outboundui.HandlerOpts
+		field string
+	}{
+		{nil, "HandlerOpts.Client"},
+		{&outboundui.HandlerOpts{}, "HandlerOpts.Client"},
+		{&outboundui.HandlerOpts{Client: client, Prefix: "outbound"}, "HandlerOpts.Prefix"},
+		{&outboundui.HandlerOpts{Client: client, Prefix: "/outbound/"}, "HandlerOpts.Prefix"},
+		{&outboundui.HandlerOpts{Client: client, Prefix: "/{id}"}, "HandlerOpts.Prefix"},
+		{&outboundui.HandlerOpts{Client: client, Prefix: "/a b"}, "HandlerOpts.Prefix"},
+		{&outboundui.HandlerOpts{Client: client, RiverUIPrefix: "riverui"}, "HandlerOpts.RiverUIPrefix"},
+	} {
+		_, err := outboundui.NewHandler(tc.opts)
+		require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+		require.ErrorContains(t, err, tc.field)
+	}
+
+	// Mounted at the root, the links have no prefix.
+	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client})
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	ui.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), `<a href="/messages">Messages</a>`)
+	require.Contains(t, rec.Body.String(), "No envelopes.")
+}

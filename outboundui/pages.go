@@ -1,0 +1,322 @@
+package outboundui
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/cairnloop/outbound"
+	"github.com/google/uuid"
+)
+
+const (
+	// envelopesPerPage is the envelopes page's length: each row costs a
+	// progress query, so it is kept shorter than a list of messages.
+	envelopesPerPage = 25
+	// messagesPerPage is the length of a page of messages.
+	messagesPerPage = 50
+	// maxFormBytes bounds a cancel form, which holds one checkbox.
+	maxFormBytes = 4 << 10
+)
+
+// messageStatuses and envelopeStatuses are the filters' choices, in the
+// order a message or an envelope goes through them.
+var (
+	messageStatuses = []outbound.MessageStatus{
+		outbound.MessageStatusPending, outbound.MessageStatusDelivering, outbound.MessageStatusSent,
+		outbound.MessageStatusFailed, outbound.MessageStatusUnconfirmed, outbound.MessageStatusDiscarded,
+		outbound.MessageStatusCancelled,
+	}
+	envelopeStatuses = []outbound.EnvelopeStatus{
+		outbound.EnvelopeStatusSubmitted, outbound.EnvelopeStatusCancelled, outbound.EnvelopeStatusRefusedCapExceeded,
+	}
+)
+
+// envelopeRow is one envelope in the envelopes page's table.
+type envelopeRow struct {
+	Envelope *outbound.Envelope
+	Href     string
+	// Bar is nil for a refused envelope, which has no messages.
+	Bar *bar
+}
+
+type envelopesData struct {
+	Rows []envelopeRow
+	// Action is where the filter form goes.
+	Action   string
+	Status   string
+	Statuses []outbound.EnvelopeStatus
+	NextHref string
+	// FirstHref is set on a page after the first.
+	FirstHref string
+}
+
+// envelopesPage lists envelopes, newest first, each with its progress.
+func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) {
+	query := r.URL.Query()
+	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(query.Get("status")), Limit: envelopesPerPage}
+	if after := query.Get("after"); after != "" {
+		params.After = &outbound.EnvelopeListCursor{}
+		if err := params.After.UnmarshalText([]byte(after)); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	page, err := h.client.ListEnvelopes(r.Context(), params)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	data := &envelopesData{Status: string(params.Status), Statuses: envelopeStatuses, Action: h.links.envelopes(nil)}
+	for _, env := range page.Envelopes {
+		row := envelopeRow{Envelope: env, Href: h.links.envelope(env.ID, nil)}
+		if env.Status != outbound.EnvelopeStatusRefusedCapExceeded {
+			progress, err := h.client.EnvelopeProgress(r.Context(), env.ID)
+			if err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			row.Bar = newBar(progress)
+		}
+		data.Rows = append(data.Rows, row)
+	}
+	if page.NextCursor != nil {
+		data.NextHref = h.links.envelopes(url.Values{"status": {data.Status}, "after": {cursorText(page.NextCursor)}})
+	}
+	if params.After != nil {
+		data.FirstHref = h.links.envelopes(url.Values{"status": {data.Status}})
+	}
+	h.render(w, r, "envelopes", "Envelopes", "envelopes", data)
+}
+
+type envelopeData struct {
+	Envelope   *outbound.Envelope
+	Bar        *bar
+	Messages   *messageTable
+	CancelHref string
+	// Cancellable is how many messages the cancel button would cancel; the
+	// button is shown only when it is more than zero.
+	Cancellable int
+	Flash       string
+}
+
+// envelopePage shows one envelope, its progress, and a page of its
+// recipients' messages.
+func (h *handler) envelopePage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	env, err := h.client.Envelope(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	progress, err := h.client.EnvelopeProgress(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	table, err := h.messageTable(r, &outbound.ListMessagesParams{BulkEnvelopeID: id}, func(q url.Values) string {
+		return h.links.envelope(id, q)
+	})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	data := &envelopeData{Envelope: env, Bar: newBar(progress), Messages: table, CancelHref: h.links.cancelEnvelope(id)}
+	if env.Status == outbound.EnvelopeStatusSubmitted {
+		data.Cancellable = cancellable(progress)
+	}
+	if n, err := strconv.Atoi(r.URL.Query().Get("cancelled")); err == nil {
+		data.Flash = fmt.Sprintf("Cancelled %d %s.", n, plural(n, "message", "messages"))
+	}
+	h.render(w, r, "envelope", "Envelope "+env.ID.String(), "envelopes", data)
+}
+
+// cancelEnvelope cancels an envelope's undelivered messages, then sends the
+// browser back to the envelope (POST, redirect, GET), saying how many.
+func (h *handler) cancelEnvelope(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err == nil {
+		err = confirmed(w, r)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	n, err := h.client.CancelEnvelope(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, h.links.envelope(id, url.Values{"cancelled": {strconv.Itoa(n)}}), http.StatusSeeOther)
+}
+
+// messageTable is a page of messages, with its filter and page links.
+type messageTable struct {
+	Messages []messageRow
+	Status   string
+	Statuses []outbound.MessageStatus
+	NextHref string
+	// FirstHref is set on a page after the first.
+	FirstHref string
+	// Action is where the filter form goes.
+	Action string
+	// ByConversation shows the conversation filter, holding Conversation.
+	ByConversation bool
+	Conversation   string
+}
+
+type messageRow struct {
+	Message *outbound.Message
+	Href    string
+}
+
+// messageTable reads a page of messages matching params and the request's
+// status and after; link builds the page's own URL with a query.
+func (h *handler) messageTable(r *http.Request, params *outbound.ListMessagesParams, link func(url.Values) string) (*messageTable, error) {
+	query := r.URL.Query()
+	params.Status = outbound.MessageStatus(query.Get("status"))
+	params.Limit = messagesPerPage
+	if after := query.Get("after"); after != "" {
+		params.After = &outbound.MessageListCursor{}
+		if err := params.After.UnmarshalText([]byte(after)); err != nil {
+			return nil, err
+		}
+	}
+	page, err := h.client.ListMessages(r.Context(), params)
+	if err != nil {
+		return nil, err
+	}
+	t := &messageTable{Status: string(params.Status), Statuses: messageStatuses, Action: link(nil)}
+	for _, m := range page.Messages {
+		t.Messages = append(t.Messages, messageRow{Message: m, Href: h.links.message(m.ID, nil)})
+	}
+	// The page's own filters, which its page links keep.
+	keep := url.Values{"status": {t.Status}}
+	if params.ConversationID != 0 {
+		keep.Set("conversation_id", strconv.FormatInt(params.ConversationID, 10))
+	}
+	if page.NextCursor != nil {
+		next := url.Values{"after": {cursorText(page.NextCursor)}}
+		for k, v := range keep {
+			next[k] = v
+		}
+		t.NextHref = link(next)
+	}
+	if params.After != nil {
+		t.FirstHref = link(keep)
+	}
+	return t, nil
+}
+
+type messagesData struct {
+	Table *messageTable
+}
+
+// messagesPage lists messages, one-to-one and bulk alike, newest first,
+// filtered by conversation and status.
+func (h *handler) messagesPage(w http.ResponseWriter, r *http.Request) {
+	params := &outbound.ListMessagesParams{}
+	conversation := r.URL.Query().Get("conversation_id")
+	if conversation != "" {
+		id, err := strconv.ParseInt(conversation, 10, 64)
+		if err != nil {
+			h.fail(w, r, badRequest(fmt.Sprintf("The conversation must be a whole number, got %q.", conversation)))
+			return
+		}
+		params.ConversationID = id
+	}
+	table, err := h.messageTable(r, params, h.links.messages)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	table.ByConversation, table.Conversation = true, conversation
+	h.render(w, r, "messages", "Messages", "messages", &messagesData{Table: table})
+}
+
+type messageData struct {
+	Message      *outbound.Message
+	EnvelopeHref string
+	JobHref      string
+	CancelHref   string
+	Cancellable  bool
+	Flash        string
+}
+
+// messagePage shows one message.
+func (h *handler) messagePage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	msg, err := h.client.Message(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	data := &messageData{
+		Message:     msg,
+		JobHref:     h.links.riverJob(msg.JobID),
+		CancelHref:  h.links.cancelMessage(id),
+		Cancellable: msg.Status == outbound.MessageStatusPending || msg.Status == outbound.MessageStatusFailed,
+	}
+	if msg.BulkEnvelopeID != uuid.Nil {
+		data.EnvelopeHref = h.links.envelope(msg.BulkEnvelopeID, nil)
+	}
+	if r.URL.Query().Get("cancelled") == "1" {
+		data.Flash = "Cancelled the message."
+	}
+	h.render(w, r, "message", "Message "+msg.ID.String(), "messages", data)
+}
+
+// cancelMessage cancels one undelivered message, then sends the browser back
+// to it.
+func (h *handler) cancelMessage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err == nil {
+		err = confirmed(w, r)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.client.CancelMessage(r.Context(), id); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, h.links.message(id, url.Values{"cancelled": {"1"}}), http.StatusSeeOther)
+}
+
+// pathID is the {id} of a message or envelope route.
+func pathID(r *http.Request) (uuid.UUID, error) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return uuid.Nil, badRequest(fmt.Sprintf("%q is not a message or envelope id.", r.PathValue("id")))
+	}
+	return id, nil
+}
+
+// confirmed requires a cancel form's ticked confirmation box. Browsers will
+// not submit the form without it; this holds any other client to it too.
+func confirmed(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return badRequest("The form could not be read.")
+	}
+	if r.PostForm.Get("confirm") != "yes" {
+		return badRequest("Tick the box to confirm the cancel.")
+	}
+	return nil
+}
+
+// cursorText is a list cursor as a page link carries it.
+func cursorText(c interface{ MarshalText() ([]byte, error) }) string {
+	text, _ := c.MarshalText() // a cursor always marshals
+	return string(text)
+}
