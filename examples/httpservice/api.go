@@ -1,9 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -27,7 +24,7 @@ func newAPI(client *outbound.Client, logger *slog.Logger) *api {
 	return &api{client: client, logger: logger}
 }
 
-// register mounts the API's routes.
+// register mounts the API's routes on mux.
 func (a *api) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /conversations/{id}/outbound", a.trigger)
 	mux.HandleFunc("POST /outbound/bulk", a.bulkTrigger)
@@ -40,11 +37,13 @@ func (a *api) register(mux *http.ServeMux) {
 }
 
 type triggerRequest struct {
-	TemplateID        string    `json:"template_id"`
-	Content           string    `json:"content"`
-	ScheduleInSeconds int64     `json:"schedule_in_seconds"`
-	Actor             string    `json:"actor"`
-	BulkEnvelopeID    uuid.UUID `json:"bulk_envelope_id"`
+	TemplateID        string `json:"template_id"`
+	Content           string `json:"content"`
+	ScheduleInSeconds int64  `json:"schedule_in_seconds"`
+	Actor             string `json:"actor"`
+	// BulkEnvelopeID is parsed by the handler, so that a bad one is
+	// reported by its JSON name.
+	BulkEnvelopeID string `json:"bulk_envelope_id"`
 }
 
 type triggerResponse struct {
@@ -57,7 +56,7 @@ type triggerResponse struct {
 func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 	conversationID, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		a.fail(w, r, badRequest("conversation id must be an integer, got %q", r.PathValue("id")))
+		a.fail(w, r, badRequest("conversation id in the path must be an integer, got %q", r.PathValue("id")))
 		return
 	}
 	var req triggerRequest
@@ -70,12 +69,19 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	var envelopeID uuid.UUID
+	if req.BulkEnvelopeID != "" {
+		if envelopeID, err = uuid.Parse(req.BulkEnvelopeID); err != nil {
+			a.fail(w, r, badRequest("bulk_envelope_id must be a UUID, got %q", req.BulkEnvelopeID))
+			return
+		}
+	}
 	res, err := a.client.Trigger(r.Context(), conversationID, &outbound.TriggerOpts{
 		TemplateID:     req.TemplateID,
 		Content:        req.Content,
 		ScheduleIn:     scheduleIn,
 		Actor:          req.Actor,
-		BulkEnvelopeID: req.BulkEnvelopeID,
+		BulkEnvelopeID: envelopeID,
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -110,6 +116,12 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if envelopeID, err = uuid.Parse(key); err != nil {
 			a.fail(w, r, badRequest("Idempotency-Key must be a UUID, got %q", key))
+			return
+		}
+		// The library reads the zero UUID as "no key": refuse it rather
+		// than let two retries make two envelopes.
+		if envelopeID == uuid.Nil {
+			a.fail(w, r, badRequest("Idempotency-Key must not be the all-zero UUID; send a fresh UUID per request"))
 			return
 		}
 	}
@@ -307,82 +319,13 @@ func (a *api) pathUUID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool)
 // seconds converts schedule_in_seconds, refusing values a time.Duration
 // cannot hold rather than letting them wrap around.
 func seconds(n int64) (time.Duration, error) {
-	if n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
+	if n < 0 {
+		return 0, badRequest("schedule_in_seconds must not be negative, got %d", n)
+	}
+	if n > math.MaxInt64/int64(time.Second) {
 		return 0, badRequest("schedule_in_seconds is out of range, got %d", n)
 	}
 	return time.Duration(n) * time.Second, nil
-}
-
-// decode reads a JSON body strictly: one object, known fields only.
-func decode(w http.ResponseWriter, r *http.Request, into any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(into); err != nil {
-		return badRequest("request body: %v", err)
-	}
-	if dec.More() {
-		return badRequest("request body: more than one JSON value")
-	}
-	return nil
-}
-
-// errBadRequest marks errors of the HTTP layer itself: malformed JSON, ids.
-var errBadRequest = errors.New("bad request")
-
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
-}
-
-type errorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	// EnvelopeID, Count and Cap are set for batch_too_large.
-	EnvelopeID *uuid.UUID `json:"envelope_id,omitempty"`
-	Count      int        `json:"count,omitempty"`
-	Cap        int        `json:"cap,omitempty"`
-}
-
-// fail maps an error to a status code and a JSON error body. Errors the
-// caller can act on carry their message; anything else is logged and
-// answered with a generic 500.
-func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var (
-		tooLarge *outbound.BatchTooLargeError
-		status   int
-		body     = errorBody{Message: err.Error()}
-	)
-	switch {
-	case errors.As(err, &tooLarge):
-		status, body.Code = http.StatusUnprocessableEntity, "batch_too_large"
-		body.Count, body.Cap = tooLarge.Count, tooLarge.Cap
-		if tooLarge.EnvelopeID != uuid.Nil {
-			body.EnvelopeID = &tooLarge.EnvelopeID
-		}
-	case errors.Is(err, errBadRequest), errors.Is(err, outbound.ErrInvalidArgument):
-		status, body.Code = http.StatusBadRequest, "invalid_argument"
-	case errors.Is(err, outbound.ErrNotFound):
-		status, body.Code = http.StatusNotFound, "not_found"
-	case errors.Is(err, outbound.ErrIdempotencyConflict):
-		status, body.Code = http.StatusConflict, "idempotency_conflict"
-	case errors.Is(err, outbound.ErrNotCancellable):
-		status, body.Code = http.StatusConflict, "not_cancellable"
-	case errors.Is(err, outbound.ErrSchemaMismatch):
-		// The operator's to fix (run Migrate, or upgrade); the message says
-		// which and names no customer data.
-		a.logger.ErrorContext(r.Context(), "request failed", slog.String("error", err.Error()))
-		status, body.Code = http.StatusServiceUnavailable, "schema_mismatch"
-	default:
-		a.logger.ErrorContext(r.Context(), "request failed",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
-		status, body = http.StatusInternalServerError, errorBody{Code: "internal", Message: "internal error"}
-	}
-	writeJSON(w, status, map[string]any{"error": body})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // messageJSON is a message as the API shows it.

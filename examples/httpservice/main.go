@@ -1,9 +1,14 @@
 // Command httpservice is a net/http service that embeds the outbound library:
-// a JSON API to trigger, inspect and cancel outbound messages, River's web UI
-// under /riverui/, and OpenTelemetry metrics for Prometheus on /metrics.
+// a JSON API to trigger, inspect and cancel outbound messages, the outbound
+// dashboard under /outbound/ui/, River's web UI under /riverui/, and
+// OpenTelemetry metrics for Prometheus on /metrics.
 //
 //	go run ./examples/httpservice            # listens on 127.0.0.1:8080
-//	ADDR=:9000 go run ./examples/httpservice
+//	UI_USERNAME=ops UI_PASSWORD=s3cret ADDR=:9000 go run ./examples/httpservice
+//
+// Both UIs sit behind HTTP basic auth with the credentials in UI_USERNAME and
+// UI_PASSWORD. Without them the service serves the UIs on a loopback address
+// only, and refuses to start on any other.
 //
 // With DATABASE_URL unset it starts a throwaway PostgreSQL from the machine's
 // server binaries; with it set, it migrates and uses that database (schema
@@ -14,9 +19,10 @@
 //
 //	POST /conversations/{id}/outbound      trigger one message
 //	POST /outbound/bulk                    bulk trigger; Idempotency-Key header = envelope id
-//	GET  /outbound/envelopes               list envelopes (?status=, ?limit=)
+//	GET  /outbound/envelopes               list envelopes (?status=, ?limit=, ?after=)
 //	GET  /outbound/envelopes/{id}          one envelope with its progress
 //	POST /outbound/envelopes/{id}/cancel   cancel an envelope's undelivered messages
+//	GET  /outbound/messages                list messages (?conversation_id=, ?envelope_id=, ?status=, ?limit=, ?after=)
 //	GET  /outbound/messages/{id}           one message
 //	POST /outbound/messages/{id}/cancel    cancel one undelivered message
 package main
@@ -37,6 +43,7 @@ import (
 
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/cairnloop/outbound/outboundui"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -51,16 +58,33 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	addr := cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080")
-	err := run(ctx, addr, logger, func(url string) { logger.Info("listening", slog.String("url", url)) })
+	opts := &options{
+		addr:  cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080"),
+		creds: credentials{username: os.Getenv("UI_USERNAME"), password: os.Getenv("UI_PASSWORD")},
+	}
+	err := run(ctx, opts, logger, func(url string) { logger.Info("listening", slog.String("url", url)) })
 	if err != nil {
 		log.Fatal(err)
 	}
 }
 
+// options are the service's settings, from the environment.
+type options struct {
+	// addr is where to listen (ADDR).
+	addr string
+	// creds guard both UIs (UI_USERNAME, UI_PASSWORD).
+	creds credentials
+}
+
 // run serves until ctx is cancelled, then shuts down gracefully. ready is
 // called with the service's base URL once it accepts connections.
-func run(ctx context.Context, addr string, logger *slog.Logger, ready func(baseURL string)) error {
+func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(baseURL string)) error {
+	if err := checkUIAccess(opts.addr, opts.creds); err != nil {
+		return err
+	}
+	if !opts.creds.set() {
+		logger.Warn("serving River's UI and the outbound dashboard without credentials, on loopback only; set UI_USERNAME and UI_PASSWORD to require them")
+	}
 	url, stopDB, err := devpg.URLOrStart(ctx)
 	if err != nil {
 		return err
@@ -124,16 +148,29 @@ func run(ctx context.Context, addr string, logger *slog.Logger, ready func(baseU
 		return err
 	}
 
-	mux := http.NewServeMux()
-	newAPI(client, logger).register(mux)
-	mux.Handle("/riverui/", ui)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-
-	listener, err := net.Listen("tcp", addr)
+	// The outbound dashboard links each message's job to River's UI.
+	dashboard, err := outboundui.NewHandler(&outboundui.HandlerOpts{
+		Client:        client,
+		Prefix:        "/outbound/ui",
+		Logger:        logger,
+		RiverUIPrefix: "/riverui",
+	})
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	mux := http.NewServeMux()
+	api := newAPI(client, logger)
+	api.register(mux)
+	mux.Handle("/riverui/", basicAuth(opts.creds, ui))
+	mux.Handle("/outbound/ui/", basicAuth(opts.creds, dashboard))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+
+	listener, err := net.Listen("tcp", opts.addr)
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Handler: api.jsonRoutes(mux), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
 	ready("http://" + listener.Addr().String())

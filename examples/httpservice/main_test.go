@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,28 +26,9 @@ import (
 // it over HTTP: trigger, dedup, bulk with idempotency keys, the cap, reads,
 // cancels, errors, River's UI, /metrics, and a graceful shutdown.
 func TestService(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cluster, err := devpg.Start(ctx)
-	require.NoError(t, err)
-	defer cluster.Stop()
-	t.Setenv("DATABASE_URL", cluster.URL)
-
-	var logs syncBuffer
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	urls := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(runCtx, "127.0.0.1:0", slog.New(slog.NewTextHandler(&logs, nil)), func(u string) { urls <- u })
-	}()
-	var base string
-	select {
-	case base = <-urls:
-	case err := <-done:
-		t.Fatalf("service exited: %v", err)
-	}
-	c := &apiClient{t: t, base: base}
+	svc := startService(t, &options{addr: "127.0.0.1:0", creds: testCreds})
+	base, logs := svc.base, svc.logs
+	c := &apiClient{t: t, base: base, creds: testCreds}
 
 	t.Run("Trigger", func(t *testing.T) {
 		c.t = t
@@ -69,16 +51,16 @@ func TestService(t *testing.T) {
 
 	t.Run("TriggerBadInput", func(t *testing.T) {
 		c.t = t
-		c.expectError("POST", "/conversations/42/outbound", `{"content": "x"}`, nil, http.StatusBadRequest, "invalid_argument", "TemplateID")
+		c.expectError("POST", "/conversations/42/outbound", `{"content": "x"}`, nil, http.StatusBadRequest, "invalid_argument", "template_id is required")
 		c.expectError("POST", "/conversations/0/outbound", `{"template_id": "recovery"}`, nil, http.StatusBadRequest, "invalid_argument", "conversation")
 		c.expectError("POST", "/conversations/abc/outbound", `{"template_id": "recovery"}`, nil, http.StatusBadRequest, "invalid_argument", `"abc"`)
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "colour": "red"}`, nil, http.StatusBadRequest, "invalid_argument", "colour")
-		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": -5}`, nil, http.StatusBadRequest, "invalid_argument", "ScheduleIn")
+		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": -5}`, nil, http.StatusBadRequest, "invalid_argument", "schedule_in_seconds must not be negative")
 		// A template id too long for the dedup index is refused before it
 		// reaches the database (it used to be a 500 from PostgreSQL).
-		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "`+strings.Repeat("x", 3000)+`"}`, nil, http.StatusBadRequest, "invalid_argument", "TemplateID must be at most 256 bytes")
+		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "`+strings.Repeat("x", 3000)+`"}`, nil, http.StatusBadRequest, "invalid_argument", "template_id must be at most 256 bytes")
 		c.expectError("POST", "/conversations/42/outbound", `{"template_id": "recovery", "schedule_in_seconds": 9223372036854775807}`, nil, http.StatusBadRequest, "invalid_argument", "schedule_in_seconds")
-		c.expectError("POST", "/conversations/42/outbound", `not json`, nil, http.StatusBadRequest, "invalid_argument", "request body")
+		c.expectError("POST", "/conversations/42/outbound", `not json`, nil, http.StatusBadRequest, "invalid_argument", "request body is not valid JSON")
 	})
 
 	t.Run("Bulk", func(t *testing.T) {
@@ -151,8 +133,8 @@ func TestService(t *testing.T) {
 		}
 		c.do("GET", "/outbound/envelopes?status=refused_cap_exceeded", "", nil, http.StatusOK, &refused)
 		require.Len(t, refused.Envelopes, 1)
-		c.expectError("GET", "/outbound/envelopes?limit=501", "", nil, http.StatusBadRequest, "invalid_argument", "Limit")
-		c.expectError("GET", "/outbound/envelopes?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "Status")
+		c.expectError("GET", "/outbound/envelopes?limit=501", "", nil, http.StatusBadRequest, "invalid_argument", "limit must be between 1 and 500")
+		c.expectError("GET", "/outbound/envelopes?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "status must be")
 
 		// Paged one at a time, through the cursors.
 		var first, second struct {
@@ -166,7 +148,7 @@ func TestService(t *testing.T) {
 		require.Len(t, second.Envelopes, 1)
 		require.Equal(t, all.Envelopes[1].ID, second.Envelopes[0].ID)
 		require.Nil(t, second.NextCursor, "the last page")
-		c.expectError("GET", "/outbound/envelopes?after=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "cursor")
+		c.expectError("GET", "/outbound/envelopes?after=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "after ")
 	})
 
 	t.Run("ListMessages", func(t *testing.T) {
@@ -182,7 +164,7 @@ func TestService(t *testing.T) {
 		c.do("GET", "/outbound/messages?limit=2", "", nil, http.StatusOK, &page)
 		require.Len(t, page.Messages, 2)
 		require.NotNil(t, page.NextCursor)
-		c.expectError("GET", "/outbound/messages?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "Status")
+		c.expectError("GET", "/outbound/messages?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "status must be")
 		c.expectError("GET", "/outbound/messages?conversation_id=x", "", nil, http.StatusBadRequest, "invalid_argument", "conversation_id")
 	})
 
@@ -224,6 +206,10 @@ func TestService(t *testing.T) {
 
 	t.Run("RiverUI", func(t *testing.T) {
 		c.t = t
+		anonymous := &apiClient{t: t, base: base}
+		require.Contains(t, anonymous.raw("GET", "/riverui/", http.StatusUnauthorized), "UI_USERNAME")
+		anonymous.creds = credentials{username: testCreds.username, password: "wrong"}
+		anonymous.raw("GET", "/riverui/api/jobs?state=completed", http.StatusUnauthorized)
 		page := c.raw("GET", "/riverui/", http.StatusOK)
 		require.Contains(t, page, "<html")
 		var jobs struct {
@@ -241,6 +227,18 @@ func TestService(t *testing.T) {
 			}
 		}
 		require.NotZero(t, deliveries, "River's UI lists the completed delivery jobs")
+	})
+
+	t.Run("Dashboard", func(t *testing.T) {
+		c.t = t
+		anonymous := &apiClient{t: t, base: base}
+		anonymous.raw("GET", "/outbound/ui/", http.StatusUnauthorized)
+		anonymous.raw("POST", "/outbound/ui/envelopes/"+refusedID.String()+"/cancel", http.StatusUnauthorized)
+		page := c.raw("GET", "/outbound/ui/", http.StatusOK)
+		require.Contains(t, page, `<tr data-envelope="`+refusedID.String()+`">`)
+		require.Contains(t, page, "Refused: batch_size 26 exceeds cap 25")
+		message := c.raw("GET", "/outbound/ui/messages?conversation_id=101", http.StatusOK)
+		require.Contains(t, message, `<tr data-status="sent">`)
 	})
 
 	t.Run("Metrics", func(t *testing.T) {
@@ -265,22 +263,71 @@ func TestService(t *testing.T) {
 	})
 
 	// Graceful shutdown: run returns nil and the port is closed.
-	stop()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("service did not shut down within 60s")
-	}
-	_, err = http.Get(base + "/outbound/envelopes")
+	require.NoError(t, svc.stop())
+	_, err := http.Get(base + "/outbound/envelopes")
 	require.Error(t, err, "the listener is closed")
 	require.Contains(t, logs.String(), "shutting down")
 }
 
-// apiClient makes requests and checks their answers.
-type apiClient struct {
-	t    *testing.T
+// testCreds are the UIs' credentials in the tests.
+var testCreds = credentials{username: "operator", password: "correct horse"}
+
+// service is the example service running on a throwaway PostgreSQL.
+type service struct {
 	base string
+	logs *syncBuffer
+	// stop shuts the service down gracefully and returns what run did.
+	stop func() error
+}
+
+// startService runs the service with opts until the test ends (or stop).
+func startService(t *testing.T, opts *options) *service {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cluster, err := devpg.Start(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cluster.Stop() })
+	t.Setenv("DATABASE_URL", cluster.URL)
+
+	logs := &syncBuffer{}
+	runCtx, stopRun := context.WithCancel(ctx)
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, opts, slog.New(slog.NewTextHandler(logs, nil)), func(u string) { urls <- u })
+	}()
+	svc := &service{logs: logs}
+	var stopped bool
+	var runErr error
+	svc.stop = func() error {
+		if stopped {
+			return runErr
+		}
+		stopped = true
+		stopRun()
+		select {
+		case runErr = <-done:
+		case <-time.After(60 * time.Second):
+			runErr = errors.New("service did not shut down within 60s")
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = svc.stop() })
+	select {
+	case svc.base = <-urls:
+	case err := <-done:
+		t.Fatalf("service exited: %v", err)
+	}
+	return svc
+}
+
+// apiClient makes requests and checks their answers. It sends the UIs'
+// credentials, if set, on every request; the API ignores them.
+type apiClient struct {
+	t     *testing.T
+	base  string
+	creds credentials
 }
 
 func (c *apiClient) send(method, path, body string, headers map[string]string) (*http.Response, []byte) {
@@ -294,6 +341,9 @@ func (c *apiClient) send(method, path, body string, headers map[string]string) (
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.creds.set() {
+		req.SetBasicAuth(c.creds.username, c.creds.password)
+	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
@@ -305,8 +355,9 @@ func (c *apiClient) send(method, path, body string, headers map[string]string) (
 	return resp, data
 }
 
-// do sends a request, requires the status, and decodes a JSON answer.
-func (c *apiClient) do(method, path, body string, headers map[string]string, status int, into any) {
+// do sends a request, requires the status, and decodes a JSON answer. A body
+// is sent as application/json unless headers say otherwise.
+func (c *apiClient) do(method, path, body string, headers map[string]string, status int, into any) *http.Response {
 	c.t.Helper()
 	resp, data := c.send(method, path, body, headers)
 	require.Equal(c.t, status, resp.StatusCode, "%s %s: %s", method, path, data)
@@ -314,6 +365,7 @@ func (c *apiClient) do(method, path, body string, headers map[string]string, sta
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	require.NoError(c.t, dec.Decode(into), "%s %s: %s", method, path, data)
+	return resp
 }
 
 // raw sends a request, requires the status, and returns the body.
