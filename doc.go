@@ -183,6 +183,12 @@ only attributes from fixed vocabularies, never an id, an actor or a body:
 
 Providers default to the OpenTelemetry globals.
 
+# Dashboard
+
+Package [github.com/cairnloop/outbound/outboundui] is an http.Handler to mount
+beside River's riverui: bulk envelopes with their progress by status, their
+messages, and cancel buttons, rendered on the server without JavaScript.
+
 # Testing
 
 Package [github.com/cairnloop/outbound/outboundtest] asserts, in a host's own
