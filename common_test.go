@@ -8,19 +8,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
-	"github.com/cairnloop/outbound/internal/devpg"
+	"github.com/cairnloop/outbound/internal/testdb"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // testPool is the pool every test and example shares; each test gets a schema
@@ -37,68 +35,20 @@ func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
-// runTests starts a throwaway PostgreSQL (unless DATABASE_URL is set), runs
-// the tests, stops the database, and checks for leaked goroutines.
+// runTests runs the tests on the shared harness, with a pool large enough
+// for the concurrent tests.
 func runTests(m *testing.M) int {
-	ctx := context.Background()
-	url, stop, err := devpg.URLOrStart(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	stopped := false
-	stopOnce := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		return stop()
-	}
-	// Stops the database on early returns and panics too.
-	defer stopOnce()
-	testDatabaseURL = url
-	config, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	config.MaxConns = 40
-	testPool, err = pgxpool.NewWithConfig(ctx, config)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	testPool.Close()
-	if err := stopOnce(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
+	return testdb.Main(m, 40, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url })
 }
-
-var schemaSeq atomic.Int64
 
 // newSchemaName returns a schema name unique to this run and test process.
-func newSchemaName() string {
-	return fmt.Sprintf("obt_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
-}
+func newSchemaName() string { return testdb.SchemaName("obt") }
 
 // migratedSchema migrates a new schema for one test and drops it when the test
 // ends.
 func migratedSchema(tb testing.TB) string {
 	tb.Helper()
-	schema := newSchemaName()
-	ctx := context.Background()
-	require.NoError(tb, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
-	tb.Cleanup(func() { dropSchema(tb, schema) })
-	return schema
+	return testdb.Migrate(tb, testPool, "obt")
 }
 
 func dropSchema(tb testing.TB, schema string) {

@@ -5,16 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/cairnloop/outbound"
-	"github.com/cairnloop/outbound/internal/devpg"
-	"github.com/jackc/pgx/v5"
+	"github.com/cairnloop/outbound/internal/testdb"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // testPool is the pool every test shares; each gets a schema of its own.
@@ -24,58 +20,7 @@ var testPool *pgxpool.Pool
 var testDatabaseURL string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-// runTests starts a throwaway PostgreSQL (unless DATABASE_URL is set), runs
-// the tests, stops the database, and checks for leaked goroutines.
-func runTests(m *testing.M) int {
-	ctx := context.Background()
-	url, stop, err := devpg.URLOrStart(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = stop()
-		}
-	}()
-	testDatabaseURL = url
-	if testPool, err = pgxpool.New(ctx, url); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	testPool.Close()
-	stopped = true
-	if err := stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
-}
-
-var schemaSeq atomic.Int64
-
-// newSchema migrates a schema of its own, dropped by the returned function.
-func newSchema(ctx context.Context) (string, func(), error) {
-	schema := fmt.Sprintf("obtt_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
-	drop := func() {
-		_, _ = testPool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	}
-	if err := outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}); err != nil {
-		drop()
-		return "", nil, err
-	}
-	return schema, drop, nil
+	os.Exit(testdb.Main(m, 0, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url }))
 }
 
 type testBundle struct {
@@ -86,10 +31,7 @@ type testBundle struct {
 // setup makes a client on a schema of the test's own.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	ctx := context.Background()
-	schema, drop, err := newSchema(ctx)
-	require.NoError(t, err)
-	t.Cleanup(drop)
+	schema := testdb.Migrate(t, testPool, "obtt")
 	client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 	require.NoError(t, err)
 	return &testBundle{client: client, schema: schema}
@@ -147,11 +89,11 @@ func exampleDatabaseURL() string { return testDatabaseURL }
 // exampleSchema migrates a schema of the example's own, as a host's test
 // setup would, and returns it with a function that drops it.
 func exampleSchema() (string, func()) {
-	schema, drop, err := newSchema(context.Background())
-	if err != nil {
+	schema := testdb.SchemaName("obtt")
+	if err := outbound.Migrate(context.Background(), testPool, &outbound.MigrateOpts{Schema: schema}); err != nil {
 		panic(err)
 	}
-	return schema, drop
+	return schema, func() { testdb.Drop(testPool, schema) }
 }
 
 // exampleT stands in, in examples, for a test's *testing.T: it panics on a

@@ -33,6 +33,21 @@ var (
 	}
 )
 
+// statusOption is one choice of a status filter.
+type statusOption struct {
+	Value    string
+	Selected bool
+}
+
+// statusOptions are a status filter's choices, current selected.
+func statusOptions[S ~string](statuses []S, current S) []statusOption {
+	options := make([]statusOption, len(statuses))
+	for i, s := range statuses {
+		options[i] = statusOption{Value: string(s), Selected: s == current}
+	}
+	return options
+}
+
 // envelopeRow is one envelope in the envelopes page's table.
 type envelopeRow struct {
 	Envelope *outbound.Envelope
@@ -46,7 +61,7 @@ type envelopesData struct {
 	// Action is where the filter form goes.
 	Action   string
 	Status   string
-	Statuses []outbound.EnvelopeStatus
+	Filter   []statusOption
 	NextHref string
 	// FirstHref is set on a page after the first.
 	FirstHref string
@@ -68,7 +83,7 @@ func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	data := &envelopesData{Status: string(params.Status), Statuses: envelopeStatuses, Action: h.links.envelopes(nil)}
+	data := &envelopesData{Status: string(params.Status), Filter: statusOptions(envelopeStatuses, params.Status), Action: h.links.envelopes(nil)}
 	for _, env := range page.Envelopes {
 		row := envelopeRow{Envelope: env, Href: h.links.envelope(env.ID, nil)}
 		if env.Status != outbound.EnvelopeStatusRefusedCapExceeded {
@@ -159,7 +174,7 @@ func (h *handler) cancelEnvelope(w http.ResponseWriter, r *http.Request) {
 type messageTable struct {
 	Messages []messageRow
 	Status   string
-	Statuses []outbound.MessageStatus
+	Filter   []statusOption
 	NextHref string
 	// FirstHref is set on a page after the first.
 	FirstHref string
@@ -191,7 +206,7 @@ func (h *handler) messageTable(r *http.Request, params *outbound.ListMessagesPar
 	if err != nil {
 		return nil, err
 	}
-	t := &messageTable{Status: string(params.Status), Statuses: messageStatuses, Action: link(nil)}
+	t := &messageTable{Status: string(params.Status), Filter: statusOptions(messageStatuses, params.Status), Action: link(nil)}
 	for _, m := range page.Messages {
 		t.Messages = append(t.Messages, messageRow{Message: m, Href: h.links.message(m.ID, nil)})
 	}

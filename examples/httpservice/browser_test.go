@@ -136,6 +136,10 @@ func TestBrowser(t *testing.T) {
 		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, strings.Count(text, "outbound_delivery"), 3, "the three delivered jobs are listed: %s", text)
+		require.GreaterOrEqual(t, strings.Count(text, "\noutbound\n"), 3, "each in the outbound queue: %s", text)
+		for _, m := range delivered.Messages {
+			require.Contains(t, text, `"message_id":"`+m.ID.String()+`"`, "the job of message %s is listed", m.ID)
+		}
 	})
 
 	t.Run("WithoutCredentials", func(t *testing.T) {
@@ -171,8 +175,8 @@ func call[P, R any](t *testing.T, ctx context.Context, cmd cdp.Command[P, R], pa
 // each status's count as the page writes it.
 func legend(t *testing.T, ctx context.Context, selector string) map[string]string {
 	t.Helper()
-	counts, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`Object.fromEntries([...document.querySelector(` +
-		strconv.Quote(selector) + `).querySelectorAll('.legend li[data-status]')].map(li => [li.dataset.status, li.querySelector('.count').textContent]))`))
+	counts, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`Object.fromEntries([...document.querySelector(`+
+		strconv.Quote(selector)+`).querySelectorAll('.legend li[data-status]')].map(li => [li.dataset.status, li.querySelector('.count').textContent]))`))
 	require.NoError(t, err)
 	return counts
 }
