@@ -109,7 +109,7 @@ func (h *handler) register() {
 	h.routes.HandleFunc("GET "+p+"/messages", h.messagesPage)
 	h.routes.HandleFunc("GET "+p+"/messages/{id}", h.messagePage)
 	h.routes.HandleFunc("POST "+p+"/messages/{id}/cancel", h.cancelMessage)
-	h.routes.HandleFunc("GET "+p+"/static/{name}", h.static)
+	h.routes.HandleFunc("GET "+p+"/static/outboundui.css", h.static)
 }
 
 // ServeHTTP routes. A path or a method with no route gets the dashboard's

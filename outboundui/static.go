@@ -30,10 +30,6 @@ func assetVersion() string {
 
 // static serves the stylesheet.
 func (h *handler) static(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("name") != "outboundui.css" {
-		h.renderError(w, r, http.StatusNotFound, "There is no such page.")
-		return
-	}
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=86400")
 	_, _ = w.Write(stylesheet)
