@@ -103,13 +103,23 @@ type handler struct {
 // register routes every page under the prefix.
 func (h *handler) register() {
 	p := h.links.prefix
-	h.routes.HandleFunc("GET "+p+"/{$}", h.envelopesPage)
-	h.routes.HandleFunc("GET "+p+"/envelopes/{id}", h.envelopePage)
-	h.routes.HandleFunc("POST "+p+"/envelopes/{id}/cancel", h.cancelEnvelope)
-	h.routes.HandleFunc("GET "+p+"/messages", h.messagesPage)
-	h.routes.HandleFunc("GET "+p+"/messages/{id}", h.messagePage)
-	h.routes.HandleFunc("POST "+p+"/messages/{id}/cancel", h.cancelMessage)
+	h.routes.HandleFunc("GET "+p+"/{$}", h.page(h.envelopesPage))
+	h.routes.HandleFunc("GET "+p+"/envelopes/{id}", h.page(h.envelopePage))
+	h.routes.HandleFunc("POST "+p+"/envelopes/{id}/cancel", h.page(h.cancelEnvelope))
+	h.routes.HandleFunc("GET "+p+"/messages", h.page(h.messagesPage))
+	h.routes.HandleFunc("GET "+p+"/messages/{id}", h.page(h.messagePage))
+	h.routes.HandleFunc("POST "+p+"/messages/{id}/cancel", h.page(h.cancelMessage))
 	h.routes.HandleFunc("GET "+p+"/static/outboundui.css", h.static)
+}
+
+// page adapts a page, which returns its error rather than answering it, to
+// an http.HandlerFunc: an error is answered once, here, by fail.
+func (h *handler) page(serve func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := serve(w, r); err != nil {
+			h.fail(w, r, err)
+		}
+	}
 }
 
 // ServeHTTP routes. A path or a method with no route gets the dashboard's

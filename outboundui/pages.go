@@ -68,20 +68,18 @@ type envelopesData struct {
 }
 
 // envelopesPage lists envelopes, newest first, each with its progress.
-func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) {
+func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(query.Get("status")), Limit: envelopesPerPage}
 	if after := query.Get("after"); after != "" {
 		params.After = &outbound.EnvelopeListCursor{}
 		if err := params.After.UnmarshalText([]byte(after)); err != nil {
-			h.fail(w, r, err)
-			return
+			return err
 		}
 	}
 	page, err := h.client.ListEnvelopes(r.Context(), params)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	data := &envelopesData{Status: string(params.Status), Filter: statusOptions(envelopeStatuses, params.Status), Action: h.links.envelopes(nil)}
 	for _, env := range page.Envelopes {
@@ -89,8 +87,7 @@ func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) {
 		if env.Status != outbound.EnvelopeStatusRefusedCapExceeded {
 			progress, err := h.client.EnvelopeProgress(r.Context(), env.ID)
 			if err != nil {
-				h.fail(w, r, err)
-				return
+				return err
 			}
 			row.Bar = newBar(progress)
 		}
@@ -103,6 +100,7 @@ func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) {
 		data.FirstHref = h.links.envelopes(url.Values{"status": {data.Status}})
 	}
 	h.render(w, r, "envelopes", "Envelopes", "envelopes", data)
+	return nil
 }
 
 type envelopeData struct {
@@ -118,28 +116,24 @@ type envelopeData struct {
 
 // envelopePage shows one envelope, its progress, and a page of its
 // recipients' messages.
-func (h *handler) envelopePage(w http.ResponseWriter, r *http.Request) {
+func (h *handler) envelopePage(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	env, err := h.client.Envelope(r.Context(), id)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	progress, err := h.client.EnvelopeProgress(r.Context(), id)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	table, err := h.messageTable(r, &outbound.ListMessagesParams{BulkEnvelopeID: id}, func(q url.Values) string {
 		return h.links.envelope(id, q)
 	})
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	data := &envelopeData{Envelope: env, Bar: newBar(progress), Messages: table, CancelHref: h.links.cancelEnvelope(id)}
 	if env.Status == outbound.EnvelopeStatusSubmitted {
@@ -149,25 +143,25 @@ func (h *handler) envelopePage(w http.ResponseWriter, r *http.Request) {
 		data.Flash = fmt.Sprintf("Cancelled %d %s.", n, plural(n, "message", "messages"))
 	}
 	h.render(w, r, "envelope", "Envelope "+env.ID.String(), "envelopes", data)
+	return nil
 }
 
 // cancelEnvelope cancels an envelope's undelivered messages, then sends the
 // browser back to the envelope (POST, redirect, GET), saying how many.
-func (h *handler) cancelEnvelope(w http.ResponseWriter, r *http.Request) {
+func (h *handler) cancelEnvelope(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r)
-	if err == nil {
-		err = confirmed(w, r)
-	}
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
+	}
+	if err := confirmed(w, r); err != nil {
+		return err
 	}
 	n, err := h.client.CancelEnvelope(r.Context(), id)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, h.links.envelope(id, url.Values{"cancelled": {strconv.Itoa(n)}}), http.StatusSeeOther)
+	return nil
 }
 
 // messageTable is a page of messages, with its filter and page links.
@@ -234,24 +228,23 @@ type messagesData struct {
 
 // messagesPage lists messages, one-to-one and bulk alike, newest first,
 // filtered by conversation and status.
-func (h *handler) messagesPage(w http.ResponseWriter, r *http.Request) {
+func (h *handler) messagesPage(w http.ResponseWriter, r *http.Request) error {
 	params := &outbound.ListMessagesParams{}
 	conversation := r.URL.Query().Get("conversation_id")
 	if conversation != "" {
 		id, err := strconv.ParseInt(conversation, 10, 64)
 		if err != nil {
-			h.fail(w, r, badRequest(fmt.Sprintf("The conversation must be a whole number, got %q.", conversation)))
-			return
+			return badRequest(fmt.Sprintf("The conversation must be a whole number, got %q.", conversation))
 		}
 		params.ConversationID = id
 	}
 	table, err := h.messageTable(r, params, h.links.messages)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	table.ByConversation, table.Conversation = true, conversation
 	h.render(w, r, "messages", "Messages", "messages", &messagesData{Table: table})
+	return nil
 }
 
 type messageData struct {
@@ -264,16 +257,14 @@ type messageData struct {
 }
 
 // messagePage shows one message.
-func (h *handler) messagePage(w http.ResponseWriter, r *http.Request) {
+func (h *handler) messagePage(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	msg, err := h.client.Message(r.Context(), id)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	data := &messageData{
 		Message:     msg,
@@ -288,24 +279,24 @@ func (h *handler) messagePage(w http.ResponseWriter, r *http.Request) {
 		data.Flash = "Cancelled the message."
 	}
 	h.render(w, r, "message", "Message "+msg.ID.String(), "messages", data)
+	return nil
 }
 
 // cancelMessage cancels one undelivered message, then sends the browser back
 // to it.
-func (h *handler) cancelMessage(w http.ResponseWriter, r *http.Request) {
+func (h *handler) cancelMessage(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r)
-	if err == nil {
-		err = confirmed(w, r)
-	}
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
+	}
+	if err := confirmed(w, r); err != nil {
+		return err
 	}
 	if err := h.client.CancelMessage(r.Context(), id); err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, h.links.message(id, url.Values{"cancelled": {"1"}}), http.StatusSeeOther)
+	return nil
 }
 
 // pathID is the {id} of a message or envelope route.
