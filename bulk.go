@@ -83,7 +83,7 @@ func (c *Client) BulkTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs [
 	return c.bulkTrigger(ctx, tx, conversationIDs, opts)
 }
 
-func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationIDs []int64, opts *BulkTriggerOpts) (res *BulkTriggerResult, err error) {
+func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, error) {
 	start := time.Now()
 	if opts == nil {
 		opts = &BulkTriggerOpts{}
@@ -92,43 +92,46 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 		attrTemplateID.String(opts.TemplateID),
 		attrCount.Int(len(conversationIDs)),
 	))
-	var (
-		o                     = outcomeFailed
-		triggered, duplicates int
-	)
-	defer func() {
-		endSpan(span, o, err)
-		c.telemetry.recordBulk(ctx, o, err, len(conversationIDs), triggered, duplicates, start)
-	}()
+	res, duplicates, err := c.stageBulkTrigger(ctx, callerTx, conversationIDs, opts)
+	c.telemetry.recordBulk(ctx, span, len(conversationIDs), classifyBulk(len(conversationIDs), res, duplicates, err), err, start)
+	return res, err
+}
 
+// stageBulkTrigger validates a BulkTrigger call, then writes its envelope,
+// messages, jobs and audit event in one transaction, or under a savepoint of
+// the caller's; or records its refusal; or replays the envelope it names. It
+// returns how many recipients' dedup keys were already held.
+func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, int, error) {
 	// The cap is read once per call, before any transaction, so that
 	// SetMaxBatchSize takes effect on the next call.
 	batchCap := c.MaxBatchSize()
 	if err := validateBulkTrigger(conversationIDs, opts, c.config.MaxContentBytes, batchCap); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	envelopeID := opts.EnvelopeID
 	if envelopeID == uuid.Nil {
+		var err error
 		if envelopeID, err = uuid.NewV7(); err != nil {
-			return nil, fmt.Errorf("outbound: envelope id: %w", err)
+			return nil, 0, fmt.Errorf("outbound: envelope id: %w", err)
 		}
 	}
-	span.SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
+	trace.SpanFromContext(ctx).SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
 
 	if len(conversationIDs) > batchCap {
-		res, o, err = c.refuseOverCap(ctx, envelopeID, conversationIDs, opts, batchCap)
-		if o == outcomeReplayed {
-			duplicates = len(conversationIDs)
-		}
-		return res, err
+		res, err := c.refuseOverCap(ctx, envelopeID, conversationIDs, opts, batchCap)
+		return res, 0, err
 	}
 
-	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+	var (
+		res        *BulkTriggerResult
+		duplicates int
+	)
+	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
 			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil, opts.ScheduleIn))
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The id exists: a retry of the same request, or a conflict.
-			res, o, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
+			res, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
 			return err
 		}
 		if err != nil {
@@ -156,22 +159,13 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 		}); err != nil {
 			return &auditorError{err}
 		}
-		res = &BulkTriggerResult{Envelope: env, Messages: staged.messages}
-		o = outcomeSubmitted
-		triggered, duplicates = len(conversationIDs)-staged.duplicates, staged.duplicates
+		res, duplicates = &BulkTriggerResult{Envelope: env, Messages: staged.messages}, staged.duplicates
 		return nil
 	})
 	if err != nil {
-		if o != outcomeRefusedCapExceeded {
-			o = outcomeFailed
-		}
-		triggered, duplicates = 0, 0
-		return nil, err
+		return nil, 0, err
 	}
-	if o == outcomeReplayed {
-		duplicates = len(conversationIDs)
-	}
-	return res, nil
+	return res, duplicates, nil
 }
 
 // RefusalRecordTimeout bounds how long BulkTrigger spends recording a
@@ -192,11 +186,8 @@ const MaxRefusedRecipientsKept = 1000
 // pool, so that the refusal is durable even when a caller's transaction rolls
 // back, and returns the error for the caller. When the refusal cannot be
 // recorded within RefusalRecordTimeout it logs that and still refuses.
-func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts, batchCap int) (*BulkTriggerResult, outcome, error) {
-	var (
-		res *BulkTriggerResult
-		o   = outcomeRefusedCapExceeded
-	)
+func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts, batchCap int) (*BulkTriggerResult, error) {
+	var res *BulkTriggerResult
 	refusal := &BatchTooLargeError{Count: len(conversationIDs), Cap: batchCap, EnvelopeID: envelopeID}
 	recordCtx, cancel := context.WithTimeout(ctx, RefusalRecordTimeout)
 	defer cancel()
@@ -209,7 +200,7 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:], opts.ScheduleIn))
 		if errors.Is(err, pgx.ErrNoRows) {
 			var replayErr error
-			res, o, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
+			res, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
 			return replayErr
 		}
 		if err != nil {
@@ -231,13 +222,13 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 		return nil
 	})
 	switch {
-	case err == nil && o == outcomeReplayed:
-		return res, o, nil
+	case err == nil && res != nil:
+		return res, nil // a replay of an earlier submitted envelope
 	case err == nil:
-		return nil, o, refusal
+		return nil, refusal
 	case errors.Is(err, ErrBatchTooLarge), errors.Is(err, ErrIdempotencyConflict):
 		// A replay of an earlier refusal, or an id reused for another request.
-		return nil, o, err
+		return nil, err
 	}
 	// The refusal must not be lost silently: log it (counts only, no actor or
 	// body) and refuse all the same.
@@ -247,31 +238,31 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 		slog.String("error", err.Error()),
 	)
 	refusal.EnvelopeID = uuid.Nil
-	return nil, outcomeRefusedCapExceededAuditFailed, errors.Join(refusal, err)
+	return nil, errors.Join(refusal, err)
 }
 
 // replayEnvelope answers a call whose envelope id already exists. The same
 // request replays the stored outcome: the submitted result with Replayed set,
 // or the stored refusal. Any other request is ErrIdempotencyConflict.
-func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, outcome, error) {
+func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, error) {
 	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
 	if err != nil {
-		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
+		return nil, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
 	}
 	if differs := env.requestDiffers(conversationIDs, opts); differs != "" {
-		return nil, outcomeFailed, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
+		return nil, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
 	}
 	if env.Status == EnvelopeStatusRefusedCapExceeded {
-		return nil, outcomeRefusedCapExceeded, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
+		return nil, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
 	}
 
 	rows, err := tx.Query(ctx, c.queries.SelectMessagesByEnvelope, envelopeID, env.TemplateID)
 	if err != nil {
-		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope messages: %w", err)
+		return nil, fmt.Errorf("outbound: read envelope messages: %w", err)
 	}
 	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
 	if err != nil {
-		return nil, outcomeFailed, fmt.Errorf("outbound: read envelope messages: %w", err)
+		return nil, fmt.Errorf("outbound: read envelope messages: %w", err)
 	}
 	// Oldest first, so a later live message replaces an earlier cancelled one.
 	byConversation := make(map[int64]*Message, len(stored))
@@ -284,11 +275,11 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.
 	for i, id := range conversationIDs {
 		m, ok := byConversation[id]
 		if !ok {
-			return nil, outcomeFailed, fmt.Errorf("outbound: envelope %s has no message for conversation %d", envelopeID, id)
+			return nil, fmt.Errorf("outbound: envelope %s has no message for conversation %d", envelopeID, id)
 		}
 		messages[i] = m
 	}
-	return &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}, outcomeReplayed, nil
+	return &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}, nil
 }
 
 // requestDiffers names the first parameter of a bulk request that differs

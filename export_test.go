@@ -17,3 +17,9 @@ func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
 // AwaitingResult exposes MessageStatus.awaitingResult to the tests, which
 // check it against the messages.awaiting_result column.
 func AwaitingResult(s MessageStatus) bool { return s.awaitingResult() }
+
+// EnvelopeStoredRequest exposes the parts of an envelope that only replays
+// read, for the test that checks scanEnvelope against the row.
+func EnvelopeStoredRequest(e *Envelope) (recipientsDigest []byte, scheduleIn *time.Duration) {
+	return e.recipientsDigest, e.scheduleIn
+}

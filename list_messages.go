@@ -120,14 +120,3 @@ func (c *Client) listMessages(ctx context.Context, q querier, params *ListMessag
 	}
 	return res, nil
 }
-
-// awaitingStatuses are the statuses of messages whose delivery has not
-// ended: the messages.awaiting_result column's rule, which a test checks
-// this list against.
-var awaitingStatuses = []MessageStatus{MessageStatusPending, MessageStatusDelivering, MessageStatusFailed}
-
-// awaitingResult reports whether a message in this status still awaits its
-// delivery's result.
-func (s MessageStatus) awaitingResult() bool {
-	return slices.Contains(awaitingStatuses, s)
-}

@@ -170,7 +170,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 // client gets next.
 func lockedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey); err != nil {
+		if _, err := tx.Exec(ctx, sqltext.TakeMigrationLock, migrateLockKey); err != nil {
 			return fmt.Errorf("outbound: migrate: take advisory lock: %w", err)
 		}
 		return fn(tx)
@@ -244,13 +244,13 @@ func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrati
 // not create new ones would be refused.
 func createSchemaIfMissing(ctx context.Context, tx pgx.Tx, schema string) error {
 	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+	if err := tx.QueryRow(ctx, sqltext.SchemaExists, schema).Scan(&exists); err != nil {
 		return fmt.Errorf("outbound: migrate: look for schema %s: %w", schema, err)
 	}
 	if exists {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+	if _, err := tx.Exec(ctx, sqltext.CreateSchema(schema)); err != nil {
 		return fmt.Errorf("outbound: migrate: create schema %s: %w", schema, err)
 	}
 	return nil
@@ -271,7 +271,7 @@ func refuseNewerVersions(schema string, applied map[int]bool, migrations []Migra
 // applyDown reverts applied migrations above target, newest first, in tx.
 func applyDown(ctx context.Context, tx pgx.Tx, schema string, migrations []Migration, target int) error {
 	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, "outbound_migration"}.Sanitize()).Scan(&exists); err != nil {
+	if err := tx.QueryRow(ctx, sqltext.TableExists, sqltext.MigrationTable(schema)).Scan(&exists); err != nil {
 		return fmt.Errorf("outbound: migrate down: %w", err)
 	}
 	if !exists {
@@ -318,7 +318,7 @@ func appliedVersions(ctx context.Context, tx pgx.Tx, schema string) (map[int]boo
 // execMigration runs one file's SQL with search_path pointing at the schema;
 // SET LOCAL ends with the transaction, so the pooled connection keeps its own.
 func execMigration(ctx context.Context, tx pgx.Tx, schema, sql string) error {
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{schema}.Sanitize()); err != nil {
+	if _, err := tx.Exec(ctx, sqltext.SetLocalSearchPath(schema)); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, sql)

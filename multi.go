@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,22 +14,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
-
-// DeliveryArgs are the River job args of a message's delivery job. All four
-// fields are always present; BulkEnvelopeID is null for a message triggered
-// without an envelope.
-type DeliveryArgs struct {
-	MessageID      uuid.UUID  `json:"message_id"`
-	ConversationID int64      `json:"conversation_id"`
-	TemplateID     string     `json:"template_id"`
-	BulkEnvelopeID *uuid.UUID `json:"bulk_envelope_id"`
-}
-
-// DeliveryJobKind is the River job kind of delivery jobs.
-const DeliveryJobKind = "outbound_delivery"
-
-// Kind implements river.JobArgs.
-func (DeliveryArgs) Kind() string { return DeliveryJobKind }
 
 // stageParams is what every recipient of one call shares.
 type stageParams struct {
@@ -47,187 +32,161 @@ type stagedTrigger struct {
 	duplicates int
 }
 
-// insertedMessage is what InsertMessages returns of a row beyond its id.
-type insertedMessage struct {
-	createdAt, scheduledAt time.Time
-}
-
 // buildTriggerTx stages one pending message and one River delivery job per
 // conversation inside tx, which it neither commits nor rolls back. It is the
 // primitive under both Trigger and BulkTrigger.
 //
 // The statement count does not grow with the number of recipients: one
 // InsertManyTx for the jobs, one multi-row insert for the messages, and, only
-// when some dedup keys were taken, one read of the holders and one delete of
-// the jobs that turned out unneeded. Jobs go first so that each message row
-// is written once, with its job id; message ids are made here so that job
-// args can carry them before the rows exist.
+// when some dedup keys were taken, one release of expired keys, one read of
+// the holders and one delete of the jobs that turned out unneeded. Jobs go
+// first so that each message row is written once, with its job id; message
+// ids are made here so that job args can carry them before the rows exist.
 func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs []int64, p *stageParams) (*stagedTrigger, error) {
-	n := len(conversationIDs)
-	insertOpts := &river.InsertOpts{Queue: c.config.Queue, MaxAttempts: c.config.MaxAttempts}
-	var scheduledAt *time.Time
-	if p.scheduleIn > 0 {
-		at := time.Now().Add(p.scheduleIn)
-		scheduledAt = &at
-		insertOpts.ScheduledAt = at
-	}
-	envelopeID := nullIfNilUUID(p.bulkEnvelopeID)
-
-	messageIDs := make([]uuid.UUID, n)
-	// pgx encodes uuid.UUID through its driver.Valuer, as text parsed back;
-	// pgtype.UUID goes straight to the binary format.
-	pgMessageIDs := make([]pgtype.UUID, n)
-	params := make([]river.InsertManyParams, n)
-	for i, conversationID := range conversationIDs {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("outbound: message id: %w", err)
-		}
-		messageIDs[i] = id
-		pgMessageIDs[i] = pgtype.UUID{Bytes: id, Valid: true}
-		params[i] = river.InsertManyParams{
-			Args: DeliveryArgs{
-				MessageID:      id,
-				ConversationID: conversationID,
-				TemplateID:     p.templateID,
-				BulkEnvelopeID: envelopeID,
-			},
-			InsertOpts: insertOpts,
-		}
-	}
-
-	jobs, err := c.river.InsertManyTx(ctx, tx, params)
-	if err != nil {
-		return nil, fmt.Errorf("outbound: insert delivery jobs: %w", err)
-	}
-	jobIDs, err := jobIDsByMessage(jobs, messageIDs)
+	b, err := newTriggerBatch(conversationIDs, p)
 	if err != nil {
 		return nil, err
 	}
-
-	recipients := recipientRows{ids: pgMessageIDs, conversationIDs: conversationIDs, jobIDs: jobIDs}
-	inserted := make(map[uuid.UUID]insertedMessage, n)
-	if err := c.insertMessages(ctx, tx, inserted, recipients, p, envelopeID, scheduledAt); err != nil {
+	if err := c.insertJobs(ctx, tx, b); err != nil {
 		return nil, err
 	}
-	if len(inserted) < n && c.config.DedupWindow >= 0 {
-		if err := c.insertPastWindow(ctx, tx, inserted, recipients, p, envelopeID, scheduledAt); err != nil {
+	written := make(map[uuid.UUID]insertedMessage, len(conversationIDs))
+	if err := c.insertMessages(ctx, tx, b, b.recipients, written); err != nil {
+		return nil, err
+	}
+	if len(written) < len(conversationIDs) && c.config.DedupWindow >= 0 {
+		if err := c.insertPastWindow(ctx, tx, b, written); err != nil {
 			return nil, err
 		}
 	}
-
-	staged := &stagedTrigger{messages: make([]*Message, n)}
-	// One allocation for all new messages rather than one each.
-	written := make([]Message, len(inserted))
-	var envelopeMetadata any
-	if envelopeID != nil {
-		envelopeMetadata = envelopeID.String()
-	}
-	var (
-		takenConversations []int64
-		unusedJobs         []int64
-	)
-	for i, id := range messageIDs {
-		if r, ok := inserted[id]; ok {
-			m := &written[0]
-			written = written[1:]
-			// The row as the insert wrote it: the parameters, the column
-			// defaults of migrations/001, and the two times it returned.
-			*m = Message{
-				ID:             id,
-				ConversationID: conversationIDs[i],
-				Role:           RoleSystemOutbound,
-				TemplateID:     p.templateID,
-				Content:        p.content,
-				Status:         MessageStatusPending,
-				BulkEnvelopeID: p.bulkEnvelopeID,
-				Metadata: map[string]any{
-					"template_id":      p.templateID,
-					"status":           string(MessageStatusPending),
-					"bulk_envelope_id": envelopeMetadata,
-				},
-				JobID:       jobIDs[i],
-				ScheduledAt: r.scheduledAt,
-				CreatedAt:   r.createdAt,
-				UpdatedAt:   r.createdAt,
-			}
-			staged.messages[i] = m
-			continue
+	staged := b.stage(written)
+	if staged.duplicates > 0 {
+		if err := c.stageDuplicates(ctx, tx, b, staged); err != nil {
+			return nil, err
 		}
-		takenConversations = append(takenConversations, conversationIDs[i])
-		unusedJobs = append(unusedJobs, jobIDs[i])
-	}
-	if len(takenConversations) == 0 {
-		return staged, nil
-	}
-
-	// Some dedup keys were held by live messages: return those, and remove
-	// the jobs staged for the recipients that were skipped so none is orphaned.
-	if _, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, unusedJobs); err != nil {
-		return nil, fmt.Errorf("outbound: delete unneeded jobs: %w", err)
-	}
-	rows, err := tx.Query(ctx, c.queries.SelectLiveMessagesByKey, takenConversations, p.templateID, envelopeID)
-	if err != nil {
-		return nil, fmt.Errorf("outbound: read existing messages: %w", err)
-	}
-	existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
-	if err != nil {
-		return nil, fmt.Errorf("outbound: read existing messages: %w", err)
-	}
-	byConversation := make(map[int64]*Message, len(existing))
-	for _, m := range existing {
-		byConversation[m.ConversationID] = m
-	}
-	for i := range messageIDs {
-		if staged.messages[i] != nil {
-			continue
-		}
-		m, ok := byConversation[conversationIDs[i]]
-		if !ok {
-			// The holder was cancelled or discarded between our insert and
-			// this read; the caller may simply try again.
-			return nil, fmt.Errorf("outbound: dedup key of conversation %d changed during the call; retry", conversationIDs[i])
-		}
-		staged.messages[i] = m
-		staged.duplicates++
 	}
 	return staged, nil
 }
 
+// triggerBatch is one call's recipients as they are staged.
+type triggerBatch struct {
+	params *stageParams
+	// envelopeID is the envelope id as a column value: nil for none.
+	envelopeID *uuid.UUID
+	// scheduledAt is when delivery may start: nil for now.
+	scheduledAt *time.Time
+	// metadata is every new message's metadata, and metadataJSON the same as
+	// the insert sends it.
+	metadata     map[string]any
+	metadataJSON string
+	// recipients are the per-recipient columns, in input order; their job
+	// ids are filled in by insertJobs.
+	recipients recipientRows
+	messageIDs []uuid.UUID
+}
+
 // recipientRows are the columns of the staged messages that differ from one
-// recipient to the next, in input order.
+// recipient to the next.
 type recipientRows struct {
+	// ids are the message ids as pgx sends uuids in binary: uuid.UUID goes
+	// through its driver.Valuer, as text parsed back.
 	ids             []pgtype.UUID
 	conversationIDs []int64
 	jobIDs          []int64
 }
 
-// filter returns the rows at the indexes for which keep is true.
-func (r recipientRows) filter(keep func(i int) bool) recipientRows {
-	var out recipientRows
-	for i := range r.ids {
-		if keep(i) {
-			out.ids = append(out.ids, r.ids[i])
-			out.conversationIDs = append(out.conversationIDs, r.conversationIDs[i])
-			out.jobIDs = append(out.jobIDs, r.jobIDs[i])
-		}
-	}
-	return out
+// insertedMessage is what InsertMessages returns of a row beyond its id.
+type insertedMessage struct {
+	createdAt, scheduledAt time.Time
 }
 
-// insertMessages inserts the messages, skipping those whose dedup key is
-// held, and adds the ones it wrote to inserted.
-func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, inserted map[uuid.UUID]insertedMessage,
-	r recipientRows, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
-	rows, err := tx.Query(ctx, c.queries.InsertMessages, r.ids, r.conversationIDs, r.jobIDs,
-		p.templateID, p.content, envelopeID, scheduledAt)
+// newTriggerBatch makes the ids and shared values of one call's messages.
+func newTriggerBatch(conversationIDs []int64, p *stageParams) (*triggerBatch, error) {
+	b := &triggerBatch{
+		params:     p,
+		envelopeID: nullIfNilUUID(p.bulkEnvelopeID),
+		metadata:   messageMetadata(p.templateID, MessageStatusPending, p.bulkEnvelopeID),
+		recipients: recipientRows{
+			ids:             make([]pgtype.UUID, len(conversationIDs)),
+			conversationIDs: conversationIDs,
+		},
+		messageIDs: make([]uuid.UUID, len(conversationIDs)),
+	}
+	if p.scheduleIn > 0 {
+		at := time.Now().Add(p.scheduleIn)
+		b.scheduledAt = &at
+	}
+	metadataJSON, err := json.Marshal(b.metadata)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: message metadata: %w", err)
+	}
+	b.metadataJSON = string(metadataJSON)
+	for i := range conversationIDs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("outbound: message id: %w", err)
+		}
+		b.messageIDs[i] = id
+		b.recipients.ids[i] = pgUUID(id)
+	}
+	return b, nil
+}
+
+// messageMetadata is a message's metadata, which keeps the keys of the
+// original library for its consumers. The statements that change a message's
+// status update its "status" key too (sqltext's setStatus).
+func messageMetadata(templateID string, status MessageStatus, envelopeID uuid.UUID) map[string]any {
+	var envelope any
+	if envelopeID != uuid.Nil {
+		envelope = envelopeID.String()
+	}
+	return map[string]any{
+		"template_id":      templateID,
+		"status":           string(status),
+		"bulk_envelope_id": envelope,
+	}
+}
+
+// insertJobs inserts one delivery job per recipient and records their ids.
+func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) error {
+	insertOpts := &river.InsertOpts{Queue: c.config.Queue, MaxAttempts: c.config.MaxAttempts}
+	if b.scheduledAt != nil {
+		insertOpts.ScheduledAt = *b.scheduledAt
+	}
+	params := make([]river.InsertManyParams, len(b.messageIDs))
+	for i, id := range b.messageIDs {
+		params[i] = river.InsertManyParams{
+			Args: DeliveryArgs{
+				MessageID:      id,
+				ConversationID: b.recipients.conversationIDs[i],
+				TemplateID:     b.params.templateID,
+				BulkEnvelopeID: b.envelopeID,
+			},
+			InsertOpts: insertOpts,
+		}
+	}
+	jobs, err := c.river.InsertManyTx(ctx, tx, params)
+	if err != nil {
+		return fmt.Errorf("outbound: insert delivery jobs: %w", err)
+	}
+	b.recipients.jobIDs, err = jobIDsByMessage(jobs, b.messageIDs)
+	return err
+}
+
+// insertMessages inserts the messages of rows, skipping those whose dedup key
+// is held, and adds the ones it wrote to written.
+func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, b *triggerBatch, rows recipientRows, written map[uuid.UUID]insertedMessage) error {
+	result, err := tx.Query(ctx, c.queries.InsertMessages, rows.ids, rows.conversationIDs, rows.jobIDs,
+		b.params.templateID, b.params.content, b.envelopeID, b.scheduledAt, b.metadataJSON)
 	if err != nil {
 		return fmt.Errorf("outbound: insert messages: %w", err)
 	}
-	var row insertedMessage
-	var rowID pgtype.UUID
-	_, err = pgx.ForEachRow(rows, []any{&rowID, &row.createdAt, &row.scheduledAt}, func() error {
-		inserted[rowID.Bytes] = row
+	var (
+		row   insertedMessage
+		rowID pgtype.UUID
+	)
+	_, err = pgx.ForEachRow(result, []any{&rowID, &row.createdAt, &row.scheduledAt}, func() error {
+		written[rowID.Bytes] = row
 		return nil
 	})
 	if err != nil {
@@ -242,13 +201,12 @@ func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, inserted map[uui
 // number of recipients. The release and the insert are in the caller's
 // transaction, and the unique index judges them: of callers racing for one
 // released key, one inserts and the others find its message holding the key.
-func (c *Client) insertPastWindow(ctx context.Context, tx pgx.Tx, inserted map[uuid.UUID]insertedMessage,
-	r recipientRows, p *stageParams, envelopeID *uuid.UUID, scheduledAt *time.Time) error {
-	taken := r.filter(func(i int) bool {
-		_, ok := inserted[r.ids[i].Bytes]
+func (c *Client) insertPastWindow(ctx context.Context, tx pgx.Tx, b *triggerBatch, written map[uuid.UUID]insertedMessage) error {
+	taken := b.recipients.filter(func(i int) bool {
+		_, ok := written[b.messageIDs[i]]
 		return !ok
 	})
-	rows, err := tx.Query(ctx, c.queries.ReleaseExpiredDedupKeys, taken.conversationIDs, p.templateID, envelopeID, c.config.DedupWindow.Seconds())
+	rows, err := tx.Query(ctx, c.queries.ReleaseExpiredDedupKeys, taken.conversationIDs, b.params.templateID, b.envelopeID, c.config.DedupWindow.Seconds())
 	if err != nil {
 		return fmt.Errorf("outbound: release expired dedup keys: %w", err)
 	}
@@ -264,7 +222,97 @@ func (c *Client) insertPastWindow(ctx context.Context, tx pgx.Tx, inserted map[u
 		isReleased[id] = true
 	}
 	again := taken.filter(func(i int) bool { return isReleased[taken.conversationIDs[i]] })
-	return c.insertMessages(ctx, tx, inserted, again, p, envelopeID, scheduledAt)
+	return c.insertMessages(ctx, tx, b, again, written)
+}
+
+// filter returns the rows at the indexes for which keep is true.
+func (r recipientRows) filter(keep func(i int) bool) recipientRows {
+	var out recipientRows
+	for i := range r.ids {
+		if keep(i) {
+			out.ids = append(out.ids, r.ids[i])
+			out.conversationIDs = append(out.conversationIDs, r.conversationIDs[i])
+			out.jobIDs = append(out.jobIDs, r.jobIDs[i])
+		}
+	}
+	return out
+}
+
+// stage returns the messages written, in input order, with a nil in the
+// place of each recipient whose dedup key was held, which it counts as a
+// duplicate.
+func (b *triggerBatch) stage(written map[uuid.UUID]insertedMessage) *stagedTrigger {
+	staged := &stagedTrigger{messages: make([]*Message, len(b.messageIDs))}
+	// One allocation for all new messages rather than one each.
+	messages := make([]Message, len(written))
+	for i, id := range b.messageIDs {
+		row, ok := written[id]
+		if !ok {
+			staged.duplicates++
+			continue
+		}
+		m := &messages[0]
+		messages = messages[1:]
+		b.fillMessage(m, i, row)
+		staged.messages[i] = m
+	}
+	return staged
+}
+
+// fillMessage sets m to the row that InsertMessages wrote for recipient i:
+// the batch's values, the column defaults of migrations/001, and the two
+// times the insert returned. It is the one place a new Message is made; a
+// test checks that it equals the row read back.
+func (b *triggerBatch) fillMessage(m *Message, i int, row insertedMessage) {
+	*m = Message{
+		ID:             b.messageIDs[i],
+		ConversationID: b.recipients.conversationIDs[i],
+		Role:           RoleSystemOutbound,
+		TemplateID:     b.params.templateID,
+		Content:        b.params.content,
+		Status:         MessageStatusPending,
+		BulkEnvelopeID: b.params.bulkEnvelopeID,
+		Metadata:       maps.Clone(b.metadata),
+		JobID:          b.recipients.jobIDs[i],
+		ScheduledAt:    row.scheduledAt,
+		CreatedAt:      row.createdAt,
+		UpdatedAt:      row.createdAt,
+	}
+}
+
+// stageDuplicates fills in, for each recipient whose dedup key was held, the
+// live message that holds it, and deletes the jobs staged for those
+// recipients, so that none is orphaned.
+func (c *Client) stageDuplicates(ctx context.Context, tx pgx.Tx, b *triggerBatch, staged *stagedTrigger) error {
+	taken := b.recipients.filter(func(i int) bool { return staged.messages[i] == nil })
+	if _, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, taken.jobIDs); err != nil {
+		return fmt.Errorf("outbound: delete unneeded jobs: %w", err)
+	}
+	rows, err := tx.Query(ctx, c.queries.SelectLiveMessagesByKey, taken.conversationIDs, b.params.templateID, b.envelopeID)
+	if err != nil {
+		return fmt.Errorf("outbound: read existing messages: %w", err)
+	}
+	existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	if err != nil {
+		return fmt.Errorf("outbound: read existing messages: %w", err)
+	}
+	byConversation := make(map[int64]*Message, len(existing))
+	for _, m := range existing {
+		byConversation[m.ConversationID] = m
+	}
+	for i, conversationID := range b.recipients.conversationIDs {
+		if staged.messages[i] != nil {
+			continue
+		}
+		m, ok := byConversation[conversationID]
+		if !ok {
+			// The holder was cancelled or discarded between the insert and
+			// this read; the caller may simply try again.
+			return fmt.Errorf("outbound: dedup key of conversation %d changed during the call; retry", conversationID)
+		}
+		staged.messages[i] = m
+	}
+	return nil
 }
 
 // jobIDsByMessage returns the id of each message's job, in the order of

@@ -113,3 +113,53 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 	t.Logf("statements per BulkTrigger with keys held past the dedup window (besides River's NOTIFY): N=2: %d, N=500: %d", smallPast, largePast)
 	require.Equal(t, smallPast, largePast)
 }
+
+// TestStagedMessagesMatchRows checks the messages that Trigger and
+// BulkTrigger return against the rows read back: those buildTriggerTx made
+// from its parameters, and those it read as holders of a dedup key.
+func TestStagedMessagesMatchRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	requireRows := func(t *testing.T, msgs ...*outbound.Message) {
+		t.Helper()
+		for _, m := range msgs {
+			row, err := b.client.Message(ctx, m.ID)
+			require.NoError(t, err)
+			require.Equal(t, row, m)
+		}
+	}
+
+	t.Run("Trigger", func(t *testing.T) {
+		t.Parallel()
+		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "plain"})
+		require.NoError(t, err)
+		requireRows(t, res.Message)
+		res, err = b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "plain"})
+		require.NoError(t, err)
+		require.True(t, res.Duplicate)
+		requireRows(t, res.Message)
+	})
+
+	t.Run("TriggerWithEnvelopeAndSchedule", func(t *testing.T) {
+		t.Parallel()
+		res, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", Content: "hello", BulkEnvelopeID: uuid.Must(uuid.NewV7()), ScheduleIn: time.Hour})
+		require.NoError(t, err)
+		requireRows(t, res.Message)
+	})
+
+	t.Run("BulkWithHeldAndExpiredKeys", func(t *testing.T) {
+		t.Parallel()
+		envelopeID := uuid.Must(uuid.NewV7())
+		opts := &outbound.TriggerOpts{TemplateID: "bulk", BulkEnvelopeID: envelopeID}
+		_, err := b.client.Trigger(ctx, 11, opts)
+		require.NoError(t, err)
+		sent, err := b.client.Trigger(ctx, 12, opts)
+		require.NoError(t, err)
+		ageMessage(t, b.schema, sent.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		res, err := b.client.BulkTrigger(ctx, []int64{10, 11, 12}, &outbound.BulkTriggerOpts{TemplateID: "bulk", RenderedBody: "b", EnvelopeID: envelopeID, ScheduleIn: time.Minute})
+		require.NoError(t, err)
+		require.NotEqual(t, sent.Message.ID, res.Messages[2].ID, "a new message past the window")
+		requireRows(t, res.Messages...)
+	})
+}

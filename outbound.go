@@ -19,36 +19,6 @@ import (
 // RoleSystemOutbound is the role of every message the library writes.
 const RoleSystemOutbound = "system_outbound"
 
-// MessageStatus is where a message is in its delivery lifecycle.
-type MessageStatus string
-
-// Message statuses. Pending, delivering and failed messages hold their dedup
-// key until they are final; sent and unconfirmed ones hold it for
-// Config.DedupWindow; discarded and cancelled ones free it.
-const (
-	// MessageStatusPending: waiting for its first attempt.
-	MessageStatusPending MessageStatus = "pending"
-	// MessageStatusDelivering: an attempt has claimed the message and is
-	// calling the Notifier. It cannot be cancelled until the attempt ends.
-	MessageStatusDelivering MessageStatus = "delivering"
-	// MessageStatusSent: the Notifier returned nil.
-	MessageStatusSent MessageStatus = "sent"
-	// MessageStatusFailed: the last attempt failed; River tries again.
-	MessageStatusFailed MessageStatus = "failed"
-	// MessageStatusUnconfirmed: an attempt claimed the message and never
-	// recorded a result (its worker died, or lost the database, on the last
-	// attempt), and no attempt is left: the Notifier may have delivered it.
-	// It is final and keeps its dedup key, as sent does; ask the provider,
-	// by message id, whether it arrived. LastError says what happened.
-	MessageStatusUnconfirmed MessageStatus = "unconfirmed"
-	// MessageStatusDiscarded: every attempt failed, or the Notifier said
-	// the failure is permanent.
-	MessageStatusDiscarded MessageStatus = "discarded"
-	// MessageStatusCancelled: cancelled before delivery; the Notifier will
-	// not be called for it.
-	MessageStatusCancelled MessageStatus = "cancelled"
-)
-
 // Message is one outbound message row.
 type Message struct {
 	ID             uuid.UUID
@@ -209,7 +179,7 @@ func (c *Client) TriggerTx(ctx context.Context, tx pgx.Tx, conversationID int64,
 	return c.trigger(ctx, tx, conversationID, opts)
 }
 
-func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID int64, opts *TriggerOpts) (res *TriggerResult, err error) {
+func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID int64, opts *TriggerOpts) (*TriggerResult, error) {
 	start := time.Now()
 	if opts == nil {
 		opts = &TriggerOpts{}
@@ -221,12 +191,14 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 	if opts.BulkEnvelopeID != uuid.Nil {
 		span.SetAttributes(attrBulkEnvelopeID.String(opts.BulkEnvelopeID.String()))
 	}
-	o := outcomeFailed
-	defer func() {
-		endSpan(span, o, err)
-		c.telemetry.recordTrigger(ctx, o, err, start)
-	}()
+	res, err := c.stageTrigger(ctx, callerTx, conversationID, opts)
+	c.telemetry.recordTrigger(ctx, span, classifyTrigger(res, err), err, start)
+	return res, err
+}
 
+// stageTrigger validates a Trigger call, then writes its message, job and
+// audit event in one transaction, or under a savepoint of the caller's.
+func (c *Client) stageTrigger(ctx context.Context, callerTx pgx.Tx, conversationID int64, opts *TriggerOpts) (*TriggerResult, error) {
 	if err := validateTrigger(conversationID, opts, c.config.MaxContentBytes); err != nil {
 		return nil, err
 	}
@@ -234,8 +206,8 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 	if content == "" {
 		content = "Outbound message using template: " + opts.TemplateID
 	}
-
-	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+	var res *TriggerResult
+	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		staged, err := c.buildTriggerTx(ctx, tx, []int64{conversationID}, &stageParams{
 			templateID:     opts.TemplateID,
 			content:        content,
@@ -264,10 +236,6 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 	})
 	if err != nil {
 		return nil, err
-	}
-	o = outcomeTriggered
-	if res.Duplicate {
-		o = outcomeDuplicate
 	}
 	return res, nil
 }
@@ -384,9 +352,4 @@ func nullIfNilUUID(id uuid.UUID) *uuid.UUID {
 		return nil
 	}
 	return &id
-}
-
-// holdsDedupKey reports whether a message in this status keeps its dedup key.
-func (s MessageStatus) holdsDedupKey() bool {
-	return s != MessageStatusDiscarded && s != MessageStatusCancelled
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -236,38 +237,73 @@ func (t *telemetry) attrs(o outcome, r reason) metric.MeasurementOption {
 	return set
 }
 
-// triggerReason is the reason attribute of a trigger's outcome: why it
-// failed, or none.
-func triggerReason(o outcome, err error) reason {
-	if o == outcomeFailed {
-		return failureReason(err)
-	}
-	return ""
+// triggerTally is what one Trigger or BulkTrigger call records, classified
+// once from its result by classifyTrigger or classifyBulk.
+type triggerTally struct {
+	outcome outcome
+	// reason says why the call failed; empty unless outcome is failed.
+	reason reason
+	// triggered counts the recipients whose message was written, and
+	// duplicates those whose dedup key a live message already held.
+	triggered, duplicates int
 }
 
-// recordTrigger records a single Trigger call, which ended in err.
-func (t *telemetry) recordTrigger(ctx context.Context, o outcome, err error, start time.Time) {
-	set := t.attrs(o, triggerReason(o, err))
+// classifyTrigger classifies a Trigger call by what it returned.
+func classifyTrigger(res *TriggerResult, err error) triggerTally {
+	switch {
+	case err != nil:
+		return triggerTally{outcome: outcomeFailed, reason: failureReason(err)}
+	case res.Duplicate:
+		return triggerTally{outcome: outcomeDuplicate, duplicates: 1}
+	}
+	return triggerTally{outcome: outcomeTriggered, triggered: 1}
+}
+
+// classifyBulk classifies a BulkTrigger call of count recipients by what it
+// returned, and by how many of the recipients' dedup keys were already held.
+// A refusal is not a failure: the refused envelope is its durable result,
+// unless it could not be recorded (EnvelopeID is uuid.Nil).
+func classifyBulk(count int, res *BulkTriggerResult, duplicates int, err error) triggerTally {
+	var tooLarge *BatchTooLargeError
+	switch {
+	case errors.As(err, &tooLarge) && tooLarge.EnvelopeID == uuid.Nil:
+		return triggerTally{outcome: outcomeRefusedCapExceededAuditFailed}
+	case errors.As(err, &tooLarge):
+		return triggerTally{outcome: outcomeRefusedCapExceeded}
+	case err != nil:
+		return triggerTally{outcome: outcomeFailed, reason: failureReason(err)}
+	case res.Replayed:
+		// Nothing new was written: every recipient already had its message.
+		return triggerTally{outcome: outcomeReplayed, duplicates: count}
+	}
+	return triggerTally{outcome: outcomeSubmitted, triggered: count - duplicates, duplicates: duplicates}
+}
+
+// recordTrigger ends a Trigger call's span, which ended in err, and records
+// the call.
+func (t *telemetry) recordTrigger(ctx context.Context, span trace.Span, tally triggerTally, err error, start time.Time) {
+	endSpan(span, tally.outcome, err)
+	set := t.attrs(tally.outcome, tally.reason)
 	t.triggers.Add(ctx, 1, set)
 	t.triggerDuration.Record(ctx, time.Since(start).Seconds(), set)
 }
 
-// recordBulk records a BulkTrigger call of count recipients, which ended in
-// err, triggered of which were written now and duplicates of which already
-// had a live message.
-func (t *telemetry) recordBulk(ctx context.Context, o outcome, err error, count, triggered, duplicates int, start time.Time) {
-	set := t.attrs(o, triggerReason(o, err))
+// recordBulk ends a BulkTrigger call's span, which ended in err, and records
+// the call of count recipients.
+func (t *telemetry) recordBulk(ctx context.Context, span trace.Span, count int, tally triggerTally, err error, start time.Time) {
+	endSpan(span, tally.outcome, err)
+	set := t.attrs(tally.outcome, tally.reason)
 	t.bulkTriggers.Add(ctx, 1, set)
 	t.bulkRecipients.Add(ctx, int64(count), set)
 	t.bulkTriggerDuration.Record(ctx, time.Since(start).Seconds(), set)
 	// A bulk is N triggers: each recipient counts once in outbound.triggers.
-	if triggered > 0 {
-		t.triggers.Add(ctx, int64(triggered), t.attrs(outcomeTriggered, ""))
+	if tally.triggered > 0 {
+		t.triggers.Add(ctx, int64(tally.triggered), t.attrs(outcomeTriggered, ""))
 	}
-	if duplicates > 0 {
-		t.triggers.Add(ctx, int64(duplicates), t.attrs(outcomeDuplicate, ""))
+	if tally.duplicates > 0 {
+		t.triggers.Add(ctx, int64(tally.duplicates), t.attrs(outcomeDuplicate, ""))
 	}
-	if o == outcomeFailed {
+	if tally.outcome == outcomeFailed {
 		t.triggers.Add(ctx, int64(count), set)
 	}
 }

@@ -33,12 +33,12 @@ func RecordVersionDown(version int) string {
 // CreateMigrationTable creates the table of applied library versions unless
 // it exists.
 func CreateMigrationTable(schema string) string {
-	return `CREATE TABLE IF NOT EXISTS ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize() + migrationTableColumns
+	return `CREATE TABLE IF NOT EXISTS ` + MigrationTable(schema) + migrationTableColumns
 }
 
 // SelectMigrationVersions reads the applied library versions.
 func SelectMigrationVersions(schema string) string {
-	return `SELECT version FROM ` + pgx.Identifier{schema, "outbound_migration"}.Sanitize()
+	return `SELECT version FROM ` + MigrationTable(schema)
 }
 
 // RecordRiverSchema records the installation's River schema. $1 schema name.
@@ -46,4 +46,32 @@ func RecordRiverSchema(schema string) string {
 	return `INSERT INTO ` + pgx.Identifier{schema, "installation"}.Sanitize() + ` (river_schema) VALUES ($1)
 ON CONFLICT (singleton) DO UPDATE SET river_schema = excluded.river_schema, updated_at = now()
 WHERE installation.river_schema <> excluded.river_schema`
+}
+
+// TakeMigrationLock takes the advisory lock that migrations take turns on,
+// until the transaction ends. $1 the lock's key.
+const TakeMigrationLock = `SELECT pg_advisory_xact_lock($1)`
+
+// SchemaExists reports whether a schema exists. $1 its name.
+const SchemaExists = `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`
+
+// TableExists reports whether a table exists. $1 its quoted, schema-qualified
+// name.
+const TableExists = `SELECT to_regclass($1) IS NOT NULL`
+
+// MigrationTable is the quoted, schema-qualified name of the version table,
+// for TableExists.
+func MigrationTable(schema string) string {
+	return pgx.Identifier{schema, "outbound_migration"}.Sanitize()
+}
+
+// CreateSchema creates a schema unless it exists.
+func CreateSchema(schema string) string {
+	return `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{schema}.Sanitize()
+}
+
+// SetLocalSearchPath points search_path at a schema until the transaction
+// ends, for a migration's unqualified names.
+func SetLocalSearchPath(schema string) string {
+	return `SET LOCAL search_path TO ` + pgx.Identifier{schema}.Sanitize()
 }

@@ -37,8 +37,7 @@ func newRiverJobs(r *strings.Replacer) RiverJobs {
 		RecordSentCompleteJob: r.Replace(`
 WITH sent AS (
 	UPDATE {s}.messages
-	SET status = 'sent', sent_at = now(), last_error = NULL, claimed_until = NULL,
-		metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()
+	SET ` + setStatus(`'sent'`) + `, sent_at = now(), last_error = NULL, claimed_until = NULL, updated_at = now()
 	WHERE id = $1 AND claim_id = $2 AND status = 'delivering'
 	RETURNING id
 ), completed AS (

@@ -2,6 +2,12 @@
 // its own tables. Statements are parameterised; the only text spliced in is the
 // schema name, validated by the caller and quoted here with
 // pgx.Identifier.Sanitize.
+//
+// The rules that SQL and Go share are stated once, in rules.go: which
+// statuses hold a dedup key, await a result or may be claimed, the stand-in
+// for a missing envelope id, and the column lists. The statements are
+// generated from them, the library's Go code reads them, and the tests check
+// the migrations' generated columns, constraints and indexes against them.
 package sqltext
 
 import (
@@ -10,21 +16,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// MessageColumns is the column list every message read scans, in order.
-const MessageColumns = `id, conversation_id, role, template_id, content, status, bulk_envelope_id,
-	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at`
-
-// EnvelopeColumns is the column list every envelope read scans, in order.
-const EnvelopeColumns = `id, template_id, rendered_body, recipient_conversation_ids, count,
-	effective_cap, requested_by, requested_at, status, refused_reason, created_at, updated_at, recipients_digest, schedule_in`
-
 // SchemaTables reports whether the tables a client needs exist: $1 the
 // library's version table, $2 its installation table, $3 River's job table,
 // each a quoted, schema-qualified name.
 const SchemaTables = `SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL`
-
-// nilUUID stands in for a missing envelope id in the dedup key.
-const nilUUID = `'00000000-0000-0000-0000-000000000000'::uuid`
 
 // Queries is the library's SQL for one schema.
 type Queries struct {
@@ -33,7 +28,8 @@ type Queries struct {
 	// id, created_at and scheduled_at of each inserted row: every other
 	// column is a parameter or a column default, so the caller knows it
 	// already. $1 ids, $2 conversation ids, $3 job ids, $4 template id,
-	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now().
+	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now(),
+	// $8 the metadata of every row, as JSON text (see InsertAuditEvent).
 	InsertMessages string
 
 	// ReleaseExpiredDedupKeys releases the dedup keys of the given
@@ -58,7 +54,7 @@ type Queries struct {
 	// InsertEnvelope inserts an envelope unless its id exists, returning it.
 	// $1 id, $2 template id, $3 body, $4 recipients kept, $5 count,
 	// $6 effective cap, $7 requested_by or NULL, $8 status, $9 refused reason
-	// or NULL, $10 digest of the whole list or NULL.
+	// or NULL, $10 digest of the whole list or NULL, $11 schedule_in.
 	InsertEnvelope string
 
 	// SelectEnvelope reads one envelope. $1 id.
@@ -213,8 +209,9 @@ type Queries struct {
 func New(schema, riverSchema string) *Queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	rs := pgx.Identifier{riverSchema}.Sanitize()
-	r := strings.NewReplacer("{s}", s, "{rs}", rs, "{nil}", nilUUID,
-		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns)
+	r := strings.NewReplacer("{s}", s, "{rs}", rs, "{nil}", NilEnvelopeKey,
+		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns,
+		"{undelivered}", inList(UndeliveredStatuses), "{keyfree}", inList(Without(Statuses, LiveStatuses)))
 	listMessagesByFilter := make(map[MessageFilter]string)
 	for _, f := range AllMessageFilters() {
 		listMessagesByFilter[f] = listMessages(r, f)
@@ -234,7 +231,7 @@ WITH batch AS (
 	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
 		AND NOT m.awaiting_result
 		AND m.updated_at < $4
-		AND (m.status IN ('cancelled', 'discarded')
+		AND (m.status IN {keyfree}
 			OR $5::float8 < 0
 			OR coalesce(m.sent_at, m.updated_at) <= now() - make_interval(secs => $5::float8))
 	RETURNING 1
@@ -267,9 +264,7 @@ WHERE id = ANY (ARRAY(
 	LIMIT $2))`),
 
 		CountAwaitingByStatus: r.Replace(`
-SELECT count(*) FILTER (WHERE status = 'pending'),
-	count(*) FILTER (WHERE status = 'delivering'),
-	count(*) FILTER (WHERE status = 'failed')
+SELECT ` + countByStatus(AwaitingStatuses, "*", "") + `
 FROM {s}.messages
 WHERE awaiting_result`),
 
@@ -280,8 +275,7 @@ SELECT (SELECT coalesce(max(version), 0) FROM {s}.outbound_migration),
 		InsertMessages: r.Replace(`
 INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
 SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6,
-	jsonb_build_object('template_id', $4::text, 'status', 'pending', 'bulk_envelope_id', $6::uuid),
-	coalesce($7::timestamptz, now())
+	$8::text::jsonb, coalesce($7::timestamptz, now())
 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
 ORDER BY u.ord
 ON CONFLICT DO NOTHING
@@ -354,14 +348,13 @@ INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES (
 
 		ClaimMessage: r.Replace(`
 UPDATE {s}.messages
-SET status = 'delivering',
+SET ` + setStatus(`'delivering'`) + `,
 	attempts = CASE WHEN claim_id = $2 THEN attempts ELSE greatest(attempts + 1, $3) END,
 	claim_id = $2,
 	claimed_until = now() + make_interval(secs => $4::float8),
-	metadata = jsonb_set(metadata, '{status}', '"delivering"'),
 	updated_at = now()
 WHERE id = $1 AND (
-	status IN ('pending', 'failed')
+	status IN {undelivered}
 	OR (status = 'delivering' AND claim_id = $2)
 	OR (status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NULL))
 RETURNING {mcols}`),
@@ -376,28 +369,26 @@ WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`),
 
 		RecordFailed: r.Replace(`
 UPDATE {s}.messages
-SET status = $3, last_error = $4, claimed_until = NULL,
-	metadata = jsonb_set(metadata, '{status}', to_jsonb($3::text)), updated_at = now()
+SET ` + setStatus(`$3`) + `, last_error = $4, claimed_until = NULL, updated_at = now()
 WHERE id = $1 AND claim_id = $2 AND status = 'delivering' AND cancel_requested_at IS NULL`),
 
 		RecordCancelledInFlight: r.Replace(`
 UPDATE {s}.messages
-SET status = 'cancelled', last_error = $3, claimed_until = NULL,
-	metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
+SET ` + setStatus(`'cancelled'`) + `, last_error = $3, claimed_until = NULL, updated_at = now()
 WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`),
 
 		MarkUnconfirmed: r.Replace(`
 UPDATE {s}.messages
-SET status = 'unconfirmed', claimed_until = NULL,
+SET ` + setStatus(`'unconfirmed'`) + `, claimed_until = NULL,
 	last_error = coalesce(last_error || '; ', '') ||
 		'cancel requested while an attempt was in flight, and that attempt never recorded a result: the notifier may have delivered it',
-	metadata = jsonb_set(metadata, '{status}', '"unconfirmed"'), updated_at = now()
+	updated_at = now()
 WHERE id = $1 AND status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NOT NULL`),
 
 		CancelMessage: r.Replace(`
 UPDATE {s}.messages
-SET status = 'cancelled', metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
-WHERE id = $1 AND status IN ('pending', 'failed')
+SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
+WHERE id = $1 AND status IN {undelivered}
 RETURNING job_id`),
 
 		// UPDATE waits for a row that a claim or a record has locked, then
@@ -405,8 +396,8 @@ RETURNING job_id`),
 		// just claimed or sent is skipped.
 		CancelEnvelopeMessages: r.Replace(`
 UPDATE {s}.messages
-SET status = 'cancelled', metadata = jsonb_set(metadata, '{status}', '"cancelled"'), updated_at = now()
-WHERE bulk_envelope_id = $1 AND template_id = $2 AND status IN ('pending', 'failed')
+SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
+WHERE bulk_envelope_id = $1 AND template_id = $2 AND status IN {undelivered}
 RETURNING job_id`),
 
 		RequestCancelInFlight: r.Replace(`
@@ -424,13 +415,7 @@ WHERE e.id = $1 AND e.status = 'submitted' AND NOT EXISTS (
 
 		EnvelopeProgress: r.Replace(`
 SELECT
-	count(m.id) FILTER (WHERE m.status = 'pending'),
-	count(m.id) FILTER (WHERE m.status = 'delivering'),
-	count(m.id) FILTER (WHERE m.status = 'sent'),
-	count(m.id) FILTER (WHERE m.status = 'failed'),
-	count(m.id) FILTER (WHERE m.status = 'unconfirmed'),
-	count(m.id) FILTER (WHERE m.status = 'discarded'),
-	count(m.id) FILTER (WHERE m.status = 'cancelled')
+	` + countByStatus(Statuses, "m.id", "m.") + `
 FROM {s}.bulk_envelopes e
 LEFT JOIN {s}.messages m ON m.bulk_envelope_id = e.id AND m.template_id = e.template_id
 WHERE e.id = $1
@@ -469,16 +454,15 @@ WITH batch AS (
 	FROM {s}.messages m
 	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
 	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
-		AND ((m.status IN ('pending', 'failed') AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
+		AND ((m.status IN {undelivered} AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
 			OR (m.status = 'delivering' AND (j.state IN ('cancelled', 'completed', 'discarded')
 				OR (j.id IS NULL AND m.claimed_until <= now()))))
 	FOR UPDATE OF m SKIP LOCKED
 ), settled AS (
 	UPDATE {s}.messages m
-	SET status = stale.status,
+	SET ` + setStatus(`stale.status`) + `,
 		last_error = coalesce(m.last_error || '; ', '') || stale.reason,
 		claimed_until = NULL,
-		metadata = jsonb_set(m.metadata, '{status}', to_jsonb(stale.status)),
 		updated_at = now()
 	FROM stale
 	WHERE m.id = stale.id

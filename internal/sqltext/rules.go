@@ -1,0 +1,82 @@
+package sqltext
+
+import (
+	"slices"
+	"strings"
+)
+
+// Statuses are the values of messages.status, in lifecycle order: the order
+// in which EnvelopeProgress returns its counts.
+var Statuses = []string{"pending", "delivering", "sent", "failed", "unconfirmed", "discarded", "cancelled"}
+
+// LiveStatuses are the statuses that hold a message's dedup key, until the
+// key is released (dedup_key_released_at): the rule of the holds_dedup_key
+// column, which is the dedup index's predicate. The other statuses free the
+// key.
+var LiveStatuses = []string{"pending", "delivering", "sent", "failed", "unconfirmed"}
+
+// AwaitingStatuses are the statuses of messages whose delivery has not ended:
+// the rule of the awaiting_result column. The other statuses are final, the
+// rule of the final_status column.
+var AwaitingStatuses = []string{"pending", "delivering", "failed"}
+
+// UndeliveredStatuses are the statuses of messages that no attempt holds and
+// none has delivered: an attempt may claim them, and a cancel may cancel
+// them.
+var UndeliveredStatuses = []string{"pending", "failed"}
+
+// NilEnvelopeKey stands for a missing envelope id in the dedup key, as the
+// dedup index's coalesce(bulk_envelope_id, ...) does.
+const NilEnvelopeKey = `'00000000-0000-0000-0000-000000000000'::uuid`
+
+// MessageColumnNames are the columns every message read selects, in the
+// order the library's scan reads them.
+var MessageColumnNames = []string{"id", "conversation_id", "role", "template_id", "content", "status", "bulk_envelope_id",
+	"metadata", "job_id", "scheduled_at", "attempts", "last_error", "sent_at", "created_at", "updated_at"}
+
+// EnvelopeColumnNames are the columns every envelope read selects, in the
+// order the library's scan reads them.
+var EnvelopeColumnNames = []string{"id", "template_id", "rendered_body", "recipient_conversation_ids", "count",
+	"effective_cap", "requested_by", "requested_at", "status", "refused_reason", "created_at", "updated_at",
+	"recipients_digest", "schedule_in"}
+
+// MessageColumns is MessageColumnNames as a select list.
+var MessageColumns = strings.Join(MessageColumnNames, ", ")
+
+// EnvelopeColumns is EnvelopeColumnNames as a select list.
+var EnvelopeColumns = strings.Join(EnvelopeColumnNames, ", ")
+
+// Without returns the statuses of all that are not in some, in all's order.
+func Without(all, some []string) []string {
+	var out []string
+	for _, s := range all {
+		if !slices.Contains(some, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// inList renders statuses as an SQL list of literals, ('a', 'b'). The
+// statuses are this file's constants, never input.
+func inList(statuses []string) string {
+	return "('" + strings.Join(statuses, "', '") + "')"
+}
+
+// setStatus is the SET clause that gives a message a new status: the column,
+// and the copy of it that metadata keeps for consumers of the original
+// library. value is an SQL expression of type text.
+func setStatus(value string) string {
+	return "status = " + value + ", metadata = jsonb_set(metadata, '{status}', to_jsonb((" + value + ")::text))"
+}
+
+// countByStatus renders one count column per status, in order: the count
+// of countOf over the rows whose status column, qualified by qualifier
+// (empty or "alias."), has that status.
+func countByStatus(statuses []string, countOf, qualifier string) string {
+	parts := make([]string, len(statuses))
+	for i, s := range statuses {
+		parts[i] = "count(" + countOf + ") FILTER (WHERE " + qualifier + "status = '" + s + "')"
+	}
+	return strings.Join(parts, ",\n\t")
+}

@@ -1,0 +1,211 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// recorded is what one call left in the span and the counters.
+type recorded struct {
+	spanStatus codes.Code
+	// spanOutcome is the span's outbound.outcome attribute.
+	spanOutcome string
+	// counts are the data points of one counter, by their attribute set.
+	counts map[attribute.Set]int64
+}
+
+// recordOnce runs record on fresh in-memory providers, with a span named
+// name, and returns what the span and the counter metric hold.
+func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry, span trace.Span)) recorded {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	spans := tracetest.NewSpanRecorder()
+	tel := newTelemetry(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	_, span := tel.tracer.Start(context.Background(), name)
+	record(tel, span)
+
+	ended := spans.Ended()
+	require.Len(t, ended, 1)
+	out := recorded{spanStatus: ended[0].Status().Code, counts: map[attribute.Set]int64{}}
+	for _, kv := range ended[0].Attributes() {
+		if kv.Key == attrOutcome {
+			out.spanOutcome = kv.Value.AsString()
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != metric {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				out.counts[dp.Attributes] += dp.Value
+			}
+		}
+	}
+	return out
+}
+
+// set is a metric attribute set: outcome, and reason unless empty.
+func set(o outcome, r reason) attribute.Set {
+	if r == "" {
+		return attribute.NewSet(metricOutcome.String(string(o)))
+	}
+	return attribute.NewSet(metricOutcome.String(string(o)), metricReason.String(string(r)))
+}
+
+// TestTelemetryClassification checks, for each outcome of each call, the span
+// status and outcome and the metric attributes recorded: each call's result
+// is classified once, from what it returned.
+func TestTelemetryClassification(t *testing.T) {
+	t.Parallel()
+	msg := &Message{ID: uuid.New()}
+	pgErr := &pgconn.PgError{Code: "40001"}
+
+	t.Run("Trigger", func(t *testing.T) {
+		t.Parallel()
+		cases := []struct {
+			name   string
+			res    *TriggerResult
+			err    error
+			status codes.Code
+			want   attribute.Set
+		}{
+			{"Triggered", &TriggerResult{Message: msg}, nil, codes.Unset, set(outcomeTriggered, "")},
+			{"Duplicate", &TriggerResult{Message: msg, Duplicate: true}, nil, codes.Unset, set(outcomeDuplicate, "")},
+			{"InvalidArgument", nil, invalidArgument("TemplateID", "is required"), codes.Error, set(outcomeFailed, reasonInvalidArgument)},
+			{"SchemaMismatch", nil, schemaMismatch("s", "is old"), codes.Error, set(outcomeFailed, reasonSchemaMismatch)},
+			{"AuditorError", nil, &auditorError{errors.New("down")}, codes.Error, set(outcomeFailed, reasonAuditorError)},
+			{"ContextDone", nil, fmt.Errorf("outbound: begin: %w", context.DeadlineExceeded), codes.Error, set(outcomeFailed, reasonContextDone)},
+			{"DatabaseError", nil, fmt.Errorf("outbound: insert messages: %w", pgErr), codes.Error, set(outcomeFailed, reasonDatabaseError)},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				got := recordOnce(t, spanTrigger, metricTriggers, func(tel *telemetry, span trace.Span) {
+					tel.recordTrigger(context.Background(), span, classifyTrigger(tc.res, tc.err), tc.err, time.Now())
+				})
+				require.Equal(t, tc.status, got.spanStatus)
+				outcome, _ := tc.want.Value(metricOutcome)
+				require.Equal(t, outcome.AsString(), got.spanOutcome)
+				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
+			})
+		}
+	})
+
+	t.Run("BulkTrigger", func(t *testing.T) {
+		t.Parallel()
+		const count = 5
+		submitted := &BulkTriggerResult{Envelope: &Envelope{}}
+		cases := []struct {
+			name       string
+			res        *BulkTriggerResult
+			duplicates int
+			err        error
+			status     codes.Code
+			want       attribute.Set
+			// triggers are outbound.triggers' counts: a bulk of five is
+			// five triggers.
+			triggers map[attribute.Set]int64
+		}{
+			{"Submitted", submitted, 0, nil, codes.Unset, set(outcomeSubmitted, ""),
+				map[attribute.Set]int64{set(outcomeTriggered, ""): 5}},
+			{"SubmittedWithDuplicates", submitted, 2, nil, codes.Unset, set(outcomeSubmitted, ""),
+				map[attribute.Set]int64{set(outcomeTriggered, ""): 3, set(outcomeDuplicate, ""): 2}},
+			{"Replayed", &BulkTriggerResult{Envelope: &Envelope{}, Replayed: true}, 0, nil, codes.Unset, set(outcomeReplayed, ""),
+				map[attribute.Set]int64{set(outcomeDuplicate, ""): 5}},
+			{"Refused", nil, 0, &BatchTooLargeError{Count: count, Cap: 2, EnvelopeID: uuid.New()}, codes.Error,
+				set(outcomeRefusedCapExceeded, ""), map[attribute.Set]int64{}},
+			{"RefusalNotRecorded", nil, 0, errors.Join(&BatchTooLargeError{Count: count, Cap: 2}, pgErr), codes.Error,
+				set(outcomeRefusedCapExceededAuditFailed, ""), map[attribute.Set]int64{}},
+			{"IdempotencyConflict", nil, 0, fmt.Errorf("%w: different body", ErrIdempotencyConflict), codes.Error,
+				set(outcomeFailed, reasonIdempotencyConflict), map[attribute.Set]int64{set(outcomeFailed, reasonIdempotencyConflict): 5}},
+			{"InvalidArgument", nil, 0, invalidArgument("conversationIDs", "repeats 7"), codes.Error,
+				set(outcomeFailed, reasonInvalidArgument), map[attribute.Set]int64{set(outcomeFailed, reasonInvalidArgument): 5}},
+			{"DatabaseError", nil, 0, pgErr, codes.Error,
+				set(outcomeFailed, reasonDatabaseError), map[attribute.Set]int64{set(outcomeFailed, reasonDatabaseError): 5}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				record := func(tel *telemetry, span trace.Span) {
+					tel.recordBulk(context.Background(), span, count, classifyBulk(count, tc.res, tc.duplicates, tc.err), tc.err, time.Now())
+				}
+				got := recordOnce(t, spanBulkTrigger, metricBulkTriggers, record)
+				require.Equal(t, tc.status, got.spanStatus)
+				outcome, _ := tc.want.Value(metricOutcome)
+				require.Equal(t, outcome.AsString(), got.spanOutcome)
+				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
+				require.Equal(t, map[attribute.Set]int64{tc.want: count}, recordOnce(t, spanBulkTrigger, metricBulkRecipients, record).counts)
+				require.Equal(t, tc.triggers, recordOnce(t, spanBulkTrigger, metricTriggers, record).counts)
+			})
+		}
+	})
+
+	t.Run("Delivery", func(t *testing.T) {
+		t.Parallel()
+		job := &river.Job[DeliveryArgs]{JobRow: &rivertype.JobRow{ID: 1, Attempt: 1, MaxAttempts: 3}, Args: DeliveryArgs{MessageID: msg.ID}}
+		lastJob := &river.Job[DeliveryArgs]{JobRow: &rivertype.JobRow{ID: 1, Attempt: 3, MaxAttempts: 3}, Args: DeliveryArgs{MessageID: msg.ID}}
+		claimed := &claim{msg: msg, claimed: true}
+		failedCall := notifyResult{err: errors.New("provider said no")}
+		cases := []struct {
+			name   string
+			job    *river.Job[DeliveryArgs]
+			facts  attemptFacts
+			status codes.Code
+			want   attribute.Set
+		}{
+			{"Sent", job, attemptFacts{claim: claimed, notified: true, recorded: MessageStatusSent},
+				codes.Unset, set(outcomeSent, reasonNotifierOK)},
+			{"NoNotifier", job, attemptFacts{claim: claimed, recorded: MessageStatusSent},
+				codes.Unset, set(outcomeNoOp, reasonNoNotifierConfigured)},
+			{"Failed", job, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusFailed},
+				codes.Error, set(outcomeFailed, reasonNotifierReturnedError)},
+			{"Discarded", lastJob, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusDiscarded},
+				codes.Error, set(outcomeDiscarded, reasonNotifierReturnedError)},
+			{"CancelledInFlight", job, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusCancelled},
+				codes.Error, set(outcomeCancelled, reasonNotifierReturnedError)},
+			{"ClaimLost", job, attemptFacts{claim: claimed, notified: true, claimLost: true},
+				codes.Error, set(outcomeFailed, reasonClaimLost)},
+			{"DatabaseError", job, attemptFacts{claim: claimed, notified: true, dbErr: pgErr},
+				codes.Error, set(outcomeFailed, reasonDatabaseError)},
+			{"StoppedBeforeNotifier", job, attemptFacts{dbErr: context.Canceled, stopped: true},
+				codes.Error, set(outcomeFailed, reasonWorkerStopped)},
+			{"Unconfirmed", job, attemptFacts{claim: &claim{msg: msg, endedUnconfirmed: true}},
+				codes.Unset, set(outcomeUnconfirmed, reasonCancelled)},
+			{"ClaimedElsewhere", job, attemptFacts{claim: &claim{msg: msg, heldFor: time.Second}},
+				codes.Unset, set(outcomeNoOp, reasonClaimedElsewhere)},
+			{"MessageNotFound", job, attemptFacts{claim: &claim{}},
+				codes.Error, set(outcomeDiscarded, reasonMessageNotFound)},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				got := recordOnce(t, spanDeliver, metricDeliveries, func(tel *telemetry, span trace.Span) {
+					tel.recordDelivery(context.Background(), span, classify(tc.job, tc.facts), time.Now())
+				})
+				require.Equal(t, tc.status, got.spanStatus)
+				outcome, _ := tc.want.Value(metricOutcome)
+				require.Equal(t, outcome.AsString(), got.spanOutcome)
+				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
+			})
+		}
+	})
+}
