@@ -27,11 +27,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// benchTemplate is the template of every benchmark's messages.
+//
 // The benchmarks compare the library, side by side in one run, with the same
 // work written by hand: each benchmark has sub-benchmarks named impl=..., so
 // that `benchstat -col /impl` prints them as columns with their ratios.
 // BENCHMARKS.md has the commands and the results.
-
 const benchTemplate = "recovery"
 
 // benchEnv is one benchmark's schema, traced pool, and the clients on it.

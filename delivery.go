@@ -16,20 +16,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// A delivery attempt is a lease, as River's own fetch is:
-//
-//  1. Claim: one short committed update makes the message delivering, under a
-//     claim id of the attempt's own, until a time after which a claim left
-//     by a dead worker may be taken over.
-//  2. Notify: the Notifier runs with nothing of the library's open.
-//  3. Record: an update guarded by the claim id, so that only the attempt
-//     holding the claim can record its result. Sent is recorded in the same
-//     statement that completes the River job.
-//
-// A cancel never waits for a Notifier: a message in flight is not
-// cancellable. The claim's expiry keeps an attempt that River rescued while
-// the first was still running from calling the Notifier beside it.
-
 // recordTimeout bounds each step that records an attempt's result. The steps
 // run on a context detached from the job's, so that what the notifier did is
 // still recorded when the worker is being stopped.
@@ -79,7 +65,21 @@ type attemptFacts struct {
 	stopped bool
 }
 
-// deliver makes one delivery attempt.
+// deliver makes one delivery attempt and records it in telemetry.
+//
+// An attempt is a lease, as River's own fetch is:
+//
+//  1. Claim: one short committed update makes the message delivering, under a
+//     claim id of the attempt's own, until a time after which a claim left
+//     by a dead worker may be taken over.
+//  2. Notify: the Notifier runs with nothing of the library's open.
+//  3. Record: an update guarded by the claim id, so that only the attempt
+//     holding the claim can record its result. Sent is recorded in the same
+//     statement that completes the River job.
+//
+// A cancel never waits for a Notifier: a message in flight is not
+// cancellable. The claim's expiry keeps an attempt that River rescued while
+// the first was still running from calling the Notifier beside it.
 func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deliveryResult {
 	start := time.Now()
 	args := job.Args

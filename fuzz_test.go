@@ -13,13 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// fuzzClient is one client on one schema for a whole fuzz target.
+//
 // The fuzz targets drive the public API with arbitrary input against the real
 // database. Each input must either be refused with ErrInvalidArgument (or,
 // for a bulk over the cap, ErrBatchTooLarge) having written nothing but what
 // the refusal records, or be written exactly as given. `go test` runs the
 // seeds below; RELIABILITY.md has the longer runs.
-
-// fuzzClient is one client on one schema for a whole fuzz target.
 func fuzzClient(f *testing.F, config *outbound.Config) (*outbound.Client, string) {
 	f.Helper()
 	schema := migratedSchema(f)
