@@ -35,7 +35,7 @@ func TestAuditor(t *testing.T) {
 	t.Run("NoopIsTheDefault", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		_, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
 		_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
@@ -48,7 +48,7 @@ func TestAuditor(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		rec := &recordingAuditor{}
-		b := setup(t, &outbound.Config{Auditor: rec, MaxBatchSize: 2})
+		b := setup(t, withConfig(&outbound.Config{Auditor: rec, MaxBatchSize: 2}))
 
 		_, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:1", Content: "private body"})
 		require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestAuditor(t *testing.T) {
 	t.Run("TableAuditorWritesAndLists", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 
 		_, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:1"})
 		require.NoError(t, err)
@@ -118,7 +118,7 @@ func TestAuditor(t *testing.T) {
 	t.Run("PerCallOverride", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		rec := &recordingAuditor{}
 
 		_, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Auditor: rec})
@@ -138,7 +138,7 @@ func TestAuditor(t *testing.T) {
 	t.Run("ErrorRollsBackEverything", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		auditErr := errors.New("audit store down")
 		failing := outbound.AuditorFunc(func(ctx context.Context, tx pgx.Tx, e outbound.AuditEvent) error {
 			// Write through tx first, so the rollback has something to undo.

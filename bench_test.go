@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -125,8 +126,7 @@ func newBaselineTrigger(b *testing.B, e *benchEnv) *baselineTrigger {
 INSERT INTO %s.messages (id, conversation_id, job_id, template_id, content, metadata)
 VALUES ($1, $2, $3, $4, $5, jsonb_build_object('template_id', $4::text, 'status', 'pending', 'bulk_envelope_id', null))
 ON CONFLICT DO NOTHING
-RETURNING id, conversation_id, role, template_id, content, status, bulk_envelope_id,
-	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at`,
+RETURNING `+sqltext.MessageColumns,
 			pgx.Identifier{e.schema}.Sanitize()),
 	}
 }
@@ -155,8 +155,9 @@ func (h *baselineTrigger) trigger(ctx context.Context, conversationID int64) (*o
 	return m, tx.Commit(ctx)
 }
 
-// scanMessageByHand reads a message row, in the column order of
-// internal/sqltext.MessageColumns, as code written by hand would.
+// scanMessageByHand reads a row of internal/sqltext.MessageColumns, as code
+// written by hand would. TestRulesMatchSchema checks that order against the
+// library's own scan.
 func scanMessageByHand(row pgx.Row) (*outbound.Message, error) {
 	var (
 		m         outbound.Message
@@ -648,8 +649,7 @@ SET status = 'delivering', attempts = greatest(attempts + 1, $3), claim_id = $2,
 	claimed_until = now() + make_interval(secs => 50),
 	metadata = jsonb_set(metadata, '{status}', '"delivering"'), updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'failed')
-RETURNING id, conversation_id, role, template_id, content, status, bulk_envelope_id,
-	metadata, job_id, scheduled_at, attempts, last_error, sent_at, created_at, updated_at`
+RETURNING ` + sqltext.MessageColumns
 	record := `UPDATE ` + s + `.messages
 SET status = 'sent', sent_at = now(), last_error = NULL, claimed_until = NULL,
 	metadata = jsonb_set(metadata, '{status}', '"sent"'), updated_at = now()

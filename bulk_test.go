@@ -1,7 +1,6 @@
 package outbound_test
 
 import (
-	"bytes"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -13,23 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// conversations returns n distinct conversation ids, out of numeric order so
-// that tests see input order kept rather than sorted.
-func conversations(n int) []int64 {
-	ids := make([]int64, n)
-	for i := range ids {
-		ids[i] = int64(1000 + (i*7919)%(n*10+1))
-	}
-	return ids
-}
-
 func TestBulkTrigger(t *testing.T) {
 	t.Parallel()
 
 	t.Run("EnvelopeMessagesAndJobsInInputOrder", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		ids := []int64{42, 7, 1001, 3}
 
 		res, err := b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{
@@ -82,7 +71,7 @@ func TestBulkTrigger(t *testing.T) {
 	t.Run("ScheduleIn", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		res, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: 10 * time.Minute})
 		require.NoError(t, err)
 		for _, m := range res.Messages {
@@ -95,7 +84,7 @@ func TestBulkTrigger(t *testing.T) {
 	t.Run("TxRollbackRemovesEverything", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
 		_, err = b.client.BulkTriggerTx(ctx, tx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
@@ -107,7 +96,7 @@ func TestBulkTrigger(t *testing.T) {
 	t.Run("TxCommit", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
 		res, err := b.client.BulkTriggerTx(ctx, tx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
@@ -121,7 +110,7 @@ func TestBulkTrigger(t *testing.T) {
 	t.Run("RecipientAlreadyHoldingKeyGetsExistingMessage", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		envelopeID := uuid.Must(uuid.NewV7())
 		// Trigger accepts any envelope id, so a key can be taken before the
 		// envelope exists.
@@ -144,7 +133,7 @@ func TestBulkTriggerCap(t *testing.T) {
 	t.Run("ExactlyCapPassesOneMoreIsRefused", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		require.Equal(t, 25, b.client.MaxBatchSize())
 
 		res, err := b.client.BulkTrigger(ctx, conversations(25), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
@@ -180,7 +169,7 @@ func TestBulkTriggerCap(t *testing.T) {
 	t.Run("RefusalSurvivesCallerRollback", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{MaxBatchSize: 2})
+		b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 2}))
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
 		_, err = b.client.BulkTriggerTx(ctx, tx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
@@ -198,7 +187,7 @@ func TestBulkTriggerCap(t *testing.T) {
 	t.Run("SetMaxBatchSizeLive", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"}
 
 		require.NoError(t, b.client.SetMaxBatchSize(3))
@@ -227,12 +216,13 @@ func TestBulkTriggerCap(t *testing.T) {
 		ctx := ctxT(t)
 		var logs syncBuffer
 		reader, providers := newTelemetryRecorder()
-		b := setup(t, &outbound.Config{
+		b := setup(t, withConfig(&outbound.Config{
 			MaxBatchSize:   1,
 			Logger:         slog.New(slog.NewTextHandler(&logs, nil)),
 			TracerProvider: providers.tracer,
 			MeterProvider:  providers.meter,
-		})
+		}))
+
 		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "secret body", Actor: "agent:secret", Auditor: failingAuditor})
 		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 		var tooLarge *outbound.BatchTooLargeError
@@ -252,7 +242,7 @@ func TestBulkTriggerCap(t *testing.T) {
 	t.Run("RefusedEnvelopeIDReplaysRefusal", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{MaxBatchSize: 1})
+		b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 1}))
 		envelopeID := uuid.Must(uuid.NewV7())
 		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
 		for range 2 {
@@ -271,7 +261,7 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 	t.Run("ReplayReturnsStoredResult", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		envelopeID := uuid.Must(uuid.NewV7())
 		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
 
@@ -292,7 +282,7 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 	t.Run("ConflictingReuse", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		envelopeID := uuid.Must(uuid.NewV7())
 		opts := func(change func(*outbound.BulkTriggerOpts)) *outbound.BulkTriggerOpts {
 			o := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", Actor: "agent:7", ScheduleIn: time.Hour, EnvelopeID: envelopeID}
@@ -334,7 +324,7 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 	t.Run("ConcurrentReplays", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		envelopeID := uuid.Must(uuid.NewV7())
 		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
 
@@ -363,22 +353,4 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 		require.Equal(t, int64(racers-1), replayed.Load())
 		require.Equal(t, rowCounts{Envelopes: 1, Messages: 10, Jobs: 10, AuditEvents: 1}, countAll(t, b.schema))
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

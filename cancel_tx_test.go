@@ -14,7 +14,7 @@ func TestCancelMessageTx(t *testing.T) {
 	t.Run("VisibleOnCommit", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, err)
 
@@ -42,7 +42,7 @@ func TestCancelMessageTx(t *testing.T) {
 	t.Run("UndoneByRollbackWithTheHostsRows", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
 		require.NoError(t, err)
 		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
@@ -68,11 +68,10 @@ func TestCancelMessageTx(t *testing.T) {
 	t.Run("ErrorsLeaveTheTransactionUsable", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		sent, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = 'sent', sent_at = now() WHERE id = $1", sent.Message.ID)
-		require.NoError(t, err)
+		b.factory.setStatus(t, sent.Message.ID, outbound.MessageStatusSent)
 		pending, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
 
@@ -94,7 +93,7 @@ func TestCancelMessageTx(t *testing.T) {
 func TestCancelEnvelopeTx(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
-	b := setup(t, nil)
+	b := setup(t)
 	bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
 	require.NoError(t, err)
 

@@ -12,22 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// ageMessage sets a message's status and moves its sent_at and updated_at
-// back by age, as if it had reached that status that long ago.
-func ageMessage(tb testing.TB, schema string, id uuid.UUID, status outbound.MessageStatus, age time.Duration) {
-	tb.Helper()
-	sentAt := "NULL"
-	if status == outbound.MessageStatusSent {
-		sentAt = "now() - make_interval(secs => $3)"
-	}
-	tag, err := testPool.Exec(context.Background(), `UPDATE `+table(schema, "messages")+`
-SET status = $2, sent_at = `+sentAt+`, updated_at = now() - make_interval(secs => $3),
-	metadata = jsonb_set(metadata, '{status}', to_jsonb($2::text))
-WHERE id = $1`, id, string(status), age.Seconds())
-	require.NoError(tb, err)
-	require.EqualValues(tb, 1, tag.RowsAffected())
-}
-
 // keyHolders counts the messages of one dedup key, and those holding it.
 func keyHolders(tb testing.TB, schema string, conversationID int64, templateID string) (all, holding int) {
 	tb.Helper()
@@ -43,13 +27,13 @@ func TestDedupWindow(t *testing.T) {
 	t.Run("SentHoldsItsKeyForTheWindowThenFreesIt", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil) // the default window, 24h
+		b := setup(t) // the default window, 24h
 		first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "first"})
 		require.NoError(t, err)
 
 		// Sent 23h ago: inside the window, a duplicate; the new content is
 		// not written.
-		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 23*time.Hour)
+		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 23*time.Hour)
 		again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
 		require.NoError(t, err)
 		require.True(t, again.Duplicate)
@@ -58,7 +42,7 @@ func TestDedupWindow(t *testing.T) {
 
 		// Sent 25h ago: past the window, a new message with the new content,
 		// and a job to deliver it.
-		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 		later, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
 		require.NoError(t, err)
 		require.False(t, later.Duplicate)
@@ -89,12 +73,12 @@ func TestDedupWindow(t *testing.T) {
 	t.Run("UnsettledMessagesHoldTheirKeyPastTheWindow", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{DedupWindow: time.Minute})
+		b := setup(t, withConfig(&outbound.Config{DedupWindow: time.Minute}))
 		for i, status := range []outbound.MessageStatus{outbound.MessageStatusPending, outbound.MessageStatusDelivering, outbound.MessageStatusFailed} {
 			conversation := int64(100 + i)
 			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.NoError(t, err)
-			ageMessage(t, b.schema, first.Message.ID, status, 48*time.Hour)
+			b.factory.ageMessage(t, first.Message.ID, status, 48*time.Hour)
 			again, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.NoError(t, err)
 			require.True(t, again.Duplicate, status)
@@ -105,15 +89,15 @@ func TestDedupWindow(t *testing.T) {
 	t.Run("UnconfirmedHoldsItsKeyForTheWindow", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		first, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusUnconfirmed, time.Hour)
+		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusUnconfirmed, time.Hour)
 		again, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
 		require.True(t, again.Duplicate)
 
-		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusUnconfirmed, 25*time.Hour)
+		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusUnconfirmed, 25*time.Hour)
 		later, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
 		require.False(t, later.Duplicate)
@@ -122,12 +106,12 @@ func TestDedupWindow(t *testing.T) {
 	t.Run("CancelledAndDiscardedFreeTheirKeyAtOnce", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{DedupWindow: -1})
+		b := setup(t, withConfig(&outbound.Config{DedupWindow: -1}))
 		for i, status := range []outbound.MessageStatus{outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded} {
 			conversation := int64(200 + i)
 			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.NoError(t, err)
-			ageMessage(t, b.schema, first.Message.ID, status, 0)
+			b.factory.ageMessage(t, first.Message.ID, status, 0)
 			again, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.NoError(t, err)
 			require.False(t, again.Duplicate, status)
@@ -137,10 +121,10 @@ func TestDedupWindow(t *testing.T) {
 	t.Run("NegativeKeepsTheKeyForTheRowsLife", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{DedupWindow: -1})
+		b := setup(t, withConfig(&outbound.Config{DedupWindow: -1}))
 		first, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 10*365*24*time.Hour)
+		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 10*365*24*time.Hour)
 		again, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "t", Content: "new"})
 		require.NoError(t, err)
 		require.True(t, again.Duplicate)
@@ -152,7 +136,7 @@ func TestDedupWindow(t *testing.T) {
 		ctx := ctxT(t)
 		notifier := &recordingNotifier{}
 		const window = 2 * time.Second
-		b := setupWorking(t, &outbound.Config{DedupWindow: window, Notifier: notifier})
+		b := setup(t, working(), withConfig(&outbound.Config{DedupWindow: window, Notifier: notifier}))
 		first, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "one"})
 		require.NoError(t, err)
 		sent := waitForStatus(t, b.client, []uuid.UUID{first.Message.ID}, outbound.MessageStatusSent)[0]
@@ -178,13 +162,13 @@ func TestDedupWindow(t *testing.T) {
 	t.Run("SixteenRacersAfterTheWindowMakeOneMessage", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		const racers, rounds = 16, 5
 		for round := range rounds {
 			conversation := int64(1000 + round)
 			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "race"})
 			require.NoError(t, err)
-			ageMessage(t, b.schema, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+			b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 
 			results := make([]*outbound.TriggerResult, racers)
 			errs := make([]error, racers)

@@ -13,7 +13,7 @@ func TestEnvelopeReads(t *testing.T) {
 
 	t.Run("EnvelopeNotFound", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t, nil)
+		b := setup(t)
 		_, err := b.client.Envelope(ctxT(t), uuid.Must(uuid.NewV7()))
 		require.ErrorIs(t, err, outbound.ErrNotFound)
 	})
@@ -21,7 +21,7 @@ func TestEnvelopeReads(t *testing.T) {
 	t.Run("ListNewestFirstDefaultLimitAndStatus", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{MaxBatchSize: 1})
+		b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 1}))
 
 		const submitted = 52
 		var ids []uuid.UUID

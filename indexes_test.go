@@ -20,21 +20,34 @@ import (
 // events, then has PostgreSQL analyze them, as a production table would be.
 func seedFinalRows(tb testing.TB, schema string) {
 	tb.Helper()
-	ctx := context.Background()
-	_, err := testPool.Exec(ctx, `
-INSERT INTO `+table(schema, "bulk_envelopes")+` (id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, status, requested_at)
-SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(e), 12, '0'))::uuid, 'bulk', 'b', ARRAY[e::bigint], 1, 25, 'submitted',
-	now() - interval '30 days' + e * interval '1 minute'
-FROM generate_series(1, 2000) e;
+	f := newFactory(schema)
+	const day = 24 * time.Hour
+	now := time.Now()
+	envelopeID := func(e int) uuid.UUID { return uuid.MustParse(fmt.Sprintf("00000000-0000-7000-8000-%012x", e)) }
+	envelopes := make([]envelopeRow, 2000)
+	for i := range envelopes {
+		e := i + 1
+		envelopes[i] = envelopeRow{ID: envelopeID(e), TemplateID: "bulk", Recipients: []int64{int64(e)}, RequestedAt: now.Add(-30*day + time.Duration(e)*time.Minute)}
+	}
+	f.insertEnvelopes(tb, envelopes)
+	statuses := []outbound.MessageStatus{outbound.MessageStatusSent, outbound.MessageStatusSent, outbound.MessageStatusSent,
+		outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded}
+	messages := make([]messageRow, 100000)
+	for j := range messages {
+		i := j + 1
+		messages[j] = messageRow{
+			// Random ids, spread over the index as many writers' would be.
+			ID: uuid.New(), ConversationID: int64(i), TemplateID: fmt.Sprint("t", i%50), Status: statuses[i%5],
+			CreatedAt: now.Add(-8 * day), UpdatedAt: now.Add(-7 * day),
+		}
+		if i%50 == 0 {
+			id := envelopeID(1 + i/50)
+			messages[j].BulkEnvelopeID = &id
+		}
+	}
+	f.insertMessages(tb, messages)
 
-INSERT INTO `+table(schema, "messages")+` (id, conversation_id, template_id, content, status, sent_at, bulk_envelope_id, metadata, created_at, updated_at)
-SELECT gen_random_uuid(), i, 't' || (i % 50), 'body',
-	(ARRAY['sent', 'sent', 'sent', 'cancelled', 'discarded'])[1 + i % 5],
-	CASE WHEN i % 5 < 3 THEN now() - interval '7 days' END,
-	CASE WHEN i % 50 = 0 THEN ('00000000-0000-7000-8000-' || lpad(to_hex(1 + i / 50), 12, '0'))::uuid END,
-	'{}', now() - interval '8 days', now() - interval '7 days'
-FROM generate_series(1, 100000) i;
-
+	_, err := testPool.Exec(context.Background(), `
 INSERT INTO `+table(schema, "audit_events")+` (id, action, metadata, occurred_at)
 SELECT gen_random_uuid(), 'outbound_trigger', '{}', now() - interval '30 days' + i * interval '1 minute'
 FROM generate_series(1, 20000) i;
@@ -151,10 +164,13 @@ func TestReconcileUnderAShortStatementTimeout(t *testing.T) {
 	schema := migratedSchema(t)
 	seedFinalRows(t, schema)
 	// Pending messages whose job is gone, as after an operator deleted them.
-	_, err := testPool.Exec(ctx, `
-INSERT INTO `+table(schema, "messages")+` (id, conversation_id, template_id, content, status, job_id)
-SELECT gen_random_uuid(), 1000000 + i, 'stuck', 'body', 'pending', 1000000 + i FROM generate_series(1, 3000) i;
-ANALYZE `+table(schema, "messages"))
+	stuck := make([]messageRow, 3000)
+	for j := range stuck {
+		jobID := int64(1000001 + j)
+		stuck[j] = messageRow{ID: uuid.New(), ConversationID: jobID, TemplateID: "stuck", JobID: &jobID}
+	}
+	newFactory(schema).insertMessages(t, stuck)
+	_, err := testPool.Exec(ctx, "ANALYZE "+table(schema, "messages"))
 	require.NoError(t, err)
 
 	pool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["statement_timeout"] = "100" })
@@ -182,7 +198,7 @@ ANALYZE `+table(schema, "messages"))
 func TestClaimAndFailedRecordAreHOT(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
-	b := setup(t, nil)
+	b := setup(t)
 	q := sqltext.New(b.schema, b.schema)
 	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 	require.NoError(t, err)

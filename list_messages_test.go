@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
@@ -15,7 +16,7 @@ import (
 func TestListMessages(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
-	b := setup(t, nil)
+	b := setup(t)
 
 	// Conversation 1 gets a single and a bulk recipient; 2 and 3 only bulk.
 	single, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
@@ -24,8 +25,7 @@ func TestListMessages(t *testing.T) {
 	require.NoError(t, err)
 	other, err := b.client.BulkTrigger(ctx, []int64{4}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
 	require.NoError(t, err)
-	_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = 'sent', sent_at = now() WHERE id = $1", bulk.Messages[1].ID)
-	require.NoError(t, err)
+	b.factory.setStatus(t, bulk.Messages[1].ID, outbound.MessageStatusSent)
 	require.NoError(t, b.client.CancelMessage(ctx, bulk.Messages[2].ID))
 
 	list := func(params *outbound.ListMessagesParams) []uuid.UUID {
@@ -111,153 +111,155 @@ func TestListMessages(t *testing.T) {
 	})
 }
 
-// TestListMessagesPagesUnderInserts pages through 1,000 messages, 37 at a
-// time, while new messages are being triggered: every message that existed
-// when paging began is listed exactly once, and none is listed twice.
-func TestListMessagesPagesUnderInserts(t *testing.T) {
+// TestListPagesUnderInserts pages through messages and envelopes while new
+// ones are written: each that existed when paging began is listed once.
+func TestListPagesUnderInserts(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
-	b := setup(t, &outbound.Config{MaxBatchSize: 1000})
-	ids := make([]int64, 1000)
-	for i := range ids {
-		ids[i] = int64(i + 1)
-	}
-	bulk, err := b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-	require.NoError(t, err)
 
-	var inserted atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 2 {
+	// Messages pages through 1,000 messages, 37 at a
+	// time, while new messages are being triggered: every message that existed
+	// when paging began is listed exactly once, and none is listed twice.
+	t.Run("Messages", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 1000}))
+		ids := make([]int64, 1000)
+		for i := range ids {
+			ids[i] = int64(i + 1)
+		}
+		bulk, err := b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+		require.NoError(t, err)
+
+		var inserted atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				for n := int64(0); ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_, err := b.client.Trigger(context.Background(), 1_000_000*int64(w+1)+n, &outbound.TriggerOpts{TemplateID: "t"})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					inserted.Add(1)
+				}
+			})
+		}
+
+		seen := map[uuid.UUID]int{}
+		var order []uuid.UUID
+		params := &outbound.ListMessagesParams{Limit: 37}
+		for {
+			page, err := b.client.ListMessages(ctx, params)
+			require.NoError(t, err)
+			for _, m := range page.Messages {
+				seen[m.ID]++
+				order = append(order, m.ID)
+			}
+			if page.NextCursor == nil {
+				break
+			}
+			params.After = page.NextCursor
+		}
+		close(stop)
+		wg.Wait()
+
+		require.Positive(t, inserted.Load(), "messages were triggered while paging")
+		for _, m := range bulk.Messages {
+			require.Equal(t, 1, seen[m.ID], "message %s listed once", m.ID)
+		}
+		for id, n := range seen {
+			require.Equal(t, 1, n, "message %s listed %d times", id, n)
+		}
+		require.True(t, slices.IsSortedFunc(order, func(a, b uuid.UUID) int { return -slices.Compare(a[:], b[:]) }), "newest first")
+	})
+
+	// Envelopes pages through 1,000 envelopes, many of
+	// them requested at the same instant, 37 at a time, while bulks are being
+	// submitted: every envelope that existed when paging began is listed exactly
+	// once, and none is listed twice.
+	t.Run("Envelopes", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t)
+		// Ten instants, a hundred envelopes each: the cursor must break ties.
+		now := time.Now().Truncate(time.Second)
+		seeds := make([]envelopeRow, 1000)
+		for i := range seeds {
+			seeds[i] = envelopeRow{
+				Recipients:  []int64{int64(i + 1)},
+				Status:      []outbound.EnvelopeStatus{outbound.EnvelopeStatusSubmitted, outbound.EnvelopeStatusCancelled}[i%2],
+				RequestedAt: now.Add(-time.Duration(i%10) * time.Minute),
+			}
+		}
+		existing := map[uuid.UUID]string{}
+		for i, id := range b.factory.insertEnvelopes(t, seeds) {
+			existing[id] = string(seeds[i].Status)
+		}
+		require.Len(t, existing, 1000)
+
+		var submitted atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
 		wg.Go(func() {
-			for n := int64(0); ; n++ {
+			for n := int64(1); ; n++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				_, err := b.client.Trigger(context.Background(), 1_000_000*int64(w+1)+n, &outbound.TriggerOpts{TemplateID: "t"})
-				if err != nil {
+				if _, err := b.client.BulkTrigger(context.Background(), []int64{n}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"}); err != nil {
 					t.Error(err)
 					return
 				}
-				inserted.Add(1)
+				submitted.Add(1)
 			}
 		})
-	}
 
-	seen := map[uuid.UUID]int{}
-	var order []uuid.UUID
-	params := &outbound.ListMessagesParams{Limit: 37}
-	for {
-		page, err := b.client.ListMessages(ctx, params)
-		require.NoError(t, err)
-		for _, m := range page.Messages {
-			seen[m.ID]++
-			order = append(order, m.ID)
-		}
-		if page.NextCursor == nil {
-			break
-		}
-		params.After = page.NextCursor
-	}
-	close(stop)
-	wg.Wait()
-
-	require.Positive(t, inserted.Load(), "messages were triggered while paging")
-	for _, m := range bulk.Messages {
-		require.Equal(t, 1, seen[m.ID], "message %s listed once", m.ID)
-	}
-	for id, n := range seen {
-		require.Equal(t, 1, n, "message %s listed %d times", id, n)
-	}
-	require.True(t, slices.IsSortedFunc(order, func(a, b uuid.UUID) int { return -slices.Compare(a[:], b[:]) }), "newest first")
-}
-
-// TestListEnvelopesPagesUnderInserts pages through 1,000 envelopes, many of
-// them requested at the same instant, 37 at a time, while bulks are being
-// submitted: every envelope that existed when paging began is listed exactly
-// once, and none is listed twice.
-func TestListEnvelopesPagesUnderInserts(t *testing.T) {
-	t.Parallel()
-	ctx := ctxT(t)
-	b := setup(t, nil)
-	// Ten instants, a hundred envelopes each: the cursor must break ties.
-	rows, err := testPool.Query(ctx, `
-INSERT INTO `+table(b.schema, "bulk_envelopes")+` (id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, status, requested_at)
-SELECT gen_random_uuid(), 't', 'b', ARRAY[i::bigint], 1, 25, (ARRAY['submitted', 'cancelled'])[1 + i % 2],
-	date_trunc('second', now()) - (i % 10) * interval '1 minute'
-FROM generate_series(1, 1000) i
-RETURNING id, status`)
-	require.NoError(t, err)
-	existing := map[uuid.UUID]string{}
-	for rows.Next() {
-		var (
-			id     uuid.UUID
-			status string
-		)
-		require.NoError(t, rows.Scan(&id, &status))
-		existing[id] = status
-	}
-	require.NoError(t, rows.Err())
-	require.Len(t, existing, 1000)
-
-	var submitted atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for n := int64(1); ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
+		pageThrough := func(status outbound.EnvelopeStatus) map[uuid.UUID]int {
+			seen := map[uuid.UUID]int{}
+			params := &outbound.ListEnvelopesParams{Limit: 37, Status: status}
+			var last *outbound.Envelope
+			for {
+				page, err := b.client.ListEnvelopes(ctx, params)
+				require.NoError(t, err)
+				for _, e := range page.Envelopes {
+					seen[e.ID]++
+					if last != nil {
+						require.False(t, e.RequestedAt.After(last.RequestedAt), "newest first")
+					}
+					last = e
+				}
+				if page.NextCursor == nil {
+					return seen
+				}
+				// Through the cursor's text, as a page link would carry it.
+				text, err := page.NextCursor.MarshalText()
+				require.NoError(t, err)
+				params.After = &outbound.EnvelopeListCursor{}
+				require.NoError(t, params.After.UnmarshalText(text))
 			}
-			if _, err := b.client.BulkTrigger(context.Background(), []int64{n}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"}); err != nil {
-				t.Error(err)
-				return
+		}
+		all := pageThrough("")
+		cancelled := pageThrough(outbound.EnvelopeStatusCancelled)
+		close(stop)
+		wg.Wait()
+
+		require.Positive(t, submitted.Load(), "bulks were submitted while paging")
+		for id, status := range existing {
+			require.Equal(t, 1, all[id], "envelope %s listed once", id)
+			if status == "cancelled" {
+				require.Equal(t, 1, cancelled[id], "cancelled envelope %s listed once by status", id)
 			}
-			submitted.Add(1)
+		}
+		require.Len(t, cancelled, 500)
+		for id, n := range all {
+			require.Equal(t, 1, n, "envelope %s listed %d times", id, n)
 		}
 	})
-
-	pageThrough := func(status outbound.EnvelopeStatus) map[uuid.UUID]int {
-		seen := map[uuid.UUID]int{}
-		params := &outbound.ListEnvelopesParams{Limit: 37, Status: status}
-		var last *outbound.Envelope
-		for {
-			page, err := b.client.ListEnvelopes(ctx, params)
-			require.NoError(t, err)
-			for _, e := range page.Envelopes {
-				seen[e.ID]++
-				if last != nil {
-					require.False(t, e.RequestedAt.After(last.RequestedAt), "newest first")
-				}
-				last = e
-			}
-			if page.NextCursor == nil {
-				return seen
-			}
-			// Through the cursor's text, as a page link would carry it.
-			text, err := page.NextCursor.MarshalText()
-			require.NoError(t, err)
-			params.After = &outbound.EnvelopeListCursor{}
-			require.NoError(t, params.After.UnmarshalText(text))
-		}
-	}
-	all := pageThrough("")
-	cancelled := pageThrough(outbound.EnvelopeStatusCancelled)
-	close(stop)
-	wg.Wait()
-
-	require.Positive(t, submitted.Load(), "bulks were submitted while paging")
-	for id, status := range existing {
-		require.Equal(t, 1, all[id], "envelope %s listed once", id)
-		if status == "cancelled" {
-			require.Equal(t, 1, cancelled[id], "cancelled envelope %s listed once by status", id)
-		}
-	}
-	require.Len(t, cancelled, 500)
-	for id, n := range all {
-		require.Equal(t, 1, n, "envelope %s listed %d times", id, n)
-	}
 }

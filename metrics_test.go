@@ -8,24 +8,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
-
-// histogramBounds returns the bucket bounds of every point of a histogram.
-func histogramBounds(t *testing.T, reader *sdkmetric.ManualReader, name string) [][]float64 {
-	t.Helper()
-	var bounds [][]float64
-	for _, m := range findMetrics(t, reader, name) {
-		require.Equal(t, "s", m.Unit, name)
-		h, ok := m.Data.(metricdata.Histogram[float64])
-		require.True(t, ok, "%s is a float64 histogram", name)
-		for _, dp := range h.DataPoints {
-			bounds = append(bounds, dp.Bounds)
-		}
-	}
-	return bounds
-}
 
 // TestDurationHistogramBuckets checks that every duration histogram has
 // buckets in seconds that resolve milliseconds, as OpenTelemetry's HTTP
@@ -35,7 +19,7 @@ func TestDurationHistogramBuckets(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	reader, providers := newTelemetryRecorder()
-	b := setupWorking(t, &outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter})
+	b := setup(t, working(), withConfig(&outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter}))
 
 	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 	require.NoError(t, err)
@@ -68,7 +52,7 @@ func TestTriggerFailureReasons(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	reader, providers := newTelemetryRecorder()
-	b := setup(t, &outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter})
+	b := setup(t, withConfig(&outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter}))
 
 	// invalid_argument: no template.
 	_, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{})
@@ -140,23 +124,6 @@ FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schem
 	}, triggers, "a bulk's recipients count once each, with the bulk's reason")
 }
 
-// gaugeByStatus reads outbound.messages by status.
-func gaugeByStatus(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	for _, m := range findMetrics(t, reader, "outbound.messages") {
-		require.Equal(t, "{message}", m.Unit)
-		gauge, ok := m.Data.(metricdata.Gauge[int64])
-		require.True(t, ok, "outbound.messages is an int64 gauge, got %T", m.Data)
-		for _, dp := range gauge.DataPoints {
-			require.Equal(t, 1, dp.Attributes.Len(), "status is the only attribute")
-			s, _ := dp.Attributes.Value("status")
-			out[s.AsString()] = dp.Value
-		}
-	}
-	return out
-}
-
 // TestStatusGauge checks outbound.messages: the messages awaiting a result
 // by status, counted by one query per collection at most, and by none when
 // the last query is younger than StatusGaugeMinInterval.
@@ -172,22 +139,18 @@ func TestStatusGauge(t *testing.T) {
 
 	res, err := client.BulkTrigger(ctx, []int64{1, 2, 3, 4, 5, 6}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 	require.NoError(t, err)
-	set := func(status string, msgs ...*outbound.Message) {
-		for _, m := range msgs {
-			_, err := testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET status = $2 WHERE id = $1", m.ID, status)
-			require.NoError(t, err)
-		}
-	}
-	set("failed", res.Messages[0], res.Messages[1])
-	set("delivering", res.Messages[2])
-	set("sent", res.Messages[3])
+	f := newFactory(schema)
+	f.setStatus(t, res.Messages[0].ID, outbound.MessageStatusFailed)
+	f.setStatus(t, res.Messages[1].ID, outbound.MessageStatusFailed)
+	f.setStatus(t, res.Messages[2].ID, outbound.MessageStatusDelivering)
+	f.setStatus(t, res.Messages[3].ID, outbound.MessageStatusSent)
 
 	before := counter.n.Load()
 	require.Equal(t, map[string]int64{"pending": 2, "delivering": 1, "failed": 2}, gaugeByStatus(t, reader))
 	require.Equal(t, int64(1), counter.n.Load()-before, "one query for the three counts")
 
 	// A collection right after the last reports its counts without a query.
-	set("sent", res.Messages[4])
+	f.setStatus(t, res.Messages[4].ID, outbound.MessageStatusSent)
 	before = counter.n.Load()
 	require.Equal(t, map[string]int64{"pending": 2, "delivering": 1, "failed": 2}, gaugeByStatus(t, reader))
 	require.Zero(t, counter.n.Load()-before, "no query within StatusGaugeMinInterval")

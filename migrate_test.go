@@ -112,7 +112,7 @@ func TestMigrate(t *testing.T) {
 		require.NoError(t, testPool.QueryRow(ctx, "SELECT array_agg(status || '/' || (metadata->>'status') ORDER BY conversation_id) FROM "+
 			table(schema, "messages")).Scan(&statuses))
 		require.Equal(t, []string{"pending/pending", "sent/sent", "pending/pending"}, statuses)
-		_, err = testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET status = 'delivering' WHERE id = $1", bulk.Messages[0].ID)
+		_, err = testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET status = 'delivering' WHERE id = $1", bulk.Messages[0].ID) // refused by 001's constraint
 		require.ErrorContains(t, err, "messages_status_check", "001's statuses are back")
 
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
@@ -132,7 +132,7 @@ func TestMigrate(t *testing.T) {
 		require.NoError(t, err)
 		first, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		ageMessage(t, schema, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		newFactory(schema).ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 		second, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
 		require.False(t, second.Duplicate)

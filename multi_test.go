@@ -1,47 +1,15 @@
 package outbound_test
 
 import (
-	"context"
 	"fmt"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
-
-// statementCounter counts every statement pgx sends: queries, batch entries
-// and COPYs. River's insert NOTIFY is counted apart: River sends it at most
-// once per call and rate-limits it by time, so whether a given call sends it
-// depends on the clock, not on N.
-type statementCounter struct{ n, notifies atomic.Int64 }
-
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "name: PGNotifyMany") {
-		c.notifies.Add(1)
-		return ctx
-	}
-	c.n.Add(1)
-	return ctx
-}
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
-	c.n.Add(1)
-}
-func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-func (c *statementCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *statementCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
 
 func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 	t.Parallel()
@@ -82,7 +50,7 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 				res, err := client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
 				require.NoError(t, err)
 				if k == pastWindow {
-					ageMessage(t, schema, res.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+					newFactory(schema).ageMessage(t, res.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 				}
 			}
 		}
@@ -119,7 +87,7 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 // from its parameters, and those it read as holders of a dedup key.
 func TestStagedMessagesMatchRows(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t)
 	ctx := ctxT(t)
 	requireRows := func(t *testing.T, msgs ...*outbound.Message) {
 		t.Helper()
@@ -156,7 +124,7 @@ func TestStagedMessagesMatchRows(t *testing.T) {
 		require.NoError(t, err)
 		sent, err := b.client.Trigger(ctx, 12, opts)
 		require.NoError(t, err)
-		ageMessage(t, b.schema, sent.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		b.factory.ageMessage(t, sent.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 		res, err := b.client.BulkTrigger(ctx, []int64{10, 11, 12}, &outbound.BulkTriggerOpts{TemplateID: "bulk", RenderedBody: "b", EnvelopeID: envelopeID, ScheduleIn: time.Minute})
 		require.NoError(t, err)
 		require.NotEqual(t, sent.Message.ID, res.Messages[2].ID, "a new message past the window")

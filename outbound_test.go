@@ -16,7 +16,7 @@ func TestTrigger(t *testing.T) {
 	t.Run("WritesMessageAndJob", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 
 		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, err)
@@ -58,7 +58,7 @@ func TestTrigger(t *testing.T) {
 	t.Run("ContentEnvelopeQueueAttempts", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{Queue: "follow_ups", MaxAttempts: 3})
+		b := setup(t, withConfig(&outbound.Config{Queue: "follow_ups", MaxAttempts: 3}))
 		envelopeID := uuid.Must(uuid.NewV7())
 
 		res, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t1", Content: "Hello again", BulkEnvelopeID: envelopeID})
@@ -80,7 +80,7 @@ func TestTrigger(t *testing.T) {
 	t.Run("ScheduleIn", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 
 		before := time.Now()
 		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "later", ScheduleIn: time.Hour})
@@ -103,7 +103,7 @@ func TestTriggerTx(t *testing.T) {
 	t.Run("CallerRollbackRemovesEverything", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
@@ -126,7 +126,7 @@ func TestTriggerTx(t *testing.T) {
 	t.Run("CallerCommitKeepsHostWritesAndMessage", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
 		require.NoError(t, err)
 
@@ -148,7 +148,7 @@ func TestTriggerTx(t *testing.T) {
 	t.Run("ErrorLeavesCallerTxUsable", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
 		require.NoError(t, err)
 
@@ -168,7 +168,7 @@ func TestTriggerTx(t *testing.T) {
 
 	t.Run("NilTx", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t, nil)
+		b := setup(t)
 		_, err := b.client.TriggerTx(ctxT(t), nil, 1, &outbound.TriggerOpts{TemplateID: "x"})
 		require.ErrorIs(t, err, outbound.ErrInvalidArgument)
 		require.ErrorContains(t, err, "tx")
@@ -181,7 +181,7 @@ func TestTriggerDedup(t *testing.T) {
 	t.Run("DuplicateWritesNothing", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 
 		first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, err)
@@ -214,28 +214,25 @@ func TestTriggerDedup(t *testing.T) {
 	t.Run("CancelledOrDiscardedFreesKey", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 
-		for _, status := range []string{"cancelled", "discarded"} {
+		for _, status := range []outbound.MessageStatus{outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded} {
 			first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 			require.NoError(t, err)
 			require.False(t, first.Duplicate)
-			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = $1 WHERE id = $2", status, first.Message.ID)
-			require.NoError(t, err)
+			b.factory.setStatus(t, first.Message.ID, status)
 
 			again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 			require.NoError(t, err)
 			require.False(t, again.Duplicate, "a %s message frees its key", status)
 			require.NotEqual(t, first.Message.ID, again.Message.ID)
-			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = $1 WHERE id = $2", status, again.Message.ID)
-			require.NoError(t, err)
+			b.factory.setStatus(t, again.Message.ID, status)
 		}
 		// Sent and failed messages keep the key.
 		for _, status := range []string{"sent", "failed"} {
 			res, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: status})
 			require.NoError(t, err)
-			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = $1 WHERE id = $2", status, res.Message.ID)
-			require.NoError(t, err)
+			b.factory.setStatus(t, res.Message.ID, outbound.MessageStatus(status))
 			again, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: status})
 			require.NoError(t, err)
 			require.True(t, again.Duplicate, "a %s message keeps its key", status)
@@ -245,7 +242,7 @@ func TestTriggerDedup(t *testing.T) {
 	t.Run("SixteenGoroutinesRace", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, nil)
+		b := setup(t, audited())
 
 		const racers = 16
 		var (
@@ -281,7 +278,7 @@ func TestTriggerDedup(t *testing.T) {
 
 func TestMessageNotFound(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t)
 	_, err := b.client.Message(ctxT(t), uuid.Must(uuid.NewV7()))
 	require.ErrorIs(t, err, outbound.ErrNotFound)
 }

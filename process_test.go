@@ -5,103 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cairnloop/outbound"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
-
-// A worker process is this test binary started again with these variables
-// set: TestMain sees them and runs runWorkerProcess instead of the tests.
-const (
-	workerSchemaEnv      = "OUTBOUND_TEST_WORKER_SCHEMA"
-	workerDatabaseURLEnv = "OUTBOUND_TEST_WORKER_DATABASE_URL"
-	// workerNotifyTimeoutEnv, when set, is the worker's NotifyTimeout; the
-	// worker then fetches as soon as a worker is free, so that a kill lands
-	// mid-delivery. Everything else, RescueStuckJobsAfter and the retry
-	// policy included, stays at the defaults.
-	workerNotifyTimeoutEnv = "OUTBOUND_TEST_WORKER_NOTIFY_TIMEOUT"
-	// workerNotifyDelayEnv is how long each notifier call sleeps.
-	workerNotifyDelayEnv = "OUTBOUND_TEST_WORKER_NOTIFY_DELAY"
-	// workerDebugLogEnv, when set, has the worker log at debug level, River's
-	// elector and maintenance services included, to its stderr.
-	workerDebugLogEnv = "OUTBOUND_TEST_WORKER_DEBUG_LOG"
-)
-
-// runWorkerProcess works deliveries of one schema until SIGTERM or SIGINT.
-// Its notifier records each call in the schema's test_deliveries table, with
-// the process id, then sleeps a little so that deliveries overlap. It prints
-// "ready" once it works.
-func runWorkerProcess(schema string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "worker process:", err)
-		return 1
-	}
-	poolConfig, err := pgxpool.ParseConfig(os.Getenv(workerDatabaseURLEnv))
-	if err != nil {
-		return fail(err)
-	}
-	// Four deliveries, River's listener, and the notifier's own inserts.
-	poolConfig.MaxConns = 10
-	pool, err := pgxpool.NewWithConfig(context.Background(), poolConfig)
-	if err != nil {
-		return fail(err)
-	}
-	defer pool.Close()
-	pid := os.Getpid()
-	insert := "INSERT INTO " + table(schema, "test_deliveries") +
-		" (message_id, conversation_id, attempt, pid) VALUES ($1, $2, $3, $4)"
-	delay := 5 * time.Millisecond
-	if d, err := time.ParseDuration(os.Getenv(workerNotifyDelayEnv)); err == nil {
-		delay = d
-	}
-	config := &outbound.Config{
-		Schema:     schema,
-		MaxWorkers: 4,
-		Notifier: outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
-			if _, err := pool.Exec(ctx, insert, msg.ID, msg.ConversationID, msg.Attempts, pid); err != nil {
-				return err
-			}
-			time.Sleep(delay)
-			return nil
-		}),
-	}
-	if timeout, err := time.ParseDuration(os.Getenv(workerNotifyTimeoutEnv)); err == nil {
-		config.NotifyTimeout = timeout
-		// Fetch as soon as a worker is free, so that the workers are busy
-		// and a kill lands mid-delivery rather than between fetches.
-		config.FetchCooldown = time.Millisecond
-	}
-	if os.Getenv(workerDebugLogEnv) != "" {
-		config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	client, err := outbound.New(pool, config)
-	if err != nil {
-		return fail(err)
-	}
-	if err := client.Start(context.Background()); err != nil {
-		return fail(err)
-	}
-	fmt.Println("ready")
-	<-ctx.Done()
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := client.Stop(stopCtx); err != nil {
-		return fail(err)
-	}
-	return 0
-}
 
 // workerProcess is a running worker process.
 type workerProcess struct {
@@ -172,170 +86,176 @@ func createDeliveriesTable(t *testing.T, schema string) {
 	require.NoError(t, err)
 }
 
-// TestDeliveryAcrossProcesses runs two worker processes against one database
-// and checks that they share a bulk between them, each message sent once.
-func TestDeliveryAcrossProcesses(t *testing.T) {
+// TestWorkerProcesses runs the worker in processes of its own: two sharing a
+// bulk, and one killed mid-delivery.
+func TestWorkerProcesses(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
-	schema := migratedSchema(t)
-	createDeliveriesTable(t, schema)
-	workers := []*workerProcess{startWorkerProcess(t, schema), startWorkerProcess(t, schema)}
 
-	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
-	require.NoError(t, err)
-	const n = 300
-	bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-	require.NoError(t, err)
+	// SharedBulk runs two worker processes against one database
+	// and checks that they share a bulk between them, each message sent once.
+	t.Run("SharedBulk", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema := migratedSchema(t)
+		createDeliveriesTable(t, schema)
+		workers := []*workerProcess{startWorkerProcess(t, schema), startWorkerProcess(t, schema)}
 
-	require.Eventually(t, func() bool {
-		progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
 		require.NoError(t, err)
-		return progress.Sent == n
-	}, 120*time.Second, 50*time.Millisecond)
-	for _, w := range workers {
-		w.stop(t)
-	}
+		const n = 300
+		bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+		require.NoError(t, err)
 
-	var calls, messages, duplicated int
-	require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id),
+		require.Eventually(t, func() bool {
+			progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+			require.NoError(t, err)
+			return progress.Sent == n
+		}, 120*time.Second, 50*time.Millisecond)
+		for _, w := range workers {
+			w.stop(t)
+		}
+
+		var calls, messages, duplicated int
+		require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id),
 		(SELECT count(*) FROM (SELECT 1 FROM `+table(schema, "test_deliveries")+` GROUP BY message_id HAVING count(*) > 1) d)
 		FROM `+table(schema, "test_deliveries")).Scan(&calls, &messages, &duplicated))
-	require.Equal(t, n, messages, "every message reached a notifier")
-	require.Zero(t, duplicated, "no message reached a notifier twice")
-	require.Equal(t, n, calls)
+		require.Equal(t, n, messages, "every message reached a notifier")
+		require.Zero(t, duplicated, "no message reached a notifier twice")
+		require.Equal(t, n, calls)
 
-	rows, err := testPool.Query(ctx, "SELECT pid, count(*) FROM "+table(schema, "test_deliveries")+" GROUP BY pid")
-	require.NoError(t, err)
-	perProcess := map[int]int{}
-	for rows.Next() {
-		var pid, count int
-		require.NoError(t, rows.Scan(&pid, &count))
-		perProcess[pid] = count
-	}
-	require.NoError(t, rows.Err())
-	t.Logf("deliveries per process: %v", perProcess)
-	require.Len(t, perProcess, 2, "both processes delivered")
-	for _, w := range workers {
-		require.Contains(t, perProcess, w.cmd.Process.Pid)
-	}
-
-	// The message rows agree: sent once, on the first attempt.
-	for _, msg := range bulk.Messages {
-		stored, err := client.Message(ctx, msg.ID)
+		rows, err := testPool.Query(ctx, "SELECT pid, count(*) FROM "+table(schema, "test_deliveries")+" GROUP BY pid")
 		require.NoError(t, err)
-		require.Equal(t, outbound.MessageStatusSent, stored.Status)
-		require.Equal(t, 1, stored.Attempts)
-	}
-}
+		perProcess := map[int]int{}
+		for rows.Next() {
+			var pid, count int
+			require.NoError(t, rows.Scan(&pid, &count))
+			perProcess[pid] = count
+		}
+		require.NoError(t, rows.Err())
+		t.Logf("deliveries per process: %v", perProcess)
+		require.Len(t, perProcess, 2, "both processes delivered")
+		for _, w := range workers {
+			require.Contains(t, perProcess, w.cmd.Process.Pid)
+		}
 
-// killTestNotifyTimeoutEnv sets TestDeliveryWorkerKilled's NotifyTimeout:
-// 1s by default, to keep the suite short; run it with 30s to see the
-// default's rescue time.
-const killTestNotifyTimeoutEnv = "OUTBOUND_KILL_TEST_NOTIFY_TIMEOUT"
+		// The message rows agree: sent once, on the first attempt.
+		for _, msg := range bulk.Messages {
+			stored, err := client.Message(ctx, msg.ID)
+			require.NoError(t, err)
+			require.Equal(t, outbound.MessageStatusSent, stored.Status)
+			require.Equal(t, 1, stored.Attempts)
+		}
+	})
 
-// TestDeliveryWorkerKilled kills worker processes with SIGKILL mid-delivery,
-// again and again, then lets one finish, with River's rescue at the library's
-// defaults. Every message ends sent, none is lost, every notifier call for a
-// message carried that message's id, so a provider can drop the repeats that
-// a crash between its call and the recorded result causes, and a message a
-// dead worker was delivering is attempted again within NotifyTimeout + 2
-// minutes of its first call.
-func TestDeliveryWorkerKilled(t *testing.T) {
-	t.Parallel()
-	notifyTimeout := time.Second
-	if d, err := time.ParseDuration(os.Getenv(killTestNotifyTimeoutEnv)); err == nil {
-		notifyTimeout = d
-	}
-	bound := notifyTimeout + 2*time.Minute
-	ctx, cancel := context.WithTimeout(context.Background(), bound+2*time.Minute)
-	defer cancel()
-	schema := migratedSchema(t)
-	createDeliveriesTable(t, schema)
-	env := []string{workerNotifyTimeoutEnv + "=" + notifyTimeout.String(), workerNotifyDelayEnv + "=50ms"}
+	// Killed kills worker processes with SIGKILL mid-delivery,
+	// again and again, then lets one finish, with River's rescue at the library's
+	// defaults. Every message ends sent, none is lost, every notifier call for a
+	// message carried that message's id, so a provider can drop the repeats that
+	// a crash between its call and the recorded result causes, and a message a
+	// dead worker was delivering is attempted again within NotifyTimeout + 2
+	// minutes of its first call.
+	t.Run("Killed", func(t *testing.T) {
+		t.Parallel()
+		notifyTimeout := time.Second
+		if d, err := time.ParseDuration(os.Getenv(killTestNotifyTimeoutEnv)); err == nil {
+			notifyTimeout = d
+		}
+		bound := notifyTimeout + 2*time.Minute
+		ctx, cancel := context.WithTimeout(context.Background(), bound+2*time.Minute)
+		defer cancel()
+		schema := migratedSchema(t)
+		createDeliveriesTable(t, schema)
+		env := []string{workerNotifyTimeoutEnv + "=" + notifyTimeout.String(), workerNotifyDelayEnv + "=50ms"}
 
-	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
-	require.NoError(t, err)
-	const n = 300
-	bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-	require.NoError(t, err)
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
+		require.NoError(t, err)
+		const n = 300
+		bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
+		require.NoError(t, err)
 
-	const kills = 4
-	for range kills {
-		w := startWorkerProcess(t, schema, env...)
-		// Long enough to be delivering (4 workers, 50ms a call), too short
-		// to finish the bulk.
-		time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
-		w.kill(t)
-	}
-	var stuck int
-	require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
-		" WHERE kind = 'outbound_delivery' AND state = 'running'").Scan(&stuck))
-	progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
-	require.NoError(t, err)
-	t.Logf("after %d kills: %d sent, %d in flight, %d jobs left running by dead workers", kills, progress.Sent, progress.Delivering, stuck)
-	require.NotZero(t, stuck, "no kill landed mid-delivery")
-	require.NotZero(t, progress.Delivering, "no kill left a message claimed")
-	require.Less(t, progress.Sent, n, "the bulk was done before the last kill")
-
-	// The jobs the dead workers left running wait for RescueStuckJobsAfter
-	// (NotifyTimeout + 30s), for the new process to take over leadership
-	// from the dead (up to 15s), and for River's rescuer, which runs every
-	// 30s; the rescued jobs run again at once.
-	final := startWorkerProcess(t, schema, append(env, workerDebugLogEnv+"=1")...)
-	started, lastLog := time.Now(), time.Now()
-	for {
+		const kills = 4
+		for range kills {
+			w := startWorkerProcess(t, schema, env...)
+			// Long enough to be delivering (4 workers, 50ms a call), too short
+			// to finish the bulk.
+			time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
+			w.kill(t)
+		}
+		var stuck int
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
+			" WHERE kind = 'outbound_delivery' AND state = 'running'").Scan(&stuck))
 		progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
 		require.NoError(t, err)
-		if progress.Sent == n {
-			break
-		}
-		if time.Since(lastLog) > 15*time.Second {
-			lastLog = time.Now()
-			t.Logf("%s after the last start: %d of %d sent, %d in flight", time.Since(started).Round(time.Second), progress.Sent, n, progress.Delivering)
-		}
-		if time.Since(started) > bound+30*time.Second {
-			logUndelivered(t, schema, final)
-			t.Fatalf("%d of %d messages left undelivered %s after the kills", n-progress.Sent, n, time.Since(started).Round(time.Second))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("all sent %s after the last start", time.Since(started).Round(time.Second))
-	final.stop(t)
+		t.Logf("after %d kills: %d sent, %d in flight, %d jobs left running by dead workers", kills, progress.Sent, progress.Delivering, stuck)
+		require.NotZero(t, stuck, "no kill landed mid-delivery")
+		require.NotZero(t, progress.Delivering, "no kill left a message claimed")
+		require.Less(t, progress.Sent, n, "the bulk was done before the last kill")
 
-	// Every message reached a notifier, and every call for it carried its id
-	// and its conversation: the calls recorded per conversation name one
-	// message only.
-	deliveries := table(schema, "test_deliveries")
-	var calls, messages, conversationsWithTwoIDs, repeated int
-	require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id),
+		// The jobs the dead workers left running wait for RescueStuckJobsAfter
+		// (NotifyTimeout + 30s), for the new process to take over leadership
+		// from the dead (up to 15s), and for River's rescuer, which runs every
+		// 30s; the rescued jobs run again at once.
+		final := startWorkerProcess(t, schema, append(env, workerDebugLogEnv+"=1")...)
+		started, lastLog := time.Now(), time.Now()
+		for {
+			progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
+			require.NoError(t, err)
+			if progress.Sent == n {
+				break
+			}
+			if time.Since(lastLog) > 15*time.Second {
+				lastLog = time.Now()
+				t.Logf("%s after the last start: %d of %d sent, %d in flight", time.Since(started).Round(time.Second), progress.Sent, n, progress.Delivering)
+			}
+			if time.Since(started) > bound+30*time.Second {
+				logUndelivered(t, schema, final)
+				t.Fatalf("%d of %d messages left undelivered %s after the kills", n-progress.Sent, n, time.Since(started).Round(time.Second))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("all sent %s after the last start", time.Since(started).Round(time.Second))
+		final.stop(t)
+
+		// Every message reached a notifier, and every call for it carried its id
+		// and its conversation: the calls recorded per conversation name one
+		// message only.
+		deliveries := table(schema, "test_deliveries")
+		var calls, messages, conversationsWithTwoIDs, repeated int
+		require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT message_id),
 		(SELECT count(*) FROM (SELECT 1 FROM `+deliveries+` GROUP BY conversation_id HAVING count(DISTINCT message_id) > 1) c),
 		(SELECT count(*) FROM (SELECT 1 FROM `+deliveries+` GROUP BY message_id HAVING count(*) > 1) r)
 		FROM `+deliveries).Scan(&calls, &messages, &conversationsWithTwoIDs, &repeated))
-	t.Logf("notifier calls: %d for %d messages; %d messages called again after a kill", calls, messages, repeated)
-	require.Equal(t, n, messages, "a message never reached a notifier")
-	require.Zero(t, conversationsWithTwoIDs, "one conversation's calls carried different message ids")
-	require.NotZero(t, repeated, "no kill landed between a notifier call and its record")
-	for _, msg := range bulk.Messages {
-		stored, err := client.Message(ctx, msg.ID)
-		require.NoError(t, err)
-		require.Equal(t, outbound.MessageStatusSent, stored.Status)
-		var recorded int
-		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+deliveries+
-			" WHERE message_id = $1 AND conversation_id = $2", msg.ID, msg.ConversationID).Scan(&recorded))
-		require.NotZero(t, recorded, "message %s sent without a notifier call carrying its id", msg.ID)
-	}
+		t.Logf("notifier calls: %d for %d messages; %d messages called again after a kill", calls, messages, repeated)
+		require.Equal(t, n, messages, "a message never reached a notifier")
+		require.Zero(t, conversationsWithTwoIDs, "one conversation's calls carried different message ids")
+		require.NotZero(t, repeated, "no kill landed between a notifier call and its record")
+		for _, msg := range bulk.Messages {
+			stored, err := client.Message(ctx, msg.ID)
+			require.NoError(t, err)
+			require.Equal(t, outbound.MessageStatusSent, stored.Status)
+			var recorded int
+			require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+deliveries+
+				" WHERE message_id = $1 AND conversation_id = $2", msg.ID, msg.ConversationID).Scan(&recorded))
+			require.NotZero(t, recorded, "message %s sent without a notifier call carrying its id", msg.ID)
+		}
 
-	// How long a dead worker's message waited: from its first call, in the
-	// worker that died, to its next.
-	var fastest, median, slowest float64
-	require.NoError(t, testPool.QueryRow(ctx, `SELECT min(gap), percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), max(gap) FROM (
+		// How long a dead worker's message waited: from its first call, in the
+		// worker that died, to its next.
+		var fastest, median, slowest float64
+		require.NoError(t, testPool.QueryRow(ctx, `SELECT min(gap), percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), max(gap) FROM (
 		SELECT extract(epoch FROM (array_agg(at ORDER BY at))[2] - min(at)) AS gap
 		FROM `+deliveries+` GROUP BY message_id HAVING count(*) > 1) g`).Scan(&fastest, &median, &slowest))
-	t.Logf("NotifyTimeout %s: a dead worker's message was attempted again %.1fs to %.1fs (median %.1fs) after its first call",
-		notifyTimeout, fastest, slowest, median)
-	require.LessOrEqual(t, time.Duration(slowest*float64(time.Second)), bound,
-		"a dead worker's message waited longer than NotifyTimeout + 2 minutes")
+		t.Logf("NotifyTimeout %s: a dead worker's message was attempted again %.1fs to %.1fs (median %.1fs) after its first call",
+			notifyTimeout, fastest, slowest, median)
+		require.LessOrEqual(t, time.Duration(slowest*float64(time.Second)), bound,
+			"a dead worker's message waited longer than NotifyTimeout + 2 minutes")
+	})
 }
+
+// killTestNotifyTimeoutEnv sets TestWorkerProcesses/Killed's NotifyTimeout:
+// 1s by default, to keep the suite short; run it with 30s to see the
+// default's rescue time.
+const killTestNotifyTimeoutEnv = "OUTBOUND_KILL_TEST_NOTIFY_TIMEOUT"
 
 // logUndelivered logs what a failed worker-kill test needs to be explained:
 // the jobs not completed, River's leader row, and the last worker's log.

@@ -10,28 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// backdateMessage makes a message look as if it had been made, and had
-// reached the status, age ago: its UUIDv7 id gets that time, as the library
-// would have given it then. It returns the new id.
-func backdateMessage(tb testing.TB, schema string, id uuid.UUID, status outbound.MessageStatus, age time.Duration) uuid.UUID {
-	tb.Helper()
-	ageMessage(tb, schema, id, status, age)
-	var newID uuid.UUID
-	require.NoError(tb, testPool.QueryRow(context.Background(), `UPDATE `+table(schema, "messages")+`
-SET id = encode(overlay(uuid_send(id) PLACING substring(int8send((extract(epoch FROM now() - make_interval(secs => $2)) * 1000)::bigint) FROM 3 FOR 6) FROM 1 FOR 6), 'hex')::uuid,
-	created_at = now() - make_interval(secs => $2)
-WHERE id = $1 RETURNING id`, id, age.Seconds()).Scan(&newID))
-	return newID
-}
-
-// backdateEnvelope moves an envelope's requested_at back by age.
-func backdateEnvelope(tb testing.TB, schema string, id uuid.UUID, age time.Duration) {
-	tb.Helper()
-	_, err := testPool.Exec(context.Background(), "UPDATE "+table(schema, "bulk_envelopes")+
-		" SET requested_at = now() - make_interval(secs => $2) WHERE id = $1", id, age.Seconds())
-	require.NoError(tb, err)
-}
-
 func messageExists(tb testing.TB, client *outbound.Client, id uuid.UUID) bool {
 	tb.Helper()
 	_, err := client.Message(context.Background(), id)
@@ -59,7 +37,7 @@ func TestPrune(t *testing.T) {
 	t.Run("DeletesFinalRowsPastTheirAgeOnly", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setupAudited(t, &outbound.Config{MaxBatchSize: 3})
+		b := setup(t, audited(), withConfig(&outbound.Config{MaxBatchSize: 3}))
 		trigger := func(conversation int64) uuid.UUID {
 			res, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.NoError(t, err)
@@ -68,17 +46,17 @@ func TestPrune(t *testing.T) {
 
 		// Old final messages: deleted.
 		gone := []uuid.UUID{
-			backdateMessage(t, b.schema, trigger(1), outbound.MessageStatusSent, 40*day),
-			backdateMessage(t, b.schema, trigger(2), outbound.MessageStatusCancelled, 40*day),
-			backdateMessage(t, b.schema, trigger(3), outbound.MessageStatusDiscarded, 40*day),
-			backdateMessage(t, b.schema, trigger(4), outbound.MessageStatusUnconfirmed, 40*day),
+			b.factory.backdateMessage(t, trigger(1), outbound.MessageStatusSent, 40*day),
+			b.factory.backdateMessage(t, trigger(2), outbound.MessageStatusCancelled, 40*day),
+			b.factory.backdateMessage(t, trigger(3), outbound.MessageStatusDiscarded, 40*day),
+			b.factory.backdateMessage(t, trigger(4), outbound.MessageStatusUnconfirmed, 40*day),
 		}
 		// Old messages still awaiting a result, and young final ones: kept.
 		kept := []uuid.UUID{
-			backdateMessage(t, b.schema, trigger(5), outbound.MessageStatusPending, 40*day),
-			backdateMessage(t, b.schema, trigger(6), outbound.MessageStatusFailed, 40*day),
-			backdateMessage(t, b.schema, trigger(7), outbound.MessageStatusDelivering, 40*day),
-			backdateMessage(t, b.schema, trigger(8), outbound.MessageStatusSent, 10*day),
+			b.factory.backdateMessage(t, trigger(5), outbound.MessageStatusPending, 40*day),
+			b.factory.backdateMessage(t, trigger(6), outbound.MessageStatusFailed, 40*day),
+			b.factory.backdateMessage(t, trigger(7), outbound.MessageStatusDelivering, 40*day),
+			b.factory.backdateMessage(t, trigger(8), outbound.MessageStatusSent, 10*day),
 			trigger(9),
 		}
 
@@ -87,19 +65,19 @@ func TestPrune(t *testing.T) {
 		emptied, err := b.client.BulkTrigger(ctx, []int64{10, 11}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		require.NoError(t, err)
 		for _, m := range emptied.Messages {
-			gone = append(gone, backdateMessage(t, b.schema, m.ID, outbound.MessageStatusSent, 40*day))
+			gone = append(gone, b.factory.backdateMessage(t, m.ID, outbound.MessageStatusSent, 40*day))
 		}
-		backdateEnvelope(t, b.schema, emptied.Envelope.ID, 40*day)
+		b.factory.backdateEnvelope(t, emptied.Envelope.ID, 40*day)
 		halfDone, err := b.client.BulkTrigger(ctx, []int64{12, 13}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		require.NoError(t, err)
-		gone = append(gone, backdateMessage(t, b.schema, halfDone.Messages[0].ID, outbound.MessageStatusSent, 40*day))
-		kept = append(kept, backdateMessage(t, b.schema, halfDone.Messages[1].ID, outbound.MessageStatusFailed, 40*day))
-		backdateEnvelope(t, b.schema, halfDone.Envelope.ID, 40*day)
+		gone = append(gone, b.factory.backdateMessage(t, halfDone.Messages[0].ID, outbound.MessageStatusSent, 40*day))
+		kept = append(kept, b.factory.backdateMessage(t, halfDone.Messages[1].ID, outbound.MessageStatusFailed, 40*day))
+		b.factory.backdateEnvelope(t, halfDone.Envelope.ID, 40*day)
 		refuse := func(age time.Duration) uuid.UUID {
 			_, err := b.client.BulkTrigger(ctx, []int64{20, 21, 22, 23}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 			var tooLarge *outbound.BatchTooLargeError
 			require.ErrorAs(t, err, &tooLarge)
-			backdateEnvelope(t, b.schema, tooLarge.EnvelopeID, age)
+			b.factory.backdateEnvelope(t, tooLarge.EnvelopeID, age)
 			return tooLarge.EnvelopeID
 		}
 		oldRefusal, youngRefusal := refuse(40*day), refuse(10*day)
@@ -140,13 +118,13 @@ func TestPrune(t *testing.T) {
 	t.Run("SentMessagesWaitForTheirDedupWindow", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil) // a 24h window
+		b := setup(t) // a 24h window
 		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		inWindow := backdateMessage(t, b.schema, res.Message.ID, outbound.MessageStatusSent, 2*time.Hour)
+		inWindow := b.factory.backdateMessage(t, res.Message.ID, outbound.MessageStatusSent, 2*time.Hour)
 		res, err = b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		cancelled := backdateMessage(t, b.schema, res.Message.ID, outbound.MessageStatusCancelled, 2*time.Hour)
+		cancelled := b.factory.backdateMessage(t, res.Message.ID, outbound.MessageStatusCancelled, 2*time.Hour)
 
 		pruned, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: time.Hour})
 		require.NoError(t, err)
@@ -158,10 +136,10 @@ func TestPrune(t *testing.T) {
 	t.Run("ANegativeWindowDoesNotKeepTheRow", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, &outbound.Config{DedupWindow: -1})
+		b := setup(t, withConfig(&outbound.Config{DedupWindow: -1}))
 		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		old := backdateMessage(t, b.schema, res.Message.ID, outbound.MessageStatusSent, 40*day)
+		old := b.factory.backdateMessage(t, res.Message.ID, outbound.MessageStatusSent, 40*day)
 		pruned, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day})
 		require.NoError(t, err)
 		require.Equal(t, 1, pruned.Messages)
@@ -171,15 +149,17 @@ func TestPrune(t *testing.T) {
 	t.Run("ManyBatches", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		// 2,500 old cancelled messages with time-ordered ids, as the
 		// library would have made them, and 500 old pending ones among them.
-		_, err := testPool.Exec(ctx, `
-INSERT INTO `+table(b.schema, "messages")+` (id, conversation_id, template_id, content, status, created_at, updated_at)
-SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING substring(int8send((extract(epoch FROM now() - interval '60 days') * 1000)::bigint + i) FROM 3 FOR 6) FROM 1 FOR 6), 'hex')::uuid,
-	i, 't', 'b', CASE WHEN i % 6 = 0 THEN 'pending' ELSE 'cancelled' END, now() - interval '60 days', now() - interval '60 days'
-FROM generate_series(1, 3000) i`)
-		require.NoError(t, err)
+		seeds := make([]messageRow, 3000)
+		for i := range seeds {
+			seeds[i] = messageRow{ConversationID: int64(i + 1), Status: outbound.MessageStatusCancelled, CreatedAt: time.Now().Add(-60*day + time.Duration(i)*time.Millisecond)}
+			if i%6 == 0 {
+				seeds[i].Status = outbound.MessageStatusPending
+			}
+		}
+		b.factory.insertMessages(t, seeds)
 		res, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day})
 		require.NoError(t, err)
 		require.Equal(t, 2500, res.Messages)
@@ -198,12 +178,12 @@ FROM generate_series(1, 3000) i`)
 		require.NoError(t, err)
 		res, err := seed.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
-		old := backdateMessage(t, schema, res.Message.ID, outbound.MessageStatusCancelled, 40*day)
+		old := newFactory(schema).backdateMessage(t, res.Message.ID, outbound.MessageStatusCancelled, 40*day)
 		res, err = seed.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, err)
 		young := res.Message.ID
 
-		b := setupWorkingOn(t, schema, &outbound.Config{Retention: 30 * day})
+		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{Retention: 30 * day}))
 		require.Len(t, b.client.PeriodicJobs(), 2)
 		// The job runs when the client starts, then every PruneInterval.
 		require.Eventually(t, func() bool { return !messageExists(t, b.client, old) }, 30*time.Second, 50*time.Millisecond)

@@ -18,7 +18,7 @@ import (
 func TestRaceTriggersAndBulkReplays(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
-	b := setup(t, &outbound.Config{MaxBatchSize: 40})
+	b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 40}))
 	envelopeID := uuid.Must(uuid.NewV7())
 	recipients := make([]int64, 40)
 	for i := range recipients {

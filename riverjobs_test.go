@@ -12,7 +12,7 @@ import (
 // TestRiverJobStatements reads the effect of each statement that writes
 // River's tables (internal/sqltext/riverjobs.go) back through River's public
 // API, and compares it with what River's own API leaves. The third,
-// RecordSentCompleteJob, is read back by TestDeliverySent, which also checks
+// RecordSentCompleteJob, is read back by TestDelivery/Sent, which also checks
 // that the message and its job were updated by one transaction.
 func TestRiverJobStatements(t *testing.T) {
 	t.Parallel()
@@ -20,7 +20,7 @@ func TestRiverJobStatements(t *testing.T) {
 	t.Run("DeleteUnusedJobs", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		jobs := hostRiver(t, b.schema)
 		first, err := b.client.Trigger(ctx, 60, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, err)
@@ -40,7 +40,7 @@ func TestRiverJobStatements(t *testing.T) {
 	t.Run("CancelJobs", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		b := setup(t, nil)
+		b := setup(t)
 		jobs := hostRiver(t, b.schema)
 		ours, err := b.client.Trigger(ctx, 62, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, err)

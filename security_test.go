@@ -85,9 +85,9 @@ func TestLogsCarryNoActorOrBody(t *testing.T) {
 		}
 		return nil
 	})
-	b := setupWorking(t, &outbound.Config{
+	b := setup(t, working(), withConfig(&outbound.Config{
 		MaxBatchSize: 3, Notifier: notifier, MaxAttempts: 5, Logger: slog.New(logs),
-	})
+	}))
 
 	sent, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Content: body, Actor: actor})
 	require.NoError(t, err)

@@ -12,78 +12,15 @@ import (
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
-
-type telemetryProviders struct {
-	tracer *sdktrace.TracerProvider
-	meter  *sdkmetric.MeterProvider
-	spans  *tracetest.SpanRecorder
-}
-
-// newTelemetryRecorder returns a manual metric reader and in-memory providers.
-func newTelemetryRecorder() (*sdkmetric.ManualReader, *telemetryProviders) {
-	reader := sdkmetric.NewManualReader()
-	spans := tracetest.NewSpanRecorder()
-	return reader, &telemetryProviders{
-		tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
-		meter:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
-		spans:  spans,
-	}
-}
-
-func collect(t *testing.T, reader *sdkmetric.ManualReader) metricdata.ResourceMetrics {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
-	return rm
-}
-
-// findMetrics returns every recorded metric with the given name. A
-// callback's error, such as the outbound.messages gauge's on a client whose
-// schema is not migrated, is logged: it leaves the other metrics collected.
-func findMetrics(t *testing.T, reader *sdkmetric.ManualReader, name string) []metricdata.Metrics {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Logf("collect: %v", err)
-	}
-	var found []metricdata.Metrics
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == name {
-				found = append(found, m)
-			}
-		}
-	}
-	return found
-}
-
-// counterByOutcome sums an int64 counter's points by their outcome attribute.
-func counterByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	for _, m := range findMetrics(t, reader, name) {
-		sum, ok := m.Data.(metricdata.Sum[int64])
-		require.True(t, ok, "%s is an int64 sum", name)
-		for _, dp := range sum.DataPoints {
-			v, _ := dp.Attributes.Value("outcome")
-			out[v.AsString()] += dp.Value
-		}
-	}
-	return out
-}
 
 func TestTelemetry(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	reader, providers := newTelemetryRecorder()
-	b := setup(t, &outbound.Config{MaxBatchSize: 3, TracerProvider: providers.tracer, MeterProvider: providers.meter})
+	b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 3, TracerProvider: providers.tracer, MeterProvider: providers.meter}))
 
 	const (
 		actor = "agent:secret-actor"
@@ -247,93 +184,6 @@ func TestTelemetry(t *testing.T) {
 	})
 }
 
-func spanAttrs(s sdktrace.ReadOnlySpan) map[string]string {
-	out := map[string]string{}
-	for _, kv := range s.Attributes() {
-		out[string(kv.Key)] = kv.Value.String()
-	}
-	return out
-}
-
-// metricAttributeSets returns the attribute set of every data point of m.
-func metricAttributeSets(t *testing.T, m metricdata.Metrics) []attribute.Set {
-	t.Helper()
-	var sets []attribute.Set
-	switch data := m.Data.(type) {
-	case metricdata.Sum[int64]:
-		for _, dp := range data.DataPoints {
-			sets = append(sets, dp.Attributes)
-		}
-	case metricdata.Histogram[float64]:
-		for _, dp := range data.DataPoints {
-			sets = append(sets, dp.Attributes)
-		}
-	case metricdata.Gauge[int64]:
-		for _, dp := range data.DataPoints {
-			sets = append(sets, dp.Attributes)
-		}
-	default:
-		t.Fatalf("metric %s has unexpected type %T", m.Name, m.Data)
-	}
-	return sets
-}
-
-// histogramCountByOutcome sums a histogram's counts by outcome.
-func histogramCountByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
-	t.Helper()
-	out := map[string]uint64{}
-	for _, m := range findMetrics(t, reader, name) {
-		h, ok := m.Data.(metricdata.Histogram[float64])
-		require.True(t, ok, "%s is a float64 histogram", name)
-		for _, dp := range h.DataPoints {
-			v, _ := dp.Attributes.Value("outcome")
-			out[v.AsString()] += dp.Count
-		}
-	}
-	return out
-}
-
-// histogramCounts sums a histogram's counts by "outcome/reason", or by
-// outcome alone for points with no reason.
-func histogramCounts(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
-	t.Helper()
-	out := map[string]uint64{}
-	for _, m := range findMetrics(t, reader, name) {
-		h, ok := m.Data.(metricdata.Histogram[float64])
-		require.True(t, ok, "%s is a float64 histogram", name)
-		for _, dp := range h.DataPoints {
-			o, _ := dp.Attributes.Value("outcome")
-			key := o.AsString()
-			if r, ok := dp.Attributes.Value("reason"); ok {
-				key += "/" + r.AsString()
-			}
-			out[key] += dp.Count
-		}
-	}
-	return out
-}
-
-// deliveryCounts sums outbound.deliveries by "outcome/reason".
-func deliveryCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	for _, m := range findMetrics(t, reader, "outbound.deliveries") {
-		sum, ok := m.Data.(metricdata.Sum[int64])
-		require.True(t, ok, "outbound.deliveries is an int64 sum")
-		for _, dp := range sum.DataPoints {
-			keys := []string{}
-			for _, kv := range dp.Attributes.ToSlice() {
-				keys = append(keys, string(kv.Key))
-			}
-			require.ElementsMatch(t, []string{"outcome", "reason"}, keys, "the only attributes")
-			o, _ := dp.Attributes.Value("outcome")
-			r, _ := dp.Attributes.Value("reason")
-			out[o.AsString()+"/"+r.AsString()] += dp.Value
-		}
-	}
-	return out
-}
-
 func TestDeliveryTelemetry(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
@@ -374,15 +224,14 @@ func TestDeliveryTelemetry(t *testing.T) {
 		TracerProvider: providers.tracer, MeterProvider: providers.meter,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	b := setupWorking(t, config)
+	b := setup(t, working(), withConfig(config))
 
 	var ids []uuid.UUID
 	for _, id := range []int64{ok, hopeless, panicky, slow, cancelled, permanent, limited} {
 		res, err := b.client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: "tpl-x", Content: "secret body", Actor: "secret actor"})
 		require.NoError(t, err)
 		if id == cancelled {
-			_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = 'cancelled' WHERE id = $1", res.Message.ID)
-			require.NoError(t, err)
+			b.factory.setStatus(t, res.Message.ID, outbound.MessageStatusCancelled)
 			continue
 		}
 		ids = append(ids, res.Message.ID)
@@ -390,7 +239,7 @@ func TestDeliveryTelemetry(t *testing.T) {
 	waitForStatus(t, b.client, ids, outbound.MessageStatusSent, outbound.MessageStatusDiscarded)
 
 	// A second client without a notifier: its deliveries are no-ops.
-	noop := setupWorking(t, &outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter})
+	noop := setup(t, working(), withConfig(&outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter}))
 	res, err := noop.client.Trigger(ctx, ok, &outbound.TriggerOpts{TemplateID: "tpl-x"})
 	require.NoError(t, err)
 	waitForStatus(t, noop.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)

@@ -17,7 +17,7 @@ import (
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
-	b := setupAudited(t, nil)
+	b := setup(t, audited())
 
 	trigger := func(conversationID int64, opts *outbound.TriggerOpts) func() error {
 		return func() error { _, err := b.client.Trigger(ctx, conversationID, opts); return err }
@@ -176,7 +176,7 @@ func incompressible(n int) string {
 func TestInputAtItsLimit(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
-	b := setup(t, &outbound.Config{MaxContentBytes: 1000})
+	b := setup(t, withConfig(&outbound.Config{MaxContentBytes: 1000}))
 
 	templateID := incompressible(outbound.MaxTemplateIDBytes)
 	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{
