@@ -147,17 +147,8 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 		if err != nil {
 			return err
 		}
-		if err := c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
-			Action: AuditActionBulkTrigger,
-			Actor:  opts.Actor,
-			Metadata: map[string]any{
-				"bulk_envelope_id": envelopeID.String(),
-				"count":            len(conversationIDs),
-				"template_id":      opts.TemplateID,
-			},
-			OccurredAt: env.RequestedAt,
-		}); err != nil {
-			return &auditorError{err}
+		if err := c.auditBulk(ctx, tx, AuditActionBulkTrigger, env, opts); err != nil {
+			return err
 		}
 		res, duplicates = &BulkTriggerResult{Envelope: env, Messages: staged.messages}, staged.duplicates
 		return nil
@@ -206,20 +197,7 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 		if err != nil {
 			return fmt.Errorf("outbound: insert refused envelope: %w", err)
 		}
-		if err := c.auditor(opts.Auditor).Audit(ctx, tx, AuditEvent{
-			Action: AuditActionBulkRefused,
-			Actor:  opts.Actor,
-			Metadata: map[string]any{
-				"bulk_envelope_id": envelopeID.String(),
-				"count":            len(conversationIDs),
-				"effective_cap":    batchCap,
-				"template_id":      opts.TemplateID,
-			},
-			OccurredAt: env.RequestedAt,
-		}); err != nil {
-			return &auditorError{err}
-		}
-		return nil
+		return c.auditBulk(ctx, tx, AuditActionBulkRefused, env, opts)
 	})
 	switch {
 	case err == nil && res != nil:
@@ -239,6 +217,24 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 	)
 	refusal.EnvelopeID = uuid.Nil
 	return nil, errors.Join(refusal, err)
+}
+
+// auditBulk gives the auditor the event of a bulk call that wrote env: its
+// id, count and template, and for a refusal the cap in force.
+func (c *Client) auditBulk(ctx context.Context, tx pgx.Tx, action string, env *Envelope, opts *BulkTriggerOpts) error {
+	metadata := map[string]any{
+		"bulk_envelope_id": env.ID.String(),
+		"count":            env.Count,
+		"template_id":      env.TemplateID,
+	}
+	if action == AuditActionBulkRefused {
+		metadata["effective_cap"] = env.EffectiveCap
+	}
+	event := AuditEvent{Action: action, Actor: opts.Actor, Metadata: metadata, OccurredAt: env.RequestedAt}
+	if err := c.auditor(opts.Auditor).Audit(ctx, tx, event); err != nil {
+		return &auditorError{err}
+	}
+	return nil
 }
 
 // replayEnvelope answers a call whose envelope id already exists. The same

@@ -236,7 +236,7 @@ func TestBulkTriggerCap(t *testing.T) {
 		require.Contains(t, line, "count=2")
 		require.NotContains(t, line, "secret")
 
-		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, counterByOutcome(t, reader, "outbound.bulk.triggers"))
+		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, pointSums(t, reader, "outbound.bulk.triggers", byOutcome))
 	})
 
 	t.Run("RefusedEnvelopeIDReplaysRefusal", func(t *testing.T) {

@@ -198,7 +198,7 @@ func FuzzSchemaName(f *testing.F) {
 		// "x", not "_": name "pg" must not become the reserved "pg_...".
 		unique += "x" + uuid.Must(uuid.NewV7()).String()[24:]
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: unique}))
-		defer dropSchema(t, unique)
+		defer dropSchema(unique)
 		var tables int
 		require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = $1`, unique).Scan(&tables))
 		require.Positive(t, tables)

@@ -64,10 +64,8 @@ func migratedSchema(tb testing.TB) string {
 	return testdb.Migrate(tb, testPool, "obt")
 }
 
-func dropSchema(tb testing.TB, schema string) {
-	_, err := testPool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	require.NoError(tb, err)
-}
+// dropSchema drops a schema a test made by hand.
+func dropSchema(schema string) { testdb.Drop(testPool, schema) }
 
 // testBundle is what setup made for one test.
 type testBundle struct {
@@ -211,11 +209,7 @@ func exampleDatabaseURL() string { return testDatabaseURL }
 func exampleSchema() string { return newSchemaName() }
 
 // dropExampleSchema removes an example's schema.
-func dropExampleSchema(pool *pgxpool.Pool, schema string) {
-	if _, err := pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		panic(err)
-	}
-}
+func dropExampleSchema(pool *pgxpool.Pool, schema string) { testdb.Drop(pool, schema) }
 
 // failingAuditor fails every event, as an audit store that is down would.
 var failingAuditor = outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound.AuditEvent) error {
@@ -815,21 +809,7 @@ func findMetrics(t *testing.T, reader *sdkmetric.ManualReader, name string) []me
 	return found
 }
 
-// counterByOutcome sums an int64 counter's points by their outcome attribute.
-func counterByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	for _, m := range findMetrics(t, reader, name) {
-		sum, ok := m.Data.(metricdata.Sum[int64])
-		require.True(t, ok, "%s is an int64 sum", name)
-		for _, dp := range sum.DataPoints {
-			v, _ := dp.Attributes.Value("outcome")
-			out[v.AsString()] += dp.Value
-		}
-	}
-	return out
-}
-
+// spanAttrs returns a span's attributes as text, by key.
 func spanAttrs(s sdktrace.ReadOnlySpan) map[string]string {
 	out := map[string]string{}
 	for _, kv := range s.Attributes() {
@@ -861,60 +841,62 @@ func metricAttributeSets(t *testing.T, m metricdata.Metrics) []attribute.Set {
 	return sets
 }
 
-// histogramCountByOutcome sums a histogram's counts by outcome.
-func histogramCountByOutcome(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
-	t.Helper()
-	out := map[string]uint64{}
-	for _, m := range findMetrics(t, reader, name) {
-		h, ok := m.Data.(metricdata.Histogram[float64])
-		require.True(t, ok, "%s is a float64 histogram", name)
-		for _, dp := range h.DataPoints {
-			v, _ := dp.Attributes.Value("outcome")
-			out[v.AsString()] += dp.Count
-		}
+// pointKeys says how the sums below key a metric's data points.
+type pointKeys int
+
+const (
+	// byOutcome keys each point by its outcome attribute.
+	byOutcome pointKeys = iota
+	// byOutcomeReason keys each point by "outcome/reason", or by its
+	// outcome alone when it has no reason.
+	byOutcomeReason
+)
+
+func (k pointKeys) of(attrs attribute.Set) string {
+	o, _ := attrs.Value("outcome")
+	key := o.AsString()
+	if r, ok := attrs.Value("reason"); ok && k == byOutcomeReason {
+		key += "/" + r.AsString()
 	}
-	return out
+	return key
 }
 
-// histogramCounts sums a histogram's counts by "outcome/reason", or by
-// outcome alone for points with no reason.
-func histogramCounts(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]uint64 {
-	t.Helper()
-	out := map[string]uint64{}
-	for _, m := range findMetrics(t, reader, name) {
-		h, ok := m.Data.(metricdata.Histogram[float64])
-		require.True(t, ok, "%s is a float64 histogram", name)
-		for _, dp := range h.DataPoints {
-			o, _ := dp.Attributes.Value("outcome")
-			key := o.AsString()
-			if r, ok := dp.Attributes.Value("reason"); ok {
-				key += "/" + r.AsString()
-			}
-			out[key] += dp.Count
-		}
-	}
-	return out
-}
-
-// deliveryCounts sums outbound.deliveries by "outcome/reason".
-func deliveryCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+// pointSums sums a metric's data points by key: an int64 counter's values,
+// or a histogram's counts.
+func pointSums(t *testing.T, reader *sdkmetric.ManualReader, name string, keys pointKeys) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
+	for _, m := range findMetrics(t, reader, name) {
+		switch data := m.Data.(type) {
+		case metricdata.Sum[int64]:
+			for _, dp := range data.DataPoints {
+				out[keys.of(dp.Attributes)] += dp.Value
+			}
+		case metricdata.Histogram[float64]:
+			for _, dp := range data.DataPoints {
+				out[keys.of(dp.Attributes)] += int64(dp.Count)
+			}
+		default:
+			t.Fatalf("metric %s is neither an int64 counter nor a float64 histogram: %T", name, m.Data)
+		}
+	}
+	return out
+}
+
+// deliveryCounts sums outbound.deliveries by "outcome/reason", checking
+// that those are each point's only attributes.
+func deliveryCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
 	for _, m := range findMetrics(t, reader, "outbound.deliveries") {
-		sum, ok := m.Data.(metricdata.Sum[int64])
-		require.True(t, ok, "outbound.deliveries is an int64 sum")
-		for _, dp := range sum.DataPoints {
-			keys := []string{}
-			for _, kv := range dp.Attributes.ToSlice() {
+		for _, set := range metricAttributeSets(t, m) {
+			var keys []string
+			for _, kv := range set.ToSlice() {
 				keys = append(keys, string(kv.Key))
 			}
 			require.ElementsMatch(t, []string{"outcome", "reason"}, keys, "the only attributes")
-			o, _ := dp.Attributes.Value("outcome")
-			r, _ := dp.Attributes.Value("reason")
-			out[o.AsString()+"/"+r.AsString()] += dp.Value
 		}
 	}
-	return out
+	return pointSums(t, reader, "outbound.deliveries", byOutcomeReason)
 }
 
 // histogramBounds returns the bucket bounds of every point of a histogram.

@@ -89,18 +89,18 @@ FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schem
 	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "refused", RenderedBody: "b"})
 	require.ErrorContains(t, err, "inserts refused by the test")
 
-	require.Equal(t, map[string]uint64{
+	require.Equal(t, map[string]int64{
 		"failed/invalid_argument": 1,
 		"failed/auditor_error":    1,
 		"failed/context_done":     1,
 		"failed/database_error":   1,
 		"failed/schema_mismatch":  1,
-	}, histogramCounts(t, reader, "outbound.trigger.duration"))
-	require.Equal(t, map[string]uint64{
+	}, pointSums(t, reader, "outbound.trigger.duration", byOutcomeReason))
+	require.Equal(t, map[string]int64{
 		"submitted":                   1,
 		"failed/idempotency_conflict": 1,
 		"failed/database_error":       1,
-	}, histogramCounts(t, reader, "outbound.bulk_trigger.duration"))
+	}, pointSums(t, reader, "outbound.bulk_trigger.duration", byOutcomeReason))
 
 	triggers := map[string]int64{}
 	for _, m := range findMetrics(t, reader, "outbound.triggers") {

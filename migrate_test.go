@@ -44,7 +44,7 @@ func TestMigrate(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		schema := newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema) })
+		t.Cleanup(func() { dropSchema(schema) })
 
 		const migrators = 6
 		var wg sync.WaitGroup
@@ -251,7 +251,7 @@ func TestMigrate(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		schema := newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema) })
+		t.Cleanup(func() { dropSchema(schema) })
 		_, err := testPool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
 		require.NoError(t, err)
 		migrations, err := outbound.Migrations()
@@ -293,7 +293,7 @@ func TestMigrate(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		schema, riverSchema := newSchemaName(), newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema); dropSchema(t, riverSchema) })
+		t.Cleanup(func() { dropSchema(schema); dropSchema(riverSchema) })
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: riverSchema}))
 		require.True(t, tableExists(t, schema, "messages"))
 		require.False(t, tableExists(t, schema, "river_job"))
@@ -311,7 +311,7 @@ func TestMigrate(t *testing.T) {
 		ctx := ctxT(t)
 		// Mixed case survives only when every statement quotes the name.
 		schema := "Mixed_" + newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema) })
+		t.Cleanup(func() { dropSchema(schema) })
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)

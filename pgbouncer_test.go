@@ -41,7 +41,7 @@ func TestPgBouncer(t *testing.T) {
 			// Migrate, from three goroutines at once: they take turns on a
 			// transaction-scoped lock, and no session keeps a lock after.
 			schema := newSchemaName()
-			t.Cleanup(func() { dropSchema(t, schema) })
+			t.Cleanup(func() { dropSchema(schema) })
 			var wg sync.WaitGroup
 			errs := make([]error, 3)
 			for i := range errs {

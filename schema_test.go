@@ -20,7 +20,7 @@ func TestSchemaMismatch(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		schema := newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema) })
+		t.Cleanup(func() { dropSchema(schema) })
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err, "New does not touch the database")
 
@@ -175,7 +175,7 @@ func TestMigrateOnSmallPoolsAndLimitedRoles(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t) // Migrate used to wait here until this ran out
 		schema := newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema) })
+		t.Cleanup(func() { dropSchema(schema) })
 		pool := newTestPool(t, 1)
 		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}))
 		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}), "idempotent")
@@ -195,7 +195,7 @@ func TestMigrateOnSmallPoolsAndLimitedRoles(t *testing.T) {
 		_, err := testPool.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN; CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()+" AUTHORIZATION "+pgx.Identifier{role}.Sanitize())
 		require.NoError(t, err)
 		t.Cleanup(func() {
-			dropSchema(t, schema)
+			dropSchema(schema)
 			_, err := testPool.Exec(context.Background(), "DROP ROLE "+pgx.Identifier{role}.Sanitize())
 			require.NoError(t, err)
 		})

@@ -51,21 +51,21 @@ func TestTelemetry(t *testing.T) {
 			"triggered": 1 + 3, // one single, one bulk of three
 			"duplicate": 1 + 3, // one single, one replayed bulk of three
 			"failed":    1 + 2, // one single, one bulk of two
-		}, counterByOutcome(t, reader, "outbound.triggers"))
+		}, pointSums(t, reader, "outbound.triggers", byOutcome))
 		require.Equal(t, map[string]int64{
 			"submitted":            1,
 			"replayed":             1,
 			"refused_cap_exceeded": 1,
 			"failed":               1,
-		}, counterByOutcome(t, reader, "outbound.bulk.triggers"))
+		}, pointSums(t, reader, "outbound.bulk.triggers", byOutcome))
 		require.Equal(t, map[string]int64{
 			"submitted":            3,
 			"replayed":             3,
 			"refused_cap_exceeded": 4,
 			"failed":               2,
-		}, counterByOutcome(t, reader, "outbound.bulk.recipients"))
-		require.Equal(t, map[string]uint64{"triggered": 1, "duplicate": 1, "failed": 1}, histogramCountByOutcome(t, reader, "outbound.trigger.duration"))
-		require.Equal(t, map[string]uint64{"submitted": 1, "replayed": 1, "refused_cap_exceeded": 1, "failed": 1}, histogramCountByOutcome(t, reader, "outbound.bulk_trigger.duration"))
+		}, pointSums(t, reader, "outbound.bulk.recipients", byOutcome))
+		require.Equal(t, map[string]int64{"triggered": 1, "duplicate": 1, "failed": 1}, pointSums(t, reader, "outbound.trigger.duration", byOutcome))
+		require.Equal(t, map[string]int64{"submitted": 1, "replayed": 1, "refused_cap_exceeded": 1, "failed": 1}, pointSums(t, reader, "outbound.bulk_trigger.duration", byOutcome))
 
 		var names []string
 		for _, sm := range collect(t, reader).ScopeMetrics {
@@ -260,7 +260,7 @@ func TestDeliveryTelemetry(t *testing.T) {
 		"no_op/no_notifier_configured":       1,
 	}, deliveryCounts(t, reader))
 	durations := map[string]int64{}
-	for key, n := range histogramCounts(t, reader, "outbound.delivery.duration") {
+	for key, n := range pointSums(t, reader, "outbound.delivery.duration", byOutcomeReason) {
 		durations[key] = int64(n)
 	}
 	require.Equal(t, deliveryCounts(t, reader), durations, "one duration per attempt, with the same outcome and reason")

@@ -419,7 +419,7 @@ func TestDelivery(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		schema, riverSchema := newSchemaName(), newSchemaName()
-		t.Cleanup(func() { dropSchema(t, schema); dropSchema(t, riverSchema) })
+		t.Cleanup(func() { dropSchema(schema); dropSchema(riverSchema) })
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: riverSchema}))
 
 		idle, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: riverSchema})

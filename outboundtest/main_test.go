@@ -31,10 +31,8 @@ type testBundle struct {
 // setup makes a client on a schema of the test's own.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	schema := testdb.Migrate(t, testPool, "obtt")
-	client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
-	require.NoError(t, err)
-	return &testBundle{client: client, schema: schema}
+	client, config := testdb.NewClient(t, testPool, "obtt", nil)
+	return &testBundle{client: client, schema: config.Schema}
 }
 
 // fakeTB is a testing.TB whose failures are recorded rather than ending the

@@ -38,22 +38,46 @@ func (l *callLog) calls() []uuid.UUID {
 	return append([]uuid.UUID(nil), l.ids...)
 }
 
+// workerCase is one subtest's inline worker, its notifier's calls, and a
+// message to deliver.
+type workerCase struct {
+	b      *testBundle
+	worker *outboundtest.Worker
+	log    *callLog
+	msg    *outbound.Message
+}
+
+// newWorkerCase makes a schema, an inline worker on it with config (whose
+// Schema it sets) and a notifier that answers with result, and triggers one
+// message for conversation 42 with opts.
+func newWorkerCase(t *testing.T, config *outbound.Config, result func(attempt int) error, opts *outbound.TriggerOpts) *workerCase {
+	t.Helper()
+	b := setup(t)
+	config.Schema = b.schema
+	log := &callLog{}
+	worker := outboundtest.NewWorker(t, testPool, config, log.notifier(result))
+	client, err := outbound.New(testPool, config)
+	require.NoError(t, err)
+	res, err := client.Trigger(context.Background(), 42, opts)
+	require.NoError(t, err)
+	return &workerCase{b: b, worker: worker, log: log, msg: res.Message}
+}
+
+// succeed is a notifier result: every call succeeds.
+func succeed(int) error { return nil }
+
 func TestWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
 	t.Run("Sent", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(int) error { return nil }))
 		// Scheduled for later: Deliver works it now all the same.
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", ScheduleIn: time.Hour})
-		require.NoError(t, err)
+		c := newWorkerCase(t, &outbound.Config{}, succeed, &outbound.TriggerOpts{TemplateID: "recovery", ScheduleIn: time.Hour})
 
-		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.NoError(t, err)
-		require.Equal(t, []uuid.UUID{res.Message.ID}, log.calls(), "the notifier was called once with the message")
+		require.Equal(t, []uuid.UUID{c.msg.ID}, c.log.calls(), "the notifier was called once with the message")
 		require.Equal(t, outbound.MessageStatusSent, done.Message.Status)
 		require.Equal(t, 1, done.Message.Attempts)
 		require.False(t, done.Message.SentAt.IsZero())
@@ -65,18 +89,14 @@ func TestWorker(t *testing.T) {
 
 	t.Run("FailedThenSent", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(n int) error {
+		c := newWorkerCase(t, &outbound.Config{}, func(n int) error {
 			if n == 1 {
 				return errors.New("mailbox full")
 			}
 			return nil
-		}))
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		}, &outbound.TriggerOpts{TemplateID: "recovery"})
 
-		first, err := worker.Deliver(ctx, t, res.Message.ID)
+		first, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.ErrorContains(t, err, "mailbox full")
 		require.Equal(t, outbound.MessageStatusFailed, first.Message.Status)
 		require.Equal(t, "mailbox full", first.Message.LastError)
@@ -85,7 +105,7 @@ func TestWorker(t *testing.T) {
 		require.Contains(t, first.Job.Errors[0].Error, "mailbox full")
 		require.True(t, first.Job.ScheduledAt.After(time.Now()), "retried later, by River's policy")
 
-		second, err := worker.Deliver(ctx, t, res.Message.ID)
+		second, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusSent, second.Message.Status)
 		require.Equal(t, 2, second.Message.Attempts)
@@ -95,15 +115,10 @@ func TestWorker(t *testing.T) {
 
 	t.Run("LastAttemptDiscards", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema, MaxAttempts: 1}, log.notifier(func(int) error { return errors.New("bounced") }))
-		client, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxAttempts: 1})
-		require.NoError(t, err)
-		res, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		c := newWorkerCase(t, &outbound.Config{MaxAttempts: 1}, func(int) error { return errors.New("bounced") },
+			&outbound.TriggerOpts{TemplateID: "recovery"})
 
-		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.ErrorContains(t, err, "bounced")
 		require.Equal(t, outbound.MessageStatusDiscarded, done.Message.Status)
 		require.Equal(t, rivertype.JobStateDiscarded, done.Job.State)
@@ -111,14 +126,10 @@ func TestWorker(t *testing.T) {
 
 	t.Run("PermanentCancelsTheJob", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema},
-			log.notifier(func(int) error { return outbound.Permanent(errors.New("no such address")) }))
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		c := newWorkerCase(t, &outbound.Config{}, func(int) error { return outbound.Permanent(errors.New("no such address")) },
+			&outbound.TriggerOpts{TemplateID: "recovery"})
 
-		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		var cancelErr *river.JobCancelError
 		require.ErrorAs(t, err, &cancelErr)
 		require.Equal(t, outbound.MessageStatusDiscarded, done.Message.Status)
@@ -127,14 +138,10 @@ func TestWorker(t *testing.T) {
 
 	t.Run("RetryAfterSchedulesTheRetry", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema},
-			log.notifier(func(int) error { return outbound.RetryAfter(time.Hour, errors.New("rate limited")) }))
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		c := newWorkerCase(t, &outbound.Config{}, func(int) error { return outbound.RetryAfter(time.Hour, errors.New("rate limited")) },
+			&outbound.TriggerOpts{TemplateID: "recovery"})
 
-		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.ErrorContains(t, err, "rate limited")
 		require.Equal(t, rivertype.JobStateRetryable, done.Job.State)
 		require.WithinDuration(t, time.Now().Add(time.Hour), done.Job.ScheduledAt, time.Minute)
@@ -142,36 +149,28 @@ func TestWorker(t *testing.T) {
 
 	t.Run("CancelledIsNotDelivered", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(int) error { return nil }))
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
-		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
+		c := newWorkerCase(t, &outbound.Config{}, succeed, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.NoError(t, c.b.client.CancelMessage(ctx, c.msg.ID))
 
-		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.Error(t, err)
-		require.Empty(t, log.calls(), "the notifier was not called")
+		require.Empty(t, c.log.calls(), "the notifier was not called")
 		require.Equal(t, outbound.MessageStatusCancelled, done.Message.Status)
 		require.Equal(t, rivertype.JobStateCancelled, done.Job.State)
 	})
 
 	t.Run("ClaimedElsewhereSnoozes", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		var log callLog
-		worker := outboundtest.NewWorker(t, testPool, &outbound.Config{Schema: b.schema}, log.notifier(func(int) error { return nil }))
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		c := newWorkerCase(t, &outbound.Config{}, succeed, &outbound.TriggerOpts{TemplateID: "recovery"})
 		// Another attempt holds the claim for a minute more.
-		_, err = testPool.Exec(ctx, "UPDATE "+pgx.Identifier{b.schema, "messages"}.Sanitize()+
-			" SET status = 'delivering', claim_id = gen_random_uuid(), claimed_until = now() + interval '1 minute' WHERE id = $1", res.Message.ID)
+		_, err := testPool.Exec(ctx, "UPDATE "+pgx.Identifier{c.b.schema, "messages"}.Sanitize()+
+			" SET status = 'delivering', claim_id = gen_random_uuid(), claimed_until = now() + interval '1 minute' WHERE id = $1", c.msg.ID)
 		require.NoError(t, err)
 
-		done, err := worker.Deliver(ctx, t, res.Message.ID)
+		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		var snoozeErr *river.JobSnoozeError
 		require.ErrorAs(t, err, &snoozeErr)
-		require.Empty(t, log.calls())
+		require.Empty(t, c.log.calls())
 		require.Equal(t, rivertype.JobStateScheduled, done.Job.State)
 		require.Zero(t, done.Job.Attempt, "a snooze uses no attempt")
 		require.WithinDuration(t, time.Now().Add(time.Minute), done.Job.ScheduledAt, 10*time.Second)

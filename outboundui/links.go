@@ -27,28 +27,28 @@ func withQuery(path string, query url.Values) string {
 	return path + "?" + query.Encode()
 }
 
-func (l links) envelopes(query url.Values) string {
-	return withQuery(l.prefix+"/", query)
-}
+// The two kinds of item the dashboard pages: envelopes and messages.
+const (
+	envelopesPath = "/envelopes"
+	messagesPath  = "/messages"
+)
+
+// envelopes is the list of envelopes, the dashboard's home page.
+func (l links) envelopes(query url.Values) string { return withQuery(l.prefix+"/", query) }
+
+// messages is the list of messages.
+func (l links) messages(query url.Values) string { return withQuery(l.prefix+messagesPath, query) }
 
 func (l links) envelope(id uuid.UUID, query url.Values) string {
-	return withQuery(l.prefix+"/envelopes/"+id.String(), query)
+	return l.item(envelopesPath, id, query)
 }
+func (l links) message(id uuid.UUID, query url.Values) string { return l.item(messagesPath, id, query) }
+func (l links) cancelEnvelope(id uuid.UUID) string            { return l.item(envelopesPath, id, nil) + "/cancel" }
+func (l links) cancelMessage(id uuid.UUID) string             { return l.item(messagesPath, id, nil) + "/cancel" }
 
-func (l links) cancelEnvelope(id uuid.UUID) string {
-	return l.prefix + "/envelopes/" + id.String() + "/cancel"
-}
-
-func (l links) messages(query url.Values) string {
-	return withQuery(l.prefix+"/messages", query)
-}
-
-func (l links) message(id uuid.UUID, query url.Values) string {
-	return withQuery(l.prefix+"/messages/"+id.String(), query)
-}
-
-func (l links) cancelMessage(id uuid.UUID) string {
-	return l.prefix + "/messages/" + id.String() + "/cancel"
+// item is the page of one envelope or message.
+func (l links) item(kind string, id uuid.UUID, query url.Values) string {
+	return withQuery(l.prefix+kind+"/"+id.String(), query)
 }
 
 func (l links) stylesheet(version string) string {

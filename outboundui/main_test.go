@@ -7,7 +7,6 @@ import (
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/testdb"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/stretchr/testify/require"
 )
 
 // testPool is the pool every test shares; each gets a schema of its own.
@@ -21,10 +20,7 @@ func TestMain(m *testing.M) {
 // returns a client on it with its config.
 func newClient(t *testing.T) (*outbound.Client, *outbound.Config) {
 	t.Helper()
-	config := &outbound.Config{Schema: testdb.Migrate(t, testPool, "obui")}
-	client, err := outbound.New(testPool, config)
-	require.NoError(t, err)
-	return client, config
+	return testdb.NewClient(t, testPool, "obui", nil)
 }
 
 // exampleSchema migrates a schema for one runnable example, dropped when the

@@ -70,6 +70,11 @@ func CreateSchema(schema string) string {
 	return `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{schema}.Sanitize()
 }
 
+// DropSchema drops a schema and everything in it, for the tests' harness.
+func DropSchema(schema string) string {
+	return `DROP SCHEMA IF EXISTS ` + pgx.Identifier{schema}.Sanitize() + ` CASCADE`
+}
+
 // SetLocalSearchPath points search_path at a schema until the transaction
 // ends, for a migration's unqualified names.
 func SetLocalSearchPath(schema string) string {

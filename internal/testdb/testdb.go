@@ -14,7 +14,7 @@ import (
 
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/internal/devpg"
-	"github.com/jackc/pgx/v5"
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 )
@@ -101,9 +101,25 @@ func Migrate(tb testing.TB, pool *pgxpool.Pool, prefix string) string {
 	return schema
 }
 
+// NewClient migrates a new schema for the test, dropped when it ends, and
+// returns a client on it made from config (nil for defaults), whose Schema it
+// sets.
+func NewClient(tb testing.TB, pool *pgxpool.Pool, prefix string, config *outbound.Config) (*outbound.Client, *outbound.Config) {
+	tb.Helper()
+	if config == nil {
+		config = &outbound.Config{}
+	}
+	config.Schema = Migrate(tb, pool, prefix)
+	client, err := outbound.New(pool, config)
+	if err != nil {
+		tb.Fatalf("outbound.New: %v", err)
+	}
+	return client, config
+}
+
 // Drop drops a schema and everything in it.
 func Drop(pool *pgxpool.Pool, schema string) {
-	_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	_, _ = pool.Exec(context.Background(), sqltext.DropSchema(schema))
 }
 
 // untracked holds the schemas migrated without a test to drop them.
