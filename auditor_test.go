@@ -36,10 +36,8 @@ func TestAuditor(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		_, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
-		_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		require.Zero(t, countRows(t, b.schema, "audit_events"))
 		require.NoError(t, outbound.NoopAuditor{}.Audit(ctx, nil, outbound.AuditEvent{}))
 	})
@@ -50,11 +48,9 @@ func TestAuditor(t *testing.T) {
 		rec := &recordingAuditor{}
 		b := setup(t, withConfig(&outbound.Config{Auditor: rec, MaxBatchSize: 2}))
 
-		_, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:1", Content: "private body"})
-		require.NoError(t, err)
-		bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "private body", Actor: "agent:2"})
-		require.NoError(t, err)
-		_, err = b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "private body", Actor: "agent:3"})
+		mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:1", Content: "private body"})
+		bulk := mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "private body", Actor: "agent:2"})
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "private body", Actor: "agent:3"})
 		var tooLarge *outbound.BatchTooLargeError
 		require.ErrorAs(t, err, &tooLarge)
 
@@ -90,10 +86,8 @@ func TestAuditor(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t, audited())
 
-		_, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:1"})
-		require.NoError(t, err)
-		bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:1"})
+		bulk := mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 
 		events, err := b.audit.ListEvents(ctx, nil)
 		require.NoError(t, err)
@@ -121,15 +115,12 @@ func TestAuditor(t *testing.T) {
 		b := setup(t, audited())
 		rec := &recordingAuditor{}
 
-		_, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Auditor: rec})
-		require.NoError(t, err)
-		_, err = b.client.BulkTrigger(ctx, []int64{1}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", Auditor: rec})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t", Auditor: rec})
+		mustBulkTrigger(ctx, t, b.client, []int64{1}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", Auditor: rec})
 		require.Len(t, rec.events, 2)
 		require.Zero(t, countRows(t, b.schema, "audit_events"), "the configured auditor was not used")
 
-		_, err = b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "t"})
 		require.Equal(t, 1, countRows(t, b.schema, "audit_events"), "without an override the configured auditor is used")
 	})
 

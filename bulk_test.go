@@ -72,8 +72,7 @@ func TestBulkTrigger(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		res, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: 10 * time.Minute})
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: 10 * time.Minute})
 		for _, m := range res.Messages {
 			job := jobByID(t, b.schema, m.JobID)
 			require.Equal(t, "scheduled", job.State)
@@ -114,11 +113,9 @@ func TestBulkTrigger(t *testing.T) {
 		envelopeID := uuid.Must(uuid.NewV7())
 		// Trigger accepts any envelope id, so a key can be taken before the
 		// envelope exists.
-		single, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: envelopeID})
-		require.NoError(t, err)
+		single := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: envelopeID})
 
-		res, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
 		require.Equal(t, single.Message.ID, res.Messages[1].ID)
 		require.Equal(t, rowCounts{Envelopes: 1, Messages: 3, Jobs: 3}, countAll(t, b.schema), "no orphan job for the duplicate")
 		var orphans int
@@ -136,12 +133,11 @@ func TestBulkTriggerCap(t *testing.T) {
 		b := setup(t, audited())
 		require.Equal(t, 25, b.client.MaxBatchSize())
 
-		res, err := b.client.BulkTrigger(ctx, conversations(25), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, conversations(25), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		require.Len(t, res.Messages, 25)
 
 		ids := conversations(26)
-		_, err = b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t2", RenderedBody: "b2", Actor: "agent:1"})
+		_, err := b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t2", RenderedBody: "b2", Actor: "agent:1"})
 		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 		var tooLarge *outbound.BatchTooLargeError
 		require.ErrorAs(t, err, &tooLarge)
@@ -194,13 +190,11 @@ func TestBulkTriggerCap(t *testing.T) {
 		require.Equal(t, 3, b.client.MaxBatchSize())
 		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3, 4}, opts)
 		require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
-		res, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, opts)
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, opts)
 		require.Equal(t, 3, res.Envelope.EffectiveCap)
 
 		require.NoError(t, b.client.SetMaxBatchSize(100))
-		res, err = b.client.BulkTrigger(ctx, conversations(100), &outbound.BulkTriggerOpts{TemplateID: "t3", RenderedBody: "b"})
-		require.NoError(t, err)
+		res = mustBulkTrigger(ctx, t, b.client, conversations(100), &outbound.BulkTriggerOpts{TemplateID: "t3", RenderedBody: "b"})
 		require.Equal(t, 100, res.Envelope.EffectiveCap)
 
 		for _, n := range []int{0, -1} {
@@ -265,14 +259,12 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 		envelopeID := uuid.Must(uuid.NewV7())
 		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
 
-		first, err := b.client.BulkTrigger(ctx, []int64{5, 3, 9}, opts)
-		require.NoError(t, err)
+		first := mustBulkTrigger(ctx, t, b.client, []int64{5, 3, 9}, opts)
 		require.Equal(t, envelopeID, first.Envelope.ID)
 		before := countAll(t, b.schema)
 
 		// Same recipients in another order: the same request.
-		again, err := b.client.BulkTrigger(ctx, []int64{9, 5, 3}, opts)
-		require.NoError(t, err)
+		again := mustBulkTrigger(ctx, t, b.client, []int64{9, 5, 3}, opts)
 		require.True(t, again.Replayed)
 		require.Equal(t, first.Envelope, again.Envelope)
 		require.Equal(t, []*outbound.Message{first.Messages[2], first.Messages[0], first.Messages[1]}, again.Messages)
@@ -291,8 +283,7 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 			}
 			return o
 		}
-		_, err := b.client.BulkTrigger(ctx, []int64{1, 2}, opts(nil))
-		require.NoError(t, err)
+		mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, opts(nil))
 		before := countAll(t, b.schema)
 
 		for name, tc := range map[string]struct {
@@ -316,8 +307,7 @@ func TestBulkTriggerIdempotency(t *testing.T) {
 		require.Equal(t, before, countAll(t, b.schema))
 
 		// The same request, its schedule given to the nanosecond, replays.
-		res, err := b.client.BulkTrigger(ctx, []int64{2, 1}, opts(func(o *outbound.BulkTriggerOpts) { o.ScheduleIn = time.Hour + 300*time.Nanosecond }))
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{2, 1}, opts(func(o *outbound.BulkTriggerOpts) { o.ScheduleIn = time.Hour + 300*time.Nanosecond }))
 		require.True(t, res.Replayed)
 	})
 

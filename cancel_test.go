@@ -24,8 +24,7 @@ func TestCancelMessage(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t)
 
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
 
 		msg, err := b.client.Message(ctx, res.Message.ID)
@@ -38,8 +37,7 @@ func TestCancelMessage(t *testing.T) {
 		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
 
 		// The dedup key is free: the same trigger writes a new message.
-		again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.False(t, again.Duplicate)
 		require.NotEqual(t, res.Message.ID, again.Message.ID)
 
@@ -57,24 +55,20 @@ func TestCancelMessage(t *testing.T) {
 		require.NoError(t, err)
 
 		// Cancelled before any worker runs: one message, and a whole envelope.
-		single, err := idle.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		single := mustTrigger(ctx, t, idle, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, idle.CancelMessage(ctx, single.Message.ID))
-		bulk, err := idle.BulkTrigger(ctx, conversations(4), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, idle, conversations(4), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		n, err := idle.CancelEnvelope(ctx, bulk.Envelope.ID)
 		require.NoError(t, err)
 		require.Equal(t, 4, n)
 
 		// A cancelled message whose job is still queued (as when a cancel lands
 		// after a worker fetched the job): the worker must skip it.
-		orphan, err := idle.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		orphan := mustTrigger(ctx, t, idle, 2, &outbound.TriggerOpts{TemplateID: "recovery"})
 		newFactory(schema).setStatus(t, orphan.Message.ID, outbound.MessageStatusCancelled)
 
 		b := setup(t, working(), onSchema(schema), withConfig(config))
-		marker, err := b.client.Trigger(ctx, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		marker := mustTrigger(ctx, t, b.client, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
 		waitForStatus(t, b.client, []uuid.UUID{marker.Message.ID}, outbound.MessageStatusSent)
 		require.Eventually(t, func() bool { return jobByID(t, schema, orphan.Message.JobID).State == "cancelled" },
 			30*time.Second, 20*time.Millisecond)
@@ -94,11 +88,10 @@ func TestCancelMessage(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: &recordingNotifier{}}))
 
-		res, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "recovery"})
 		waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 
-		err = b.client.CancelMessage(ctx, res.Message.ID)
+		err := b.client.CancelMessage(ctx, res.Message.ID)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 		require.ErrorContains(t, err, "is sent")
 		msg, err := b.client.Message(ctx, res.Message.ID)
@@ -115,14 +108,13 @@ func TestCancelMessage(t *testing.T) {
 		schema := migratedSchema(t)
 		gate := newGateNotifier(nil)
 		client := startClient(t, newTestPool(t, 4), &outbound.Config{Schema: schema, Notifier: gate}, gate)
-		res, err := client.Trigger(ctx, 40, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, client, 40, &outbound.TriggerOpts{TemplateID: "recovery"})
 		gate.waitInFlight(t, 1)
 
 		// A cancel that waited for the notifier would run into this deadline.
 		cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		err = client.CancelMessage(cancelCtx, res.Message.ID)
+		err := client.CancelMessage(cancelCtx, res.Message.ID)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 		require.ErrorContains(t, err, "a delivery is in progress")
 		require.Equal(t, 1, gate.InFlight(), "the cancel returned while the notifier still ran")
@@ -161,8 +153,7 @@ func TestCancelMessage(t *testing.T) {
 		// Written idle, so that the index is complete before any delivery.
 		idle, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxBatchSize: n})
 		require.NoError(t, err)
-		bulk, err := idle.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up.", ScheduleIn: time.Second})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, idle, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up.", ScheduleIn: time.Second})
 		for i, msg := range bulk.Messages {
 			index.Store(msg.ID, i)
 		}
@@ -218,8 +209,7 @@ func TestCancelEnvelope(t *testing.T) {
 		}}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier}))
 
-		bulk, err := b.client.BulkTrigger(ctx, recipients, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, b.client, recipients, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		ids := messageIDs(bulk.Messages)
 		waitForStatus(t, b.client, ids[2:], outbound.MessageStatusSent)
 		waitForStatus(t, b.client, ids[:2], outbound.MessageStatusFailed)
@@ -256,8 +246,7 @@ func TestCancelEnvelope(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t)
 
-		bulk, err := b.client.BulkTrigger(ctx, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 		// Cancelling recipients one by one: the last one cancels the envelope.
 		for i, msg := range bulk.Messages {
@@ -275,8 +264,7 @@ func TestCancelEnvelope(t *testing.T) {
 		require.Equal(t, outbound.Progress{Cancelled: 3}, *progress)
 
 		// CancelEnvelope on a fresh bulk cancels it whole.
-		bulk, err = b.client.BulkTrigger(ctx, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage-2", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk = mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage-2", RenderedBody: "Back up."})
 		n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
 		require.NoError(t, err)
 		require.Equal(t, 3, n)
@@ -308,8 +296,7 @@ func TestCancelEnvelope(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		bulk, err := b.client.BulkTrigger(ctx, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 		var wg sync.WaitGroup
 		for _, msg := range bulk.Messages {

@@ -15,8 +15,7 @@ func TestCancelMessageTx(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
@@ -34,8 +33,7 @@ func TestCancelMessageTx(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusCancelled, msg.Status)
 		require.Equal(t, "cancelled", jobByID(t, b.schema, msg.JobID).State)
-		again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.False(t, again.Duplicate, "the cancel freed the dedup key")
 	})
 
@@ -45,8 +43,7 @@ func TestCancelMessageTx(t *testing.T) {
 		b := setup(t)
 		_, err := testPool.Exec(ctx, "CREATE TABLE "+table(b.schema, "host_notes")+" (note text)")
 		require.NoError(t, err)
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
@@ -60,8 +57,7 @@ func TestCancelMessageTx(t *testing.T) {
 		require.Equal(t, outbound.MessageStatusPending, msg.Status)
 		require.Equal(t, "available", jobByID(t, b.schema, msg.JobID).State)
 		require.Zero(t, countRows(t, b.schema, "host_notes"))
-		dup, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		dup := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.True(t, dup.Duplicate, "the message still holds its key")
 	})
 
@@ -69,11 +65,9 @@ func TestCancelMessageTx(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		sent, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		sent := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		b.factory.setStatus(t, sent.Message.ID, outbound.MessageStatusSent)
-		pending, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		pending := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "t"})
 
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
@@ -94,8 +88,7 @@ func TestCancelEnvelopeTx(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	b := setup(t)
-	bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
-	require.NoError(t, err)
+	bulk := mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
 
 	// Rolled back: nothing happened.
 	tx, err := testPool.Begin(ctx)

@@ -28,14 +28,12 @@ func TestDedupWindow(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t) // the default window, 24h
-		first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "first"})
-		require.NoError(t, err)
+		first := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "first"})
 
 		// Sent 23h ago: inside the window, a duplicate; the new content is
 		// not written.
 		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 23*time.Hour)
-		again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
 		require.True(t, again.Duplicate)
 		require.Equal(t, first.Message.ID, again.Message.ID)
 		require.Equal(t, "first", again.Message.Content)
@@ -43,8 +41,7 @@ func TestDedupWindow(t *testing.T) {
 		// Sent 25h ago: past the window, a new message with the new content,
 		// and a job to deliver it.
 		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
-		later, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
-		require.NoError(t, err)
+		later := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "second"})
 		require.False(t, later.Duplicate)
 		require.NotEqual(t, first.Message.ID, later.Message.ID)
 		require.Equal(t, "second", later.Message.Content)
@@ -64,8 +61,7 @@ func TestDedupWindow(t *testing.T) {
 		require.Equal(t, 2, countRows(t, b.schema, "river_job"))
 
 		// And the new message holds the key in its turn.
-		third, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "third"})
-		require.NoError(t, err)
+		third := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "third"})
 		require.True(t, third.Duplicate)
 		require.Equal(t, later.Message.ID, third.Message.ID)
 	})
@@ -76,11 +72,9 @@ func TestDedupWindow(t *testing.T) {
 		b := setup(t, withConfig(&outbound.Config{DedupWindow: time.Minute}))
 		for i, status := range []outbound.MessageStatus{outbound.MessageStatusPending, outbound.MessageStatusDelivering, outbound.MessageStatusFailed} {
 			conversation := int64(100 + i)
-			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			first := mustTrigger(ctx, t, b.client, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			b.factory.ageMessage(t, first.Message.ID, status, 48*time.Hour)
-			again, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			again := mustTrigger(ctx, t, b.client, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.True(t, again.Duplicate, status)
 			require.Equal(t, first.Message.ID, again.Message.ID, status)
 		}
@@ -90,16 +84,13 @@ func TestDedupWindow(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		first, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		first := mustTrigger(ctx, t, b.client, 7, &outbound.TriggerOpts{TemplateID: "t"})
 		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusUnconfirmed, time.Hour)
-		again, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 7, &outbound.TriggerOpts{TemplateID: "t"})
 		require.True(t, again.Duplicate)
 
 		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusUnconfirmed, 25*time.Hour)
-		later, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		later := mustTrigger(ctx, t, b.client, 7, &outbound.TriggerOpts{TemplateID: "t"})
 		require.False(t, later.Duplicate)
 	})
 
@@ -109,11 +100,9 @@ func TestDedupWindow(t *testing.T) {
 		b := setup(t, withConfig(&outbound.Config{DedupWindow: -1}))
 		for i, status := range []outbound.MessageStatus{outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded} {
 			conversation := int64(200 + i)
-			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			first := mustTrigger(ctx, t, b.client, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			b.factory.ageMessage(t, first.Message.ID, status, 0)
-			again, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			again := mustTrigger(ctx, t, b.client, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			require.False(t, again.Duplicate, status)
 		}
 	})
@@ -122,11 +111,9 @@ func TestDedupWindow(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t, withConfig(&outbound.Config{DedupWindow: -1}))
-		first, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		first := mustTrigger(ctx, t, b.client, 9, &outbound.TriggerOpts{TemplateID: "t"})
 		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 10*365*24*time.Hour)
-		again, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "t", Content: "new"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 9, &outbound.TriggerOpts{TemplateID: "t", Content: "new"})
 		require.True(t, again.Duplicate)
 		require.Equal(t, first.Message.ID, again.Message.ID)
 	})
@@ -137,18 +124,15 @@ func TestDedupWindow(t *testing.T) {
 		notifier := &recordingNotifier{}
 		const window = 2 * time.Second
 		b := setup(t, working(), withConfig(&outbound.Config{DedupWindow: window, Notifier: notifier}))
-		first, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "one"})
-		require.NoError(t, err)
+		first := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "one"})
 		sent := waitForStatus(t, b.client, []uuid.UUID{first.Message.ID}, outbound.MessageStatusSent)[0]
 
-		dup, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
-		require.NoError(t, err)
+		dup := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
 		require.True(t, dup.Duplicate, "inside the window")
 		require.Less(t, time.Since(sent.SentAt), window, "the duplicate was tried inside the window")
 
 		time.Sleep(time.Until(sent.SentAt.Add(window + 100*time.Millisecond)))
-		second, err := b.client.Trigger(ctx, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
-		require.NoError(t, err)
+		second := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
 		require.False(t, second.Duplicate)
 		waitForStatus(t, b.client, []uuid.UUID{second.Message.ID}, outbound.MessageStatusSent)
 
@@ -166,8 +150,7 @@ func TestDedupWindow(t *testing.T) {
 		const racers, rounds = 16, 5
 		for round := range rounds {
 			conversation := int64(1000 + round)
-			first, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "race"})
-			require.NoError(t, err)
+			first := mustTrigger(ctx, t, b.client, conversation, &outbound.TriggerOpts{TemplateID: "race"})
 			b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 
 			results := make([]*outbound.TriggerResult, racers)

@@ -53,8 +53,7 @@ func TestDeliveryLease(t *testing.T) {
 		gate := newGateNotifier(nil)
 		client := startClient(t, pool, &outbound.Config{Schema: schema, Notifier: gate, MaxWorkers: 8}, gate)
 
-		bulk, err := client.BulkTrigger(ctx, conversations(8), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, conversations(8), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		// Twice as many notifier calls in flight as the pool has connections.
 		gate.waitInFlight(t, 8)
 
@@ -109,8 +108,7 @@ func TestDeliveryLease(t *testing.T) {
 		// runs in the other client.
 		config := &outbound.Config{Schema: schema, Notifier: gate, MaxWorkers: 1, NotifyTimeout: 5 * time.Second}
 		first := startClient(t, newTestPool(t, 4), config, gate)
-		res, err := first.Trigger(ctx, 30, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, first, 30, &outbound.TriggerOpts{TemplateID: "recovery"})
 		gate.waitInFlight(t, 1)
 
 		simulateRescue(t, schema, res.Message.JobID)
@@ -163,11 +161,10 @@ func TestDeliveryLease(t *testing.T) {
 				MeterProvider: providers.meter, TracerProvider: providers.tracer}
 		}
 		first := startClient(t, newTestPool(t, 4), config(), nil)
-		res, err := first.Trigger(ctx, 31, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, first, 31, &outbound.TriggerOpts{TemplateID: "recovery"})
 		<-entered
 
-		_, err = testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET claimed_until = now() WHERE id = $1", res.Message.ID)
+		_, err := testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET claimed_until = now() WHERE id = $1", res.Message.ID)
 		require.NoError(t, err)
 		simulateRescue(t, schema, res.Message.JobID)
 		startClient(t, newTestPool(t, 4), config(), nil)
@@ -201,8 +198,7 @@ func TestDeliveryLease(t *testing.T) {
 		client := startClient(t, pool, &outbound.Config{Schema: schema, Notifier: notifier, MaxAttempts: 3,
 			RetryPolicy: fixedRetry(50 * time.Millisecond)}, nil)
 
-		res, err := client.Trigger(ctx, 32, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, client, 32, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent, outbound.MessageStatusDiscarded)[0]
 		require.Equal(t, outbound.MessageStatusSent, msg.Status)
 		require.Equal(t, 1, msg.Attempts)
@@ -243,8 +239,7 @@ func TestDeliveryLease(t *testing.T) {
 		client := startClient(t, pool, &outbound.Config{Schema: schema, Notifier: notifier, MaxWorkers: 3,
 			Logger: slog.New(slog.DiscardHandler)}, nil)
 
-		bulk, err := client.BulkTrigger(ctx, conversations(6), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, conversations(6), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		for _, msg := range waitForStatus(t, client, messageIDs(bulk.Messages), outbound.MessageStatusSent) {
 			require.Equal(t, 1, msg.Attempts, "message %s", msg.ID)
 			require.Len(t, notifier.callsFor(msg.ID), 1, "message %s was sent twice", msg.ID)
@@ -278,8 +273,7 @@ func TestDeliveryLease(t *testing.T) {
 				pool := newTestPool(t, tc.maxConns)
 				client := startClient(t, pool, &outbound.Config{Schema: schema, Notifier: gate, MaxWorkers: tc.maxWorkers,
 					MaxBatchSize: tc.messages}, gate)
-				bulk, err := client.BulkTrigger(ctx, conversations(tc.messages), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-				require.NoError(t, err)
+				bulk := mustBulkTrigger(ctx, t, client, conversations(tc.messages), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 				gate.waitInFlight(t, tc.inFlight)
 				if tc.messages > tc.inFlight {

@@ -26,8 +26,7 @@ func TestEnvelopeReads(t *testing.T) {
 		const submitted = 52
 		var ids []uuid.UUID
 		for i := range submitted {
-			res, err := b.client.BulkTrigger(ctx, []int64{int64(i + 1)}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-			require.NoError(t, err)
+			res := mustBulkTrigger(ctx, t, b.client, []int64{int64(i + 1)}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 			ids = append(ids, res.Envelope.ID)
 		}
 		var refused []uuid.UUID

@@ -77,8 +77,7 @@ func FuzzTrigger(f *testing.F) {
 			}
 			require.Equal(t, before.Messages+1, countAll(t, schema).Messages)
 		}
-		again, err := client.Trigger(ctx, conversationID, opts)
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, client, conversationID, opts)
 		require.True(t, again.Duplicate, "the same key twice")
 		require.Equal(t, m.ID, again.Message.ID)
 	})
@@ -204,8 +203,7 @@ func FuzzSchemaName(f *testing.F) {
 		require.Positive(t, tables)
 		client, err := outbound.New(testPool, &outbound.Config{Schema: unique})
 		require.NoError(t, err)
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.Equal(t, 1, countRows(t, unique, "messages"))
 	})
 }

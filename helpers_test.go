@@ -64,6 +64,16 @@ func migratedSchema(tb testing.TB) string {
 	return testdb.Migrate(tb, testPool, "obt")
 }
 
+// migratedSchemas migrates the library's tables and River's into two new
+// schemas, dropped when the test ends, and returns their names.
+func migratedSchemas(tb testing.TB) (schema, riverSchema string) {
+	tb.Helper()
+	schema, riverSchema = newSchemaName(), newSchemaName()
+	tb.Cleanup(func() { dropSchema(schema); dropSchema(riverSchema) })
+	require.NoError(tb, outbound.Migrate(context.Background(), testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: riverSchema}))
+	return schema, riverSchema
+}
+
 // dropSchema drops a schema a test made by hand.
 func dropSchema(schema string) { testdb.Drop(testPool, schema) }
 
@@ -152,6 +162,22 @@ func setup(tb testing.TB, opts ...setupOption) *testBundle {
 		})
 	}
 	return &testBundle{client: client, schema: o.schema, pool: pool, audit: audit, factory: newFactory(o.schema)}
+}
+
+// mustTrigger is client.Trigger, failing the test on an error.
+func mustTrigger(ctx context.Context, tb testing.TB, client *outbound.Client, conversationID int64, opts *outbound.TriggerOpts) *outbound.TriggerResult {
+	tb.Helper()
+	res, err := client.Trigger(ctx, conversationID, opts)
+	require.NoError(tb, err)
+	return res
+}
+
+// mustBulkTrigger is client.BulkTrigger, failing the test on an error.
+func mustBulkTrigger(ctx context.Context, tb testing.TB, client *outbound.Client, conversationIDs []int64, opts *outbound.BulkTriggerOpts) *outbound.BulkTriggerResult {
+	tb.Helper()
+	res, err := client.BulkTrigger(ctx, conversationIDs, opts)
+	require.NoError(tb, err)
+	return res
 }
 
 // table returns the quoted, schema-qualified name of a table.
@@ -859,6 +885,14 @@ func (k pointKeys) of(attrs attribute.Set) string {
 		key += "/" + r.AsString()
 	}
 	return key
+}
+
+// requirePointSums checks, for each metric named in want, its sums by key.
+func requirePointSums(t *testing.T, reader *sdkmetric.ManualReader, keys pointKeys, want map[string]map[string]int64) {
+	t.Helper()
+	for name, sums := range want {
+		require.Equal(t, sums, pointSums(t, reader, name, keys), name)
+	}
 }
 
 // pointSums sums a metric's data points by key: an int64 counter's values,

@@ -100,28 +100,20 @@ func TestStatementsUseIndexes(t *testing.T) {
 	// Every ListMessages statement, with the indexes that serve its filters:
 	// the planner takes the most selective.
 	for _, f := range sqltext.AllMessageFilters() {
+		// The statement's parameters in their order, each with the index
+		// that may serve its filter.
 		args, indexes := []any{51}, []string{"messages_pkey"}
-		switch f.Status {
-		case sqltext.AwaitingStatus:
-			indexes = append(indexes, "messages_awaiting_result_idx")
-		case sqltext.FinalStatus:
-			indexes = append(indexes, "messages_final_status_id_idx")
-		}
-		if f.Envelope {
-			indexes = append(indexes, "messages_bulk_envelope_id_idx")
-		}
 		if f.Conversation {
-			indexes = append(indexes, "messages_conversation_id_id_idx")
-			args = append(args, int64(50))
+			args, indexes = append(args, int64(50)), append(indexes, "messages_conversation_id_id_idx")
 		}
 		if f.Envelope {
-			args = append(args, envelopeID)
+			args, indexes = append(args, envelopeID), append(indexes, "messages_bulk_envelope_id_idx")
 		}
 		switch f.Status {
 		case sqltext.AwaitingStatus:
-			args = append(args, "failed")
+			args, indexes = append(args, "failed"), append(indexes, "messages_awaiting_result_idx")
 		case sqltext.FinalStatus:
-			args = append(args, "discarded")
+			args, indexes = append(args, "discarded"), append(indexes, "messages_final_status_id_idx")
 		}
 		if f.After {
 			args = append(args, pgtype.UUID{Bytes: uuid.Max, Valid: true})
@@ -200,8 +192,7 @@ func TestClaimAndFailedRecordAreHOT(t *testing.T) {
 	ctx := ctxT(t)
 	b := setup(t)
 	q := sqltext.New(b.schema, b.schema)
-	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-	require.NoError(t, err)
+	res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 	id := pgtype.UUID{Bytes: res.Message.ID, Valid: true}
 	claimID := pgtype.UUID{Bytes: uuid.New(), Valid: true}
 

@@ -19,12 +19,9 @@ func TestListMessages(t *testing.T) {
 	b := setup(t)
 
 	// Conversation 1 gets a single and a bulk recipient; 2 and 3 only bulk.
-	single, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
-	require.NoError(t, err)
-	bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
-	require.NoError(t, err)
-	other, err := b.client.BulkTrigger(ctx, []int64{4}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
-	require.NoError(t, err)
+	single := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
+	bulk := mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
+	other := mustBulkTrigger(ctx, t, b.client, []int64{4}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
 	b.factory.setStatus(t, bulk.Messages[1].ID, outbound.MessageStatusSent)
 	require.NoError(t, b.client.CancelMessage(ctx, bulk.Messages[2].ID))
 
@@ -127,8 +124,7 @@ func TestListPagesUnderInserts(t *testing.T) {
 		for i := range ids {
 			ids[i] = int64(i + 1)
 		}
-		bulk, err := b.client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, b.client, ids, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 
 		var inserted atomic.Int64
 		stop := make(chan struct{})

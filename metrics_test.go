@@ -21,10 +21,8 @@ func TestDurationHistogramBuckets(t *testing.T) {
 	reader, providers := newTelemetryRecorder()
 	b := setup(t, working(), withConfig(&outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter}))
 
-	res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-	require.NoError(t, err)
-	_, err = b.client.BulkTrigger(ctx, []int64{2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-	require.NoError(t, err)
+	res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+	mustBulkTrigger(ctx, t, b.client, []int64{2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 	waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 
 	for _, name := range []string{"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.delivery.duration"} {
@@ -82,46 +80,21 @@ FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schem
 
 	// Bulks: idempotency_conflict, and database_error for two recipients.
 	envelopeID := uuid.Must(uuid.NewV7())
-	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "one", EnvelopeID: envelopeID})
-	require.NoError(t, err)
+	mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "one", EnvelopeID: envelopeID})
 	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "two", EnvelopeID: envelopeID})
 	require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
 	_, err = b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "refused", RenderedBody: "b"})
 	require.ErrorContains(t, err, "inserts refused by the test")
 
-	require.Equal(t, map[string]int64{
-		"failed/invalid_argument": 1,
-		"failed/auditor_error":    1,
-		"failed/context_done":     1,
-		"failed/database_error":   1,
-		"failed/schema_mismatch":  1,
-	}, pointSums(t, reader, "outbound.trigger.duration", byOutcomeReason))
-	require.Equal(t, map[string]int64{
-		"submitted":                   1,
-		"failed/idempotency_conflict": 1,
-		"failed/database_error":       1,
-	}, pointSums(t, reader, "outbound.bulk_trigger.duration", byOutcomeReason))
-
-	triggers := map[string]int64{}
-	for _, m := range findMetrics(t, reader, "outbound.triggers") {
-		for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-			o, _ := dp.Attributes.Value("outcome")
-			key := o.AsString()
-			if r, ok := dp.Attributes.Value("reason"); ok {
-				key += "/" + r.AsString()
-			}
-			triggers[key] += dp.Value
-		}
-	}
-	require.Equal(t, map[string]int64{
-		"triggered":                   2, // the first bulk's recipients
-		"failed/invalid_argument":     1,
-		"failed/auditor_error":        1,
-		"failed/context_done":         1,
-		"failed/database_error":       1 + 2,
-		"failed/schema_mismatch":      1,
-		"failed/idempotency_conflict": 2,
-	}, triggers, "a bulk's recipients count once each, with the bulk's reason")
+	requirePointSums(t, reader, byOutcomeReason, map[string]map[string]int64{
+		"outbound.trigger.duration": {"failed/invalid_argument": 1, "failed/auditor_error": 1, "failed/context_done": 1,
+			"failed/database_error": 1, "failed/schema_mismatch": 1},
+		"outbound.bulk_trigger.duration": {"submitted": 1, "failed/idempotency_conflict": 1, "failed/database_error": 1},
+		// A bulk's recipients count once each, with the bulk's reason; the
+		// first bulk's two were triggered.
+		"outbound.triggers": {"triggered": 2, "failed/invalid_argument": 1, "failed/auditor_error": 1, "failed/context_done": 1,
+			"failed/database_error": 1 + 2, "failed/schema_mismatch": 1, "failed/idempotency_conflict": 2},
+	})
 }
 
 // TestStatusGauge checks outbound.messages: the messages awaiting a result
@@ -137,8 +110,7 @@ func TestStatusGauge(t *testing.T) {
 	client, err := outbound.New(pool, &outbound.Config{Schema: schema, MeterProvider: providers.meter})
 	require.NoError(t, err)
 
-	res, err := client.BulkTrigger(ctx, []int64{1, 2, 3, 4, 5, 6}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-	require.NoError(t, err)
+	res := mustBulkTrigger(ctx, t, client, []int64{1, 2, 3, 4, 5, 6}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 	f := newFactory(schema)
 	f.setStatus(t, res.Messages[0].ID, outbound.MessageStatusFailed)
 	f.setStatus(t, res.Messages[1].ID, outbound.MessageStatusFailed)

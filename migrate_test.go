@@ -61,8 +61,7 @@ func TestMigrate(t *testing.T) {
 		require.Equal(t, len(migrations), countRows(t, schema, "outbound_migration"))
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 	})
 
 	t.Run("UpDownUp", func(t *testing.T) {
@@ -71,8 +70,7 @@ func TestMigrate(t *testing.T) {
 		schema := migratedSchema(t)
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 
 		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
 		for _, name := range []string{"messages", "bulk_envelopes", "audit_events"} {
@@ -84,8 +82,7 @@ func TestMigrate(t *testing.T) {
 		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
 
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.Equal(t, 1, countRows(t, schema, "messages"))
 	})
 
@@ -98,8 +95,7 @@ func TestMigrate(t *testing.T) {
 		schema := migratedSchema(t)
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		bulk, err := client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		for i, status := range []string{"delivering", "unconfirmed"} {
 			_, err := testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET status = $2, claim_id = gen_random_uuid(), claimed_until = now() WHERE id = $1",
 				bulk.Messages[i].ID, status)
@@ -116,8 +112,7 @@ func TestMigrate(t *testing.T) {
 		require.ErrorContains(t, err, "messages_status_check", "001's statuses are back")
 
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
-		again, err := client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: bulk.Envelope.ID})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, client, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: bulk.Envelope.ID})
 		require.True(t, again.Duplicate, "the once-unconfirmed message keeps its key")
 	})
 
@@ -130,11 +125,9 @@ func TestMigrate(t *testing.T) {
 		schema := migratedSchema(t)
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		first, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		first := mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		newFactory(schema).ageMessage(t, first.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
-		second, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		second := mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.False(t, second.Duplicate)
 
 		err = outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 2})
@@ -150,8 +143,7 @@ func TestMigrate(t *testing.T) {
 		require.Equal(t, []int{2, 1}, []int{all, holding}, "the old sent message holds its key again, as under 002")
 
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
-		again, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.False(t, again.Duplicate, "its window has passed: it is released again")
 	})
 
@@ -192,14 +184,12 @@ func TestMigrate(t *testing.T) {
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
 		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", ScheduleIn: time.Hour, EnvelopeID: uuid.Must(uuid.NewV7())}
-		_, err = client.BulkTrigger(ctx, []int64{1, 2}, opts)
-		require.NoError(t, err)
+		mustBulkTrigger(ctx, t, client, []int64{1, 2}, opts)
 
 		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 6}))
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
 		opts.ScheduleIn = 0
-		res, err := client.BulkTrigger(ctx, []int64{1, 2}, opts)
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, client, []int64{1, 2}, opts)
 		require.True(t, res.Replayed, "the schedule is unknown, so not compared")
 		opts.Actor = "agent:9"
 		_, err = client.BulkTrigger(ctx, []int64{1, 2}, opts)
@@ -222,8 +212,7 @@ func TestMigrate(t *testing.T) {
 			outbound.MessageStatusCancelled,
 		}
 		for i, status := range statuses {
-			res, err := client.Trigger(ctx, int64(i+1), &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			res := mustTrigger(ctx, t, client, int64(i+1), &outbound.TriggerOpts{TemplateID: "t"})
 			var (
 				holds, awaiting bool
 				final           *string
@@ -238,8 +227,7 @@ func TestMigrate(t *testing.T) {
 			if final != nil {
 				require.Equal(t, string(status), *final)
 			}
-			again, err := client.Trigger(ctx, int64(i+1), &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			again := mustTrigger(ctx, t, client, int64(i+1), &outbound.TriggerOpts{TemplateID: "t"})
 			require.Equal(t, holds, again.Duplicate, "status %s", status)
 		}
 	})
@@ -292,17 +280,14 @@ func TestMigrate(t *testing.T) {
 	t.Run("SeparateRiverSchema", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		schema, riverSchema := newSchemaName(), newSchemaName()
-		t.Cleanup(func() { dropSchema(schema); dropSchema(riverSchema) })
-		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: riverSchema}))
+		schema, riverSchema := migratedSchemas(t)
 		require.True(t, tableExists(t, schema, "messages"))
 		require.False(t, tableExists(t, schema, "river_job"))
 		require.True(t, tableExists(t, riverSchema, "river_job"))
 
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: riverSchema})
 		require.NoError(t, err)
-		res, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.Equal(t, "outbound_delivery", jobByID(t, riverSchema, res.Message.JobID).Kind)
 	})
 
@@ -315,8 +300,7 @@ func TestMigrate(t *testing.T) {
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		_, err = client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		mustBulkTrigger(ctx, t, client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		require.Equal(t, 2, countRows(t, schema, "messages"))
 	})
 

@@ -47,8 +47,7 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		ids := conversations(n)
 		if k != fresh {
 			for _, id := range ids[:n/2] {
-				res, err := client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
-				require.NoError(t, err)
+				res := mustTrigger(ctx, t, client, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
 				if k == pastWindow {
 					newFactory(schema).ageMessage(t, res.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
 				}
@@ -56,8 +55,7 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		}
 		counter.n.Store(0)
 		counter.notifies.Store(0)
-		res, err := client.BulkTrigger(ctx, ids, &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID})
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, client, ids, &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID})
 		require.Len(t, res.Messages, n)
 		if k == pastWindow {
 			for _, m := range res.Messages {
@@ -100,19 +98,16 @@ func TestStagedMessagesMatchRows(t *testing.T) {
 
 	t.Run("Trigger", func(t *testing.T) {
 		t.Parallel()
-		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "plain"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "plain"})
 		requireRows(t, res.Message)
-		res, err = b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "plain"})
-		require.NoError(t, err)
+		res = mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "plain"})
 		require.True(t, res.Duplicate)
 		requireRows(t, res.Message)
 	})
 
 	t.Run("TriggerWithEnvelopeAndSchedule", func(t *testing.T) {
 		t.Parallel()
-		res, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", Content: "hello", BulkEnvelopeID: uuid.Must(uuid.NewV7()), ScheduleIn: time.Hour})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "t", Content: "hello", BulkEnvelopeID: uuid.Must(uuid.NewV7()), ScheduleIn: time.Hour})
 		requireRows(t, res.Message)
 	})
 
@@ -120,13 +115,10 @@ func TestStagedMessagesMatchRows(t *testing.T) {
 		t.Parallel()
 		envelopeID := uuid.Must(uuid.NewV7())
 		opts := &outbound.TriggerOpts{TemplateID: "bulk", BulkEnvelopeID: envelopeID}
-		_, err := b.client.Trigger(ctx, 11, opts)
-		require.NoError(t, err)
-		sent, err := b.client.Trigger(ctx, 12, opts)
-		require.NoError(t, err)
+		mustTrigger(ctx, t, b.client, 11, opts)
+		sent := mustTrigger(ctx, t, b.client, 12, opts)
 		b.factory.ageMessage(t, sent.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
-		res, err := b.client.BulkTrigger(ctx, []int64{10, 11, 12}, &outbound.BulkTriggerOpts{TemplateID: "bulk", RenderedBody: "b", EnvelopeID: envelopeID, ScheduleIn: time.Minute})
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{10, 11, 12}, &outbound.BulkTriggerOpts{TemplateID: "bulk", RenderedBody: "b", EnvelopeID: envelopeID, ScheduleIn: time.Minute})
 		require.NotEqual(t, sent.Message.ID, res.Messages[2].ID, "a new message past the window")
 		requireRows(t, res.Messages...)
 	})

@@ -60,8 +60,7 @@ func TestNotifierErrors(t *testing.T) {
 		}}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier})) // 20 attempts by default
 
-		res, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 50, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusDiscarded)[0]
 		require.Equal(t, 1, msg.Attempts)
 		require.Equal(t, "permanent failure: smtp 550", msg.LastError)
@@ -79,8 +78,7 @@ func TestNotifierErrors(t *testing.T) {
 		require.Len(t, job.Errors, 1)
 		require.Contains(t, job.Errors[0].Error, "permanent failure: smtp 550")
 
-		again, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 50, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.False(t, again.Duplicate, "a discarded message frees its dedup key")
 		require.Len(t, notifier.callsFor(msg.ID), 1)
 	})
@@ -100,8 +98,7 @@ func TestNotifierErrors(t *testing.T) {
 		}}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier}))
 
-		res, err := b.client.Trigger(ctx, 51, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 51, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)[0]
 		require.Equal(t, 2, msg.Attempts)
 		got := notifier.callsFor(msg.ID)
@@ -134,8 +131,7 @@ func TestNotifierErrors(t *testing.T) {
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, MaxAttempts: 2,
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))
 
-		res, err := b.client.Trigger(ctx, 52, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 52, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusDiscarded)[0]
 		require.Equal(t, 2, msg.Attempts, "the first error was recorded and retried")
 		require.LessOrEqual(t, len(msg.LastError), outbound.MaxLastErrorBytes)

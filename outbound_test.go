@@ -18,8 +18,7 @@ func TestTrigger(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t)
 
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.False(t, res.Duplicate)
 
 		m := res.Message
@@ -61,8 +60,7 @@ func TestTrigger(t *testing.T) {
 		b := setup(t, withConfig(&outbound.Config{Queue: "follow_ups", MaxAttempts: 3}))
 		envelopeID := uuid.Must(uuid.NewV7())
 
-		res, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "t1", Content: "Hello again", BulkEnvelopeID: envelopeID})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 7, &outbound.TriggerOpts{TemplateID: "t1", Content: "Hello again", BulkEnvelopeID: envelopeID})
 		m := res.Message
 		require.Equal(t, "Hello again", m.Content)
 		require.Equal(t, envelopeID, m.BulkEnvelopeID)
@@ -83,8 +81,7 @@ func TestTrigger(t *testing.T) {
 		b := setup(t)
 
 		before := time.Now()
-		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "later", ScheduleIn: time.Hour})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "later", ScheduleIn: time.Hour})
 		after := time.Now()
 
 		job := jobByID(t, b.schema, res.Message.JobID)
@@ -183,12 +180,10 @@ func TestTriggerDedup(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t, audited())
 
-		first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		first := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		before := countAll(t, b.schema)
 
-		second, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "other text"})
-		require.NoError(t, err)
+		second := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "other text"})
 		require.True(t, second.Duplicate)
 		require.Equal(t, first.Message, second.Message)
 		require.Equal(t, before, countAll(t, b.schema))
@@ -204,8 +199,7 @@ func TestTriggerDedup(t *testing.T) {
 			{43, &outbound.TriggerOpts{TemplateID: "recovery"}},
 			{42, &outbound.TriggerOpts{TemplateID: "recovery", BulkEnvelopeID: uuid.Must(uuid.NewV7())}},
 		} {
-			res, err := b.client.Trigger(ctx, opts.conversationID, opts.opts)
-			require.NoError(t, err)
+			res := mustTrigger(ctx, t, b.client, opts.conversationID, opts.opts)
 			require.False(t, res.Duplicate)
 		}
 		require.Equal(t, 4, countRows(t, b.schema, "messages"))
@@ -217,24 +211,20 @@ func TestTriggerDedup(t *testing.T) {
 		b := setup(t)
 
 		for _, status := range []outbound.MessageStatus{outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded} {
-			first, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-			require.NoError(t, err)
+			first := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 			require.False(t, first.Duplicate)
 			b.factory.setStatus(t, first.Message.ID, status)
 
-			again, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-			require.NoError(t, err)
+			again := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 			require.False(t, again.Duplicate, "a %s message frees its key", status)
 			require.NotEqual(t, first.Message.ID, again.Message.ID)
 			b.factory.setStatus(t, again.Message.ID, status)
 		}
 		// Sent and failed messages keep the key.
 		for _, status := range []string{"sent", "failed"} {
-			res, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: status})
-			require.NoError(t, err)
+			res := mustTrigger(ctx, t, b.client, 50, &outbound.TriggerOpts{TemplateID: status})
 			b.factory.setStatus(t, res.Message.ID, outbound.MessageStatus(status))
-			again, err := b.client.Trigger(ctx, 50, &outbound.TriggerOpts{TemplateID: status})
-			require.NoError(t, err)
+			again := mustTrigger(ctx, t, b.client, 50, &outbound.TriggerOpts{TemplateID: status})
 			require.True(t, again.Duplicate, "a %s message keeps its key", status)
 		}
 	})

@@ -103,8 +103,7 @@ func TestWorkerProcesses(t *testing.T) {
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
 		require.NoError(t, err)
 		const n = 300
-		bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 		require.Eventually(t, func() bool {
 			progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
@@ -170,8 +169,7 @@ func TestWorkerProcesses(t *testing.T) {
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
 		require.NoError(t, err)
 		const n = 300
-		bulk, err := client.BulkTrigger(ctx, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 		const kills = 4
 		for range kills {

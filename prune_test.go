@@ -39,8 +39,7 @@ func TestPrune(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t, audited(), withConfig(&outbound.Config{MaxBatchSize: 3}))
 		trigger := func(conversation int64) uuid.UUID {
-			res, err := b.client.Trigger(ctx, conversation, &outbound.TriggerOpts{TemplateID: "t"})
-			require.NoError(t, err)
+			res := mustTrigger(ctx, t, b.client, conversation, &outbound.TriggerOpts{TemplateID: "t"})
 			return res.Message.ID
 		}
 
@@ -62,14 +61,12 @@ func TestPrune(t *testing.T) {
 
 		// An envelope whose messages all go, one with a message left, and
 		// refusals old and young.
-		emptied, err := b.client.BulkTrigger(ctx, []int64{10, 11}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		emptied := mustBulkTrigger(ctx, t, b.client, []int64{10, 11}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		for _, m := range emptied.Messages {
 			gone = append(gone, b.factory.backdateMessage(t, m.ID, outbound.MessageStatusSent, 40*day))
 		}
 		b.factory.backdateEnvelope(t, emptied.Envelope.ID, 40*day)
-		halfDone, err := b.client.BulkTrigger(ctx, []int64{12, 13}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		halfDone := mustBulkTrigger(ctx, t, b.client, []int64{12, 13}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		gone = append(gone, b.factory.backdateMessage(t, halfDone.Messages[0].ID, outbound.MessageStatusSent, 40*day))
 		kept = append(kept, b.factory.backdateMessage(t, halfDone.Messages[1].ID, outbound.MessageStatusFailed, 40*day))
 		b.factory.backdateEnvelope(t, halfDone.Envelope.ID, 40*day)
@@ -84,7 +81,7 @@ func TestPrune(t *testing.T) {
 
 		// Audit events: one of each kind so far, moved back 40 days, and a
 		// young one.
-		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "audit_events")+" SET occurred_at = now() - interval '40 days'")
+		_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "audit_events")+" SET occurred_at = now() - interval '40 days'")
 		require.NoError(t, err)
 		trigger(30)
 		events := countRows(t, b.schema, "audit_events")
@@ -119,11 +116,9 @@ func TestPrune(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t) // a 24h window
-		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		inWindow := b.factory.backdateMessage(t, res.Message.ID, outbound.MessageStatusSent, 2*time.Hour)
-		res, err = b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		res = mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "t"})
 		cancelled := b.factory.backdateMessage(t, res.Message.ID, outbound.MessageStatusCancelled, 2*time.Hour)
 
 		pruned, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: time.Hour})
@@ -137,8 +132,7 @@ func TestPrune(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t, withConfig(&outbound.Config{DedupWindow: -1}))
-		res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		old := b.factory.backdateMessage(t, res.Message.ID, outbound.MessageStatusSent, 40*day)
 		pruned, err := b.client.Prune(ctx, &outbound.PruneParams{OlderThan: 30 * day})
 		require.NoError(t, err)
@@ -176,11 +170,9 @@ func TestPrune(t *testing.T) {
 		schema := migratedSchema(t)
 		seed, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		res, err := seed.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, seed, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		old := newFactory(schema).backdateMessage(t, res.Message.ID, outbound.MessageStatusCancelled, 40*day)
-		res, err = seed.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		res = mustTrigger(ctx, t, seed, 2, &outbound.TriggerOpts{TemplateID: "t"})
 		young := res.Message.ID
 
 		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{Retention: 30 * day}))

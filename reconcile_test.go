@@ -33,8 +33,7 @@ func TestReconcile(t *testing.T) {
 		b := setup(t)
 		jobs := hostRiver(t, b.schema)
 		trigger := func(conversationID int64) *outbound.Message {
-			res, err := b.client.Trigger(ctx, conversationID, &outbound.TriggerOpts{TemplateID: "recovery"})
-			require.NoError(t, err)
+			res := mustTrigger(ctx, t, b.client, conversationID, &outbound.TriggerOpts{TemplateID: "recovery"})
 			return res.Message
 		}
 
@@ -82,8 +81,7 @@ func TestReconcile(t *testing.T) {
 
 		// Settled messages free their keys; a second run finds nothing.
 		for _, id := range []int64{1, 2, 3} {
-			res, err := b.client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: "recovery"})
-			require.NoError(t, err)
+			res := mustTrigger(ctx, t, b.client, id, &outbound.TriggerOpts{TemplateID: "recovery"})
 			require.False(t, res.Duplicate, "conversation %d", id)
 		}
 		n, err = b.client.Reconcile(ctx)
@@ -96,8 +94,7 @@ func TestReconcile(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t, withConfig(&outbound.Config{MaxBatchSize: 2500}))
-		bulk, err := b.client.BulkTrigger(ctx, conversations(2500), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(2500), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		jobIDs := make([]int64, len(bulk.Messages))
 		for i, m := range bulk.Messages {
 			jobIDs[i] = m.JobID
@@ -121,8 +118,7 @@ func TestReconcile(t *testing.T) {
 		schema := migratedSchema(t)
 		idle, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		res, err := idle.Trigger(ctx, 8, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, idle, 8, &outbound.TriggerOpts{TemplateID: "recovery"})
 		_, err = hostRiver(t, schema).JobCancel(ctx, res.Message.JobID)
 		require.NoError(t, err)
 
@@ -146,8 +142,7 @@ func TestReconcile(t *testing.T) {
 
 		notifier := &recordingNotifier{}
 		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{Notifier: notifier, MaxAttempts: 1}))
-		res, err := b.client.Trigger(ctx, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		require.Eventually(t, func() bool { return jobByID(t, schema, res.Message.JobID).State == "discarded" },
 			30*time.Second, 20*time.Millisecond)
@@ -165,8 +160,7 @@ func TestReconcile(t *testing.T) {
 		require.Equal(t, "delivery job was discarded after an attempt that never recorded a result: the notifier may have delivered it", msg.LastError)
 		require.Len(t, notifier.Calls(), 1)
 
-		again, err := b.client.Trigger(ctx, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.True(t, again.Duplicate, "an unconfirmed message keeps its dedup key")
 		require.Equal(t, msg.ID, again.Message.ID)
 		err = b.client.CancelMessage(ctx, msg.ID)

@@ -83,9 +83,8 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 	t.Run("MessageColumns", func(t *testing.T) {
 		t.Parallel()
 		envelope := uuid.Must(uuid.NewV7())
-		res, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "tpl", Content: "body", BulkEnvelopeID: envelope, ScheduleIn: time.Hour})
-		require.NoError(t, err)
-		_, err = testPool.Exec(ctx, "UPDATE "+messages+` SET status = 'sent', attempts = 3, last_error = 'boom',
+		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "tpl", Content: "body", BulkEnvelopeID: envelope, ScheduleIn: time.Hour})
+		_, err := testPool.Exec(ctx, "UPDATE "+messages+` SET status = 'sent', attempts = 3, last_error = 'boom',
 			sent_at = now() + interval '1 minute', updated_at = now() + interval '2 minutes' WHERE id = $1`, res.Message.ID)
 		require.NoError(t, err)
 		var row map[string]any
@@ -125,10 +124,9 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 
 	t.Run("EnvelopeColumns", func(t *testing.T) {
 		t.Parallel()
-		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1", ScheduleIn: time.Minute})
-		require.NoError(t, err)
+		mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1", ScheduleIn: time.Minute})
 		require.NoError(t, b.client.SetMaxBatchSize(2))
-		_, err = b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1", ScheduleIn: time.Minute})
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1", ScheduleIn: time.Minute})
 		var tooLarge *outbound.BatchTooLargeError
 		require.ErrorAs(t, err, &tooLarge)
 		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "bulk_envelopes")+" SET updated_at = now() + interval '1 minute', requested_at = now() - interval '1 minute' WHERE id = $1", tooLarge.EnvelopeID)

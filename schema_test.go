@@ -68,8 +68,7 @@ func TestSchemaMismatch(t *testing.T) {
 		// A failed check is not remembered: once migrated, the same client
 		// works.
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 	})
 
 	t.Run("MigratedToAnOlderVersion", func(t *testing.T) {
@@ -132,8 +131,7 @@ func TestSchemaMismatch(t *testing.T) {
 
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		bulk, err := client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 
 		moved, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: otherRiver})
 		require.NoError(t, err)
@@ -181,8 +179,7 @@ func TestMigrateOnSmallPoolsAndLimitedRoles(t *testing.T) {
 		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}), "idempotent")
 		client, err := outbound.New(pool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.NoError(t, outbound.MigrateDown(ctx, pool, &outbound.MigrateOpts{Schema: schema}))
 		require.False(t, tableExists(t, schema, "messages"))
 	})
@@ -211,8 +208,7 @@ func TestMigrateOnSmallPoolsAndLimitedRoles(t *testing.T) {
 		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}), "idempotent")
 		client, err := outbound.New(pool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
-		_, err = client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
-		require.NoError(t, err)
+		mustBulkTrigger(ctx, t, client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 		require.Equal(t, 2, countRows(t, schema, "river_job"))
 	})
 }

@@ -89,18 +89,14 @@ func TestLogsCarryNoActorOrBody(t *testing.T) {
 		MaxBatchSize: 3, Notifier: notifier, MaxAttempts: 5, Logger: slog.New(logs),
 	}))
 
-	sent, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Content: body, Actor: actor})
-	require.NoError(t, err)
-	_, err = b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Content: body, Actor: actor})
-	require.NoError(t, err)
-	_, err = b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", Content: body + "\x00", Actor: actor})
+	sent := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t", Content: body, Actor: actor})
+	mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t", Content: body, Actor: actor})
+	_, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "t", Content: body + "\x00", Actor: actor})
 	require.ErrorIs(t, err, outbound.ErrInvalidArgument)
 	envelopeID := uuid.Must(uuid.NewV7())
 	bulkOpts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: body, Actor: actor, EnvelopeID: envelopeID}
-	bulk, err := b.client.BulkTrigger(ctx, []int64{3, 4, 5}, bulkOpts)
-	require.NoError(t, err)
-	_, err = b.client.BulkTrigger(ctx, []int64{3, 4, 5}, bulkOpts)
-	require.NoError(t, err)
+	bulk := mustBulkTrigger(ctx, t, b.client, []int64{3, 4, 5}, bulkOpts)
+	mustBulkTrigger(ctx, t, b.client, []int64{3, 4, 5}, bulkOpts)
 	_, err = b.client.BulkTrigger(ctx, []int64{6, 7, 8, 9}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: body, Actor: actor})
 	require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 	_, err = b.client.BulkTrigger(ctx, []int64{6, 7, 8, 9}, &outbound.BulkTriggerOpts{

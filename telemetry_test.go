@@ -27,45 +27,32 @@ func TestTelemetry(t *testing.T) {
 		body  = "secret-body-text"
 	)
 	// Every trigger outcome...
-	first, err := b.client.Trigger(ctx, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
-	require.NoError(t, err)
-	_, err = b.client.Trigger(ctx, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
-	require.NoError(t, err)
-	_, err = b.client.Trigger(ctx, 4243, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Auditor: failingAuditor})
+	first := mustTrigger(ctx, t, b.client, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
+	mustTrigger(ctx, t, b.client, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
+	_, err := b.client.Trigger(ctx, 4243, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Auditor: failingAuditor})
 	require.Error(t, err)
 
 	// ...and every bulk outcome but the failed refusal, tested on its own.
 	envelopeID := uuid.Must(uuid.NewV7())
 	bulkOpts := &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor, EnvelopeID: envelopeID}
-	_, err = b.client.BulkTrigger(ctx, []int64{5001, 5002, 5003}, bulkOpts)
-	require.NoError(t, err)
-	_, err = b.client.BulkTrigger(ctx, []int64{5001, 5002, 5003}, bulkOpts)
-	require.NoError(t, err)
+	mustBulkTrigger(ctx, t, b.client, []int64{5001, 5002, 5003}, bulkOpts)
+	mustBulkTrigger(ctx, t, b.client, []int64{5001, 5002, 5003}, bulkOpts)
 	_, err = b.client.BulkTrigger(ctx, []int64{6001, 6002, 6003, 6004}, &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor})
 	require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 	_, err = b.client.BulkTrigger(ctx, []int64{7001, 7002}, &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor, Auditor: failingAuditor})
 	require.Error(t, err)
 
 	t.Run("Metrics", func(t *testing.T) {
-		require.Equal(t, map[string]int64{
-			"triggered": 1 + 3, // one single, one bulk of three
-			"duplicate": 1 + 3, // one single, one replayed bulk of three
-			"failed":    1 + 2, // one single, one bulk of two
-		}, pointSums(t, reader, "outbound.triggers", byOutcome))
-		require.Equal(t, map[string]int64{
-			"submitted":            1,
-			"replayed":             1,
-			"refused_cap_exceeded": 1,
-			"failed":               1,
-		}, pointSums(t, reader, "outbound.bulk.triggers", byOutcome))
-		require.Equal(t, map[string]int64{
-			"submitted":            3,
-			"replayed":             3,
-			"refused_cap_exceeded": 4,
-			"failed":               2,
-		}, pointSums(t, reader, "outbound.bulk.recipients", byOutcome))
-		require.Equal(t, map[string]int64{"triggered": 1, "duplicate": 1, "failed": 1}, pointSums(t, reader, "outbound.trigger.duration", byOutcome))
-		require.Equal(t, map[string]int64{"submitted": 1, "replayed": 1, "refused_cap_exceeded": 1, "failed": 1}, pointSums(t, reader, "outbound.bulk_trigger.duration", byOutcome))
+		bulkCalls := map[string]int64{"submitted": 1, "replayed": 1, "refused_cap_exceeded": 1, "failed": 1}
+		requirePointSums(t, reader, byOutcome, map[string]map[string]int64{
+			// One single each, and bulks of three (triggered, then replayed)
+			// and of two (failed).
+			"outbound.triggers":              {"triggered": 1 + 3, "duplicate": 1 + 3, "failed": 1 + 2},
+			"outbound.bulk.triggers":         bulkCalls,
+			"outbound.bulk.recipients":       {"submitted": 3, "replayed": 3, "refused_cap_exceeded": 4, "failed": 2},
+			"outbound.trigger.duration":      {"triggered": 1, "duplicate": 1, "failed": 1},
+			"outbound.bulk_trigger.duration": bulkCalls,
+		})
 
 		var names []string
 		for _, sm := range collect(t, reader).ScopeMetrics {
@@ -228,8 +215,7 @@ func TestDeliveryTelemetry(t *testing.T) {
 
 	var ids []uuid.UUID
 	for _, id := range []int64{ok, hopeless, panicky, slow, cancelled, permanent, limited} {
-		res, err := b.client.Trigger(ctx, id, &outbound.TriggerOpts{TemplateID: "tpl-x", Content: "secret body", Actor: "secret actor"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, id, &outbound.TriggerOpts{TemplateID: "tpl-x", Content: "secret body", Actor: "secret actor"})
 		if id == cancelled {
 			b.factory.setStatus(t, res.Message.ID, outbound.MessageStatusCancelled)
 			continue
@@ -240,8 +226,7 @@ func TestDeliveryTelemetry(t *testing.T) {
 
 	// A second client without a notifier: its deliveries are no-ops.
 	noop := setup(t, working(), withConfig(&outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter}))
-	res, err := noop.client.Trigger(ctx, ok, &outbound.TriggerOpts{TemplateID: "tpl-x"})
-	require.NoError(t, err)
+	res := mustTrigger(ctx, t, noop.client, ok, &outbound.TriggerOpts{TemplateID: "tpl-x"})
 	waitForStatus(t, noop.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 
 	// Stopping waits for running attempts, which record on their way out.

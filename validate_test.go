@@ -187,12 +187,10 @@ func TestInputAtItsLimit(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res.Message.TemplateID, outbound.MaxTemplateIDBytes)
 	require.Len(t, res.Message.Content, 1000)
-	again, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: templateID})
-	require.NoError(t, err)
+	again := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: templateID})
 	require.True(t, again.Duplicate, "the dedup index holds the longest template id")
 
-	bulk, err := b.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: templateID, RenderedBody: long(1000)})
-	require.NoError(t, err)
+	bulk := mustBulkTrigger(ctx, t, b.client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: templateID, RenderedBody: long(1000)})
 	require.Len(t, bulk.Messages, 2)
 
 	// The Config field sets the limit.

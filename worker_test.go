@@ -28,10 +28,8 @@ func TestDelivery(t *testing.T) {
 		notifier := &recordingNotifier{}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier}))
 
-		single, err := b.client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "We fixed it."})
-		require.NoError(t, err)
-		bulk, err := b.client.BulkTrigger(ctx, conversations(5), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		single := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery", Content: "We fixed it."})
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(5), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 		ids := append(messageIDs(bulk.Messages), single.Message.ID)
 		riverClient, err := river.NewClient(riverpgxv5.New(testPool), &river.Config{Schema: b.schema})
@@ -99,8 +97,7 @@ func TestDelivery(t *testing.T) {
 		}}
 		b = setup(t, working(), withConfig(&outbound.Config{Notifier: notifier}))
 
-		res, err := b.client.Trigger(ctx, 7, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 7, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		inSecond := <-seen
 		require.Equal(t, outbound.MessageStatusDelivering, inSecond.Status)
@@ -130,8 +127,7 @@ func TestDelivery(t *testing.T) {
 		}}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, MaxAttempts: 3}))
 
-		res, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusDiscarded)[0]
 		require.Equal(t, 3, msg.Attempts)
@@ -142,8 +138,7 @@ func TestDelivery(t *testing.T) {
 			30*time.Second, 20*time.Millisecond)
 
 		// Discarding frees the dedup key: the same trigger writes a new message.
-		again, err := b.client.Trigger(ctx, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		again := mustTrigger(ctx, t, b.client, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.False(t, again.Duplicate)
 		require.NotEqual(t, msg.ID, again.Message.ID)
 	})
@@ -161,8 +156,7 @@ func TestDelivery(t *testing.T) {
 		var logs syncBuffer
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 
-		res, err := b.client.Trigger(ctx, 11, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 11, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
 		require.Equal(t, 2, msg.Attempts)
 		require.Len(t, notifier.callsFor(msg.ID), 2)
@@ -188,8 +182,7 @@ func TestDelivery(t *testing.T) {
 		}}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, NotifyTimeout: 300 * time.Millisecond}))
 
-		res, err := b.client.Trigger(ctx, 12, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 12, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
 		require.Equal(t, 3, msg.Attempts)
 		calls := notifier.callsFor(msg.ID)
@@ -211,8 +204,7 @@ func TestDelivery(t *testing.T) {
 		ctx := ctxT(t)
 		b := setup(t, working())
 
-		res, err := b.client.Trigger(ctx, 13, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 13, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, messageIDs([]*outbound.Message{res.Message}), outbound.MessageStatusSent)[0]
 		require.Equal(t, 1, msg.Attempts)
 		require.False(t, msg.SentAt.IsZero())
@@ -227,8 +219,7 @@ func TestDelivery(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		res, err := b.client.Trigger(ctx, 16, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 16, &outbound.TriggerOpts{TemplateID: "recovery"})
 		b.factory.ageMessage(t, res.Message.ID, outbound.MessageStatusSent, time.Hour)
 		before, err := b.client.Message(ctx, res.Message.ID)
 		require.NoError(t, err)
@@ -250,10 +241,8 @@ func TestDelivery(t *testing.T) {
 		notifier := &recordingNotifier{}
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier}))
 
-		later, err := b.client.Trigger(ctx, 14, &outbound.TriggerOpts{TemplateID: "recovery", ScheduleIn: 3 * time.Second})
-		require.NoError(t, err)
-		now, err := b.client.Trigger(ctx, 15, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		later := mustTrigger(ctx, t, b.client, 14, &outbound.TriggerOpts{TemplateID: "recovery", ScheduleIn: 3 * time.Second})
+		now := mustTrigger(ctx, t, b.client, 15, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		// The unscheduled message goes first, while the scheduled one waits.
 		waitForStatus(t, b.client, messageIDs([]*outbound.Message{now.Message}), outbound.MessageStatusSent)
@@ -294,8 +283,7 @@ func TestDelivery(t *testing.T) {
 			require.NoError(t, hostRiver.Stop(stopCtx))
 		})
 
-		res, err := client.BulkTrigger(ctx, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		for _, msg := range waitForStatus(t, client, messageIDs(res.Messages), outbound.MessageStatusSent) {
 			require.Len(t, notifier.callsFor(msg.ID), 1)
 			require.Equal(t, "completed", jobByID(t, schema, msg.JobID).State)
@@ -335,8 +323,7 @@ func TestDelivery(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, first.Start(context.Background()))
 
-		res, err := first.Trigger(ctx, 16, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, first, 16, &outbound.TriggerOpts{TemplateID: "recovery"})
 		<-started
 
 		stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -373,8 +360,7 @@ func TestDelivery(t *testing.T) {
 		require.NoError(t, client.Start(context.Background()))
 		t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
 
-		bulk, err := client.BulkTrigger(ctx, conversations(200), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.NoError(t, err)
+		bulk := mustBulkTrigger(ctx, t, client, conversations(200), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		for _, msg := range waitForStatus(t, client, messageIDs(bulk.Messages), outbound.MessageStatusSent) {
 			require.Equal(t, 1, msg.Attempts, "no attempt timed out waiting for a connection")
 		}
@@ -392,8 +378,7 @@ func TestDelivery(t *testing.T) {
 
 		notifier := &recordingNotifier{}
 		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{Notifier: notifier}))
-		res, err := b.client.Trigger(ctx, 17, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 17, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)[0]
 		calls := notifier.callsFor(msg.ID)
@@ -418,14 +403,11 @@ func TestDelivery(t *testing.T) {
 	t.Run("SeparateRiverSchema", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		schema, riverSchema := newSchemaName(), newSchemaName()
-		t.Cleanup(func() { dropSchema(schema); dropSchema(riverSchema) })
-		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: riverSchema}))
+		schema, riverSchema := migratedSchemas(t)
 
 		idle, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: riverSchema})
 		require.NoError(t, err)
-		cancelled, err := idle.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		cancelled := mustTrigger(ctx, t, idle, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, idle.CancelMessage(ctx, cancelled.Message.ID))
 		require.Equal(t, "cancelled", jobByID(t, riverSchema, cancelled.Message.JobID).State)
 		n, err := idle.Reconcile(ctx)
@@ -434,8 +416,7 @@ func TestDelivery(t *testing.T) {
 
 		notifier := &recordingNotifier{}
 		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{RiverSchema: riverSchema, Notifier: notifier}))
-		res, err := b.client.Trigger(ctx, 2, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "recovery"})
 		msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)[0]
 		require.Equal(t, "completed", jobByID(t, riverSchema, msg.JobID).State)
 		require.Len(t, notifier.Calls(), 1)
@@ -458,8 +439,7 @@ func TestDelivery(t *testing.T) {
 		require.NoError(t, client.Stop(ctx))
 
 		// Triggered while stopped, delivered once started again.
-		res, err := client.Trigger(ctx, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, err)
+		res := mustTrigger(ctx, t, client, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.NoError(t, client.Start(context.Background()))
 		t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
 		waitForStatus(t, client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
