@@ -43,25 +43,26 @@ type stagedTrigger struct {
 // first so that each message row is written once, with its job id; message
 // ids are made here so that job args can carry them before the rows exist.
 func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs []int64, p *stageParams) (*stagedTrigger, error) {
-	b, err := newTriggerBatch(conversationIDs, p)
-	if err != nil {
+	// The batch stays on the stack: the steps borrow it, none keeps it.
+	var b triggerBatch
+	if err := b.init(conversationIDs, p); err != nil {
 		return nil, err
 	}
-	if err := c.insertJobs(ctx, tx, b); err != nil {
+	if err := c.insertJobs(ctx, tx, &b); err != nil {
 		return nil, err
 	}
 	written := make(map[uuid.UUID]insertedMessage, len(conversationIDs))
-	if err := c.insertMessages(ctx, tx, b, b.recipients, written); err != nil {
+	if err := c.insertMessages(ctx, tx, &b, b.recipients, written); err != nil {
 		return nil, err
 	}
 	if len(written) < len(conversationIDs) && c.config.DedupWindow >= 0 {
-		if err := c.insertPastWindow(ctx, tx, b, written); err != nil {
+		if err := c.insertPastWindow(ctx, tx, &b, written); err != nil {
 			return nil, err
 		}
 	}
 	staged := b.stage(written)
 	if staged.duplicates > 0 {
-		if err := c.stageDuplicates(ctx, tx, b, staged); err != nil {
+		if err := c.stageDuplicates(ctx, tx, &b, staged); err != nil {
 			return nil, err
 		}
 	}
@@ -75,10 +76,10 @@ type triggerBatch struct {
 	envelopeID *uuid.UUID
 	// scheduledAt is when delivery may start: nil for now.
 	scheduledAt *time.Time
-	// metadata is every new message's metadata, and metadataJSON the same as
-	// the insert sends it.
+	// metadata is every new message's metadata, made once and copied into
+	// each message; metadataLeft counts the messages still to take it.
 	metadata     map[string]any
-	metadataJSON string
+	metadataLeft int
 	// recipients are the per-recipient columns, in input order; their job
 	// ids are filled in by insertJobs.
 	recipients recipientRows
@@ -100,12 +101,12 @@ type insertedMessage struct {
 	createdAt, scheduledAt time.Time
 }
 
-// newTriggerBatch makes the ids and shared values of one call's messages.
-func newTriggerBatch(conversationIDs []int64, p *stageParams) (*triggerBatch, error) {
-	b := &triggerBatch{
+// init makes the ids and shared values of one call's messages.
+func (b *triggerBatch) init(conversationIDs []int64, p *stageParams) error {
+	*b = triggerBatch{
 		params:     p,
 		envelopeID: nullIfNilUUID(p.bulkEnvelopeID),
-		metadata:   messageMetadata(p.templateID, MessageStatusPending, p.bulkEnvelopeID),
+		metadata:   newMessageMetadata(p.templateID, p.bulkEnvelopeID),
 		recipients: recipientRows{
 			ids:             make([]pgtype.UUID, len(conversationIDs)),
 			conversationIDs: conversationIDs,
@@ -116,33 +117,29 @@ func newTriggerBatch(conversationIDs []int64, p *stageParams) (*triggerBatch, er
 		at := time.Now().Add(p.scheduleIn)
 		b.scheduledAt = &at
 	}
-	metadataJSON, err := json.Marshal(b.metadata)
-	if err != nil {
-		return nil, fmt.Errorf("outbound: message metadata: %w", err)
-	}
-	b.metadataJSON = string(metadataJSON)
 	for i := range conversationIDs {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return nil, fmt.Errorf("outbound: message id: %w", err)
+			return fmt.Errorf("outbound: message id: %w", err)
 		}
 		b.messageIDs[i] = id
 		b.recipients.ids[i] = pgUUID(id)
 	}
-	return b, nil
+	return nil
 }
 
-// messageMetadata is a message's metadata, which keeps the keys of the
-// original library for its consumers. The statements that change a message's
-// status update its "status" key too (sqltext's setStatus).
-func messageMetadata(templateID string, status MessageStatus, envelopeID uuid.UUID) map[string]any {
+// newMessageMetadata is a new message's metadata, which keeps the keys of
+// the original library for its consumers: the metadata InsertMessages builds
+// in SQL, as TestStagedMessagesMatchRows checks. The statements that change a
+// message's status update its "status" key too (sqltext's setStatus).
+func newMessageMetadata(templateID string, envelopeID uuid.UUID) map[string]any {
 	var envelope any
 	if envelopeID != uuid.Nil {
 		envelope = envelopeID.String()
 	}
 	return map[string]any{
 		"template_id":      templateID,
-		"status":           string(status),
+		"status":           string(MessageStatusPending),
 		"bulk_envelope_id": envelope,
 	}
 }
@@ -177,7 +174,7 @@ func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) err
 // is held, and adds the ones it wrote to written.
 func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, b *triggerBatch, rows recipientRows, written map[uuid.UUID]insertedMessage) error {
 	result, err := tx.Query(ctx, c.queries.InsertMessages, rows.ids, rows.conversationIDs, rows.jobIDs,
-		b.params.templateID, b.params.content, b.envelopeID, b.scheduledAt, b.metadataJSON)
+		b.params.templateID, b.params.content, b.envelopeID, b.scheduledAt)
 	if err != nil {
 		return fmt.Errorf("outbound: insert messages: %w", err)
 	}
@@ -245,6 +242,7 @@ func (b *triggerBatch) stage(written map[uuid.UUID]insertedMessage) *stagedTrigg
 	staged := &stagedTrigger{messages: make([]*Message, len(b.messageIDs))}
 	// One allocation for all new messages rather than one each.
 	messages := make([]Message, len(written))
+	b.metadataLeft = len(written)
 	for i, id := range b.messageIDs {
 		row, ok := written[id]
 		if !ok {
@@ -272,12 +270,22 @@ func (b *triggerBatch) fillMessage(m *Message, i int, row insertedMessage) {
 		Content:        b.params.content,
 		Status:         MessageStatusPending,
 		BulkEnvelopeID: b.params.bulkEnvelopeID,
-		Metadata:       maps.Clone(b.metadata),
+		Metadata:       b.takeMetadata(),
 		JobID:          b.recipients.jobIDs[i],
 		ScheduledAt:    row.scheduledAt,
 		CreatedAt:      row.createdAt,
 		UpdatedAt:      row.createdAt,
 	}
+}
+
+// takeMetadata returns a new message's metadata: a copy of the batch's, or,
+// once it is the last copy needed, the batch's own map.
+func (b *triggerBatch) takeMetadata() map[string]any {
+	b.metadataLeft--
+	if b.metadataLeft == 0 {
+		return b.metadata
+	}
+	return maps.Clone(b.metadata)
 }
 
 // stageDuplicates fills in, for each recipient whose dedup key was held, the

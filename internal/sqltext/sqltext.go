@@ -28,8 +28,9 @@ type Queries struct {
 	// id, created_at and scheduled_at of each inserted row: every other
 	// column is a parameter or a column default, so the caller knows it
 	// already. $1 ids, $2 conversation ids, $3 job ids, $4 template id,
-	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now(),
-	// $8 the metadata of every row, as JSON text (see InsertAuditEvent).
+	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now().
+	// The metadata it builds is the library's messageMetadata, which a test
+	// checks by reading the rows back.
 	InsertMessages string
 
 	// ReleaseExpiredDedupKeys releases the dedup keys of the given
@@ -275,7 +276,8 @@ SELECT (SELECT coalesce(max(version), 0) FROM {s}.outbound_migration),
 		InsertMessages: r.Replace(`
 INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
 SELECT u.id, u.conversation_id, u.job_id, $4, $5, $6,
-	$8::text::jsonb, coalesce($7::timestamptz, now())
+	jsonb_build_object('template_id', $4::text, 'status', 'pending', 'bulk_envelope_id', $6::uuid),
+	coalesce($7::timestamptz, now())
 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
 ORDER BY u.ord
 ON CONFLICT DO NOTHING
