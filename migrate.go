@@ -21,7 +21,10 @@ import (
 
 // migrationFS holds the library's versioned SQL, NNN_name.up.sql and
 // NNN_name.down.sql. The files use unqualified names; they run with
-// search_path set to the target schema.
+// search_path set to the target schema. They are the one place SQL lives
+// outside internal/sqltext: hosts apply them with tools of their own
+// (Migrations), so they stay plain files, and TestRulesMatchSchema checks
+// what they make against sqltext's rules.
 //
 //go:embed migrations/*.sql
 var migrationFS embed.FS
