@@ -11,6 +11,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// requireTriggerRefused checks that a client on schema refuses a Trigger
+// with ErrSchemaMismatch, saying each of says, and writes nothing.
+func requireTriggerRefused(t *testing.T, schema string, says ...string) {
+	t.Helper()
+	client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = client.Trigger(ctxT(t), 1, &outbound.TriggerOpts{TemplateID: "t"})
+	require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
+	for _, s := range says {
+		require.ErrorContains(t, err, s)
+	}
+	require.Zero(t, countRows(t, schema, "messages"))
+}
+
 // TestSchemaMismatch checks that a client on a schema it cannot use says so,
 // with what to do, on its first call that touches the database.
 func TestSchemaMismatch(t *testing.T) {
@@ -76,13 +90,7 @@ func TestSchemaMismatch(t *testing.T) {
 		ctx := ctxT(t)
 		schema := migratedSchema(t)
 		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 2}))
-		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
-		require.NoError(t, err)
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
-		require.ErrorContains(t, err, "older version than this library's")
-		require.ErrorContains(t, err, "run outbound.Migrate")
-		require.Zero(t, countRows(t, schema, "messages"))
+		requireTriggerRefused(t, schema, "older version than this library's", "run outbound.Migrate")
 	})
 
 	t.Run("MigratedByANewerVersion", func(t *testing.T) {
@@ -92,13 +100,7 @@ func TestSchemaMismatch(t *testing.T) {
 		_, err := testPool.Exec(ctx, "INSERT INTO "+table(schema, "outbound_migration")+" (version, name) VALUES (999, 'from_the_future')")
 		require.NoError(t, err)
 
-		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
-		require.NoError(t, err)
-		_, err = client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
-		require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
-		require.ErrorContains(t, err, "version 999 by a newer version of the library")
-		require.ErrorContains(t, err, "upgrade the library")
-		require.Zero(t, countRows(t, schema, "messages"))
+		requireTriggerRefused(t, schema, "version 999 by a newer version of the library", "upgrade the library")
 
 		// Migrate and MigrateDown refuse to touch it too.
 		err = outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema})
