@@ -29,7 +29,7 @@ type Queries struct {
 	// column is a parameter or a column default, so the caller knows it
 	// already. $1 ids, $2 conversation ids, $3 job ids, $4 template id,
 	// $5 content, $6 envelope id or NULL, $7 scheduled_at or NULL for now().
-	// The metadata it builds is the library's messageMetadata, which a test
+	// The metadata it builds is the library's newMessageMetadata, which a test
 	// checks by reading the rows back.
 	InsertMessages string
 
