@@ -39,12 +39,32 @@ type BulkTriggerOpts struct {
 	// delivered before now+ScheduleIn. Negative is an error.
 	ScheduleIn time.Duration
 
+	// ScheduledAt is when delivery of every recipient's message may start,
+	// as an absolute time; a time already past means now. Setting both it
+	// and ScheduleIn is ErrInvalidArgument. The zero time means now.
+	ScheduledAt time.Time
+
+	// Priority is the River priority of every recipient's delivery job,
+	// from 1, the highest, to 4. Defaults to DefaultBulkTriggerPriority (2):
+	// below a Trigger's, so that a one-to-one follow-up is never delivered
+	// behind a bulk.
+	Priority int
+
+	// MaxAttempts is the number of delivery attempts before a recipient's
+	// message is discarded, at most 32,767. Defaults to Config.MaxAttempts.
+	MaxAttempts int
+
 	// EnvelopeID is an optional idempotency key. Retrying with the same id
-	// and the same request (template, body, recipients, actor and
-	// ScheduleIn) returns the stored result with Replayed set; the same id
-	// with any of them different is ErrIdempotencyConflict. uuid.Nil means a
-	// fresh UUIDv7.
+	// and the same request (template, body, recipients, actor, ScheduleIn,
+	// ScheduledAt, Priority and MaxAttempts) returns the stored result with
+	// Replayed set; the same id with any of them different is
+	// ErrIdempotencyConflict. uuid.Nil means a fresh UUIDv7.
 	EnvelopeID uuid.UUID
+}
+
+// delivery returns the options about delivery.
+func (o *BulkTriggerOpts) delivery() deliveryOpts {
+	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: o.ScheduledAt, priority: o.Priority, maxAttempts: o.MaxAttempts}
 }
 
 // BulkTriggerResult is the result of BulkTrigger and BulkTriggerTx.
@@ -128,7 +148,8 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 	)
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil, opts.ScheduleIn))
+			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil,
+			opts.ScheduleIn, nullIfZeroTime(opts.ScheduledAt), nullIfZero(opts.Priority), nullIfZero(opts.MaxAttempts)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The id exists: a retry of the same request, or a conflict.
 			res, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
@@ -142,7 +163,7 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 			templateID:     opts.TemplateID,
 			content:        opts.RenderedBody,
 			bulkEnvelopeID: envelopeID,
-			scheduleIn:     opts.ScheduleIn,
+			jobs:           c.jobOptions(opts.delivery(), DefaultBulkTriggerPriority),
 		})
 		if err != nil {
 			return err
@@ -188,7 +209,8 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 		ctx := recordCtx
 		reason := fmt.Sprintf("batch_size %d exceeds cap %d", len(conversationIDs), batchCap)
 		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:], opts.ScheduleIn))
+			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:],
+			opts.ScheduleIn, nullIfZeroTime(opts.ScheduledAt), nullIfZero(opts.Priority), nullIfZero(opts.MaxAttempts)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			var replayErr error
 			res, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
@@ -294,8 +316,31 @@ func (e *Envelope) requestDiffers(conversationIDs []int64, opts *BulkTriggerOpts
 	case e.scheduleIn != nil && *e.scheduleIn != opts.ScheduleIn.Truncate(time.Microsecond):
 		// PostgreSQL's interval keeps microseconds.
 		return "schedule"
+	case !sameStoredTime(e.scheduledAt, opts.ScheduledAt):
+		return "schedule"
+	case !sameStoredInt(e.priority, opts.Priority):
+		return "priority"
+	case !sameStoredInt(e.maxAttempts, opts.MaxAttempts):
+		return "max attempts"
 	}
 	return ""
+}
+
+// sameStoredTime reports whether a time stored by nullIfZeroTime is t, to
+// the microsecond that timestamptz keeps.
+func sameStoredTime(stored *time.Time, t time.Time) bool {
+	if stored == nil {
+		return t.IsZero()
+	}
+	return stored.Equal(t.Truncate(time.Microsecond))
+}
+
+// sameStoredInt reports whether a number stored by nullIfZero is n.
+func sameStoredInt(stored *int, n int) bool {
+	if stored == nil {
+		return n == 0
+	}
+	return *stored == n
 }
 
 // recipientsDigest is the SHA-256 of the ids in order, each as 8 big-endian

@@ -124,7 +124,9 @@ type Config struct {
 	Queue string
 
 	// MaxAttempts is the number of delivery attempts before a message is
-	// discarded. Defaults to DefaultMaxAttempts (20).
+	// discarded, at most 32,767 (River keeps it in a smallint).
+	// TriggerOpts.MaxAttempts and BulkTriggerOpts.MaxAttempts override it
+	// per call. Defaults to DefaultMaxAttempts (20).
 	MaxAttempts int
 
 	// MaxWorkers is the number of delivery jobs that Start's embedded River
@@ -247,8 +249,8 @@ func (c *Config) validate() error {
 	if c.MaxBatchSize < 1 {
 		return invalidArgument("Config.MaxBatchSize", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxBatchSize, c.MaxBatchSize)
 	}
-	if c.MaxAttempts < 1 {
-		return invalidArgument("Config.MaxAttempts", "must be at least 1 (0 means the default, %d), got %d", DefaultMaxAttempts, c.MaxAttempts)
+	if c.MaxAttempts < 1 || c.MaxAttempts > maxMaxAttempts {
+		return invalidArgument("Config.MaxAttempts", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxAttempts, DefaultMaxAttempts, c.MaxAttempts)
 	}
 	if c.MaxWorkers < 1 || c.MaxWorkers > maxMaxWorkers {
 		return invalidArgument("Config.MaxWorkers", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxWorkers, DefaultMaxWorkers, c.MaxWorkers)

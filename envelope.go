@@ -55,6 +55,12 @@ type Envelope struct {
 	// with, compared on a replay; nil for envelopes recorded before
 	// migration 007.
 	scheduleIn *time.Duration
+	// scheduledAt, priority and maxAttempts are the BulkTriggerOpts fields
+	// of the same names the envelope was made with, compared on a replay;
+	// nil when the request left them to the default.
+	scheduledAt *time.Time
+	priority    *int
+	maxAttempts *int
 }
 
 // ListEnvelopesParams filters ListEnvelopes. A nil value means defaults.
@@ -151,7 +157,8 @@ func scanEnvelope(row pgx.Row) (*Envelope, error) {
 		refusedReason *string
 	)
 	if err := row.Scan(&e.ID, &e.TemplateID, &e.RenderedBody, &e.RecipientConversationIDs, &e.Count,
-		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest, &e.scheduleIn); err != nil {
+		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest, &e.scheduleIn,
+		&e.scheduledAt, &e.priority, &e.maxAttempts); err != nil {
 		return nil, err
 	}
 	e.Status = EnvelopeStatus(status)

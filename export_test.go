@@ -18,8 +18,17 @@ func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
 // check it against the messages.awaiting_result column.
 func AwaitingResult(s MessageStatus) bool { return s.awaitingResult() }
 
+// StoredRequest is the part of an envelope that only replays read.
+type StoredRequest struct {
+	RecipientsDigest []byte
+	ScheduleIn       *time.Duration
+	ScheduledAt      *time.Time
+	Priority         *int
+	MaxAttempts      *int
+}
+
 // EnvelopeStoredRequest exposes the parts of an envelope that only replays
 // read, for the test that checks scanEnvelope against the row.
-func EnvelopeStoredRequest(e *Envelope) (recipientsDigest []byte, scheduleIn *time.Duration) {
-	return e.recipientsDigest, e.scheduleIn
+func EnvelopeStoredRequest(e *Envelope) StoredRequest {
+	return StoredRequest{e.recipientsDigest, e.scheduleIn, e.scheduledAt, e.priority, e.maxAttempts}
 }

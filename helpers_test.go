@@ -214,6 +214,7 @@ type jobRow struct {
 	State       string
 	Args        map[string]any
 	MaxAttempts int
+	Priority    int
 	ScheduledAt time.Time
 }
 
@@ -221,8 +222,8 @@ func jobByID(tb testing.TB, schema string, id int64) *jobRow {
 	tb.Helper()
 	var j jobRow
 	require.NoError(tb, testPool.QueryRow(context.Background(),
-		"SELECT id, kind, queue, state::text, args, max_attempts, scheduled_at FROM "+table(schema, "river_job")+" WHERE id = $1", id).
-		Scan(&j.ID, &j.Kind, &j.Queue, &j.State, &j.Args, &j.MaxAttempts, &j.ScheduledAt))
+		"SELECT id, kind, queue, state::text, args, max_attempts, priority, scheduled_at FROM "+table(schema, "river_job")+" WHERE id = $1", id).
+		Scan(&j.ID, &j.Kind, &j.Queue, &j.State, &j.Args, &j.MaxAttempts, &j.Priority, &j.ScheduledAt))
 	return &j
 }
 

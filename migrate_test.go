@@ -197,6 +197,32 @@ func TestMigrate(t *testing.T) {
 		require.ErrorContains(t, err, "different actor")
 	})
 
+	// An envelope recorded before migration 008 kept no ScheduledAt,
+	// Priority or MaxAttempts, as none could be asked for: a retry replays
+	// when it asks for none, and conflicts when it asks for one.
+	t.Run("EnvelopeDeliveryDownAndUp", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema := migratedSchema(t)
+		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 7}))
+		envelopeID := uuid.Must(uuid.NewV7())
+		_, err := testPool.Exec(ctx, "INSERT INTO "+table(schema, "bulk_envelopes")+
+			` (id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, status, schedule_in)
+			VALUES ($1, 't', 'b', '{1,2}', 2, 25, 'refused_cap_exceeded', '0')`, envelopeID)
+		require.NoError(t, err)
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+		require.NoError(t, err)
+		opts := &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID}
+		_, err = client.BulkTrigger(ctx, []int64{1, 2}, opts)
+		require.ErrorIs(t, err, outbound.ErrBatchTooLarge, "the stored refusal replays")
+		opts.Priority = 2
+		_, err = client.BulkTrigger(ctx, []int64{1, 2}, opts)
+		require.ErrorIs(t, err, outbound.ErrIdempotencyConflict)
+		require.ErrorContains(t, err, "different priority")
+	})
+
 	// The statuses that hold a dedup key are stated once in the schema, as
 	// the generated column the dedup index reads; the Go copy used by bulk
 	// replays must agree with it for every status.

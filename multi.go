@@ -20,7 +20,7 @@ type stageParams struct {
 	templateID     string
 	content        string
 	bulkEnvelopeID uuid.UUID
-	scheduleIn     time.Duration
+	jobs           jobOptions
 }
 
 // stagedTrigger is what buildTriggerTx staged.
@@ -113,9 +113,8 @@ func (b *triggerBatch) init(conversationIDs []int64, p *stageParams) error {
 		},
 		messageIDs: make([]uuid.UUID, len(conversationIDs)),
 	}
-	if p.scheduleIn > 0 {
-		at := time.Now().Add(p.scheduleIn)
-		b.scheduledAt = &at
+	if !p.jobs.startAt.IsZero() {
+		b.scheduledAt = &p.jobs.startAt
 	}
 	for i := range conversationIDs {
 		id, err := uuid.NewV7()
@@ -146,7 +145,7 @@ func newMessageMetadata(templateID string, envelopeID uuid.UUID) map[string]any 
 
 // insertJobs inserts one delivery job per recipient and records their ids.
 func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) error {
-	insertOpts := &river.InsertOpts{Queue: c.config.Queue, MaxAttempts: c.config.MaxAttempts}
+	insertOpts := &river.InsertOpts{Queue: c.config.Queue, Priority: b.params.jobs.priority, MaxAttempts: b.params.jobs.maxAttempts}
 	if b.scheduledAt != nil {
 		insertOpts.ScheduledAt = *b.scheduledAt
 	}

@@ -134,6 +134,21 @@ type TriggerOpts struct {
 	// now+ScheduleIn. Negative is an error. Defaults to 0: deliver now.
 	ScheduleIn time.Duration
 
+	// ScheduledAt is when delivery may start, as an absolute time ("at 9:00
+	// tomorrow"); a time already past means now. Setting both it and
+	// ScheduleIn is ErrInvalidArgument. The zero time means now.
+	ScheduledAt time.Time
+
+	// Priority is the River priority of the delivery job, from 1, the
+	// highest, to 4. Defaults to DefaultTriggerPriority (1), which puts a
+	// one-to-one follow-up ahead of bulk recipients (by default
+	// DefaultBulkTriggerPriority, 2) queued before it.
+	Priority int
+
+	// MaxAttempts is the number of delivery attempts before the message is
+	// discarded, at most 32,767. Defaults to Config.MaxAttempts.
+	MaxAttempts int
+
 	// Actor is who asked, at most MaxActorBytes (256) bytes. It goes to the
 	// auditor, never to telemetry.
 	Actor string
@@ -144,6 +159,11 @@ type TriggerOpts struct {
 	// BulkEnvelopeID is a correlation key, part of the dedup key. uuid.Nil
 	// means none. Any id is accepted: it need not name an envelope.
 	BulkEnvelopeID uuid.UUID
+}
+
+// delivery returns the options about delivery.
+func (o *TriggerOpts) delivery() deliveryOpts {
+	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: o.ScheduledAt, priority: o.Priority, maxAttempts: o.MaxAttempts}
 }
 
 // TriggerResult is the result of Trigger and TriggerTx.
@@ -212,7 +232,7 @@ func (c *Client) stageTrigger(ctx context.Context, callerTx pgx.Tx, conversation
 			templateID:     opts.TemplateID,
 			content:        content,
 			bulkEnvelopeID: opts.BulkEnvelopeID,
-			scheduleIn:     opts.ScheduleIn,
+			jobs:           c.jobOptions(opts.delivery(), DefaultTriggerPriority),
 		})
 		if err != nil {
 			return err
@@ -345,6 +365,20 @@ func nullIfEmpty(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+func nullIfZero(n int) *int {
+	if n == 0 {
+		return nil
+	}
+	return &n
+}
+
+func nullIfZeroTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func nullIfNilUUID(id uuid.UUID) *uuid.UUID {

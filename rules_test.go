@@ -126,7 +126,9 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 		t.Parallel()
 		mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1", ScheduleIn: time.Minute})
 		require.NoError(t, b.client.SetMaxBatchSize(2))
-		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1", ScheduleIn: time.Minute})
+		at := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+		_, err := b.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "tpl", RenderedBody: "body", Actor: "agent:1",
+			ScheduledAt: at, Priority: 3, MaxAttempts: 7})
 		var tooLarge *outbound.BatchTooLargeError
 		require.ErrorAs(t, err, &tooLarge)
 		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "bulk_envelopes")+" SET updated_at = now() + interval '1 minute', requested_at = now() - interval '1 minute' WHERE id = $1", tooLarge.EnvelopeID)
@@ -152,10 +154,16 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 		require.Equal(t, row["refused_reason"], got.RefusedReason)
 		requireJSONTime(t, row["created_at"], got.CreatedAt)
 		requireJSONTime(t, row["updated_at"], got.UpdatedAt)
-		digest, scheduleIn := outbound.EnvelopeStoredRequest(got)
-		require.Equal(t, row["recipients_digest"], `\x`+hex.EncodeToString(digest))
-		require.Equal(t, row["schedule_in"], "00:01:00")
-		require.Equal(t, time.Minute, *scheduleIn)
+		stored := outbound.EnvelopeStoredRequest(got)
+		require.Equal(t, row["recipients_digest"], `\x`+hex.EncodeToString(stored.RecipientsDigest))
+		require.Equal(t, row["schedule_in"], "00:00:00")
+		require.Equal(t, time.Duration(0), *stored.ScheduleIn)
+		requireJSONTime(t, row["scheduled_at"], at)
+		require.True(t, stored.ScheduledAt.Equal(at))
+		require.Equal(t, row["priority"], float64(3))
+		require.Equal(t, 3, *stored.Priority)
+		require.Equal(t, row["max_attempts"], float64(7))
+		require.Equal(t, 7, *stored.MaxAttempts)
 	})
 }
 

@@ -79,10 +79,7 @@ func validateTrigger(conversationID int64, opts *TriggerOpts, maxContentBytes in
 			return err
 		}
 	}
-	if opts.ScheduleIn < 0 {
-		return invalidArgument("TriggerOpts.ScheduleIn", "must not be negative, got %s", opts.ScheduleIn)
-	}
-	return nil
+	return opts.delivery().validate("TriggerOpts")
 }
 
 // validateBulkTrigger checks a bulk request. The options are checked first.
@@ -108,8 +105,8 @@ func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxCont
 			return err
 		}
 	}
-	if opts.ScheduleIn < 0 {
-		return invalidArgument("BulkTriggerOpts.ScheduleIn", "must not be negative, got %s", opts.ScheduleIn)
+	if err := opts.delivery().validate("BulkTriggerOpts"); err != nil {
+		return err
 	}
 	if len(conversationIDs) == 0 {
 		return invalidArgument("conversationIDs", "must name at least one conversation")

@@ -38,7 +38,7 @@ var MessageColumnNames = []string{"id", "conversation_id", "role", "template_id"
 // order the library's scan reads them.
 var EnvelopeColumnNames = []string{"id", "template_id", "rendered_body", "recipient_conversation_ids", "count",
 	"effective_cap", "requested_by", "requested_at", "status", "refused_reason", "created_at", "updated_at",
-	"recipients_digest", "schedule_in"}
+	"recipients_digest", "schedule_in", "scheduled_at", "priority", "max_attempts"}
 
 // MessageColumns is MessageColumnNames as a select list.
 var MessageColumns = strings.Join(MessageColumnNames, ", ")

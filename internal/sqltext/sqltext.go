@@ -55,7 +55,9 @@ type Queries struct {
 	// InsertEnvelope inserts an envelope unless its id exists, returning it.
 	// $1 id, $2 template id, $3 body, $4 recipients kept, $5 count,
 	// $6 effective cap, $7 requested_by or NULL, $8 status, $9 refused reason
-	// or NULL, $10 digest of the whole list or NULL, $11 schedule_in.
+	// or NULL, $10 digest of the whole list or NULL, $11 schedule_in, and
+	// the requested $12 scheduled_at, $13 priority and $14 max_attempts,
+	// each NULL when left to the default.
 	InsertEnvelope string
 
 	// SelectEnvelope reads one envelope. $1 id.
@@ -311,8 +313,9 @@ ORDER BY created_at, id`),
 
 		InsertEnvelope: r.Replace(`
 INSERT INTO {s}.bulk_envelopes
-	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest, schedule_in)
-VALUES ($1, $2, $3, $4::bigint[], $5, $6, $7, $8, $9, $10, $11)
+	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest,
+	 schedule_in, scheduled_at, priority, max_attempts)
+VALUES ($1, $2, $3, $4::bigint[], $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (id) DO NOTHING
 RETURNING {ecols}`),
 

@@ -1,0 +1,93 @@
+package outbound
+
+import (
+	"cmp"
+	"math"
+	"time"
+)
+
+// River's job priorities run from 1, the highest, to 4. River works the
+// available jobs of a queue in priority order, then by scheduled time, so a
+// job of priority 1 is fetched before every job of priority 2 queued before
+// it.
+const (
+	// DefaultTriggerPriority is the River priority of the delivery job of
+	// Trigger and TriggerTx when TriggerOpts.Priority is zero: River's
+	// highest, so that a one-to-one follow-up is delivered before the bulk
+	// recipients queued ahead of it.
+	DefaultTriggerPriority = 1
+
+	// DefaultBulkTriggerPriority is the River priority of the delivery jobs
+	// of BulkTrigger and BulkTriggerTx when BulkTriggerOpts.Priority is
+	// zero: one below Trigger's, so that a bulk, however large, never delays
+	// a one-to-one follow-up. Priorities 3 and 4 stay free for bulks a host
+	// wants delivered after other bulks, such as a backfill.
+	DefaultBulkTriggerPriority = 2
+
+	// minPriority and maxPriority bound River's priorities.
+	minPriority = 1
+	maxPriority = 4
+
+	// maxMaxAttempts is the largest MaxAttempts accepted: River keeps a
+	// job's attempts in a smallint.
+	maxMaxAttempts = math.MaxInt16
+)
+
+// deliveryOpts are the options that Trigger and BulkTrigger share about when
+// and how their messages are delivered, as the caller gave them.
+type deliveryOpts struct {
+	scheduleIn  time.Duration
+	scheduledAt time.Time
+	priority    int
+	maxAttempts int
+}
+
+// validate checks the options; owner names their struct in errors.
+func (o deliveryOpts) validate(owner string) error {
+	if o.scheduleIn < 0 {
+		return invalidArgument(owner+".ScheduleIn", "must not be negative, got %s", o.scheduleIn)
+	}
+	if o.scheduleIn != 0 && !o.scheduledAt.IsZero() {
+		return invalidArgument(owner+".ScheduledAt", "must not be set together with %s.ScheduleIn (%s): set one or the other", owner, o.scheduleIn)
+	}
+	if o.priority != 0 && (o.priority < minPriority || o.priority > maxPriority) {
+		return invalidArgument(owner+".Priority", "must be between %d (highest) and %d, River's priorities, or 0 for the default; got %d", minPriority, maxPriority, o.priority)
+	}
+	if o.maxAttempts < 0 || o.maxAttempts > maxMaxAttempts {
+		return invalidArgument(owner+".MaxAttempts", "must be between 1 and %d, or 0 for the client's default; got %d", maxMaxAttempts, o.maxAttempts)
+	}
+	return nil
+}
+
+// startAt is when delivery may start: now+ScheduleIn, or ScheduledAt. The
+// zero time means now, and so does a time already past: River runs a job
+// scheduled in the past at once, and the message says it was due now.
+func (o deliveryOpts) startAt(now time.Time) time.Time {
+	at := o.scheduledAt
+	if o.scheduleIn > 0 {
+		at = now.Add(o.scheduleIn)
+	}
+	if !at.After(now) {
+		return time.Time{}
+	}
+	return at
+}
+
+// jobOptions are the River insert options of a call's delivery jobs, with the
+// defaults applied.
+type jobOptions struct {
+	// startAt is when delivery may start; the zero time means now.
+	startAt     time.Time
+	priority    int
+	maxAttempts int
+}
+
+// jobOptions applies the defaults: defaultPriority, and the config's
+// MaxAttempts.
+func (c *Client) jobOptions(o deliveryOpts, defaultPriority int) jobOptions {
+	return jobOptions{
+		startAt:     o.startAt(time.Now()),
+		priority:    cmp.Or(o.priority, defaultPriority),
+		maxAttempts: cmp.Or(o.maxAttempts, c.config.MaxAttempts),
+	}
+}
