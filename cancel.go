@@ -40,7 +40,8 @@ func (c *Client) CancelMessageTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) e
 }
 
 func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) error {
-	return c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+	var cancelled []*Message
+	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		var envelopeID *uuid.UUID
 		err := tx.QueryRow(ctx, c.queries.SelectMessageEnvelopeID, id).Scan(&envelopeID)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -70,7 +71,7 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 			return fmt.Errorf("%w: message %s is %s; only pending or failed messages can be cancelled", ErrNotCancellable, id, msg.Status)
 		}
 
-		if _, err := c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelMessage, id); err != nil {
+		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelMessage, id); err != nil {
 			return err
 		}
 		if envelopeID != nil {
@@ -80,6 +81,11 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	c.publishCancelled(ctx, callerTx, cancelled, EventReasonCancelMessage)
+	return nil
 }
 
 // CancelEnvelope cancels every undelivered (pending or failed) message of a
@@ -109,7 +115,7 @@ func (c *Client) CancelEnvelopeTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) 
 }
 
 func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) (int, error) {
-	var cancelled int
+	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := c.lockEnvelope(ctx, tx, id)
 		if err != nil {
@@ -132,7 +138,20 @@ func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UU
 	if err != nil {
 		return 0, err
 	}
-	return cancelled, nil
+	c.publishCancelled(ctx, callerTx, cancelled, EventReasonCancelEnvelope)
+	return len(cancelled), nil
+}
+
+// publishCancelled publishes the events of messages cancelled, once they are
+// committed: never for a call in the caller's transaction, whose commit the
+// library cannot see.
+func (c *Client) publishCancelled(ctx context.Context, callerTx pgx.Tx, cancelled []*Message, reason EventReason) {
+	if callerTx != nil || !c.subscriptions.listening() {
+		return
+	}
+	for _, msg := range cancelled {
+		c.subscriptions.publish(ctx, messageEvent(msg, MessageStatusCancelled, reason, msg.LastError))
+	}
 }
 
 // lockEnvelope reads and locks an envelope row, or returns ErrNotFound.
@@ -147,29 +166,49 @@ func (c *Client) lockEnvelope(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*En
 	return env, nil
 }
 
-// cancelMessagesAndJobs runs a message-cancelling query, which returns the
-// job ids of the messages it cancelled, then cancels those River jobs. A job
-// that is running is left to its worker, which will find the message
-// cancelled before claiming it. It returns how many messages were cancelled.
-func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query string, args ...any) (int, error) {
+// cancelMessagesAndJobs runs a message-cancelling query, then cancels the
+// River jobs of the messages it cancelled. A job that is running is left to
+// its worker, which will find the message cancelled before claiming it. It
+// returns the cancelled messages, with only the columns the query returns
+// filled in: their identity, attempts, last error and job id.
+func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]*Message, error) {
 	rows, err := tx.Query(ctx, query, args...)
 	if err != nil {
-		return 0, fmt.Errorf("outbound: cancel messages: %w", err)
+		return nil, fmt.Errorf("outbound: cancel messages: %w", err)
 	}
-	jobIDs, err := pgx.CollectRows(rows, pgx.RowTo[*int64])
+	cancelled, err := pgx.CollectRows(rows, scanSettled)
 	if err != nil {
-		return 0, fmt.Errorf("outbound: cancel messages: %w", err)
+		return nil, fmt.Errorf("outbound: cancel messages: %w", err)
 	}
-	ids := make([]int64, 0, len(jobIDs))
-	for _, id := range jobIDs {
-		if id != nil {
-			ids = append(ids, *id)
+	jobIDs := make([]int64, 0, len(cancelled))
+	for _, msg := range cancelled {
+		if msg.JobID != 0 {
+			jobIDs = append(jobIDs, msg.JobID)
 		}
 	}
-	if len(ids) > 0 {
-		if _, err := tx.Exec(ctx, c.queries.CancelJobs, ids); err != nil {
-			return 0, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
+	if len(jobIDs) > 0 {
+		if _, err := tx.Exec(ctx, c.queries.CancelJobs, jobIDs); err != nil {
+			return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
 		}
 	}
-	return len(jobIDs), nil
+	return cancelled, nil
+}
+
+// scanSettled scans a cancelled message's row: sqltext's settled columns,
+// then its job id.
+func scanSettled(row pgx.CollectableRow) (*Message, error) {
+	var (
+		m         Message
+		envelope  *uuid.UUID
+		lastError *string
+		jobID     *int64
+	)
+	if err := row.Scan(&m.ID, &m.ConversationID, &m.TemplateID, &envelope, &m.Attempts, &lastError, &jobID); err != nil {
+		return nil, err
+	}
+	if envelope != nil {
+		m.BulkEnvelopeID = *envelope
+	}
+	m.LastError, m.JobID = deref(lastError), deref(jobID)
+	return &m, nil
 }

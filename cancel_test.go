@@ -365,6 +365,8 @@ func TestCancelEnvelope(t *testing.T) {
 			t.Parallel()
 			ctx := ctxT(t)
 			b := setup(t, 4, false)
+			events, unsubscribe := b.client.Subscribe(allEventKinds...)
+			defer unsubscribe()
 
 			// A cancel that waited for the notifiers would run into this.
 			cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -373,12 +375,20 @@ func TestCancelEnvelope(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, 2, n, "the two messages not in flight")
 			require.Equal(t, 2, b.gate.InFlight(), "the cancel returned while the notifiers still ran")
+			for _, ev := range receiveEvents(t, events, 2) {
+				require.Equal(t, outbound.EventKindMessageCancelled, ev.Kind)
+				require.Equal(t, outbound.EventReasonCancelEnvelope, ev.Reason)
+				require.NotContains(t, b.inFlight, ev.MessageID)
+			}
 
 			b.gate.Open()
 			failed := waitForStatus(t, b.client, b.inFlight[:1], outbound.MessageStatusCancelled)[0]
 			require.Equal(t, "smtp: 451 try again later", failed.LastError)
 			require.Equal(t, "cancelled", failed.Metadata["status"])
-			waitForStatus(t, b.client, b.inFlight[1:], outbound.MessageStatusSent)
+			sent := waitForStatus(t, b.client, b.inFlight[1:], outbound.MessageStatusSent)[0]
+			got := byMessage(receiveEvents(t, events, 2))
+			requireEvent(t, got[failed.ID], outbound.EventKindMessageCancelled, outbound.EventReasonCancelEnvelope, failed, 1, failed.LastError)
+			requireEvent(t, got[sent.ID], outbound.EventKindMessageSent, outbound.EventReasonNotifierOK, sent, 1, "")
 			require.Eventually(t, func() bool {
 				job, err := hostRiver(t, b.schema).JobGet(ctx, failed.JobID)
 				require.NoError(t, err)

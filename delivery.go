@@ -95,7 +95,49 @@ func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deli
 	facts := c.attempt(ctx, job)
 	res := classify(job, facts)
 	c.telemetry.recordDelivery(ctx, span, res, start)
+	if c.subscriptions.listening() {
+		if ev := finalEvent(facts); ev != nil {
+			c.subscriptions.publish(ctx, ev)
+		}
+	}
 	return res
+}
+
+// finalEvent is the event of an attempt that recorded its message's final
+// outcome, or nil when the message is not final or another attempt made it
+// so.
+func finalEvent(f attemptFacts) *Event {
+	if f.dbErr != nil || f.claim == nil {
+		return nil
+	}
+	cl := f.claim
+	if cl.endedUnconfirmed {
+		return messageEvent(cl.msg, MessageStatusUnconfirmed, EventReasonResultUnrecorded, cl.msg.LastError)
+	}
+	if !cl.claimed || f.claimLost {
+		return nil
+	}
+	var reason EventReason
+	switch {
+	case f.recorded == MessageStatusSent && f.notified:
+		reason = EventReasonNotifierOK
+	case f.recorded == MessageStatusSent:
+		reason = EventReasonNoNotifier
+	case f.recorded == MessageStatusDiscarded && f.notify.permanent():
+		reason = EventReasonPermanentError
+	case f.recorded == MessageStatusDiscarded:
+		reason = EventReasonAttemptsExhausted
+	case f.recorded == MessageStatusCancelled:
+		// Only CancelEnvelope cancels a message in flight.
+		reason = EventReasonCancelEnvelope
+	default:
+		return nil // failed: River tries it again
+	}
+	var lastError string
+	if f.notify.err != nil {
+		lastError = boundedErrorText(f.notify.err.Error()) // as recordFailure wrote it
+	}
+	return messageEvent(cl.msg, f.recorded, reason, lastError)
 }
 
 // attempt runs the three steps: claim, notify, record.
@@ -329,13 +371,14 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 		case found.cancelRequested:
 			// Its last attempt may have delivered it, so it is not
 			// cancelled; the cancel forbids another attempt.
-			tag, err := c.pool.Exec(ctx, c.queries.MarkUnconfirmed, id)
-			if err != nil {
-				return nil, fmt.Errorf("mark unconfirmed: %w", err)
-			}
-			if tag.RowsAffected() == 1 {
-				cl.msg.Status, cl.endedUnconfirmed = MessageStatusUnconfirmed, true
+			var lastError string
+			err := c.pool.QueryRow(ctx, c.queries.MarkUnconfirmed, id).Scan(&lastError)
+			if err == nil {
+				cl.msg.Status, cl.msg.LastError, cl.endedUnconfirmed = MessageStatusUnconfirmed, lastError, true
 				return cl, nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return nil, fmt.Errorf("mark unconfirmed: %w", err)
 			}
 		}
 	}

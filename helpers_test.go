@@ -636,6 +636,20 @@ func (f *factory) setLastError(tb testing.TB, id uuid.UUID, lastError string) {
 	require.EqualValues(tb, 1, tag.RowsAffected())
 }
 
+// abandonClaim leaves a message in flight under a claim that has run out,
+// as a worker that died mid-attempt would, and with a cancel requested when
+// cancelRequested, as CancelEnvelope leaves a message it found in flight.
+func (f *factory) abandonClaim(tb testing.TB, id uuid.UUID, cancelRequested bool) {
+	tb.Helper()
+	f.setStatus(tb, id, outbound.MessageStatusDelivering)
+	tag, err := testPool.Exec(context.Background(), `UPDATE `+table(f.schema, "messages")+`
+SET attempts = 1, claim_id = gen_random_uuid(), claimed_until = now() - interval '1 second',
+	cancel_requested_at = CASE WHEN $2 THEN now() END
+WHERE id = $1`, id, cancelRequested)
+	require.NoError(tb, err)
+	require.EqualValues(tb, 1, tag.RowsAffected())
+}
+
 // backdateMessage makes a message look as if it had been made, and had
 // reached the status, age ago: its UUIDv7 id gets that time, as the library
 // would have given it then. It returns the new id.

@@ -53,6 +53,8 @@ type Client struct {
 	maxBatchSize atomic.Int64
 	schema       schemaState
 	statusGauge  *statusGauge
+	// subscriptions are the subscribers to final outcomes (Subscribe).
+	subscriptions subscriptions
 }
 
 // New returns a Client writing to the tables that Migrate created in
@@ -101,6 +103,8 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		return nil, fmt.Errorf("outbound: river client: %w", err)
 	}
 	c.river = riverClient
+	c.subscriptions.logger = cfg.Logger
+	c.subscriptions.dropped = c.telemetry.recordDroppedEvent
 	c.statusGauge = c.telemetry.observeStatuses(c.countAwaitingByStatus)
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
@@ -365,6 +369,15 @@ func nullIfEmpty(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// deref returns *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
 }
 
 func nullIfZero(n int) *int {

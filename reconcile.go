@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/riverqueue/river"
 )
@@ -64,17 +66,72 @@ func (c *Client) Reconcile(ctx context.Context) (int, error) {
 	var cursor pgtype.UUID // the zero UUID sorts first
 	cursor.Valid = true
 	for {
-		var looked, settled int
-		var last pgtype.UUID
-		if err := c.pool.QueryRow(ctx, c.queries.ReconcileMessages, reconcileBatchSize, cursor).Scan(&looked, &last, &settled); err != nil {
+		looked, last, settled, err := c.reconcileBatch(ctx, cursor)
+		total += len(settled)
+		if err != nil {
 			return total, fmt.Errorf("outbound: reconcile: %w", err)
 		}
-		total += settled
+		for _, ev := range settled {
+			c.subscriptions.publish(ctx, ev)
+		}
 		if looked < reconcileBatchSize {
 			return total, nil
 		}
 		cursor = last
 	}
+}
+
+// reconcileBatch settles one batch of the messages after cursor. It returns
+// how many it looked at, the last id it looked at, and the event of each
+// message it settled.
+func (c *Client) reconcileBatch(ctx context.Context, cursor pgtype.UUID) (int, pgtype.UUID, []*Event, error) {
+	var (
+		looked   int
+		last     pgtype.UUID
+		settled  []*Event
+		msg      Message
+		id       pgtype.UUID
+		envelope *uuid.UUID
+		status   *string
+		jobState *string
+		// The settled columns are NULL in the one row of a batch that
+		// settled nothing.
+		conversationID *int64
+		templateID     *string
+		attempts       *int
+		lastError      *string
+	)
+	rows, err := c.pool.Query(ctx, c.queries.ReconcileMessages, reconcileBatchSize, cursor)
+	if err != nil {
+		return 0, last, nil, err
+	}
+	_, err = pgx.ForEachRow(rows, []any{&looked, &last, &id, &conversationID, &templateID, &envelope, &attempts, &lastError, &status, &jobState}, func() error {
+		if !id.Valid {
+			return nil
+		}
+		msg = Message{ID: id.Bytes, ConversationID: *conversationID, TemplateID: *templateID, Attempts: *attempts}
+		if envelope != nil {
+			msg.BulkEnvelopeID = *envelope
+		}
+		final := MessageStatus(*status)
+		settled = append(settled, messageEvent(&msg, final, reconciledReason(final, jobState), deref(lastError)))
+		return nil
+	})
+	return looked, last, settled, err
+}
+
+// reconciledReason is the event reason of a message that Reconcile settled
+// to status, given its job's state, nil for a job gone.
+func reconciledReason(status MessageStatus, jobState *string) EventReason {
+	switch {
+	case status == MessageStatusUnconfirmed:
+		return EventReasonResultUnrecorded
+	case status == MessageStatusCancelled:
+		return EventReasonJobCancelled
+	case jobState == nil:
+		return EventReasonJobDeleted
+	}
+	return EventReasonJobDiscarded
 }
 
 // PeriodicJobs returns the library's periodic River jobs: the reconcile job,

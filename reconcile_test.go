@@ -57,26 +57,40 @@ func TestReconcile(t *testing.T) {
 		b.factory.setStatus(t, sent.ID, outbound.MessageStatusSent)
 		b.factory.setJobState(t, rivertype.JobStateCompleted, sent.JobID)
 
+		events, unsubscribe := b.client.Subscribe(allEventKinds...)
+		defer unsubscribe()
 		n, err := b.client.Reconcile(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 3, n)
 
+		got := byMessage(receiveEvents(t, events, 3))
+		requireNoEvent(t, events)
 		for _, want := range []struct {
 			msg       *outbound.Message
 			status    outbound.MessageStatus
 			lastError string
+			kind      outbound.EventKind
+			reason    outbound.EventReason
 		}{
-			{discarded, outbound.MessageStatusDiscarded, "smtp: 451; delivery job was discarded without recording a result"},
-			{cancelled, outbound.MessageStatusCancelled, "delivery job was cancelled without recording a result"},
-			{deleted, outbound.MessageStatusDiscarded, "delivery job no longer exists"},
-			{pending, outbound.MessageStatusPending, ""},
-			{sent, outbound.MessageStatusSent, ""},
+			{discarded, outbound.MessageStatusDiscarded, "smtp: 451; delivery job was discarded without recording a result",
+				outbound.EventKindMessageDiscarded, outbound.EventReasonJobDiscarded},
+			{cancelled, outbound.MessageStatusCancelled, "delivery job was cancelled without recording a result",
+				outbound.EventKindMessageCancelled, outbound.EventReasonJobCancelled},
+			{deleted, outbound.MessageStatusDiscarded, "delivery job no longer exists",
+				outbound.EventKindMessageDiscarded, outbound.EventReasonJobDeleted},
+			{pending, outbound.MessageStatusPending, "", "", ""},
+			{sent, outbound.MessageStatusSent, "", "", ""},
 		} {
 			msg, err := b.client.Message(ctx, want.msg.ID)
 			require.NoError(t, err)
 			require.Equal(t, want.status, msg.Status, "conversation %d", msg.ConversationID)
 			require.Equal(t, string(want.status), msg.Metadata["status"])
 			require.Equal(t, want.lastError, msg.LastError)
+			if want.kind == "" {
+				require.NotContains(t, got, msg.ID, "conversation %d was not settled", msg.ConversationID)
+				continue
+			}
+			requireEvent(t, got[msg.ID], want.kind, want.reason, want.msg, 0, want.lastError)
 		}
 
 		// Settled messages free their keys; a second run finds nothing.
@@ -150,6 +164,8 @@ func TestReconcile(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusDelivering, msg.Status, "the attempt's result was not recorded")
 
+		events, unsubscribe := b.client.Subscribe(allEventKinds...)
+		defer unsubscribe()
 		n, err := b.client.Reconcile(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
@@ -157,7 +173,9 @@ func TestReconcile(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusUnconfirmed, msg.Status)
 		require.Equal(t, "unconfirmed", msg.Metadata["status"])
-		require.Equal(t, "delivery job was discarded after an attempt that never recorded a result: the notifier may have delivered it", msg.LastError)
+		const lastError = "delivery job was discarded after an attempt that never recorded a result: the notifier may have delivered it"
+		require.Equal(t, lastError, msg.LastError)
+		requireEvent(t, receiveEvents(t, events, 1)[0], outbound.EventKindMessageUnconfirmed, outbound.EventReasonResultUnrecorded, res.Message, 1, lastError)
 		require.Len(t, notifier.Calls(), 1)
 
 		again := mustTrigger(ctx, t, b.client, 18, &outbound.TriggerOpts{TemplateID: "recovery"})

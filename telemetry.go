@@ -34,6 +34,7 @@ const (
 	metricDeliveries          = "outbound.deliveries"
 	metricDeliveryDuration    = "outbound.delivery.duration"
 	metricMessages            = "outbound.messages"
+	metricEventsDropped       = "outbound.events.dropped"
 )
 
 // Bucket boundaries of the duration histograms, in seconds. OpenTelemetry's
@@ -151,11 +152,13 @@ const (
 )
 
 // Metric attribute keys: outcome everywhere; reason on deliveries and on
-// failed triggers; status on outbound.messages.
+// failed triggers; status on outbound.messages; kind, an EventKind, on
+// outbound.events.dropped.
 const (
 	metricOutcome = attribute.Key("outcome")
 	metricReason  = attribute.Key("reason")
 	metricStatus  = attribute.Key("status")
+	metricKind    = attribute.Key("kind")
 )
 
 // telemetry holds the instruments, made once in New.
@@ -169,6 +172,7 @@ type telemetry struct {
 	bulkTriggerDuration metric.Float64Histogram
 	deliveries          metric.Int64Counter
 	deliveryDuration    metric.Float64Histogram
+	eventsDropped       metric.Int64Counter
 	// sets caches the attribute set of each (outcome, reason) pair: a
 	// delivery is frequent enough for building the set to show.
 	sets sync.Map
@@ -218,7 +222,18 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 		metric.WithExplicitBucketBoundaries(deliveryDurationBuckets...)); err != nil {
 		otel.Handle(err)
 	}
+	if t.eventsDropped, err = meter.Int64Counter(metricEventsDropped,
+		metric.WithDescription("Final-outcome events that Subscribe dropped because a subscriber's buffer was full, by event kind."),
+		metric.WithUnit("{event}")); err != nil {
+		otel.Handle(err)
+	}
 	return t
+}
+
+// recordDroppedEvent counts an event of the kind that a subscriber's full
+// buffer dropped.
+func (t *telemetry) recordDroppedEvent(ctx context.Context, kind EventKind) {
+	t.eventsDropped.Add(ctx, 1, metric.WithAttributes(metricKind.String(string(kind))))
 }
 
 // attrs returns the attribute set of one outcome and, unless empty, one

@@ -165,35 +165,42 @@ func TestTelemetryClassification(t *testing.T) {
 		lastJob := &river.Job[DeliveryArgs]{JobRow: &rivertype.JobRow{ID: 1, Attempt: 3, MaxAttempts: 3}, Args: DeliveryArgs{MessageID: msg.ID}}
 		claimed := &claim{msg: msg, claimed: true}
 		failedCall := notifyResult{err: errors.New("provider said no")}
+		permanentCall := notifyResult{err: Permanent(errors.New("550 no such mailbox"))}
+		// Each case also says which final-outcome event the attempt
+		// publishes, if any.
 		cases := []struct {
-			name   string
-			job    *river.Job[DeliveryArgs]
-			facts  attemptFacts
-			status codes.Code
-			want   attribute.Set
+			name        string
+			job         *river.Job[DeliveryArgs]
+			facts       attemptFacts
+			status      codes.Code
+			want        attribute.Set
+			eventKind   EventKind
+			eventReason EventReason
 		}{
 			{"Sent", job, attemptFacts{claim: claimed, notified: true, recorded: MessageStatusSent},
-				codes.Unset, set(outcomeSent, reasonNotifierOK)},
+				codes.Unset, set(outcomeSent, reasonNotifierOK), EventKindMessageSent, EventReasonNotifierOK},
 			{"NoNotifier", job, attemptFacts{claim: claimed, recorded: MessageStatusSent},
-				codes.Unset, set(outcomeNoOp, reasonNoNotifierConfigured)},
+				codes.Unset, set(outcomeNoOp, reasonNoNotifierConfigured), EventKindMessageSent, EventReasonNoNotifier},
 			{"Failed", job, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusFailed},
-				codes.Error, set(outcomeFailed, reasonNotifierReturnedError)},
+				codes.Error, set(outcomeFailed, reasonNotifierReturnedError), "", ""},
 			{"Discarded", lastJob, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusDiscarded},
-				codes.Error, set(outcomeDiscarded, reasonNotifierReturnedError)},
+				codes.Error, set(outcomeDiscarded, reasonNotifierReturnedError), EventKindMessageDiscarded, EventReasonAttemptsExhausted},
+			{"DiscardedAsPermanent", job, attemptFacts{claim: claimed, notified: true, notify: permanentCall, recorded: MessageStatusDiscarded},
+				codes.Error, set(outcomeDiscarded, reasonNotifierPermanentError), EventKindMessageDiscarded, EventReasonPermanentError},
 			{"CancelledInFlight", job, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusCancelled},
-				codes.Error, set(outcomeCancelled, reasonNotifierReturnedError)},
+				codes.Error, set(outcomeCancelled, reasonNotifierReturnedError), EventKindMessageCancelled, EventReasonCancelEnvelope},
 			{"ClaimLost", job, attemptFacts{claim: claimed, notified: true, claimLost: true},
-				codes.Error, set(outcomeFailed, reasonClaimLost)},
+				codes.Error, set(outcomeFailed, reasonClaimLost), "", ""},
 			{"DatabaseError", job, attemptFacts{claim: claimed, notified: true, dbErr: pgErr},
-				codes.Error, set(outcomeFailed, reasonDatabaseError)},
+				codes.Error, set(outcomeFailed, reasonDatabaseError), "", ""},
 			{"StoppedBeforeNotifier", job, attemptFacts{dbErr: context.Canceled, stopped: true},
-				codes.Error, set(outcomeFailed, reasonWorkerStopped)},
+				codes.Error, set(outcomeFailed, reasonWorkerStopped), "", ""},
 			{"Unconfirmed", job, attemptFacts{claim: &claim{msg: msg, endedUnconfirmed: true}},
-				codes.Unset, set(outcomeUnconfirmed, reasonCancelled)},
+				codes.Unset, set(outcomeUnconfirmed, reasonCancelled), EventKindMessageUnconfirmed, EventReasonResultUnrecorded},
 			{"ClaimedElsewhere", job, attemptFacts{claim: &claim{msg: msg, heldFor: time.Second}},
-				codes.Unset, set(outcomeNoOp, reasonClaimedElsewhere)},
+				codes.Unset, set(outcomeNoOp, reasonClaimedElsewhere), "", ""},
 			{"MessageNotFound", job, attemptFacts{claim: &claim{}},
-				codes.Error, set(outcomeDiscarded, reasonMessageNotFound)},
+				codes.Error, set(outcomeDiscarded, reasonMessageNotFound), "", ""},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -205,6 +212,16 @@ func TestTelemetryClassification(t *testing.T) {
 				outcome, _ := tc.want.Value(metricOutcome)
 				require.Equal(t, outcome.AsString(), got.spanOutcome)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
+
+				ev := finalEvent(tc.facts)
+				if tc.eventKind == "" {
+					require.Nil(t, ev)
+					return
+				}
+				require.NotNil(t, ev)
+				require.Equal(t, tc.eventKind, ev.Kind)
+				require.Equal(t, tc.eventReason, ev.Reason)
+				require.Equal(t, msg.ID, ev.MessageID)
 			})
 		}
 	})

@@ -40,6 +40,19 @@ var EnvelopeColumnNames = []string{"id", "template_id", "rendered_body", "recipi
 	"effective_cap", "requested_by", "requested_at", "status", "refused_reason", "created_at", "updated_at",
 	"recipients_digest", "schedule_in", "scheduled_at", "priority", "max_attempts"}
 
+// settledColumnNames are what a statement that ends messages returns of
+// each, in this order, for the event of its final outcome.
+var settledColumnNames = []string{"id", "conversation_id", "template_id", "bulk_envelope_id", "attempts", "last_error"}
+
+// settledColumns is settledColumnNames as a list of alias's columns.
+func settledColumns(alias string) string {
+	cols := make([]string, len(settledColumnNames))
+	for i, name := range settledColumnNames {
+		cols[i] = alias + name
+	}
+	return strings.Join(cols, ", ")
+}
+
 // MessageColumns is MessageColumnNames as a select list.
 var MessageColumns = strings.Join(MessageColumnNames, ", ")
 

@@ -137,15 +137,17 @@ type Queries struct {
 
 	// MarkUnconfirmed ends a message whose claim ran out with a cancel
 	// requested: its last attempt may have delivered it, and it must not be
-	// attempted again. $1 id.
+	// attempted again. $1 id. It returns the last_error it wrote.
 	MarkUnconfirmed string
 
-	// CancelMessage cancels one message if it is still undelivered, returning
-	// its job id. $1 id.
+	// CancelMessage cancels one message if it is still undelivered,
+	// returning its id, conversation_id, template_id, bulk_envelope_id,
+	// attempts and last_error, then its job id. $1 id.
 	CancelMessage string
 
 	// CancelEnvelopeMessages cancels an envelope's undelivered messages,
-	// returning their job ids. $1 envelope id, $2 template id.
+	// returning of each what CancelMessage does. $1 envelope id, $2
+	// template id.
 	CancelEnvelopeMessages string
 
 	// RequestCancelInFlight marks an envelope's messages in flight so that an
@@ -167,12 +169,16 @@ type Queries struct {
 
 	// ReconcileMessages looks at up to $1 messages awaiting a result, with
 	// ids after $2, and settles those whose River job ended or is gone
-	// without recording a result. It returns how many it looked at, the
-	// last id it looked at (the next batch's $2), and how many it settled. A pending or failed message
-	// becomes cancelled (its job was cancelled) or discarded (its job was
-	// discarded or deleted). A delivering message becomes unconfirmed: the
-	// attempt that claimed it may have delivered it. Rows locked by a
-	// running statement are skipped until a later run.
+	// without recording a result. A pending or failed message becomes
+	// cancelled (its job was cancelled) or discarded (its job was discarded
+	// or deleted). A delivering message becomes unconfirmed: the attempt
+	// that claimed it may have delivered it. Rows locked by a running
+	// statement are skipped until a later run. It returns one row per
+	// message settled, or a single row when none was: how many it looked
+	// at, the last id it looked at (the next batch's $2), then the settled
+	// message's id, conversation_id, template_id, bulk_envelope_id,
+	// attempts and last_error, its new status and its job's state (NULL
+	// for a job gone), all NULL in the single row.
 	ReconcileMessages string
 
 	// PruneMessages looks at up to $3 messages with ids after $1 and before
@@ -388,13 +394,14 @@ SET ` + setStatus(`'unconfirmed'`) + `, claimed_until = NULL,
 	last_error = coalesce(last_error || '; ', '') ||
 		'cancel requested while an attempt was in flight, and that attempt never recorded a result: the notifier may have delivered it',
 	updated_at = now()
-WHERE id = $1 AND status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NOT NULL`),
+WHERE id = $1 AND status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NOT NULL
+RETURNING last_error`),
 
 		CancelMessage: r.Replace(`
 UPDATE {s}.messages
 SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
 WHERE id = $1 AND status IN {undelivered}
-RETURNING job_id`),
+RETURNING ` + settledColumns("") + `, job_id`),
 
 		// UPDATE waits for a row that a claim or a record has locked, then
 		// checks the WHERE again on the row as committed: a message that was
@@ -403,7 +410,7 @@ RETURNING job_id`),
 UPDATE {s}.messages
 SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
 WHERE bulk_envelope_id = $1 AND template_id = $2 AND status IN {undelivered}
-RETURNING job_id`),
+RETURNING ` + settledColumns("") + `, job_id`),
 
 		RequestCancelInFlight: r.Replace(`
 UPDATE {s}.messages SET cancel_requested_at = now(), updated_at = now()
@@ -455,7 +462,8 @@ WITH batch AS (
 				' after an attempt that never recorded a result: the notifier may have delivered it'
 			WHEN j.id IS NULL THEN 'delivery job no longer exists'
 			ELSE 'delivery job was ' || j.state::text || ' without recording a result'
-		END AS reason
+		END AS reason,
+		j.state::text AS job_state
 	FROM {s}.messages m
 	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
 	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
@@ -471,9 +479,10 @@ WITH batch AS (
 		updated_at = now()
 	FROM stale
 	WHERE m.id = stale.id
-	RETURNING 1
+	RETURNING ` + settledColumns("m.") + `, m.status, stale.job_state
 )
-SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM settled)`),
+SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMIT 1), settled.*
+FROM (VALUES (1)) AS one LEFT JOIN settled ON true`),
 
 		ListAuditEvents: r.Replace(`
 SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events

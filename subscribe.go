@@ -1,0 +1,297 @@
+package outbound
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// EventKind is the kind of a message's final outcome, as Subscribe reports
+// it.
+type EventKind string
+
+// Event kinds: one per final status.
+const (
+	// EventKindMessageSent: the Notifier accepted the message, or, with no
+	// Notifier configured, it was marked sent.
+	EventKindMessageSent EventKind = "message_sent"
+	// EventKindMessageDiscarded: delivery gave up. The Notifier said the
+	// failure is permanent, the last attempt failed, or the River job ended
+	// without recording a result.
+	EventKindMessageDiscarded EventKind = "message_discarded"
+	// EventKindMessageCancelled: the message was cancelled before it was
+	// delivered.
+	EventKindMessageCancelled EventKind = "message_cancelled"
+	// EventKindMessageUnconfirmed: an attempt called, or was about to call,
+	// the Notifier and never recorded the result, so the message may have
+	// been delivered; it is not attempted again.
+	EventKindMessageUnconfirmed EventKind = "message_unconfirmed"
+)
+
+// eventKindOf maps a final status to its event kind.
+var eventKindOf = map[MessageStatus]EventKind{
+	MessageStatusSent:        EventKindMessageSent,
+	MessageStatusDiscarded:   EventKindMessageDiscarded,
+	MessageStatusCancelled:   EventKindMessageCancelled,
+	MessageStatusUnconfirmed: EventKindMessageUnconfirmed,
+}
+
+// EventReason says why a message reached its final outcome.
+type EventReason string
+
+// Event reasons. Each belongs to one kind.
+const (
+	// EventReasonNotifierOK (sent): the Notifier returned nil.
+	EventReasonNotifierOK EventReason = "notifier_ok"
+	// EventReasonNoNotifier (sent): no Notifier is configured, so the
+	// message was marked sent without being handed to anyone.
+	EventReasonNoNotifier EventReason = "no_notifier_configured"
+
+	// EventReasonPermanentError (discarded): the Notifier returned
+	// Permanent(err).
+	EventReasonPermanentError EventReason = "permanent_error"
+	// EventReasonAttemptsExhausted (discarded): the last of the message's
+	// MaxAttempts failed. LastError says how.
+	EventReasonAttemptsExhausted EventReason = "attempts_exhausted"
+	// EventReasonJobDiscarded (discarded): Reconcile found the River job
+	// discarded without a recorded result, as by River's UI.
+	EventReasonJobDiscarded EventReason = "job_discarded"
+	// EventReasonJobDeleted (discarded): Reconcile found the River job
+	// gone.
+	EventReasonJobDeleted EventReason = "job_deleted"
+
+	// EventReasonCancelMessage (cancelled): CancelMessage cancelled it.
+	EventReasonCancelMessage EventReason = "cancel_message"
+	// EventReasonCancelEnvelope (cancelled): CancelEnvelope cancelled it,
+	// before its delivery or after an attempt in flight then failed.
+	EventReasonCancelEnvelope EventReason = "cancel_envelope"
+	// EventReasonJobCancelled (cancelled): Reconcile found the River job
+	// cancelled, as by River's UI.
+	EventReasonJobCancelled EventReason = "job_cancelled"
+
+	// EventReasonResultUnrecorded (unconfirmed): the attempt that claimed
+	// the message never recorded its result.
+	EventReasonResultUnrecorded EventReason = "result_unrecorded"
+)
+
+// Event is a message's final outcome, as Subscribe reports it.
+type Event struct {
+	Kind   EventKind
+	Reason EventReason
+
+	MessageID      uuid.UUID
+	ConversationID int64
+	TemplateID     string
+	// BulkEnvelopeID is uuid.Nil for a message triggered without one.
+	BulkEnvelopeID uuid.UUID
+
+	// Attempts is the number of delivery attempts made; 0 for a message
+	// cancelled before its first.
+	Attempts int
+	// LastError is the message's last_error as recorded with the outcome:
+	// empty for a sent message.
+	LastError string
+	// OccurredAt is when this process recorded the outcome, by its clock.
+	OccurredAt time.Time
+}
+
+// messageEvent is the event of msg's final status, happening now.
+func messageEvent(msg *Message, status MessageStatus, reason EventReason, lastError string) *Event {
+	return &Event{
+		Kind:           eventKindOf[status],
+		Reason:         reason,
+		MessageID:      msg.ID,
+		ConversationID: msg.ConversationID,
+		TemplateID:     msg.TemplateID,
+		BulkEnvelopeID: msg.BulkEnvelopeID,
+		Attempts:       msg.Attempts,
+		LastError:      lastError,
+		OccurredAt:     time.Now(),
+	}
+}
+
+// DefaultSubscribeChanSize is the buffer of a subscription's channel when
+// SubscribeConfig.ChanSize is zero, as in River's Subscribe.
+const DefaultSubscribeChanSize = 1000
+
+// SubscribeConfig configures a subscription made by Client.SubscribeConfig.
+type SubscribeConfig struct {
+	// ChanSize is the buffer of the subscription's channel. An event that
+	// finds it full is dropped, counted in outbound.events.dropped and
+	// logged. Negative panics. Defaults to DefaultSubscribeChanSize (1000).
+	ChanSize int
+
+	// Kinds are the kinds of event the subscription receives; at least one.
+	// They are named one by one, as in River, so that a kind added in a
+	// later version is not sent to a subscriber that cannot handle it.
+	Kinds []EventKind
+}
+
+// Subscribe returns a channel that receives the final outcome of each message
+// this Client records, of the given kinds, and a function that ends the
+// subscription and closes the channel. It works as River's Client.Subscribe
+// does, and panics, as River's does, on an unknown kind; it panics on no kind
+// too. Subscribe before Start to miss no delivery's outcome. Stop does not
+// end a subscription: cancels and Reconcile report outcomes without the
+// worker, so a subscription lasts until its function is called.
+//
+// Events are best-effort. They never hold delivery up: each is sent without
+// blocking, after its outcome is committed, into a buffer of
+// [DefaultSubscribeChanSize]; one that finds the buffer full is dropped,
+// counted in the outbound.events.dropped metric and logged. A process can
+// also die between a commit and its event. Use events to react promptly: to
+// alert on a discarded message, or to update an inbox when one is sent. A
+// host that must see every outcome reads the messages themselves, which are
+// the record: [Client.ListMessages] by Status, ConversationID or
+// BulkEnvelopeID, or [Client.Message] by id, for instance on start-up and
+// then periodically to catch up on what events missed.
+//
+// A Client reports the outcomes it records: those of the deliveries it works
+// (under [Client.Start], or under a host's River client with
+// [Client.AddWorkers]), of the [Client.CancelMessage] and
+// [Client.CancelEnvelope] calls made on it, and of the [Client.Reconcile]
+// runs it makes. Several processes each report their own. CancelMessageTx
+// and CancelEnvelopeTx report nothing, since the library cannot see whether
+// the caller commits; the caller knows.
+func (c *Client) Subscribe(kinds ...EventKind) (<-chan *Event, func()) {
+	return c.SubscribeConfig(&SubscribeConfig{Kinds: kinds})
+}
+
+// SubscribeConfig is Subscribe with a configurable buffer; see Subscribe.
+func (c *Client) SubscribeConfig(config *SubscribeConfig) (<-chan *Event, func()) {
+	if config == nil || len(config.Kinds) == 0 {
+		panic("outbound: Subscribe needs at least one EventKind")
+	}
+	if config.ChanSize < 0 {
+		panic(fmt.Sprintf("outbound: SubscribeConfig.ChanSize must not be negative, got %d", config.ChanSize))
+	}
+	sub := &subscription{ch: make(chan *Event, cmp.Or(config.ChanSize, DefaultSubscribeChanSize))}
+	for _, kind := range config.Kinds {
+		bit := kindBit(kind)
+		if bit == 0 {
+			panic(fmt.Sprintf("outbound: unknown event kind %q", kind))
+		}
+		sub.kinds |= bit
+	}
+	return sub.ch, c.subscriptions.add(sub)
+}
+
+// kindBit is the kind's bit in a subscription's set of kinds; 0 for an
+// unknown kind.
+func kindBit(kind EventKind) uint8 {
+	switch kind {
+	case EventKindMessageSent:
+		return 1
+	case EventKindMessageDiscarded:
+		return 2
+	case EventKindMessageCancelled:
+		return 4
+	case EventKindMessageUnconfirmed:
+		return 8
+	}
+	return 0
+}
+
+// dropLogInterval is the shortest time between two log lines about one
+// subscription's dropped events: a subscriber that has stopped reading would
+// otherwise log once per outcome.
+const dropLogInterval = 10 * time.Second
+
+// subscriptions are a Client's subscribers.
+type subscriptions struct {
+	mu     sync.RWMutex
+	byID   map[int]*subscription
+	nextID int
+	// active counts the subscribers, so that an outcome with none to hear
+	// it costs one atomic load.
+	active  atomic.Int32
+	logger  *slog.Logger
+	dropped func(ctx context.Context, kind EventKind)
+}
+
+// subscription is one subscriber.
+type subscription struct {
+	ch    chan *Event
+	kinds uint8
+	// droppedSinceLog counts the events dropped since the last log line,
+	// and loggedAt is when that line was written (UnixNano).
+	droppedSinceLog atomic.Int64
+	loggedAt        atomic.Int64
+}
+
+// add registers sub and returns the function that removes it and closes its
+// channel; calling that function more than once does nothing more.
+func (s *subscriptions) add(sub *subscription) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byID == nil {
+		s.byID = make(map[int]*subscription)
+	}
+	id := s.nextID
+	s.nextID++
+	s.byID[id] = sub
+	s.active.Add(1)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.byID[id]; !ok {
+			return
+		}
+		delete(s.byID, id)
+		s.active.Add(-1)
+		// Publishers send under the read lock, so none is sending now.
+		close(sub.ch)
+	}
+}
+
+// listening reports whether anyone subscribes, so that callers build events
+// only for someone.
+func (s *subscriptions) listening() bool { return s.active.Load() > 0 }
+
+// publish sends the event to every subscriber of its kind without blocking.
+func (s *subscriptions) publish(ctx context.Context, ev *Event) {
+	if !s.listening() {
+		return
+	}
+	bit := kindBit(ev.Kind)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, sub := range s.byID {
+		if sub.kinds&bit == 0 {
+			continue
+		}
+		select {
+		case sub.ch <- ev:
+		default:
+			s.drop(ctx, sub, ev.Kind)
+		}
+	}
+}
+
+// drop counts an event that found sub's buffer full, and logs it unless the
+// subscription was logged about less than dropLogInterval ago; the next line
+// then says how many were dropped in between.
+func (s *subscriptions) drop(ctx context.Context, sub *subscription, kind EventKind) {
+	s.dropped(ctx, kind)
+	sub.droppedSinceLog.Add(1)
+	now := time.Now().UnixNano()
+	last := sub.loggedAt.Load()
+	if last != 0 && now-last < int64(dropLogInterval) {
+		return
+	}
+	if !sub.loggedAt.CompareAndSwap(last, now) {
+		return // another publisher is logging
+	}
+	n := sub.droppedSinceLog.Swap(0)
+	s.logger.WarnContext(ctx, "outbound: a subscriber's buffer is full; final-outcome events dropped",
+		slog.Int64("dropped", n),
+		slog.String("last_kind", string(kind)),
+		slog.Int("chan_size", cap(sub.ch)),
+	)
+}
