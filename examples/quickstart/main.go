@@ -1,8 +1,10 @@
 // Command quickstart shows the outbound library end to end: it migrates,
-// triggers one message, a duplicate, a bulk of 25 and a refused bulk of 26,
-// then starts the delivery worker with a notifier that prints each delivery
-// (one recipient fails once and succeeds on retry), and prints every
-// message's final status and what the database holds.
+// triggers a bulk of 25, a refused bulk of 26, then one message and a
+// duplicate, and starts the delivery worker with a notifier that prints each
+// delivery (one recipient fails once and succeeds on retry). The one message,
+// triggered last, is delivered first: a one-to-one Trigger outranks bulk
+// recipients. It waits for every final outcome through Subscribe, then prints
+// every message's final status and what the database holds.
 //
 //	go run ./examples/quickstart
 //
@@ -17,8 +19,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,26 +79,14 @@ func run(ctx context.Context, out io.Writer) error {
 		// Retry a failed delivery after a second rather than River's
 		// default backoff, so the quickstart ends quickly.
 		RetryPolicy: retryAfter(time.Second),
+		// One delivery at a time, fetched promptly, so that the order of
+		// deliveries shows River's priorities.
+		MaxWorkers:    1,
+		FetchCooldown: 10 * time.Millisecond,
 	})
 	if err != nil {
 		return err
 	}
-
-	// One message for one conversation.
-	single, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "Trigger(42, recovery)          -> message %s, %s, River job %d\n",
-		single.Message.ID, single.Message.Status, single.Message.JobID)
-
-	// The same conversation and template again: a duplicate, nothing written.
-	dup, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "Trigger(42, recovery) again    -> duplicate=%t, same message=%t\n",
-		dup.Duplicate, dup.Message.ID == single.Message.ID)
 
 	// An inbox selection of 25, exactly the default cap.
 	bulk, err := client.BulkTrigger(ctx, conversationIDs(100, 25), &outbound.BulkTriggerOpts{
@@ -118,8 +110,26 @@ func run(ctx context.Context, out io.Writer) error {
 	if !errors.As(err, &tooLarge) {
 		return fmt.Errorf("expected a refusal, got %v", err)
 	}
-	fmt.Fprintf(out, "BulkTrigger(26 conversations)  -> refused: %d over cap %d, envelope %s\n\n",
+	fmt.Fprintf(out, "BulkTrigger(26 conversations)  -> refused: %d over cap %d, envelope %s\n",
 		tooLarge.Count, tooLarge.Cap, tooLarge.EnvelopeID)
+
+	// One message for one conversation, after the bulk: a Trigger gets
+	// River's priority 1 and bulk recipients priority 2, so the worker
+	// delivers it first.
+	single, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Trigger(42, recovery)          -> message %s, %s, River job %d, priority %d\n",
+		single.Message.ID, single.Message.Status, single.Message.JobID, outbound.DefaultTriggerPriority)
+
+	// The same conversation and template again: a duplicate, nothing written.
+	dup, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery", Actor: "agent:7"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Trigger(42, recovery) again    -> duplicate=%t, same message=%t\n\n",
+		dup.Duplicate, dup.Message.ID == single.Message.ID)
 
 	// Deliver: the worker hands each pending message to the notifier.
 	messages := append([]*outbound.Message{single.Message}, bulk.Messages...)
@@ -156,36 +166,46 @@ type retryAfter time.Duration
 
 func (d retryAfter) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(time.Duration(d)) }
 
-// deliver starts the worker, waits until every message is sent, stops the
-// worker, and prints each message's final status.
+// deliver starts the worker, hears every message's final outcome through
+// Subscribe, stops the worker, and prints each message's final status as
+// the database holds it.
 func deliver(ctx context.Context, out io.Writer, client *outbound.Client, messages []*outbound.Message) error {
-	fmt.Fprintln(out, "Starting the delivery worker:")
+	// Subscribe before starting, so that no outcome is missed. Events are
+	// best-effort (a full buffer drops them, and a process can die between
+	// a commit and its event), so the statuses printed below are read back
+	// from the rows, which are the record.
+	events, unsubscribe := client.Subscribe(outbound.EventKindMessageSent, outbound.EventKindMessageDiscarded)
+	defer unsubscribe()
+
+	fmt.Fprintln(out, "Starting the delivery worker, one delivery at a time:")
 	if err := client.Start(ctx); err != nil {
 		return err
 	}
-	final := make([]*outbound.Message, len(messages))
-	for i, msg := range messages {
-		for {
-			m, err := client.Message(ctx, msg.ID)
-			if err != nil {
-				return err
-			}
-			if m.Status == outbound.MessageStatusSent {
-				final[i] = m
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
+	outcomes := map[string]int{}
+	for heard := 0; heard < len(messages); heard++ {
+		select {
+		case ev := <-events:
+			outcomes[fmt.Sprintf("%s (%s)", ev.Kind, ev.Reason)]++
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("heard %d of %d final outcomes in 30s; ListMessages has them all", heard, len(messages))
 		}
 	}
 	if err := client.Stop(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "\nFinal status of every message:")
-	for _, m := range final {
+	fmt.Fprintln(out, "\nFinal outcomes heard through Subscribe:")
+	for _, outcome := range slices.Sorted(maps.Keys(outcomes)) {
+		fmt.Fprintf(out, "  %-30s %d\n", outcome, outcomes[outcome])
+	}
+
+	fmt.Fprintln(out, "\nFinal status of every message, read back:")
+	for _, msg := range messages {
+		m, err := client.Message(ctx, msg.ID)
+		if err != nil {
+			return err
+		}
 		line := fmt.Sprintf("  conversation %-4d %-16s %s after %d attempt(s)", m.ConversationID, m.TemplateID, m.Status, m.Attempts)
 		if m.Attempts > 1 {
 			line += " (retried)"
