@@ -37,13 +37,46 @@ func (a *api) register(mux *http.ServeMux) {
 }
 
 type triggerRequest struct {
-	TemplateID        string `json:"template_id"`
-	Content           string `json:"content"`
-	ScheduleInSeconds int64  `json:"schedule_in_seconds"`
-	Actor             string `json:"actor"`
+	TemplateID string `json:"template_id"`
+	Content    string `json:"content"`
+	delivery
+	Actor string `json:"actor"`
 	// BulkEnvelopeID is parsed by the handler, so that a bad one is
 	// reported by its JSON name.
 	BulkEnvelopeID string `json:"bulk_envelope_id"`
+}
+
+// delivery are the request fields that say when and how a message is
+// delivered, shared by both trigger routes.
+type delivery struct {
+	ScheduleInSeconds int64 `json:"schedule_in_seconds"`
+	// ScheduledAt is an RFC 3339 time, parsed by schedule so that a bad one
+	// is reported by its JSON name.
+	ScheduledAt string `json:"scheduled_at"`
+	// Priority is River's, 1 (first) to 4; 0 keeps the library's default,
+	// which puts a single trigger before bulk recipients.
+	Priority    int `json:"priority"`
+	MaxAttempts int `json:"max_attempts"`
+}
+
+// schedule returns the delay or the time the request asked for, refusing
+// both at once.
+func (d *delivery) schedule() (time.Duration, time.Time, error) {
+	scheduleIn, err := seconds(d.ScheduleInSeconds)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if d.ScheduledAt == "" {
+		return scheduleIn, time.Time{}, nil
+	}
+	at, err := time.Parse(time.RFC3339, d.ScheduledAt)
+	if err != nil {
+		return 0, time.Time{}, badRequest("scheduled_at must be an RFC 3339 time such as 2027-01-02T09:00:00Z, got %q", d.ScheduledAt)
+	}
+	if scheduleIn != 0 {
+		return 0, time.Time{}, badRequest("scheduled_at and schedule_in_seconds must not both be set: send one")
+	}
+	return 0, at, nil
 }
 
 type triggerResponse struct {
@@ -64,7 +97,7 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	scheduleIn, err := seconds(req.ScheduleInSeconds)
+	scheduleIn, scheduledAt, err := req.schedule()
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -80,6 +113,9 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 		TemplateID:     req.TemplateID,
 		Content:        req.Content,
 		ScheduleIn:     scheduleIn,
+		ScheduledAt:    scheduledAt,
+		Priority:       req.Priority,
+		MaxAttempts:    req.MaxAttempts,
 		Actor:          req.Actor,
 		BulkEnvelopeID: envelopeID,
 	})
@@ -95,11 +131,11 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 }
 
 type bulkRequest struct {
-	ConversationIDs   []int64 `json:"conversation_ids"`
-	TemplateID        string  `json:"template_id"`
-	RenderedBody      string  `json:"rendered_body"`
-	ScheduleInSeconds int64   `json:"schedule_in_seconds"`
-	Actor             string  `json:"actor"`
+	ConversationIDs []int64 `json:"conversation_ids"`
+	TemplateID      string  `json:"template_id"`
+	RenderedBody    string  `json:"rendered_body"`
+	delivery
+	Actor string `json:"actor"`
 }
 
 type bulkResponse struct {
@@ -130,7 +166,7 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	scheduleIn, err := seconds(req.ScheduleInSeconds)
+	scheduleIn, scheduledAt, err := req.schedule()
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -139,6 +175,9 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 		TemplateID:   req.TemplateID,
 		RenderedBody: req.RenderedBody,
 		ScheduleIn:   scheduleIn,
+		ScheduledAt:  scheduledAt,
+		Priority:     req.Priority,
+		MaxAttempts:  req.MaxAttempts,
 		Actor:        req.Actor,
 		EnvelopeID:   envelopeID,
 	})

@@ -69,6 +69,11 @@ func TestAPIErrors(t *testing.T) {
 		{"LongContent", "POST", "/conversations/1/outbound", `{"template_id": "t", "content": "` + strings.Repeat("x", 200<<10) + `"}`, nil, 400, "invalid_argument", "content must be at most 131072 bytes"},
 		{"NULInContent", "POST", "/conversations/1/outbound", `{"template_id": "t", "content": "a\u0000b"}`, nil, 400, "invalid_argument", "content must not contain NUL bytes"},
 		{"NegativeSchedule", "POST", "/conversations/1/outbound", `{"template_id": "t", "schedule_in_seconds": -5}`, nil, 400, "invalid_argument", "schedule_in_seconds must not be negative, got -5"},
+		{"ScheduleTwice", "POST", "/conversations/1/outbound", `{"template_id": "t", "schedule_in_seconds": 5, "scheduled_at": "2030-01-02T09:00:00Z"}`, nil, 400, "invalid_argument", "scheduled_at and schedule_in_seconds must not both be set"},
+		{"BadScheduledAt", "POST", "/outbound/bulk", `{"conversation_ids": [1], "template_id": "t", "rendered_body": "b", "scheduled_at": "tomorrow"}`, nil, 400, "invalid_argument", `scheduled_at must be an RFC 3339 time such as 2027-01-02T09:00:00Z, got "tomorrow"`},
+		{"PriorityOutOfRange", "POST", "/conversations/1/outbound", `{"template_id": "t", "priority": 5}`, nil, 400, "invalid_argument", "priority must be between 1 (highest) and 4, River's priorities, or 0 for the default; got 5"},
+		{"BulkPriorityOutOfRange", "POST", "/outbound/bulk", `{"conversation_ids": [1], "template_id": "t", "rendered_body": "b", "priority": -1}`, nil, 400, "invalid_argument", "priority must be between 1 (highest) and 4"},
+		{"NegativeMaxAttempts", "POST", "/conversations/1/outbound", `{"template_id": "t", "max_attempts": -1}`, nil, 400, "invalid_argument", "max_attempts must be between 1 and 32767, or 0 for the client's default; got -1"},
 		{"HugeSchedule", "POST", "/outbound/bulk", `{"conversation_ids": [1], "template_id": "t", "rendered_body": "b", "schedule_in_seconds": 9223372036854775807}`, nil, 400, "invalid_argument", "schedule_in_seconds is out of range"},
 		{"ZeroConversation", "POST", "/conversations/0/outbound", `{"template_id": "t"}`, nil, 400, "invalid_argument", "conversation id in the path must be a positive conversation id, got 0"},
 		{"ConversationNotANumber", "POST", "/conversations/abc/outbound", `{"template_id": "t"}`, nil, 400, "invalid_argument", `conversation id in the path must be an integer, got "abc"`},
@@ -93,6 +98,8 @@ func TestAPIErrors(t *testing.T) {
 		{"KeyOtherBody", "POST", "/outbound/bulk", strings.Replace(bulk, "Back up.", "Down again.", 1), withKey, 409, "idempotency_conflict", "different body"},
 		{"KeyOtherSchedule", "POST", "/outbound/bulk", strings.Replace(bulk, `"schedule_in_seconds": 60`, `"schedule_in_seconds": 61`, 1), withKey, 409, "idempotency_conflict", "different schedule"},
 		{"KeyNoSchedule", "POST", "/outbound/bulk", strings.Replace(bulk, `"schedule_in_seconds": 60, `, "", 1), withKey, 409, "idempotency_conflict", "different schedule"},
+		{"KeyOtherPriority", "POST", "/outbound/bulk", strings.Replace(bulk, `"actor"`, `"priority": 3, "actor"`, 1), withKey, 409, "idempotency_conflict", "different priority"},
+		{"KeyOtherMaxAttempts", "POST", "/outbound/bulk", strings.Replace(bulk, `"actor"`, `"max_attempts": 3, "actor"`, 1), withKey, 409, "idempotency_conflict", "different max attempts"},
 		{"KeyOtherActor", "POST", "/outbound/bulk", strings.Replace(bulk, "agent:7", "agent:8", 1), withKey, 409, "idempotency_conflict", "different actor"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -116,6 +116,12 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 	if err != nil {
 		return err
 	}
+	// Messages that will not be delivered are worth a warning, which an
+	// alert can watch for. Subscribed before Start, so that none is missed.
+	undelivered, unsubscribe := client.Subscribe(outbound.EventKindMessageDiscarded,
+		outbound.EventKindMessageCancelled, outbound.EventKindMessageUnconfirmed)
+	defer unsubscribe()
+	go warnUndelivered(logger, undelivered)
 	// The worker outlives ctx so that shutdown can stop it gracefully.
 	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
@@ -190,6 +196,21 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 		return err
 	}
 	return nil
+}
+
+// warnUndelivered logs each message that ends without being delivered, until
+// the subscription ends. Events are best-effort; the dashboard's and the
+// API's message lists, read from the rows, have every one.
+func warnUndelivered(logger *slog.Logger, events <-chan *outbound.Event) {
+	for ev := range events {
+		logger.Warn("outbound message not delivered",
+			slog.String("outcome", string(ev.Kind)),
+			slog.String("reason", string(ev.Reason)),
+			slog.String("message_id", ev.MessageID.String()),
+			slog.Int64("conversation_id", ev.ConversationID),
+			slog.String("template_id", ev.TemplateID),
+			slog.Int("attempts", ev.Attempts))
+	}
 }
 
 // logNotifier stands in for a real provider (email, SMS, chat): it logs each

@@ -187,11 +187,36 @@ func TestService(t *testing.T) {
 		c.do("POST", "/outbound/envelopes/"+res.Envelope.ID.String()+"/cancel", "", nil, http.StatusOK, &env)
 		require.Zero(t, *env.Cancelled)
 
+		// Each cancelled message is logged as not delivered, with why, by
+		// the service's subscriber, which logs as events come.
+		for i, m := range res.Messages {
+			reason := "cancel_envelope"
+			if i == 0 {
+				reason = "cancel_message"
+			}
+			line := `msg="outbound message not delivered" outcome=message_cancelled reason=` + reason + " message_id=" + m.ID.String()
+			require.Eventually(t, func() bool { return strings.Contains(logs.String(), line) }, 10*time.Second, 10*time.Millisecond, line)
+		}
+
 		// A sent message cannot be cancelled.
 		var sent triggerResponse
 		c.do("POST", "/conversations/7/outbound", `{"template_id": "recovery"}`, nil, http.StatusCreated, &sent)
 		c.waitForMessage(sent.Message.ID, "sent")
 		c.expectError("POST", "/outbound/messages/"+sent.Message.ID.String()+"/cancel", "", nil, http.StatusConflict, "not_cancellable", "is sent")
+	})
+
+	// Scheduled at an absolute time, at the lowest priority, with one
+	// attempt: the message says when, and River's job the rest.
+	t.Run("TriggerDeliveryOptions", func(t *testing.T) {
+		c.t = t
+		var res triggerResponse
+		c.do("POST", "/conversations/77/outbound", `{"template_id": "survey", "scheduled_at": "2030-01-02T09:00:00Z", "priority": 4, "max_attempts": 1}`,
+			nil, http.StatusCreated, &res)
+		require.Equal(t, time.Date(2030, 1, 2, 9, 0, 0, 0, time.UTC), res.Message.ScheduledAt.UTC())
+		var bulk bulkResponse
+		c.do("POST", "/outbound/bulk", `{"conversation_ids": [78], "template_id": "survey", "rendered_body": "How did we do?", "scheduled_at": "2030-01-02T09:00:00+01:00"}`,
+			nil, http.StatusCreated, &bulk)
+		require.Equal(t, time.Date(2030, 1, 2, 8, 0, 0, 0, time.UTC), bulk.Messages[0].ScheduledAt.UTC())
 	})
 
 	t.Run("NotFound", func(t *testing.T) {
