@@ -130,6 +130,38 @@ host's client through [Client.PeriodicJobs]), settles messages whose job ended
 without recording a result, so none holds its dedup key for ever; one whose
 last call may have succeeded becomes unconfirmed and keeps its key.
 
+# Priority, schedule and attempts
+
+River works a queue's available jobs by priority, 1 first, then by
+scheduled time. A [Client.Trigger]'s delivery job gets
+[DefaultTriggerPriority] (1) and a [Client.BulkTrigger]'s recipients
+[DefaultBulkTriggerPriority] (2), so that a one-to-one follow-up is
+delivered before bulk recipients queued ahead of it: a bulk never delays
+it. TriggerOpts.Priority and BulkTriggerOpts.Priority (1 to 4) override
+the defaults. ScheduledAt delays delivery until an absolute time (one
+already past means now), as ScheduleIn does by a duration; setting both is
+[ErrInvalidArgument]. MaxAttempts overrides Config.MaxAttempts for the
+call's messages.
+
+# Final outcomes
+
+[Client.Subscribe] gives a channel of each message's final outcome
+([Event]: sent, discarded, cancelled or unconfirmed, with the message's id
+and an [EventReason]), as River's Client.Subscribe does for jobs:
+
+	events, unsubscribe := client.Subscribe(outbound.EventKindMessageDiscarded)
+	defer unsubscribe()
+	for ev := range events {
+		alert(ev.ConversationID, ev.Reason, ev.LastError)
+	}
+
+Events are best-effort: sent without blocking into a bounded buffer after
+the outcome commits, so that a slow subscriber never holds delivery up; one
+that finds the buffer full is dropped, counted in outbound.events.dropped
+and logged, and a process can die between a commit and its event. A host
+that needs every outcome reads the rows, with [Client.ListMessages] or
+[Client.Message]; events tell it promptly, the rows for certain.
+
 # Retention
 
 Nothing is deleted unless asked. [Client.Prune] deletes final messages,
@@ -179,7 +211,9 @@ only attributes from fixed vocabularies, never an id, an actor or a body:
     conventions have;
   - outbound.messages is a gauge of the backlog by status (pending,
     delivering, failed), counted with one query over an index at most once
-    per [StatusGaugeMinInterval].
+    per [StatusGaugeMinInterval];
+  - outbound.events.dropped counts the [Event]s a full subscription buffer
+    dropped, by kind.
 
 Providers default to the OpenTelemetry globals.
 
