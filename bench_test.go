@@ -559,6 +559,31 @@ func BenchmarkDelivery(b *testing.B) {
 				Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
 			})
 		})
+		// The same, with a subscriber that receives every sent event: what
+		// Subscribe costs a delivery.
+		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=outbound_subscribed", cooldown), func(b *testing.B) {
+			e := newBenchEnv(b, benchDeliveryWorkers+4)
+			seedDeliveries(b, e)
+			client := e.client(b, &outbound.Config{
+				MaxWorkers:    benchDeliveryWorkers,
+				FetchCooldown: cooldown,
+				Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
+			})
+			events, unsubscribe := client.Subscribe(outbound.EventKindMessageSent)
+			received := make(chan int)
+			go func() {
+				n := 0
+				for range events {
+					n++
+				}
+				received <- n
+			}()
+			runDelivery(b, e, client.Start, client.Stop)
+			unsubscribe()
+			if n := <-received; n != b.N {
+				b.Fatalf("the subscriber received %d events for %d deliveries", n, b.N)
+			}
+		})
 		b.Run(fmt.Sprintf("fetch_cooldown=%s/impl=river", cooldown), func(b *testing.B) {
 			e := newBenchEnv(b, benchDeliveryWorkers+4)
 			seedDeliveries(b, e)
