@@ -92,7 +92,9 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 // submitted envelope and their River jobs in one transaction, and returns how
 // many it cancelled. It never waits for a Notifier. A message in flight
 // (delivering) is not counted: if its attempt succeeds it ends sent, and if
-// the attempt fails it ends cancelled instead of being retried. Messages
+// the attempt fails it ends cancelled instead of being retried. Once it
+// returns nil, no attempt starts for any of the envelope's messages: the
+// Notifier is called again only by an attempt already in flight. Messages
 // already sent, unconfirmed or discarded are left as they are. When no
 // message is left uncancelled, the envelope's status becomes cancelled. An
 // unknown id is ErrNotFound; a refused envelope, which has no messages, is
@@ -126,9 +128,6 @@ func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UU
 		}
 		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelEnvelopeMessages, id, env.TemplateID); err != nil {
 			return err
-		}
-		if _, err := tx.Exec(ctx, c.queries.RequestCancelInFlight, id, env.TemplateID); err != nil {
-			return fmt.Errorf("outbound: cancel envelope: messages in flight: %w", err)
 		}
 		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id); err != nil {
 			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)

@@ -86,7 +86,6 @@ func TestStatementsUseIndexes(t *testing.T) {
 		{"SelectLiveMessagesByKey", q.SelectLiveMessagesByKey, []any{[]int64{50, 100}, "t0", nil}, "messages_dedup_key_idx"},
 		{"ReleaseExpiredDedupKeys", q.ReleaseExpiredDedupKeys, []any{[]int64{50, 100}, "t0", nil, 86400.0}, "messages_dedup_key_idx"},
 		{"CancelEnvelopeMessages", q.CancelEnvelopeMessages, []any{envelopeID, "t0"}, "messages_bulk_envelope_id_idx"},
-		{"RequestCancelInFlight", q.RequestCancelInFlight, []any{envelopeID, "t0"}, "messages_bulk_envelope_id_idx"},
 		{"MarkEnvelopeCancelledIfAllCancelled", q.MarkEnvelopeCancelledIfAllCancelled, []any{envelopeID}, "messages_bulk_envelope_id_idx"},
 		{"ReconcileMessages", q.ReconcileMessages, []any{1000, zero}, "messages_awaiting_result_idx"},
 		{"PruneMessages", q.PruneMessages, []any{zero, pgtype.UUID{Bytes: uuid.Max, Valid: true}, 1000, cutoff, week.Seconds()}, "messages_pkey"},

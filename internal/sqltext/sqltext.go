@@ -145,15 +145,14 @@ type Queries struct {
 	// attempts and last_error, then its job id. $1 id.
 	CancelMessage string
 
-	// CancelEnvelopeMessages cancels an envelope's undelivered messages,
-	// returning of each what CancelMessage does. $1 envelope id, $2
-	// template id.
+	// CancelEnvelopeMessages cancels an envelope's undelivered messages and
+	// asks for the cancel of those in flight, in one statement, and returns
+	// of each message it cancelled what CancelMessage does. One statement,
+	// so that a message cannot slip between the two: UPDATE locks each row
+	// it matched and checks it again as last committed, so a message in
+	// flight whose failed attempt was recorded meanwhile is cancelled, and
+	// one claimed meanwhile is asked to be. $1 envelope id, $2 template id.
 	CancelEnvelopeMessages string
-
-	// RequestCancelInFlight marks an envelope's messages in flight so that an
-	// attempt that fails ends them cancelled rather than retried, and returns
-	// how many it marked. $1 envelope id, $2 template id.
-	RequestCancelInFlight string
 
 	// LockEnvelope reads one envelope and locks it until the transaction
 	// ends, so that cancels touching one envelope take turns. $1 id.
@@ -404,17 +403,20 @@ WHERE id = $1 AND status IN {undelivered}
 RETURNING ` + settledColumns("") + `, job_id`),
 
 		// UPDATE waits for a row that a claim or a record has locked, then
-		// checks the WHERE again on the row as committed: a message that was
-		// just claimed or sent is skipped.
+		// checks the WHERE again on the row as committed and computes the SET
+		// from it: a message just sent is skipped, one whose attempt just
+		// failed is cancelled, one just claimed gets its cancel asked for.
 		CancelEnvelopeMessages: r.Replace(`
-UPDATE {s}.messages
-SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
-WHERE bulk_envelope_id = $1 AND template_id = $2 AND status IN {undelivered}
-RETURNING ` + settledColumns("") + `, job_id`),
-
-		RequestCancelInFlight: r.Replace(`
-UPDATE {s}.messages SET cancel_requested_at = now(), updated_at = now()
-WHERE bulk_envelope_id = $1 AND template_id = $2 AND status = 'delivering' AND cancel_requested_at IS NULL`),
+WITH changed AS (
+	UPDATE {s}.messages
+	SET ` + setStatus(`CASE WHEN status IN {undelivered} THEN 'cancelled' ELSE status END`) + `,
+		cancel_requested_at = CASE WHEN status = 'delivering' THEN now() ELSE cancel_requested_at END,
+		updated_at = now()
+	WHERE bulk_envelope_id = $1 AND template_id = $2
+		AND (status IN {undelivered} OR (status = 'delivering' AND cancel_requested_at IS NULL))
+	RETURNING ` + settledColumns("") + `, job_id, status
+)
+SELECT ` + settledColumns("") + `, job_id FROM changed WHERE status = 'cancelled'`),
 
 		LockEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1 FOR UPDATE`),
 
