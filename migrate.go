@@ -40,7 +40,11 @@ type MigrateOpts struct {
 	// Schema is where the library's tables live. Defaults to DefaultSchema.
 	Schema string
 
-	// RiverSchema is where River's tables live. Defaults to Schema.
+	// RiverSchema is where River's tables live, and Migrate records it as
+	// the installation's River schema. Defaults to the one already recorded
+	// for Schema, so that a process that leaves it empty never moves a
+	// River schema that another recorded; on a schema with none recorded,
+	// to Schema. Set it to move the record.
 	RiverSchema string
 
 	// TargetVersion, for MigrateDown only, is the version to go down to.
@@ -109,9 +113,10 @@ func Migrations() ([]Migration, error) {
 
 // Migrate brings the library's tables in opts.Schema and River's tables in
 // opts.RiverSchema fully up to date, creating the schemas when missing, and
-// records opts.RiverSchema as the installation's River schema. It is
-// idempotent, and safe to call from several processes at once: they take
-// turns on a Postgres advisory lock.
+// records opts.RiverSchema as the installation's River schema. With
+// opts.RiverSchema empty it keeps the River schema already recorded, and
+// migrates River's tables there. It is idempotent, and safe to call from
+// several processes at once: they take turns on a Postgres advisory lock.
 //
 // It needs one pool connection at a time, holds nothing between its
 // transactions (its lock is transaction-scoped), and so also works on a pool
@@ -137,12 +142,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 		opts = &MigrateOpts{}
 	}
 	schema := cmp.Or(opts.Schema, DefaultSchema)
-	riverSchema := cmp.Or(opts.RiverSchema, schema)
 	if err := validateSchemaName("MigrateOpts.Schema", schema); err != nil {
 		return err
 	}
-	if err := validateSchemaName("MigrateOpts.RiverSchema", riverSchema); err != nil {
-		return err
+	if opts.RiverSchema != "" {
+		if err := validateSchemaName("MigrateOpts.RiverSchema", opts.RiverSchema); err != nil {
+			return err
+		}
 	}
 	migrations, err := Migrations()
 	if err != nil {
@@ -157,8 +163,10 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 		})
 	}
 
-	if err := lockedTx(ctx, pool, func(tx pgx.Tx) error {
-		return applyUp(ctx, tx, schema, riverSchema, migrations)
+	var riverSchema string
+	if err := lockedTx(ctx, pool, func(tx pgx.Tx) (err error) {
+		riverSchema, err = applyUp(ctx, tx, schema, opts.RiverSchema, migrations)
+		return err
 	}); err != nil {
 		return err
 	}
@@ -211,20 +219,20 @@ func migrateRiver(ctx context.Context, pool *pgxpool.Pool, riverSchema string, l
 	}
 }
 
-// applyUp creates the schemas when missing, applies every pending library
-// migration, and records the installation's River schema, all in tx.
-func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrations []Migration) error {
-	for _, s := range []string{schema, riverSchema} {
-		if err := createSchemaIfMissing(ctx, tx, s); err != nil {
-			return err
-		}
+// applyUp creates the library's schema when missing, applies every pending
+// library migration, and records the installation's River schema, all in tx.
+// It returns the River schema recorded: riverSchema when given; else the one
+// recorded before, or schema when there is none.
+func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrations []Migration) (string, error) {
+	if err := createSchemaIfMissing(ctx, tx, schema); err != nil {
+		return "", err
 	}
 	applied, err := appliedVersions(ctx, tx, schema)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := refuseNewerVersions(schema, applied, migrations); err != nil {
-		return err
+		return "", err
 	}
 	for _, m := range migrations {
 		if applied[m.Version] {
@@ -232,13 +240,28 @@ func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrati
 		}
 		// The migration's SQL records its version itself.
 		if err := execMigration(ctx, tx, schema, m.Up); err != nil {
-			return fmt.Errorf("outbound: migrate: apply %03d_%s up: %w", m.Version, m.Name, err)
+			return "", fmt.Errorf("outbound: migrate: apply %03d_%s up: %w", m.Version, m.Name, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, sqltext.RecordRiverSchema(schema), riverSchema); err != nil {
-		return fmt.Errorf("outbound: migrate: record river schema: %w", err)
+	if riverSchema == "" {
+		// Another process may have recorded River's schema on purpose; one
+		// that was not told where River is must not move it.
+		var recorded *string
+		if err := tx.QueryRow(ctx, sqltext.SelectRecordedRiverSchema(schema)).Scan(&recorded); err != nil {
+			return "", fmt.Errorf("outbound: migrate: read recorded river schema: %w", err)
+		}
+		riverSchema = schema
+		if recorded != nil {
+			riverSchema = *recorded
+		}
 	}
-	return nil
+	if err := createSchemaIfMissing(ctx, tx, riverSchema); err != nil {
+		return "", err
+	}
+	if _, err := tx.Exec(ctx, sqltext.RecordRiverSchema(schema), riverSchema); err != nil {
+		return "", fmt.Errorf("outbound: migrate: record river schema: %w", err)
+	}
+	return riverSchema, nil
 }
 
 // createSchemaIfMissing creates a schema unless it exists. CREATE SCHEMA IF

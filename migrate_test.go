@@ -317,6 +317,34 @@ func TestMigrate(t *testing.T) {
 		require.Equal(t, "outbound_delivery", jobByID(t, riverSchema, res.Message.JobID).Kind)
 	})
 
+	// KeepsTheRecordedRiverSchema runs Migrate a second time, as another
+	// process of the service would, without MigrateOpts.RiverSchema: the
+	// River schema recorded by the first stays recorded, and River's tables
+	// are migrated there, not beside the library's. Before, the second run
+	// recorded the library's schema, and the correctly configured client's
+	// Reconcile then failed with ErrSchemaMismatch.
+	t.Run("KeepsTheRecordedRiverSchema", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema, riverSchema := migratedSchemas(t)
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: riverSchema})
+		require.NoError(t, err)
+		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		require.Equal(t, riverSchema, recordedRiverSchema(t, schema))
+		require.False(t, tableExists(t, schema, "river_job"), "River's tables migrated beside the library's")
+		_, err = client.Reconcile(ctx)
+		require.NoError(t, err)
+
+		// Asked to, Migrate moves the record, and River's tables with it.
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema}))
+		require.Equal(t, schema, recordedRiverSchema(t, schema))
+		require.True(t, tableExists(t, schema, "river_job"))
+		_, err = client.Reconcile(ctx)
+		require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
+	})
+
 	t.Run("QuotedSchemaName", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
@@ -351,4 +379,12 @@ func TestMigrate(t *testing.T) {
 		require.ErrorIs(t, err, outbound.ErrInvalidArgument)
 		require.ErrorContains(t, err, "TargetVersion")
 	})
+}
+
+// recordedRiverSchema reads the River schema Migrate recorded for a schema.
+func recordedRiverSchema(tb testing.TB, schema string) string {
+	tb.Helper()
+	var riverSchema string
+	require.NoError(tb, testPool.QueryRow(context.Background(), "SELECT river_schema FROM "+table(schema, "installation")).Scan(&riverSchema))
+	return riverSchema
 }

@@ -160,7 +160,7 @@ func TestSchemaMismatch(t *testing.T) {
 		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: otherRiver}))
 		_, err = client.Reconcile(ctx)
 		require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
-		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema}))
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema}))
 		_, err = client.Reconcile(ctx)
 		require.NoError(t, err)
 	})

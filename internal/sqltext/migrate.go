@@ -48,6 +48,12 @@ ON CONFLICT (singleton) DO UPDATE SET river_schema = excluded.river_schema, upda
 WHERE installation.river_schema <> excluded.river_schema`
 }
 
+// SelectRecordedRiverSchema reads the installation's River schema: one row,
+// NULL when none is recorded.
+func SelectRecordedRiverSchema(schema string) string {
+	return `SELECT (SELECT river_schema FROM ` + pgx.Identifier{schema, "installation"}.Sanitize() + `)`
+}
+
 // TakeMigrationLock takes the advisory lock that migrations take turns on,
 // until the transaction ends. $1 the lock's key.
 const TakeMigrationLock = `SELECT pg_advisory_xact_lock($1)`
