@@ -94,7 +94,7 @@ The delivery worker hands each message to Config.Notifier, once per attempt:
 		}),
 	})
 	...
-	if err := client.Start(ctx); err != nil { // or client.AddWorkers(workers)
+	if err := client.Start(ctx); err != nil { // or client.ConfigureRiver(&riverConfig)
 		// handle error
 	}
 	defer client.Stop(ctx)
@@ -123,10 +123,12 @@ context past NotifyTimeout and is abandoned. A dead worker's message is
 attempted again within about NotifyTimeout + 70s at the defaults.
 
 [Client.Start] runs an embedded River client on Config.Queue;
-[Client.AddWorkers] registers the worker with a host's own River client
-instead. Several processes may work one database; River hands each job to one
-of them at a time. [Client.Reconcile], run periodically by Start (and by a
-host's client through [Client.PeriodicJobs]), settles messages whose job ended
+[Client.ConfigureRiver] adds the library's workers, queue and periodic jobs to
+a host's own River config instead, and refuses one whose Schema is not
+Config.RiverSchema, where the library's jobs go ([Client.AddWorkers] is its
+low-level form). Several processes may work one database; River hands each job
+to one of them at a time. [Client.Reconcile], run periodically by Start (and by
+a host's client through [Client.PeriodicJobs]), settles messages whose job ended
 without recording a result, so none holds its dedup key for ever; one whose
 last call may have succeeded becomes unconfirmed and keeps its key.
 

@@ -136,8 +136,9 @@ func reconciledReason(status MessageStatus, jobState *string) EventReason {
 
 // PeriodicJobs returns the library's periodic River jobs: the reconcile job,
 // and the prune job when Config.Retention or Config.AuditRetention is set.
-// They are for a host that runs its own River client and registered the
-// workers with AddWorkers; Start adds them to its embedded client itself.
+// ConfigureRiver adds them to a host's own River config, and Start to its
+// embedded client; a host that registers the workers with AddWorkers lists
+// them in its River config itself.
 func (c *Client) PeriodicJobs() []*river.PeriodicJob {
 	jobs := []*river.PeriodicJob{
 		river.NewPeriodicJob(

@@ -84,16 +84,22 @@ func (c *Client) DeliveryWorker() river.Worker[DeliveryArgs] {
 }
 
 // AddWorkers registers the library's workers (delivery, reconcile and prune)
-// with a host's own River workers, for a host that runs its own River client
-// instead of calling Start. That client must use the riverpgxv5 driver, work
-// Config.Queue, have its Schema set to Config.RiverSchema, and should list
-// PeriodicJobs in its config (and set PollOnly behind PgBouncer). Set its RescueStuckJobsAfter to
-// Config.RescueStuckJobsAfter's default, Config.NotifyTimeout + 30s: River's
-// own default, an hour, leaves a dead worker's message waiting that long. A
-// shorter one is safe too: a rescued attempt that finds the first still
-// holding its claim waits for the claim to run out, and never calls the
-// Notifier beside it. Like river.AddWorker, it panics if the workers are
-// already registered.
+// with a host's own River workers. It is the low-level form of
+// ConfigureRiver, which most hosts that run their own River client should
+// call instead: it also adds the queue and the periodic jobs, and refuses a
+// River config whose schema would never see the library's jobs.
+//
+// With AddWorkers, the rest is the host's to get right. Its River client
+// must use the riverpgxv5 driver, work Config.Queue, have its Schema set to
+// Config.RiverSchema (not "", unless the connection's search_path leads
+// there), and should list PeriodicJobs in its config (and set PollOnly
+// behind PgBouncer). Its RescueStuckJobsAfter decides how soon a dead
+// worker's delivery is attempted again: River's default is an hour, Start's
+// NotifyTimeout + 30s, and River refuses one shorter than its JobTimeout (a
+// minute by default). A shorter one than the claim is safe too: a rescued
+// attempt that finds the first still holding its claim waits for the claim
+// to run out, and never calls the Notifier beside it. Like river.AddWorker,
+// it panics if the workers are already registered.
 func (c *Client) AddWorkers(workers *river.Workers) {
 	river.AddWorker(workers, c.DeliveryWorker())
 	river.AddWorker(workers, &reconcileWorker{client: c})

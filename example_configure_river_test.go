@@ -2,6 +2,7 @@ package outbound_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -13,10 +14,11 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 )
 
-// ExampleClient_AddWorkers delivers under the host's own River client rather
-// than Start's: the host registers the library's workers beside its own, and
-// works the library's queue.
-func ExampleClient_AddWorkers() {
+// ExampleClient_ConfigureRiver delivers under the host's own River client
+// rather than Start's: ConfigureRiver adds the library's workers, queue and
+// periodic jobs to the host's River config, beside the host's own, and
+// refuses a config whose schema would never see the library's jobs.
+func ExampleClient_ConfigureRiver() {
 	ctx := context.Background()
 
 	pool, err := pgxpool.New(ctx, exampleDatabaseURL())
@@ -43,22 +45,27 @@ func ExampleClient_AddWorkers() {
 		log.Fatal(err)
 	}
 
-	// The host's River client, with its own workers and the library's.
+	// River on the connection's search_path would never see the library's
+	// jobs, which Migrate put in the library's schema: refused.
+	if err := client.ConfigureRiver(&river.Config{}); err != nil {
+		fmt.Println("refused: river.Config.Schema is not Config.RiverSchema:", errors.Is(err, outbound.ErrInvalidArgument))
+	}
+
+	// The host's River config, with its own queues and workers.
 	workers := river.NewWorkers()
 	// river.AddWorker(workers, &yourOwnWorker{})
-	client.AddWorkers(workers)
-	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema: schema, // Config.RiverSchema: where Migrate put River's tables
-		Queues: map[string]river.QueueConfig{
-			river.QueueDefault:    {MaxWorkers: 10},
-			outbound.DefaultQueue: {MaxWorkers: 100},
-		},
-		Workers:      workers,
-		PeriodicJobs: client.PeriodicJobs(), // Reconcile, and Prune when Config.Retention is set
-		// Take a dead worker's delivery back after NotifyTimeout + 30s,
-		// rather than River's default hour.
-		RescueStuckJobsAfter: outbound.DefaultNotifyTimeout + 30*time.Second,
-	})
+	riverConfig := &river.Config{
+		Schema:  schema, // Config.RiverSchema: where Migrate put River's tables
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Workers: workers,
+		// Take a dead worker's delivery back after a minute, rather than
+		// River's default hour; River wants it no shorter than JobTimeout.
+		RescueStuckJobsAfter: time.Minute,
+	}
+	if err := client.ConfigureRiver(riverConfig); err != nil {
+		log.Fatal(err)
+	}
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), riverConfig)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -81,5 +88,6 @@ func ExampleClient_AddWorkers() {
 	}
 
 	// Output:
+	// refused: river.Config.Schema is not Config.RiverSchema: true
 	// delivered to conversation 42
 }
