@@ -174,11 +174,14 @@ func (c *Client) notify(ctx context.Context, msg *Message) notifyResult {
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
+				// The value may hold a body or personal data, and be of any
+				// size: it is logged as last_error keeps it, bounded.
+				text := boundedErrorText(fmt.Sprint(v))
 				c.config.Logger.Error("outbound: notifier panicked",
 					slog.String("message_id", msg.ID.String()),
-					slog.Any("panic", v),
+					slog.String("panic", text),
 					slog.String("stack", string(debug.Stack())))
-				done <- notifyResult{err: fmt.Errorf("notifier panicked: %v", v), panicked: true}
+				done <- notifyResult{err: errors.New("notifier panicked: " + text), panicked: true}
 			}
 		}()
 		done <- notifyResult{err: notifier.OnOutboundTriggered(notifyCtx, &msgCopy)}

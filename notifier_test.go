@@ -156,4 +156,36 @@ func TestNotifierErrors(t *testing.T) {
 		require.Contains(t, logs.String(), "Job errored", "River logged the attempts")
 		require.NotContains(t, logs.String(), tail)
 	})
+
+	// PanicValueBounded: a notifier that panics with 10 MiB logs no more of
+	// it than last_error keeps. It used to log the value whole: 21 MB of log
+	// for one panic, with whatever body or personal data it held.
+	t.Run("PanicValueBounded", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		const tail = "TAIL-BEYOND-THE-BOUND"
+		huge := strings.Repeat("x", 10<<20) + tail
+		notifier := &recordingNotifier{fn: func(context.Context, *outbound.Message) error { panic(huge) }}
+		var logs syncBuffer
+		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, MaxAttempts: 1,
+			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))
+
+		res := mustTrigger(ctx, t, b.client, 53, &outbound.TriggerOpts{TemplateID: "recovery"})
+		msg := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusDiscarded)[0]
+		require.True(t, strings.HasPrefix(msg.LastError, "notifier panicked: xxx"))
+		require.LessOrEqual(t, len(msg.LastError), outbound.MaxLastErrorBytes)
+
+		var panicLine string
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, "outbound: notifier panicked") {
+				panicLine = line
+			}
+		}
+		require.NotEmpty(t, panicLine, "the panic is logged")
+		require.Contains(t, panicLine, "panic=\"xxxx")
+		require.Contains(t, panicLine, "[truncated]")
+		require.Contains(t, panicLine, "stack=", "with its stack")
+		require.Less(t, len(logs.String()), 64<<10, "the whole log, River's lines included")
+		require.NotContains(t, logs.String(), tail)
+	})
 }
