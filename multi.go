@@ -287,37 +287,85 @@ func (b *triggerBatch) takeMetadata() map[string]any {
 	return maps.Clone(b.metadata)
 }
 
+// holderRounds bounds how often stageDuplicates inserts again the messages
+// whose key's holder ended between the insert and the read of the holders.
+// Each round needs another caller to take the key and free it again between
+// two statements of this one's.
+const holderRounds = 8
+
 // stageDuplicates fills in, for each recipient whose dedup key was held, the
 // live message that holds it, and deletes the jobs staged for those
-// recipients, so that none is orphaned.
+// recipients, so that none is orphaned. A holder may have been cancelled or
+// discarded since the insert found the key held: the key is free then, and
+// the recipient's message is inserted after all, as if it had been free
+// from the start.
 func (c *Client) stageDuplicates(ctx context.Context, tx pgx.Tx, b *triggerBatch, staged *stagedTrigger) error {
-	taken := b.recipients.filter(func(i int) bool { return staged.messages[i] == nil })
-	if _, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, taken.jobIDs); err != nil {
+	isDuplicate := make([]bool, len(b.messageIDs))
+	for round := 0; ; round++ {
+		unresolved := func(i int) bool { return staged.messages[i] == nil && !isDuplicate[i] }
+		taken := b.recipients.filter(unresolved)
+		rows, err := tx.Query(ctx, c.queries.SelectLiveMessagesByKey, taken.conversationIDs, b.params.templateID, b.envelopeID)
+		if err != nil {
+			return fmt.Errorf("outbound: read existing messages: %w", err)
+		}
+		existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+		if err != nil {
+			return fmt.Errorf("outbound: read existing messages: %w", err)
+		}
+		byConversation := make(map[int64]*Message, len(existing))
+		for _, m := range existing {
+			byConversation[m.ConversationID] = m
+		}
+		for i, conversationID := range b.recipients.conversationIDs {
+			if m, ok := byConversation[conversationID]; ok && unresolved(i) {
+				staged.messages[i], isDuplicate[i] = m, true
+			}
+		}
+		freed := b.recipients.filter(unresolved)
+		if len(freed.ids) == 0 {
+			break
+		}
+		if round == holderRounds {
+			return fmt.Errorf("outbound: dedup key of conversation %d was taken and freed %d times during the call", freed.conversationIDs[0], holderRounds)
+		}
+		if err := c.insertFreed(ctx, tx, b, freed, staged); err != nil {
+			return err
+		}
+	}
+	staged.duplicates = 0
+	for _, dup := range isDuplicate {
+		if dup {
+			staged.duplicates++
+		}
+	}
+	if staged.duplicates == 0 {
+		return nil
+	}
+	unused := b.recipients.filter(func(i int) bool { return isDuplicate[i] })
+	if _, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, unused.jobIDs); err != nil {
 		return fmt.Errorf("outbound: delete unneeded jobs: %w", err)
 	}
-	rows, err := tx.Query(ctx, c.queries.SelectLiveMessagesByKey, taken.conversationIDs, b.params.templateID, b.envelopeID)
-	if err != nil {
-		return fmt.Errorf("outbound: read existing messages: %w", err)
+	return nil
+}
+
+// insertFreed inserts the messages of recipients whose key's holder ended
+// after the first insert, and stages those it wrote. One whose key was taken
+// again meanwhile stays unstaged, for the next round's read.
+func (c *Client) insertFreed(ctx context.Context, tx pgx.Tx, b *triggerBatch, freed recipientRows, staged *stagedTrigger) error {
+	written := make(map[uuid.UUID]insertedMessage, len(freed.ids))
+	if err := c.insertMessages(ctx, tx, b, freed, written); err != nil {
+		return err
 	}
-	existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
-	if err != nil {
-		return fmt.Errorf("outbound: read existing messages: %w", err)
-	}
-	byConversation := make(map[int64]*Message, len(existing))
-	for _, m := range existing {
-		byConversation[m.ConversationID] = m
-	}
-	for i, conversationID := range b.recipients.conversationIDs {
-		if staged.messages[i] != nil {
-			continue
+	// The batch's metadata went to the messages staged before: these get
+	// their own.
+	b.metadata = newMessageMetadata(b.params.templateID, b.params.bulkEnvelopeID)
+	b.metadataLeft = len(written)
+	for i, id := range b.messageIDs {
+		if row, ok := written[id]; ok {
+			m := new(Message)
+			b.fillMessage(m, i, row)
+			staged.messages[i] = m
 		}
-		m, ok := byConversation[conversationID]
-		if !ok {
-			// The holder was cancelled or discarded between the insert and
-			// this read; the caller may simply try again.
-			return fmt.Errorf("outbound: dedup key of conversation %d changed during the call; retry", conversationID)
-		}
-		staged.messages[i] = m
 	}
 	return nil
 }

@@ -1,13 +1,17 @@
 package outbound_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
 
@@ -109,4 +113,122 @@ func TestRaceTriggersAndBulkReplays(t *testing.T) {
 	require.Equal(t, len(recipients), messages, "no row written for a lost race")
 	require.Equal(t, len(recipients), jobs)
 	require.Zero(t, orphanJobs)
+}
+
+// pauseBeforeStatement is a pgx tracer that runs hook once, before the first
+// statement it sees whose text contains all of parts, so that a test can act
+// between two statements of the library's own.
+type pauseBeforeStatement struct {
+	parts []string
+	hook  func()
+	once  sync.Once
+}
+
+func (p *pauseBeforeStatement) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	for _, part := range p.parts {
+		if !strings.Contains(d.SQL, part) {
+			return ctx
+		}
+	}
+	p.once.Do(p.hook)
+	return ctx
+}
+
+func (p *pauseBeforeStatement) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestDedupKeyFreedDuringTrigger frees a dedup key between the statement
+// that finds it held and the one that reads its holder: the holder is
+// cancelled right then, from another connection. The call writes its message
+// after all, as if the key had been free from the start. Before, it failed
+// with an untyped "dedup key ... changed during the call; retry" (11 of
+// 12,104 racing triggers in one run), which the example service answered
+// with a 500.
+func TestDedupKeyFreedDuringTrigger(t *testing.T) {
+	t.Parallel()
+
+	// Racing: 8 goroutines trigger one key and cancel whatever message they
+	// are handed, so that keys are taken and freed between any two
+	// statements of any call. Every trigger succeeds.
+	t.Run("Racing", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		b := setup(t)
+		const racers, rounds = 8, 250
+		var (
+			wg   sync.WaitGroup
+			errs = make(chan error, racers*rounds)
+		)
+		for range racers {
+			wg.Go(func() {
+				for range rounds {
+					res, err := b.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+					if err != nil {
+						errs <- err
+						continue
+					}
+					if err := b.client.CancelMessage(ctx, res.Message.ID); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		var failed []string
+		for err := range errs {
+			failed = append(failed, err.Error())
+		}
+		t.Logf("%d triggers and cancels, %d messages written, %d calls failed", racers*rounds, countRows(t, b.schema, "messages"), len(failed))
+		require.Empty(t, failed)
+	})
+
+	for _, bulk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Bulk=%t", bulk), func(t *testing.T) {
+			t.Parallel()
+			ctx := ctxT(t)
+			schema := migratedSchema(t)
+			other, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+			require.NoError(t, err)
+			envelopeID := uuid.Must(uuid.NewV7())
+			// Conversation 1's holder is cancelled mid-call; conversation 2's
+			// stays, and is a duplicate.
+			freed := mustTrigger(ctx, t, other, 1, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: envelopeID})
+			kept := mustTrigger(ctx, t, other, 2, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: envelopeID})
+
+			pause := &pauseBeforeStatement{
+				// SelectLiveMessagesByKey: the read of the holders.
+				parts: []string{"SELECT", "holds_dedup_key", "coalesce(bulk_envelope_id"},
+				hook:  func() { require.NoError(t, other.CancelMessage(ctx, freed.Message.ID)) },
+			}
+			pool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.Tracer = pause })
+			client, err := outbound.New(pool, &outbound.Config{Schema: schema})
+			require.NoError(t, err)
+
+			var got []*outbound.Message
+			if bulk {
+				res, err := client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b", EnvelopeID: envelopeID})
+				require.NoError(t, err)
+				got = res.Messages
+				require.Equal(t, kept.Message.ID, got[1].ID, "conversation 2's holder")
+			} else {
+				res, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", BulkEnvelopeID: envelopeID})
+				require.NoError(t, err)
+				require.False(t, res.Duplicate)
+				got = []*outbound.Message{res.Message}
+			}
+			called := false
+			pause.once.Do(func() { called = true })
+			require.False(t, called, "the holders were never read")
+
+			require.NotEqual(t, freed.Message.ID, got[0].ID, "a new message for the freed key")
+			require.Equal(t, outbound.MessageStatusPending, got[0].Status)
+			stored, err := client.Message(ctx, got[0].ID)
+			require.NoError(t, err)
+			require.Equal(t, got[0].JobID, stored.JobID)
+			require.Equal(t, "outbound_delivery", jobByID(t, schema, stored.JobID).Kind)
+			// The holders' two jobs, and the new message's: none orphaned.
+			require.Equal(t, 3, countRows(t, schema, "river_job"))
+			require.Equal(t, 3, countRows(t, schema, "messages"))
+		})
+	}
 }
