@@ -569,7 +569,8 @@ func BenchmarkDelivery(b *testing.B) {
 				FetchCooldown: cooldown,
 				Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
 			})
-			events, unsubscribe := client.Subscribe(outbound.EventKindMessageSent)
+			events, unsubscribe, err := client.Subscribe(outbound.EventKindMessageSent)
+			require.NoError(b, err)
 			received := make(chan int)
 			go func() {
 				n := 0

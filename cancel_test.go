@@ -365,8 +365,7 @@ func TestCancelEnvelope(t *testing.T) {
 			t.Parallel()
 			ctx := ctxT(t)
 			b := setup(t, 4, false)
-			events, unsubscribe := b.client.Subscribe(allEventKinds...)
-			defer unsubscribe()
+			events := mustSubscribe(t, b.client, allEventKinds...)
 
 			// A cancel that waited for the notifiers would run into this.
 			cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -151,7 +151,10 @@ call's messages.
 ([Event]: sent, discarded, cancelled or unconfirmed, with the message's id
 and an [EventReason]), as River's Client.Subscribe does for jobs:
 
-	events, unsubscribe := client.Subscribe(outbound.EventKindMessageDiscarded)
+	events, unsubscribe, err := client.Subscribe(outbound.EventKindMessageDiscarded)
+	if err != nil {
+		// handle error: no kind, or one that is not an EventKind
+	}
 	defer unsubscribe()
 	for ev := range events {
 		alert(ev.ConversationID, ev.Reason, ev.LastError)

@@ -42,7 +42,10 @@ func ExampleClient_Subscribe() {
 
 	// Subscribe before starting, so that no outcome is missed. Events are
 	// best-effort: a host that must see every outcome reads ListMessages.
-	events, unsubscribe := client.Subscribe(outbound.EventKindMessageSent, outbound.EventKindMessageDiscarded)
+	events, unsubscribe, err := client.Subscribe(outbound.EventKindMessageSent, outbound.EventKindMessageDiscarded)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer unsubscribe()
 	if err := client.Start(ctx); err != nil {
 		log.Fatal(err)

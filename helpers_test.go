@@ -172,6 +172,16 @@ func mustTrigger(ctx context.Context, tb testing.TB, client *outbound.Client, co
 	return res
 }
 
+// mustSubscribe is client.Subscribe, failing the test on an error; the
+// subscription ends with the test.
+func mustSubscribe(tb testing.TB, client *outbound.Client, kinds ...outbound.EventKind) <-chan *outbound.Event {
+	tb.Helper()
+	events, unsubscribe, err := client.Subscribe(kinds...)
+	require.NoError(tb, err)
+	tb.Cleanup(unsubscribe)
+	return events
+}
+
 // mustBulkTrigger is client.BulkTrigger, failing the test on an error.
 func mustBulkTrigger(ctx context.Context, tb testing.TB, client *outbound.Client, conversationIDs []int64, opts *outbound.BulkTriggerOpts) *outbound.BulkTriggerResult {
 	tb.Helper()

@@ -57,8 +57,7 @@ func TestReconcile(t *testing.T) {
 		b.factory.setStatus(t, sent.ID, outbound.MessageStatusSent)
 		b.factory.setJobState(t, rivertype.JobStateCompleted, sent.JobID)
 
-		events, unsubscribe := b.client.Subscribe(allEventKinds...)
-		defer unsubscribe()
+		events := mustSubscribe(t, b.client, allEventKinds...)
 		n, err := b.client.Reconcile(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 3, n)
@@ -164,8 +163,7 @@ func TestReconcile(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusDelivering, msg.Status, "the attempt's result was not recorded")
 
-		events, unsubscribe := b.client.Subscribe(allEventKinds...)
-		defer unsubscribe()
+		events := mustSubscribe(t, b.client, allEventKinds...)
 		n, err := b.client.Reconcile(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)

@@ -3,7 +3,6 @@ package outbound
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -124,7 +123,8 @@ const DefaultSubscribeChanSize = 1000
 type SubscribeConfig struct {
 	// ChanSize is the buffer of the subscription's channel. An event that
 	// finds it full is dropped, counted in outbound.events.dropped and
-	// logged. Negative panics. Defaults to DefaultSubscribeChanSize (1000).
+	// logged. Negative is an error. Defaults to DefaultSubscribeChanSize
+	// (1000).
 	ChanSize int
 
 	// Kinds are the kinds of event the subscription receives; at least one.
@@ -136,10 +136,12 @@ type SubscribeConfig struct {
 // Subscribe returns a channel that receives the final outcome of each message
 // this Client records, of the given kinds, and a function that ends the
 // subscription and closes the channel. It works as River's Client.Subscribe
-// does, and panics, as River's does, on an unknown kind; it panics on no kind
-// too. Subscribe before Start to miss no delivery's outcome. Stop does not
-// end a subscription: cancels and Reconcile report outcomes without the
-// worker, so a subscription lasts until its function is called.
+// does, except that a mistake is an error rather than a panic: no kind, or
+// one it does not know, is an error matching ErrInvalidArgument, and then
+// nothing is subscribed. Subscribe before Start to miss no delivery's
+// outcome. Stop does not end a subscription: cancels and Reconcile report
+// outcomes without the worker, so a subscription lasts until its function is
+// called.
 //
 // Events are best-effort. They never hold delivery up: each is sent without
 // blocking, after its outcome is committed, into a buffer of
@@ -154,32 +156,44 @@ type SubscribeConfig struct {
 //
 // A Client reports the outcomes it records: those of the deliveries it works
 // (under [Client.Start], or under a host's River client with
-// [Client.AddWorkers]), of the [Client.CancelMessage] and
+// [Client.ConfigureRiver]), of the [Client.CancelMessage] and
 // [Client.CancelEnvelope] calls made on it, and of the [Client.Reconcile]
 // runs it makes. Several processes each report their own. CancelMessageTx
 // and CancelEnvelopeTx report nothing, since the library cannot see whether
 // the caller commits; the caller knows.
-func (c *Client) Subscribe(kinds ...EventKind) (<-chan *Event, func()) {
-	return c.SubscribeConfig(&SubscribeConfig{Kinds: kinds})
+func (c *Client) Subscribe(kinds ...EventKind) (<-chan *Event, func(), error) {
+	return c.subscribe("kinds", &SubscribeConfig{Kinds: kinds})
 }
 
 // SubscribeConfig is Subscribe with a configurable buffer; see Subscribe.
-func (c *Client) SubscribeConfig(config *SubscribeConfig) (<-chan *Event, func()) {
-	if config == nil || len(config.Kinds) == 0 {
-		panic("outbound: Subscribe needs at least one EventKind")
+// A nil config, like no kind, is an error.
+func (c *Client) SubscribeConfig(config *SubscribeConfig) (<-chan *Event, func(), error) {
+	if config == nil {
+		return nil, nil, invalidArgument("config", "must not be nil")
+	}
+	return c.subscribe("SubscribeConfig.Kinds", config)
+}
+
+// subscribe checks a subscription's config, then adds it. kindsField names
+// the kinds in an error, as the caller gave them.
+func (c *Client) subscribe(kindsField string, config *SubscribeConfig) (<-chan *Event, func(), error) {
+	if len(config.Kinds) == 0 {
+		return nil, nil, invalidArgument(kindsField, "must name at least one EventKind")
 	}
 	if config.ChanSize < 0 {
-		panic(fmt.Sprintf("outbound: SubscribeConfig.ChanSize must not be negative, got %d", config.ChanSize))
+		return nil, nil, invalidArgument("SubscribeConfig.ChanSize", "must not be negative (0 means the default, %d), got %d", DefaultSubscribeChanSize, config.ChanSize)
 	}
-	sub := &subscription{ch: make(chan *Event, cmp.Or(config.ChanSize, DefaultSubscribeChanSize))}
+	var kinds uint8
 	for _, kind := range config.Kinds {
 		bit := kindBit(kind)
 		if bit == 0 {
-			panic(fmt.Sprintf("outbound: unknown event kind %q", kind))
+			return nil, nil, invalidArgument(kindsField, "holds %q, which is not an EventKind: want %s, %s, %s or %s",
+				kind, EventKindMessageSent, EventKindMessageDiscarded, EventKindMessageCancelled, EventKindMessageUnconfirmed)
 		}
-		sub.kinds |= bit
+		kinds |= bit
 	}
-	return sub.ch, c.subscriptions.add(sub)
+	sub := &subscription{ch: make(chan *Event, cmp.Or(config.ChanSize, DefaultSubscribeChanSize)), kinds: kinds}
+	return sub.ch, c.subscriptions.add(sub), nil
 }
 
 // kindBit is the kind's bit in a subscription's set of kinds; 0 for an

@@ -41,10 +41,8 @@ func TestSubscribe(t *testing.T) {
 				return nil
 			}),
 		}))
-		events, unsubscribe := b.client.Subscribe(allEventKinds...)
-		defer unsubscribe()
-		discards, unsubscribeDiscards := b.client.Subscribe(outbound.EventKindMessageDiscarded)
-		defer unsubscribeDiscards()
+		events := mustSubscribe(t, b.client, allEventKinds...)
+		discards := mustSubscribe(t, b.client, outbound.EventKindMessageDiscarded)
 
 		sent := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "recovery"}).Message
 		permanent := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "recovery"}).Message
@@ -79,8 +77,7 @@ func TestSubscribe(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t, working())
-		events, unsubscribe := b.client.Subscribe(outbound.EventKindMessageSent)
-		defer unsubscribe()
+		events := mustSubscribe(t, b.client, outbound.EventKindMessageSent)
 		msg := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "recovery"}).Message
 		requireEvent(t, receiveEvents(t, events, 1)[0], outbound.EventKindMessageSent, outbound.EventReasonNoNotifier, msg, 1, "")
 	})
@@ -92,8 +89,7 @@ func TestSubscribe(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		events, unsubscribe := b.client.Subscribe(allEventKinds...)
-		defer unsubscribe()
+		events := mustSubscribe(t, b.client, allEventKinds...)
 
 		single := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "recovery"}).Message
 		require.NoError(t, b.client.CancelMessage(ctx, single.ID))
@@ -139,8 +135,7 @@ func TestSubscribe(t *testing.T) {
 		// Subscribed before it starts, so that it misses nothing.
 		notifier := &recordingNotifier{}
 		b := setup(t, onSchema(schema), withConfig(&outbound.Config{Notifier: notifier}))
-		events, unsubscribe := b.client.Subscribe(allEventKinds...)
-		defer unsubscribe()
+		events := mustSubscribe(t, b.client, allEventKinds...)
 		require.NoError(t, b.client.Start(ctx))
 		defer func() { require.NoError(t, b.client.Stop(ctx)) }()
 
@@ -163,7 +158,8 @@ func TestSubscribe(t *testing.T) {
 		var logs syncBuffer
 		b := setup(t, working(), withConfig(&outbound.Config{MaxBatchSize: 10, MeterProvider: providers.meter,
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}))
-		events, unsubscribe := b.client.SubscribeConfig(&outbound.SubscribeConfig{ChanSize: 2, Kinds: []outbound.EventKind{outbound.EventKindMessageSent}})
+		events, unsubscribe, err := b.client.SubscribeConfig(&outbound.SubscribeConfig{ChanSize: 2, Kinds: []outbound.EventKind{outbound.EventKindMessageSent}})
+		require.NoError(t, err)
 		defer unsubscribe()
 
 		bulk := mustBulkTrigger(ctx, t, b.client, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
@@ -181,7 +177,8 @@ func TestSubscribe(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t, working(), withConfig(&outbound.Config{MaxBatchSize: 40}))
-		events, unsubscribe := b.client.SubscribeConfig(&outbound.SubscribeConfig{ChanSize: 1, Kinds: []outbound.EventKind{outbound.EventKindMessageSent}})
+		events, unsubscribe, err := b.client.SubscribeConfig(&outbound.SubscribeConfig{ChanSize: 1, Kinds: []outbound.EventKind{outbound.EventKindMessageSent}})
+		require.NoError(t, err)
 		bulk := mustBulkTrigger(ctx, t, b.client, conversations(40), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		receiveEvents(t, events, 1)
 		unsubscribe()
@@ -192,14 +189,43 @@ func TestSubscribe(t *testing.T) {
 		waitForStatus(t, b.client, messageIDs(bulk.Messages), outbound.MessageStatusSent)
 	})
 
+	// Misuse is an error naming what was wrong, never a panic, and
+	// subscribes nothing.
 	t.Run("Misuse", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		require.PanicsWithValue(t, "outbound: Subscribe needs at least one EventKind", func() { b.client.Subscribe() })
-		require.PanicsWithValue(t, `outbound: unknown event kind "job_completed"`, func() { b.client.Subscribe("job_completed") })
-		require.PanicsWithValue(t, "outbound: SubscribeConfig.ChanSize must not be negative, got -1", func() {
-			b.client.SubscribeConfig(&outbound.SubscribeConfig{ChanSize: -1, Kinds: allEventKinds})
-		})
+		for _, tc := range []struct {
+			name      string
+			subscribe func() (<-chan *outbound.Event, func(), error)
+			want      string
+		}{
+			{"NoKind", func() (<-chan *outbound.Event, func(), error) { return b.client.Subscribe() },
+				"kinds must name at least one EventKind"},
+			{"UnknownKind", func() (<-chan *outbound.Event, func(), error) {
+				return b.client.Subscribe(outbound.EventKindMessageSent, "job_completed")
+			}, `kinds holds "job_completed", which is not an EventKind: want message_sent, message_discarded, message_cancelled or message_unconfirmed`},
+			{"UnknownKindInConfig", func() (<-chan *outbound.Event, func(), error) {
+				return b.client.SubscribeConfig(&outbound.SubscribeConfig{Kinds: []outbound.EventKind{"sent"}})
+			}, `SubscribeConfig.Kinds holds "sent", which is not an EventKind`},
+			{"NegativeChanSize", func() (<-chan *outbound.Event, func(), error) {
+				return b.client.SubscribeConfig(&outbound.SubscribeConfig{ChanSize: -1, Kinds: allEventKinds})
+			}, "SubscribeConfig.ChanSize must not be negative (0 means the default, 1000), got -1"},
+			{"NilConfig", func() (<-chan *outbound.Event, func(), error) { return b.client.SubscribeConfig(nil) },
+				"config must not be nil"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				var (
+					events      <-chan *outbound.Event
+					unsubscribe func()
+					err         error
+				)
+				require.NotPanics(t, func() { events, unsubscribe, err = tc.subscribe() })
+				require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+				require.ErrorContains(t, err, tc.want)
+				require.Nil(t, events)
+				require.Nil(t, unsubscribe)
+			})
+		}
 	})
 }
 

@@ -118,8 +118,11 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 	}
 	// Messages that will not be delivered are worth a warning, which an
 	// alert can watch for. Subscribed before Start, so that none is missed.
-	undelivered, unsubscribe := client.Subscribe(outbound.EventKindMessageDiscarded,
+	undelivered, unsubscribe, err := client.Subscribe(outbound.EventKindMessageDiscarded,
 		outbound.EventKindMessageCancelled, outbound.EventKindMessageUnconfirmed)
+	if err != nil {
+		return err
+	}
 	defer unsubscribe()
 	go warnUndelivered(logger, undelivered)
 	// The worker outlives ctx so that shutdown can stop it gracefully.

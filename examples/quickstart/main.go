@@ -174,7 +174,10 @@ func deliver(ctx context.Context, out io.Writer, client *outbound.Client, messag
 	// best-effort (a full buffer drops them, and a process can die between
 	// a commit and its event), so the statuses printed below are read back
 	// from the rows, which are the record.
-	events, unsubscribe := client.Subscribe(outbound.EventKindMessageSent, outbound.EventKindMessageDiscarded)
+	events, unsubscribe, err := client.Subscribe(outbound.EventKindMessageSent, outbound.EventKindMessageDiscarded)
+	if err != nil {
+		return err
+	}
 	defer unsubscribe()
 
 	fmt.Fprintln(out, "Starting the delivery worker, one delivery at a time:")
