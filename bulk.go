@@ -19,13 +19,13 @@ import (
 // BulkTriggerOpts are the options of BulkTrigger and BulkTriggerTx.
 type BulkTriggerOpts struct {
 	// TemplateID is the template that RenderedBody was rendered from.
-	// Required, at most MaxTemplateIDBytes (256) bytes. It is recorded,
-	// never used to render again.
+	// Required, not only whitespace, at most MaxTemplateIDBytes (256)
+	// bytes. It is recorded, never used to render again.
 	TemplateID string
 
 	// RenderedBody is the body to send, snapshotted on the envelope and on
-	// every recipient's message. Required, at most Config.MaxContentBytes
-	// (128 KiB by default).
+	// every recipient's message. Required, not only whitespace, at most
+	// Config.MaxContentBytes (128 KiB by default).
 	RenderedBody string
 
 	// Actor is who asked, at most MaxActorBytes (256) bytes; recorded as the

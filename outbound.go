@@ -125,12 +125,12 @@ func (c *Client) SetMaxBatchSize(n int) error {
 
 // TriggerOpts are the options of Trigger and TriggerTx.
 type TriggerOpts struct {
-	// TemplateID names the template the message uses. Required, at most
-	// MaxTemplateIDBytes (256) bytes.
+	// TemplateID names the template the message uses. Required, not only
+	// whitespace, at most MaxTemplateIDBytes (256) bytes.
 	TemplateID string
 
-	// Content is the message body, at most Config.MaxContentBytes (128 KiB
-	// by default). Defaults to "Outbound message using template:
+	// Content is the message body, not only whitespace, at most
+	// Config.MaxContentBytes (128 KiB by default). Defaults to "Outbound message using template:
 	// <TemplateID>".
 	Content string
 

@@ -40,6 +40,16 @@ func validateBoundedText(field, s string, maxBytes int) error {
 	return validateText(field, s)
 }
 
+// validateNotBlank rejects text that is only whitespace (empty text is the
+// caller's to judge: required, or a default): a template id no one can
+// render by, a body that would reach a customer blank.
+func validateNotBlank(field, s string) error {
+	if s != "" && strings.TrimSpace(s) == "" {
+		return invalidArgument(field, "must not be only whitespace")
+	}
+	return nil
+}
+
 // validateText rejects text that Postgres cannot store in a text column (NUL
 // bytes) or that is not UTF-8. The message never repeats the text: it may be a
 // customer-facing body.
@@ -70,13 +80,19 @@ func validateTrigger(conversationID int64, opts *TriggerOpts, maxContentBytes in
 	for _, f := range []struct {
 		name, value string
 		maxBytes    int
+		notBlank    bool
 	}{
-		{"TriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes},
-		{"TriggerOpts.Content", opts.Content, maxContentBytes},
-		{"TriggerOpts.Actor", opts.Actor, MaxActorBytes},
+		{"TriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes, true},
+		{"TriggerOpts.Content", opts.Content, maxContentBytes, true},
+		{"TriggerOpts.Actor", opts.Actor, MaxActorBytes, false},
 	} {
 		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
 			return err
+		}
+		if f.notBlank {
+			if err := validateNotBlank(f.name, f.value); err != nil {
+				return err
+			}
 		}
 	}
 	return opts.delivery().validate("TriggerOpts")
@@ -96,13 +112,19 @@ func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxCont
 	for _, f := range []struct {
 		name, value string
 		maxBytes    int
+		notBlank    bool
 	}{
-		{"BulkTriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes},
-		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody, maxContentBytes},
-		{"BulkTriggerOpts.Actor", opts.Actor, MaxActorBytes},
+		{"BulkTriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes, true},
+		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody, maxContentBytes, true},
+		{"BulkTriggerOpts.Actor", opts.Actor, MaxActorBytes, false},
 	} {
 		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
 			return err
+		}
+		if f.notBlank {
+			if err := validateNotBlank(f.name, f.value); err != nil {
+				return err
+			}
 		}
 	}
 	if err := opts.delivery().validate("BulkTriggerOpts"); err != nil {

@@ -77,6 +77,15 @@ func TestBadInput(t *testing.T) {
 		{"BulkOverCapNegative", bulk(append(conversations(30), -1), body), "conversationIDs"},
 		{"BulkOverCapBodyTooLong", bulk(conversations(30), withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = long(outbound.DefaultMaxContentBytes + 1) })), "BulkTriggerOpts.RenderedBody"},
 
+		// Text that is only whitespace: a template id no one can render by,
+		// a body that would reach a customer blank.
+		{"TriggerBlankTemplateID", trigger(1, &outbound.TriggerOpts{TemplateID: " \t\n"}), "TriggerOpts.TemplateID must not be only whitespace"},
+		{"TriggerBlankContent", trigger(1, &outbound.TriggerOpts{TemplateID: "t", Content: "  \u00a0\r\n"}), "TriggerOpts.Content must not be only whitespace"},
+		{"TriggerTxBlankContent", triggerTx(1, &outbound.TriggerOpts{TemplateID: "t", Content: "\u2003"}), "TriggerOpts.Content must not be only whitespace"},
+		{"BulkBlankTemplateID", bulk([]int64{1}, withBulk(func(o *outbound.BulkTriggerOpts) { o.TemplateID = "   " })), "BulkTriggerOpts.TemplateID must not be only whitespace"},
+		{"BulkBlankRenderedBody", bulk([]int64{1}, withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = "\n\n" })), "BulkTriggerOpts.RenderedBody must not be only whitespace"},
+		{"BulkOverCapBlankRenderedBody", bulk(conversations(30), withBulk(func(o *outbound.BulkTriggerOpts) { o.RenderedBody = " " })), "BulkTriggerOpts.RenderedBody must not be only whitespace"},
+
 		// Byte limits, checked before anything reaches the database.
 		{"TriggerTemplateTooLong", trigger(1, &outbound.TriggerOpts{TemplateID: long(outbound.MaxTemplateIDBytes + 1)}), "TriggerOpts.TemplateID must be at most 256 bytes, got 257"},
 		{"TriggerTemplateTooLongToIndex", trigger(1, &outbound.TriggerOpts{TemplateID: incompressible(4000)}), "TriggerOpts.TemplateID must be at most 256 bytes"},
