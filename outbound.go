@@ -130,8 +130,8 @@ type TriggerOpts struct {
 	TemplateID string
 
 	// Content is the message body, not only whitespace, at most
-	// Config.MaxContentBytes (128 KiB by default). Defaults to "Outbound message using template:
-	// <TemplateID>".
+	// Config.MaxContentBytes (128 KiB by default). Defaults to "Outbound
+	// message using template: <TemplateID>".
 	Content string
 
 	// ScheduleIn delays delivery: the message is not delivered before
