@@ -260,3 +260,58 @@ func TestDatabaseRestart(t *testing.T) {
 	_, err = client.Trigger(ctxT(t), 1, &outbound.TriggerOpts{TemplateID: "after"})
 	require.NoError(t, err)
 }
+
+// TestIdleConnectionsKilled kills every idle connection of a client's pool,
+// as a database failover, a pooler's restart or an idle timeout does, and
+// calls at once, before the pool's own liveness check (for connections idle
+// over a second) would notice: each call works, on a fresh connection.
+func TestIdleConnectionsKilled(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	schema := migratedSchema(t)
+	appName := "outbound_idle_" + schema
+	pool := newTestPool(t, 3, withApplicationName(appName))
+	client, err := outbound.New(pool, &outbound.Config{Schema: schema})
+	require.NoError(t, err)
+
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Trigger", func() error {
+			_, err := client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t"})
+			return err
+		}},
+		{"BulkTrigger", func() error {
+			_, err := client.BulkTrigger(ctx, []int64{2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+			return err
+		}},
+		{"CancelEnvelope", func() error {
+			_, err := client.CancelEnvelope(ctx, uuid.New())
+			if errors.Is(err, outbound.ErrNotFound) {
+				return nil
+			}
+			return err
+		}},
+	}
+	for _, c := range calls {
+		// Three idle connections in the pool, then none of them alive.
+		conns := make([]*pgxpool.Conn, 3)
+		for i := range conns {
+			conns[i], err = pool.Acquire(ctx)
+			require.NoError(t, err)
+		}
+		for _, conn := range conns {
+			conn.Release()
+		}
+		var killed int
+		require.NoError(t, testPool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, appName).Scan(&killed))
+		require.Equal(t, 3, killed)
+		require.Eventually(t, func() bool {
+			var left int
+			require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, appName).Scan(&left))
+			return left == 0
+		}, time.Minute, 5*time.Millisecond)
+		require.NoError(t, c.call(), c.name)
+	}
+}

@@ -309,7 +309,7 @@ func (c *Client) inTx(ctx context.Context, callerTx pgx.Tx, fn func(tx pgx.Tx) e
 // withTx runs fn in a transaction of its own on the pool, committing when fn
 // returns nil and rolling back otherwise.
 func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := c.pool.Begin(ctx)
+	tx, err := beginTx(ctx, c.pool)
 	if err != nil {
 		return fmt.Errorf("outbound: begin: %w", err)
 	}

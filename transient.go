@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // retryTransient runs fn until it succeeds, fails in a way that trying again
@@ -35,26 +37,54 @@ func retryTransient(ctx context.Context, fn func(context.Context) error) error {
 	}
 }
 
-// transient reports whether err says the connection failed, or the statement
-// was rolled back by a deadlock or a serialization failure.
+// transient reports whether err says the connection failed or could not be
+// made, or the statement was rolled back by a deadlock or a serialization
+// failure.
 func transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var (
+		pgErr      *pgconn.PgError
+		connectErr *pgconn.ConnectError
+	)
+	if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
+		return true
+	}
+	return errors.As(err, &connectErr) || connectionEnded(err)
+}
+
+// beginTx begins a transaction on the pool. A connection that the server
+// ended while it sat idle in the pool (a failover, a pooler's restart,
+// pg_terminate_backend) fails its BEGIN, the first statement sent on it, and
+// the pool discards it: BEGIN is then tried again on another connection, up
+// to once per connection the pool may hold. Nothing was done on a connection
+// whose BEGIN failed, so trying again is always safe. A database that cannot
+// be reached fails at once: a new connection's error is not tried again.
+func beginTx(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+	tries := int(pool.Config().MaxConns) + 1
+	for try := 1; ; try++ {
+		tx, err := pool.Begin(ctx)
+		if err == nil || try == tries || !connectionEnded(err) || ctx.Err() != nil {
+			return tx, err
+		}
+	}
+}
+
+// connectionEnded reports whether err says an established connection was
+// ended by the server or lost, as opposed to one that could not be made.
+func connectionEnded(err error) bool {
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// Class 08 is a connection exception; 57P01 to 57P03 say the server
-		// ended the session (pg_terminate_backend, a shutdown, a restart);
-		// 40001 and 40P01 are a serialization failure and a deadlock.
-		return strings.HasPrefix(pgErr.Code, "08") ||
-			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" ||
-			pgErr.Code == "40001" || pgErr.Code == "40P01"
+		// ended the session (pg_terminate_backend, a shutdown, a restart).
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
 	}
-	var (
-		connectErr *pgconn.ConnectError
-		netErr     net.Error
-	)
+	var netErr net.Error
 	// SafeToRetry covers a connection found closed before anything was sent.
-	return pgconn.SafeToRetry(err) || errors.As(err, &connectErr) || errors.As(err, &netErr) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	return pgconn.SafeToRetry(err) || errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
