@@ -169,11 +169,15 @@ func TestDelivery(t *testing.T) {
 		ctx := ctxT(t)
 		release := make(chan struct{})
 		t.Cleanup(func() { close(release) })
-		var attempt atomic.Int32
+		var (
+			attempt       atomic.Int32
+			firstReturned atomic.Bool
+		)
 		notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
 			switch attempt.Add(1) {
 			case 1:
 				<-release // hangs, ignoring its context
+				firstReturned.Store(true)
 			case 2:
 				<-ctx.Done() // hangs until its deadline, then says so
 				return ctx.Err()
@@ -190,6 +194,14 @@ func TestDelivery(t *testing.T) {
 		// Each cut-off attempt was retried only after the timeout had passed.
 		require.GreaterOrEqual(t, calls[1].At.Sub(calls[0].At), 300*time.Millisecond)
 		require.GreaterOrEqual(t, calls[2].At.Sub(calls[1].At), 300*time.Millisecond)
+		// The first call, which ignores its context, was abandoned, not
+		// waited for: it still runs beside the two calls after it, all for
+		// the same message id. RELIABILITY.md names this exception to "never
+		// two calls at once".
+		require.False(t, firstReturned.Load(), "the abandoned call is still running")
+		for _, c := range calls {
+			require.Equal(t, msg.ID, c.Message.ID)
+		}
 
 		var errs []string
 		require.NoError(t, testPool.QueryRow(ctx, "SELECT array_agg(e->>'error' ORDER BY (e->>'attempt')::int) FROM "+
