@@ -59,7 +59,8 @@ func ExampleClient_ConfigureRiver() {
 		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
 		Workers: workers,
 		// Take a dead worker's delivery back after a minute, rather than
-		// River's default hour; River wants it no shorter than JobTimeout.
+		// River's default hour. It applies to all the host's jobs, so it
+		// stays above the longest; River wants it no shorter than JobTimeout.
 		RescueStuckJobsAfter: time.Minute,
 	}
 	if err := client.ConfigureRiver(riverConfig); err != nil {
