@@ -38,8 +38,9 @@ import (
 // RescueStuckJobsAfter (NotifyTimeout + 30s by default) is what Start uses.
 //
 // A worker of one of the library's kinds already in cfg.Workers (ConfigureRiver
-// or AddWorkers called before on it) is an error too; the delivery worker is
-// registered first, so such an error leaves cfg unchanged.
+// or AddWorkers called before on it) is an error too. The delivery worker is
+// registered first, so such an error leaves cfg unchanged, unless the host
+// registered a worker of its own under one of the library's periodic kinds.
 //
 // AddWorkers is the low-level form: it only registers the workers, and
 // leaves the rest of the River config, and its checks, to the host.
@@ -63,16 +64,8 @@ func (c *Client) ConfigureRiver(cfg *river.Config) error {
 	if cfg.Workers == nil {
 		cfg.Workers = river.NewWorkers()
 	}
-	if err := river.AddWorkerSafely(cfg.Workers, c.DeliveryWorker()); err != nil {
+	if err := c.addWorkers(cfg.Workers); err != nil {
 		return invalidArgument("river.Config.Workers", "already holds a worker of the library's: %v (call ConfigureRiver once, instead of AddWorkers)", err)
-	}
-	// Once the delivery worker is in, only a worker of the host's own under
-	// one of the library's periodic kinds can fail these.
-	if err := river.AddWorkerSafely(cfg.Workers, &reconcileWorker{client: c}); err != nil {
-		return invalidArgument("river.Config.Workers", "already holds a worker for the library's kind: %v", err)
-	}
-	if err := river.AddWorkerSafely(cfg.Workers, &pruneWorker{client: c}); err != nil {
-		return invalidArgument("river.Config.Workers", "already holds a worker for the library's kind: %v", err)
 	}
 	cfg.PeriodicJobs = append(cfg.PeriodicJobs, c.PeriodicJobs()...)
 	if _, ok := cfg.Queues[c.config.Queue]; !ok {

@@ -101,9 +101,21 @@ func (c *Client) DeliveryWorker() river.Worker[DeliveryArgs] {
 // to run out, and never calls the Notifier beside it. Like river.AddWorker,
 // it panics if the workers are already registered.
 func (c *Client) AddWorkers(workers *river.Workers) {
-	river.AddWorker(workers, c.DeliveryWorker())
-	river.AddWorker(workers, &reconcileWorker{client: c})
-	river.AddWorker(workers, &pruneWorker{client: c})
+	if err := c.addWorkers(workers); err != nil {
+		panic(err)
+	}
+}
+
+// addWorkers registers the library's workers, the delivery worker first, and
+// returns River's error for the first that is already registered.
+func (c *Client) addWorkers(workers *river.Workers) error {
+	if err := river.AddWorkerSafely(workers, c.DeliveryWorker()); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &reconcileWorker{client: c}); err != nil {
+		return err
+	}
+	return river.AddWorkerSafely(workers, &pruneWorker{client: c})
 }
 
 // Start starts the embedded River client, which works Config.Queue with up to
