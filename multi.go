@@ -301,8 +301,8 @@ const holderRounds = 8
 // from the start.
 func (c *Client) stageDuplicates(ctx context.Context, tx pgx.Tx, b *triggerBatch, staged *stagedTrigger) error {
 	isDuplicate := make([]bool, len(b.messageIDs))
+	unresolved := func(i int) bool { return staged.messages[i] == nil && !isDuplicate[i] }
 	for round := 0; ; round++ {
-		unresolved := func(i int) bool { return staged.messages[i] == nil && !isDuplicate[i] }
 		taken := b.recipients.filter(unresolved)
 		rows, err := tx.Query(ctx, c.queries.SelectLiveMessagesByKey, taken.conversationIDs, b.params.templateID, b.envelopeID)
 		if err != nil {
