@@ -166,9 +166,10 @@ func scanMessageByHand(row pgx.Row) (*outbound.Message, error) {
 		jobID     *int64
 		lastError *string
 		sentAt    *time.Time
+		rateWait  *time.Time
 	)
 	if err := row.Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
-		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWait); err != nil {
 		return nil, err
 	}
 	m.Status = outbound.MessageStatus(status)

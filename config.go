@@ -113,10 +113,12 @@ type Config struct {
 	// handed to anyone (outcome no_op), as the original library did.
 	Notifier Notifier
 
-	// NotifyTimeout cuts off a Notifier call that takes longer: the attempt
-	// fails and is retried. The Notifier's context is cancelled at the
-	// deadline; one that ignores its context is abandoned, not waited for.
-	// Defaults to DefaultNotifyTimeout (30s).
+	// NotifyTimeout cuts off a Notifier call that takes longer: its
+	// context is cancelled at the deadline, and an error it then returns
+	// fails the attempt, which is retried. A Notifier that ignores its
+	// context is waited for, holding its message's claim and its worker,
+	// and what it returns late is recorded. Defaults to
+	// DefaultNotifyTimeout (30s).
 	NotifyTimeout time.Duration
 
 	// Queue is the River queue that delivery jobs go to. Defaults to
@@ -186,6 +188,21 @@ type Config struct {
 	// keep deliveries prompt.
 	PollOnly bool
 
+	// RateLimits limits how fast Notifier calls start, per key, across
+	// every process working the schema: see RateLimit. A message's key is
+	// RateLimitKey's; a key without an entry is unlimited. A message held
+	// back by its limit stays pending (cancellable by CancelMessage and
+	// CancelEnvelope), uses no attempt, and holds no worker while it
+	// waits: it is booked a slot and snoozed until then. Nil, the default,
+	// limits nothing and costs nothing.
+	RateLimits map[string]RateLimit
+
+	// RateLimitKey chooses a message's key in RateLimits, such as the
+	// provider or channel its template goes through. It runs in the worker
+	// before every attempt, so it must be fast and must not block. Nil
+	// gives every message the key "".
+	RateLimitKey func(*Message) string
+
 	// RetryPolicy decides when a failed delivery is tried again, in both
 	// worker modes (Start, and AddWorkers under a host's River client).
 	// Defaults to the River client's policy, which for Start is River's
@@ -223,6 +240,7 @@ func (c *Config) withDefaults() *Config {
 	out.FetchPollInterval = cmp.Or(out.FetchPollInterval, DefaultFetchPollInterval)
 	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
 	out.RescueStuckJobsAfter = cmp.Or(out.RescueStuckJobsAfter, claimLength(&out)+rescueMargin)
+	out.RateLimits = withBursts(out.RateLimits)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}
 	}
@@ -276,6 +294,9 @@ func (c *Config) validate() error {
 	if c.RescueStuckJobsAfter < claimLength(c) {
 		return invalidArgument("Config.RescueStuckJobsAfter", "must be at least NotifyTimeout + %s (%s; 0 means NotifyTimeout + %s), got %s",
 			2*recordTimeout, claimLength(c), 2*recordTimeout+rescueMargin, c.RescueStuckJobsAfter)
+	}
+	if err := validateRateLimits(c.RateLimits); err != nil {
+		return err
 	}
 	if len(c.Queue) > 64 || !queueNameRE.MatchString(c.Queue) {
 		return invalidArgument("Config.Queue", "must be at most 64 lowercase letters and digits separated by single underscores or hyphens, got %q", c.Queue)

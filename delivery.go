@@ -63,6 +63,9 @@ type attemptFacts struct {
 	dbErr error
 	// stopped: the worker was stopping when the attempt ended.
 	stopped bool
+	// rateWait is how long the message, pending again after its Notifier
+	// returned RateLimited, waits for its booking.
+	rateWait time.Duration
 }
 
 // deliver makes one delivery attempt and records it in telemetry.
@@ -159,11 +162,22 @@ func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f a
 		f.notify = notifyResult{err: fmt.Errorf("worker stopping before the notifier was called: %w", ctx.Err()), stopped: true}
 	case c.config.Notifier != nil:
 		f.notified = true
-		f.notify = c.notify(ctx, cl.msg)
+		f.notify = c.notify(ctx, cl)
 	}
-	if f.notify.err == nil {
+	switch pause := f.notify.rateLimited(); {
+	case f.notify.err == nil:
 		f.recorded, f.dbErr = c.recordSent(ctx, job, cl)
-	} else {
+	case pause > 0:
+		var ok bool
+		f.rateWait, ok, f.dbErr = c.recordRateLimited(ctx, cl, cl.limit, pause, boundedErrorText(f.notify.err.Error()))
+		if ok {
+			f.recorded = MessageStatusPending
+		} else if f.dbErr == nil {
+			// A cancel was requested while the call was in flight, or the
+			// claim was taken over: recorded as any failed attempt.
+			f.recorded, f.dbErr = c.recordFailure(ctx, cl, MessageStatusFailed, f.notify.err)
+		}
+	default:
 		f.recorded, f.dbErr = c.recordFailure(ctx, cl, failureStatus(job, f.notify), f.notify.err)
 	}
 	if f.dbErr != nil {
@@ -221,6 +235,16 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 
 	case f.recorded == MessageStatusSent:
 		return deliveryResult{outcome: outcomeSent, reason: reasonNotifierOK}
+
+	case f.recorded == MessageStatusPending:
+		// RateLimited: not an attempt, so River's snooze, which does not
+		// count one either. A key without a limit has no booking to hop
+		// towards, so its message sleeps the whole pause.
+		snooze := f.rateWait
+		if cl.limit.limited {
+			snooze = snoozeFor(snooze)
+		}
+		return deliveryResult{outcome: outcomeDeferred, reason: reasonNotifierRateLimited, err: river.JobSnooze(max(snooze, time.Microsecond))}
 	}
 
 	// The Notifier failed, and the failure is recorded.
@@ -253,6 +277,9 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 		// Someone deleted the row; retrying cannot bring it back.
 		return deliveryResult{outcome: outcomeDiscarded, reason: reasonMessageNotFound,
 			err: river.JobCancel(fmt.Errorf("outbound: deliver: message %s not found", id))}
+	case cl.rateWait > 0:
+		// Held back by its rate limit: booked a slot, and back then.
+		return deliveryResult{outcome: outcomeDeferred, reason: reasonRateLimitWait, err: river.JobSnooze(snoozeFor(cl.rateWait))}
 	case cl.heldFor > 0:
 		// Another attempt holds the claim: River rescued this job while that
 		// attempt still runs, or that attempt could not record its result.
@@ -308,6 +335,12 @@ type claim struct {
 	claimed bool
 	// heldFor is how long another attempt's claim has left to run.
 	heldFor time.Duration
+	// limit is the message's rate limit key and limit, read before the
+	// claim when Config.RateLimits has any.
+	limit messageLimit
+	// rateWait is how long until the slot the message's rate limit booked
+	// it, when it holds the message back.
+	rateWait time.Duration
 	// endedUnconfirmed: the message was in flight under a claim that ran out
 	// with a cancel requested, and this attempt made it unconfirmed.
 	endedUnconfirmed bool
@@ -334,15 +367,47 @@ const claimRaces = 3
 func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*claim, error) {
 	id := job.Args.MessageID
 	cl := &claim{id: newClaimID()}
+	if len(c.config.RateLimits) > 0 {
+		// The key comes from the message, so it is read first.
+		msg, wait, err := c.readWait(ctx, job)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return cl, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		cl.limit = c.limitOf(msg)
+		if cl.limit.limited && wait > rateWaitSlack && slices.Contains(undeliveredStatuses, msg.Status) {
+			// Woken before its booking, as a long wait's hop is: back to
+			// sleep without touching the key's row.
+			cl.msg, cl.rateWait = msg, wait
+			return cl, nil
+		}
+	}
 	seconds := claimLength(c.config).Seconds()
 	for range claimRaces {
-		var msg *Message
-		// Retrying is safe: the claim id makes a claim that committed
-		// unacknowledged claimable again by the same attempt.
-		err := retryTransient(ctx, func(ctx context.Context) (err error) {
-			msg, err = scanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessage, pgUUID(id), pgUUID(cl.id), job.Attempt, seconds))
-			return err
-		})
+		var (
+			msg  *Message
+			wait time.Duration
+			err  error
+		)
+		if cl.limit.limited {
+			if err = c.ensureRateLimitRow(ctx, cl.limit.key); err != nil {
+				return nil, err
+			}
+			msg, wait, err = c.claimRated(ctx, job, cl, cl.limit)
+		} else {
+			// Retrying is safe: the claim id makes a claim that committed
+			// unacknowledged claimable again by the same attempt.
+			err = retryTransient(ctx, func(ctx context.Context) (err error) {
+				msg, err = scanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessage, pgUUID(id), pgUUID(cl.id), job.Attempt, seconds))
+				return err
+			})
+		}
+		if err == nil && wait > 0 {
+			cl.msg, cl.rateWait = msg, wait
+			return cl, nil
+		}
 		if err == nil {
 			cl.msg, cl.claimed = msg, true
 			return cl, nil
@@ -361,8 +426,11 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 		cl.msg = found.msg
 		switch {
 		case found.msg.Status != MessageStatusDelivering:
-			if found.msg.Status == MessageStatusPending || found.msg.Status == MessageStatusFailed {
-				continue // released between the update and the read
+			if slices.Contains(undeliveredStatuses, found.msg.Status) {
+				// Released between the update and the read, or the key's
+				// row was deleted since this process created it.
+				c.rateLimitRows.Delete(cl.limit.key)
+				continue
 			}
 			return cl, nil
 		case found.left > 0:

@@ -110,17 +110,29 @@ Success marks the message sent, in the same statement that completes its
 River job. An error, a panic or running past Config.NotifyTimeout marks it
 failed, and River retries it with backoff; when the last of
 Config.MaxAttempts fails, the message is discarded. A Notifier returns
-[Permanent] to discard the message at once, and [RetryAfter] to choose when
-the next attempt comes. Without a Notifier, deliveries are no-ops that mark
-messages sent.
+[Permanent] to discard the message at once, [RetryAfter] to choose when
+the next attempt comes, and [RateLimited] when the provider refused it for
+its rate. Without a Notifier, deliveries are no-ops that mark messages sent.
 
 The guarantee is at least once, with a stable message id: an attempt whose
 result could not be recorded (its process died, or lost the database for
 longer than the record's retries) is made again with the same Message.ID,
 which the Notifier passes to its provider as an idempotency key. Two calls
-for one message never run at once, save for a Notifier that ignores its
-context past NotifyTimeout and is abandoned. A dead worker's message is
-attempted again within about NotifyTimeout + 70s at the defaults.
+for one message never run at once: a Notifier that ignores its context past
+NotifyTimeout is waited for, its claim renewed while it runs, and counts
+against MaxWorkers until it returns. A dead worker's message is attempted
+again within about NotifyTimeout + 70s at the defaults.
+
+# Rate limits
+
+Config.RateLimits limits how fast Notifier calls start, per key
+(Config.RateLimitKey chooses a message's), across every process working the
+schema: the limit's state is a row in PostgreSQL, moved by the claim's own
+statement with the database's clock. A message held back by its limit is
+booked a slot, stays pending (cancellable), spends no attempt and holds no
+worker: River snoozes its job until the slot. A Notifier that returns
+[RateLimited] pauses the key for every process, without spending an
+attempt.
 
 [Client.Start] runs an embedded River client on Config.Queue;
 [Client.ConfigureRiver] adds the library's workers, queue and periodic jobs to

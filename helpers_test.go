@@ -226,14 +226,15 @@ type jobRow struct {
 	MaxAttempts int
 	Priority    int
 	ScheduledAt time.Time
+	Attempt     int
 }
 
 func jobByID(tb testing.TB, schema string, id int64) *jobRow {
 	tb.Helper()
 	var j jobRow
 	require.NoError(tb, testPool.QueryRow(context.Background(),
-		"SELECT id, kind, queue, state::text, args, max_attempts, priority, scheduled_at FROM "+table(schema, "river_job")+" WHERE id = $1", id).
-		Scan(&j.ID, &j.Kind, &j.Queue, &j.State, &j.Args, &j.MaxAttempts, &j.Priority, &j.ScheduledAt))
+		"SELECT id, kind, queue, state::text, args, max_attempts, priority, scheduled_at, attempt FROM "+table(schema, "river_job")+" WHERE id = $1", id).
+		Scan(&j.ID, &j.Kind, &j.Queue, &j.State, &j.Args, &j.MaxAttempts, &j.Priority, &j.ScheduledAt, &j.Attempt))
 	return &j
 }
 

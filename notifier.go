@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Notifier delivers outbound messages by email, SMS, chat or whatever the host
@@ -25,10 +27,16 @@ type Notifier interface {
 	// past Config.NotifyTimeout marks the attempt failed; River retries it
 	// with backoff, and when the last of Config.MaxAttempts fails the message
 	// is discarded. Wrap an error with Permanent to discard the message at
-	// once, or with RetryAfter to choose when the next attempt comes. ctx is
-	// cancelled at the timeout and when the worker is stopped; a Notifier
-	// that ignores it is abandoned, not waited for, and may still be running
-	// when the message is attempted again.
+	// once, with RetryAfter to choose when the next attempt comes, or with
+	// RateLimited when the provider refused the call for its rate: that
+	// pauses the message's rate limit key and does not count as an attempt.
+	//
+	// ctx is cancelled at the timeout and when the worker is stopped. A
+	// Notifier that ignores it is still waited for: until it returns, its
+	// message stays claimed (the claim is renewed while it runs), no other
+	// attempt calls the Notifier for it, and the call keeps its place among
+	// Config.MaxWorkers. What it returns late is recorded: nil marks the
+	// message sent.
 	OnOutboundTriggered(ctx context.Context, msg *Message) error
 }
 
@@ -66,11 +74,12 @@ func (e *PermanentError) Error() string {
 // Unwrap returns the Notifier's error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// RetryAfter asks for the next attempt to come no sooner than d from now, as a
-// provider's 429 with a Retry-After header does, instead of at the retry
-// policy's time. The attempt still counts towards Config.MaxAttempts. A d of
-// zero or less leaves the time to the retry policy. errors.Is and errors.As
-// see err through the result.
+// RetryAfter asks for the next attempt to come no sooner than d from now,
+// instead of at the retry policy's time. The attempt still counts towards
+// Config.MaxAttempts, and only this message waits: for a provider's 429, or
+// any refusal for rate, return RateLimited instead, which pauses every call
+// of the key and spends no attempt. A d of zero or less leaves the time to
+// the retry policy. errors.Is and errors.As see err through the result.
 func RetryAfter(d time.Duration, err error) error {
 	return &RetryAfterError{Delay: max(d, 0), Err: err}
 }
@@ -141,6 +150,15 @@ func (n notifyResult) retryAfter() time.Duration {
 	return 0
 }
 
+// rateLimited returns the pause a RateLimited error asked for, or 0.
+func (n notifyResult) rateLimited() time.Duration {
+	var r *RateLimitedError
+	if n.err != nil && !n.permanent() && !n.stopped && errors.As(n.err, &r) {
+		return r.Delay
+	}
+	return 0
+}
+
 // reason classifies the call for telemetry.
 func (n notifyResult) reason() reason {
 	switch {
@@ -154,22 +172,28 @@ func (n notifyResult) reason() reason {
 		return reasonWorkerStopped
 	case n.timedOut:
 		return reasonNotifierTimeout
+	case n.rateLimited() > 0:
+		return reasonNotifierRateLimited
 	case n.retryAfter() > 0:
 		return reasonNotifierRetryAfter
 	}
 	return reasonNotifierReturnedError
 }
 
-// notify calls the notifier under NotifyTimeout. It waits for the notifier's
-// return, a panic, or the deadline, whichever is first; a notifier that
-// ignores its context is left to finish on its own.
-func (c *Client) notify(ctx context.Context, msg *Message) notifyResult {
+// notify calls the notifier under NotifyTimeout and waits for it to return.
+// Its context is cancelled at the deadline, and when the worker is stopping;
+// a notifier that ignores it is still waited for, keeping its claim on the
+// message (renewed while it runs) and its worker, so that no other attempt
+// calls the notifier for the message beside it, and no more than MaxWorkers
+// calls run at once. What it returns late is what the attempt records.
+func (c *Client) notify(ctx context.Context, cl *claim) notifyResult {
 	timeout := c.config.NotifyTimeout
 	notifyCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	done := make(chan notifyResult, 1) // buffered: an abandoned notifier never blocks
+	done := make(chan notifyResult, 1)
 	notifier := c.config.Notifier
+	msg := cl.msg
 	msgCopy := *msg
 	go func() {
 		defer func() {
@@ -190,19 +214,54 @@ func (c *Client) notify(ctx context.Context, msg *Message) notifyResult {
 	var res notifyResult
 	select {
 	case res = <-done:
-		if res.err != nil && !res.panicked && ctx.Err() == nil && errors.Is(notifyCtx.Err(), context.DeadlineExceeded) {
-			// A notifier that honoured its context's deadline.
+	case <-notifyCtx.Done():
+		res = c.awaitOverrun(ctx, cl, done)
+	}
+	if res.err != nil && !res.panicked {
+		switch {
+		case ctx.Err() != nil:
+			res.stopped = true
+		case errors.Is(notifyCtx.Err(), context.DeadlineExceeded):
 			res.timedOut = true
 			res.err = fmt.Errorf("notifier timed out after %s: %w", timeout, res.err)
 		}
-	case <-notifyCtx.Done():
-		if ctx.Err() != nil {
-			res.err = fmt.Errorf("notifier interrupted: worker stopping: %w", ctx.Err())
-		} else {
-			res.timedOut = true
-			res.err = fmt.Errorf("notifier timed out after %s", timeout)
+	}
+	return res
+}
+
+// awaitOverrun waits for a notifier call that is past its deadline, or
+// whose worker is stopping, to return, renewing the attempt's claim on the
+// message every recordTimeout meanwhile: the claim holds while the call
+// runs, and runs out a claim's length after its process dies.
+func (c *Client) awaitOverrun(ctx context.Context, cl *claim, done <-chan notifyResult) notifyResult {
+	renew := time.NewTicker(recordTimeout)
+	defer renew.Stop()
+	holding := c.renewClaim(ctx, cl)
+	for {
+		select {
+		case res := <-done:
+			return res
+		case <-renew.C:
+			if holding {
+				holding = c.renewClaim(ctx, cl)
+			}
 		}
 	}
-	res.stopped = res.err != nil && !res.panicked && ctx.Err() != nil
-	return res
+}
+
+// renewClaim makes the attempt's claim run a claim's length from now. It
+// reports whether to go on renewing: false once the claim is lost, which the
+// attempt's record then finds. A database error leaves it to the next tick.
+func (c *Client) renewClaim(ctx context.Context, cl *claim) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	tag, err := c.pool.Exec(ctx, c.queries.RenewClaim, pgx.NamedArgs{
+		"id": pgUUID(cl.msg.ID), "claim_id": pgUUID(cl.id), "claim_secs": claimLength(c.config).Seconds(),
+	})
+	if err != nil {
+		c.config.Logger.Warn("outbound: renew the claim of a notifier call past its deadline",
+			slog.String("message_id", cl.msg.ID.String()), slog.String("error", err.Error()))
+		return true
+	}
+	return tag.RowsAffected() == 1
 }

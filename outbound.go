@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,9 +40,13 @@ type Message struct {
 	Attempts    int
 	LastError   string
 	// SentAt is zero until the message is sent.
-	SentAt    time.Time
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	SentAt time.Time
+	// RateLimitedUntil is when a pending or failed message held back by its
+	// rate limit (Config.RateLimits), or by a Notifier's RateLimited, is
+	// booked to be tried again; zero when it is not waiting for one.
+	RateLimitedUntil time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // Client triggers outbound messages. It is safe for concurrent use.
@@ -55,6 +61,9 @@ type Client struct {
 	statusGauge  *statusGauge
 	// subscriptions are the subscribers to final outcomes (Subscribe).
 	subscriptions subscriptions
+	// rateLimitRows are the rate limit keys whose rows this process has
+	// created or found.
+	rateLimitRows sync.Map
 }
 
 // New returns a Client writing to the tables that Migrate created in
@@ -342,9 +351,11 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 		jobID     *int64
 		lastError *string
 		sentAt    *time.Time
+		// rateWaitUntil is NULL unless the message waits for its limit.
+		rateWaitUntil *time.Time
 	)
 	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
-		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt}, extra...)
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWaitUntil}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -360,6 +371,9 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 	}
 	if sentAt != nil {
 		m.SentAt = *sentAt
+	}
+	if rateWaitUntil != nil && slices.Contains(undeliveredStatuses, m.Status) {
+		m.RateLimitedUntil = *rateWaitUntil
 	}
 	return &m, nil
 }

@@ -44,6 +44,10 @@ var liveStatuses = statusesOf(sqltext.LiveStatuses)
 // sqltext.AwaitingStatuses, the rule of the awaiting_result column.
 var awaitingStatuses = statusesOf(sqltext.AwaitingStatuses)
 
+// undeliveredStatuses are the statuses of messages that no attempt holds and
+// none has delivered: sqltext.UndeliveredStatuses.
+var undeliveredStatuses = statusesOf(sqltext.UndeliveredStatuses)
+
 func statusesOf(values []string) []MessageStatus {
 	out := make([]MessageStatus, len(values))
 	for i, v := range values {

@@ -71,6 +71,9 @@ const (
 	outcomeCancelled   outcome = "cancelled"
 	outcomeUnconfirmed outcome = "unconfirmed"
 	outcomeNoOp        outcome = "no_op"
+	// outcomeDeferred: the message waits for its rate limit, without an
+	// attempt counted; the reason says whose limit.
+	outcomeDeferred outcome = "deferred"
 )
 
 // reason says why a delivery attempt ended as it did; with outcome, it is the
@@ -84,8 +87,16 @@ const (
 	reasonNotifierPanicked      reason = "notifier_panicked"
 	// reasonNotifierPermanentError: the notifier returned Permanent(err).
 	reasonNotifierPermanentError reason = "notifier_permanent_error"
-	// reasonNotifierRetryAfter: the notifier returned RetryAfter(d, err).
-	reasonNotifierRetryAfter   reason = "notifier_retry_after"
+	// reasonNotifierRetryAfter: the notifier returned RetryAfter(d, err),
+	// a failed attempt that counts.
+	reasonNotifierRetryAfter reason = "notifier_retry_after"
+	// reasonNotifierRateLimited: the notifier returned RateLimited(d, err):
+	// the key is paused for d, and the attempt is not counted (outcome
+	// deferred).
+	reasonNotifierRateLimited reason = "notifier_rate_limited"
+	// reasonRateLimitWait: the message's rate limit held it back before
+	// its Notifier was called, and booked it a slot (outcome deferred).
+	reasonRateLimitWait        reason = "rate_limit_wait"
 	reasonNoNotifierConfigured reason = "no_notifier_configured"
 	reasonCancelled            reason = "cancelled"
 	// reasonWorkerStopped: the worker was stopped while the notifier ran.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/cairnloop/outbound/outboundtest"
@@ -363,6 +364,17 @@ func TestMessagePages(t *testing.T) {
 	require.NotContains(t, d.page(sentPath, http.StatusOK), "Cancel message")
 	rec = d.do("POST", sentPath+"/cancel", url.Values{"confirm": {"yes"}}, nil)
 	require.Equal(t, http.StatusConflict, rec.Code)
+
+	// A message the provider refused for its rate waits, pending, and says
+	// so on its page and in the list.
+	limited, err := d.client.Trigger(ctx, 45, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	d.deliverWith(limited.Message, outbound.RateLimited(time.Hour, errors.New("429 Too Many Requests")))
+	page = d.page(prefix+"/messages/"+limited.Message.ID.String(), http.StatusOK)
+	require.Regexp(t, `status-pending">pending</span> <span class="rate-wait">waiting for its rate limit until <time datetime="[^"]+">`, page)
+	require.Contains(t, page, "Cancel message")
+	require.Contains(t, d.page(prefix+"/messages?conversation_id=45", http.StatusOK), "waiting for its rate limit until")
+	require.NotContains(t, d.page(sentPath, http.StatusOK), "waiting for its rate limit")
 }
 
 func TestRoutesAndErrors(t *testing.T) {

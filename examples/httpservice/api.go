@@ -382,8 +382,10 @@ type messageJSON struct {
 	Attempts       int            `json:"attempts"`
 	LastError      string         `json:"last_error,omitempty"`
 	SentAt         *time.Time     `json:"sent_at"`
-	CreatedAt      time.Time      `json:"created_at"`
-	UpdatedAt      time.Time      `json:"updated_at"`
+	// RateLimitedUntil is set while the message waits for its rate limit.
+	RateLimitedUntil *time.Time `json:"rate_limited_until,omitempty"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
 }
 
 func newMessageJSON(m *outbound.Message) *messageJSON {
@@ -398,6 +400,9 @@ func newMessageJSON(m *outbound.Message) *messageJSON {
 	}
 	if !m.SentAt.IsZero() {
 		out.SentAt = &m.SentAt
+	}
+	if !m.RateLimitedUntil.IsZero() {
+		out.RateLimitedUntil = &m.RateLimitedUntil
 	}
 	return out
 }

@@ -10,6 +10,9 @@
 // UI_PASSWORD. Without them the service serves the UIs on a loopback address
 // only, and refuses to start on any other.
 //
+// OUTBOUND_RATE_LIMIT limits how fast deliveries start, across every process
+// of the service: LIMIT/PER or LIMIT/PER/BURST, such as 100/1s or 10/1s/5.
+//
 // With DATABASE_URL unset it starts a throwaway PostgreSQL from the machine's
 // server binaries; with it set, it migrates and uses that database (schema
 // "cairnloop"). SIGINT or SIGTERM shuts it down gracefully: the listener
@@ -62,7 +65,12 @@ func main() {
 		addr:  cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080"),
 		creds: credentials{username: os.Getenv("UI_USERNAME"), password: os.Getenv("UI_PASSWORD")},
 	}
-	err := run(ctx, opts, logger, func(url string) { logger.Info("listening", slog.String("url", url)) })
+	rateLimits, err := parseRateLimit(os.Getenv("OUTBOUND_RATE_LIMIT"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	opts.rateLimits = rateLimits
+	err = run(ctx, opts, logger, func(url string) { logger.Info("listening", slog.String("url", url)) })
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -74,6 +82,8 @@ type options struct {
 	addr string
 	// creds guard both UIs (UI_USERNAME, UI_PASSWORD).
 	creds credentials
+	// rateLimits limit deliveries (OUTBOUND_RATE_LIMIT).
+	rateLimits map[string]outbound.RateLimit
 }
 
 // run serves until ctx is cancelled, then shuts down gracefully. ready is
@@ -112,6 +122,7 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 		MeterProvider: meterProvider,
 		Logger:        logger,
 		Notifier:      logNotifier(logger),
+		RateLimits:    opts.rateLimits,
 	})
 	if err != nil {
 		return err

@@ -32,7 +32,7 @@ const NilEnvelopeKey = `'00000000-0000-0000-0000-000000000000'::uuid`
 // MessageColumnNames are the columns every message read selects, in the
 // order the library's scan reads them.
 var MessageColumnNames = []string{"id", "conversation_id", "role", "template_id", "content", "status", "bulk_envelope_id",
-	"metadata", "job_id", "scheduled_at", "attempts", "last_error", "sent_at", "created_at", "updated_at"}
+	"metadata", "job_id", "scheduled_at", "attempts", "last_error", "sent_at", "created_at", "updated_at", "rate_wait_until"}
 
 // EnvelopeColumnNames are the columns every envelope read selects, in the
 // order the library's scan reads them.
@@ -92,4 +92,27 @@ func countByStatus(statuses []string, countOf, qualifier string) string {
 		parts[i] = "count(" + countOf + ") FILTER (WHERE " + qualifier + "status = '" + s + "')"
 	}
 	return strings.Join(parts, ",\n\t")
+}
+
+// claimSet is the SET clause of a claim: status delivering under the claim id
+// claimID, for claimSeconds, counting River's attempt number attempt. A claim
+// ends the message's wait for its rate limit.
+func claimSet(claimID, attempt, claimSeconds string) string {
+	return setStatus(`'delivering'`) + `,
+	attempts = CASE WHEN claim_id = ` + claimID + ` THEN attempts ELSE greatest(attempts + 1, ` + attempt + `) END,
+	claim_id = ` + claimID + `,
+	claimed_until = now() + make_interval(secs => ` + claimSeconds + `::float8),
+	rate_wait_until = NULL,
+	updated_at = now()`
+}
+
+// claimable is the condition on a message that an attempt with the claim id
+// claimID may claim: an undelivered one, one this same claim id already
+// holds (a retried claim whose first commit was not acknowledged), and one
+// whose claim ran out (its worker died) unless a cancel was requested.
+func claimable(claimID string) string {
+	return `(
+	status IN {undelivered}
+	OR (status = 'delivering' AND claim_id = ` + claimID + `)
+	OR (status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NULL))`
 }

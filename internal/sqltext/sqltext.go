@@ -210,6 +210,10 @@ type Queries struct {
 
 	// RiverJobs are the statements that write River's tables.
 	RiverJobs
+
+	// RateLimits are the statements of the rate limits shared by every
+	// process.
+	RateLimits
 }
 
 // New returns the queries for the library's schema and River's schema, both
@@ -226,6 +230,7 @@ func New(schema, riverSchema string) *Queries {
 	}
 	return &Queries{
 		RiverJobs:    newRiverJobs(r),
+		RateLimits:   newRateLimits(r),
 		ListMessages: listMessagesByFilter,
 
 		PruneMessages: r.Replace(`
@@ -358,15 +363,8 @@ INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES (
 
 		ClaimMessage: r.Replace(`
 UPDATE {s}.messages
-SET ` + setStatus(`'delivering'`) + `,
-	attempts = CASE WHEN claim_id = $2 THEN attempts ELSE greatest(attempts + 1, $3) END,
-	claim_id = $2,
-	claimed_until = now() + make_interval(secs => $4::float8),
-	updated_at = now()
-WHERE id = $1 AND (
-	status IN {undelivered}
-	OR (status = 'delivering' AND claim_id = $2)
-	OR (status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NULL))
+SET ` + claimSet("$2", "$3", "$4") + `
+WHERE id = $1 AND ` + claimable("$2") + `
 RETURNING {mcols}`),
 
 		SelectMessageClaim: r.Replace(`

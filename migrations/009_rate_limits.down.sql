@@ -1,0 +1,2 @@
+ALTER TABLE messages DROP COLUMN rate_wait_until;
+DROP TABLE rate_limits;
