@@ -145,7 +145,7 @@ func finalEvent(f attemptFacts) *Event {
 
 // attempt runs the three steps: claim, notify, record.
 func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f attemptFacts) {
-	defer func() { f.stopped = ctx.Err() != nil }()
+	defer func() { f.stopped = stopping(ctx) }()
 	cl, err := c.claim(ctx, job)
 	if err != nil {
 		f.dbErr = fmt.Errorf("claim: %w", err)
@@ -156,7 +156,7 @@ func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f a
 		return f
 	}
 	switch {
-	case ctx.Err() != nil:
+	case stopping(ctx):
 		// Stopping: record the attempt failed without calling anyone, and
 		// River makes the job available again.
 		f.notify = notifyResult{err: fmt.Errorf("worker stopping before the notifier was called: %w", ctx.Err()), stopped: true}

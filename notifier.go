@@ -152,8 +152,11 @@ func (n notifyResult) retryAfter() time.Duration {
 
 // rateLimited returns the pause a RateLimited error asked for, or 0.
 func (n notifyResult) rateLimited() time.Duration {
+	if n.err == nil {
+		return 0 // before r, which escapes: a success allocates nothing here
+	}
 	var r *RateLimitedError
-	if n.err != nil && !n.permanent() && !n.stopped && errors.As(n.err, &r) {
+	if !n.permanent() && !n.stopped && errors.As(n.err, &r) {
 		return r.Delay
 	}
 	return 0
@@ -219,7 +222,7 @@ func (c *Client) notify(ctx context.Context, cl *claim) notifyResult {
 	}
 	if res.err != nil && !res.panicked {
 		switch {
-		case ctx.Err() != nil:
+		case stopping(ctx):
 			res.stopped = true
 		case errors.Is(notifyCtx.Err(), context.DeadlineExceeded):
 			res.timedOut = true

@@ -12,6 +12,7 @@ import (
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -351,8 +352,9 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 		jobID     *int64
 		lastError *string
 		sentAt    *time.Time
-		// rateWaitUntil is NULL unless the message waits for its limit.
-		rateWaitUntil *time.Time
+		// rateWaitUntil is NULL unless the message waits for its limit; a
+		// pgtype value scans without an allocation.
+		rateWaitUntil pgtype.Timestamptz
 	)
 	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
 		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWaitUntil}, extra...)
@@ -372,8 +374,8 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 	if sentAt != nil {
 		m.SentAt = *sentAt
 	}
-	if rateWaitUntil != nil && slices.Contains(undeliveredStatuses, m.Status) {
-		m.RateLimitedUntil = *rateWaitUntil
+	if rateWaitUntil.Valid && slices.Contains(undeliveredStatuses, m.Status) {
+		m.RateLimitedUntil = rateWaitUntil.Time
 	}
 	return &m, nil
 }

@@ -40,8 +40,6 @@ type deliveryWorker struct {
 // Work makes one delivery attempt.
 func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	w.retryAt.Delete(job.ID) // left by an attempt River did not retry
-	ctx, release := withoutDeadline(ctx)
-	defer release()
 	res := w.client.deliver(ctx, job)
 	if !res.retryAt.IsZero() {
 		w.retryAt.Store(job.ID, res.retryAt)
@@ -49,22 +47,12 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	return res.err
 }
 
-// withoutDeadline returns a context that ends when ctx is cancelled (the
-// worker stopping), but not when its deadline passes. River's job timeout,
-// the claim's length, must not cut short an attempt whose Notifier call
-// outlived it: the attempt waits for the call, renewing its claim, and
-// records what it returns.
-func withoutDeadline(ctx context.Context) (context.Context, func()) {
-	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() {
-		if errors.Is(ctx.Err(), context.Canceled) {
-			cancel(context.Cause(ctx))
-		}
-	})
-	return out, func() {
-		stop()
-		cancel(nil)
-	}
+// stopping reports whether the worker is being stopped: River cancels an
+// attempt's context then. Its deadline, River's job timeout of a claim's
+// length, is not a stop: an attempt whose Notifier call outlived it waits
+// for the call, renewing its claim, and records what it returns.
+func stopping(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
 }
 
 // Timeout is the claim's length: the longest an attempt may take from its
