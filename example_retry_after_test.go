@@ -11,9 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ExampleRetryAfter honours a provider's rate limit: the first call is
-// answered 429 with Retry-After, and the next attempt waits that long rather
-// than the retry policy's second.
+// ExampleRetryAfter honours a provider's Retry-After: the first call is
+// answered 503 with Retry-After, and the next attempt waits that long rather
+// than the retry policy's second. (A 429, a refusal for rate, is
+// RateLimited's: see ExampleRateLimited.)
 func ExampleRetryAfter() {
 	ctx := context.Background()
 
@@ -36,8 +37,8 @@ func ExampleRetryAfter() {
 		Notifier: outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
 			calls <- time.Now()
 			if msg.Attempts == 1 {
-				// The provider answers 429 with "Retry-After: 1.5".
-				return outbound.RetryAfter(retryAfter, errors.New("429 too many requests"))
+				// The provider answers 503 with "Retry-After: 1.5".
+				return outbound.RetryAfter(retryAfter, errors.New("503 service unavailable"))
 			}
 			return nil
 		}),
