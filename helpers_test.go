@@ -549,6 +549,13 @@ const (
 	// workerDebugLogEnv, when set, has the worker log at debug level, River's
 	// elector and maintenance services included, to its stderr.
 	workerDebugLogEnv = "OUTBOUND_TEST_WORKER_DEBUG_LOG"
+	// workerProviderURLEnv, when set, has the worker's notifier call a
+	// provider over HTTP instead (see providerNotifier), with MaxWorkers
+	// and every other setting at its default.
+	workerProviderURLEnv = "OUTBOUND_TEST_WORKER_PROVIDER_URL"
+	// workerRateLimitEnv, with workerProviderURLEnv, is the worker's
+	// RateLimits for the key "", as LIMIT/PER such as 100/1s; unset, none.
+	workerRateLimitEnv = "OUTBOUND_TEST_WORKER_RATE_LIMIT"
 )
 
 // runWorkerProcess works deliveries of one schema until SIGTERM or SIGINT.
@@ -566,8 +573,13 @@ func runWorkerProcess(schema string) int {
 	if err != nil {
 		return fail(err)
 	}
-	// Four deliveries, River's listener, and the notifier's own inserts.
+	// Four deliveries, River's listener, and the notifier's own inserts; or,
+	// calling a provider, MaxWorkers' default of 100 deliveries, whose claims
+	// and records are short.
 	poolConfig.MaxConns = 10
+	if os.Getenv(workerProviderURLEnv) != "" {
+		poolConfig.MaxConns = 20
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), poolConfig)
 	if err != nil {
 		return fail(err)
@@ -596,6 +608,16 @@ func runWorkerProcess(schema string) int {
 		// Fetch as soon as a worker is free, so that the workers are busy
 		// and a kill lands mid-delivery rather than between fetches.
 		config.FetchCooldown = time.Millisecond
+	}
+	if provider := os.Getenv(workerProviderURLEnv); provider != "" {
+		config = &outbound.Config{Schema: schema, Notifier: newProviderNotifier(provider, os.Getenv(workerRateLimitEnv) != "")}
+		if limit := os.Getenv(workerRateLimitEnv); limit != "" {
+			l, err := parseTestRateLimit(limit)
+			if err != nil {
+				return fail(err)
+			}
+			config.RateLimits = map[string]outbound.RateLimit{"": l}
+		}
 	}
 	if os.Getenv(workerDebugLogEnv) != "" {
 		config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

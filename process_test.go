@@ -26,7 +26,7 @@ type workerProcess struct {
 // startWorkerProcess starts a worker process on the schema and waits until
 // it is working. The process is stopped when the test ends if it still runs.
 // env adds NAME=value settings for the process.
-func startWorkerProcess(t *testing.T, schema string, env ...string) *workerProcess {
+func startWorkerProcess(t testing.TB, schema string, env ...string) *workerProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), workerSchemaEnv+"="+schema, workerDatabaseURLEnv+"="+testDatabaseURL)
@@ -63,7 +63,7 @@ func startWorkerProcess(t *testing.T, schema string, env ...string) *workerProce
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (p *workerProcess) stop(t *testing.T) {
+func (p *workerProcess) stop(t testing.TB) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, p.cmd.Wait(), "worker process stderr: %s", p.stderr.String())
