@@ -53,10 +53,6 @@ type RateLimits struct {
 	RenewClaim string
 }
 
-// rateWaitSlack is how early a booking counts as due: a process's clock
-// that runs a little ahead of the database's wakes it that much early.
-const rateWaitSlack = `interval '50 milliseconds'`
-
 // newRateLimits fills RateLimits with r, which replaces {s} and the rest.
 func newRateLimits(r *strings.Replacer) RateLimits {
 	return RateLimits{
