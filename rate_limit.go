@@ -56,9 +56,9 @@ const maxRateLimitKeyBytes = 256
 // fetch after its time. A longer wait is made of hops, each one fetch.
 const rateLimitHop = 4 * time.Second
 
-// rateWaitSlack is how early a booking counts as due, as the claim's own
-// statement counts it: a process's clock that runs a little ahead of the
-// database's wakes a message that much early.
+// rateWaitSlack is how early a booking counts as due: a process's clock that
+// runs a little ahead of the database's wakes a message that much early, and
+// it goes to the claim rather than back to sleep.
 const rateWaitSlack = 50 * time.Millisecond
 
 // defaultRateLimitedPause is the pause of RateLimited with a d of zero or

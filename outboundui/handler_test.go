@@ -375,6 +375,17 @@ func TestMessagePages(t *testing.T) {
 	require.Contains(t, page, "Cancel message")
 	require.Contains(t, d.page(prefix+"/messages?conversation_id=45", http.StatusOK), "waiting for its rate limit until")
 	require.NotContains(t, d.page(sentPath, http.StatusOK), "waiting for its rate limit")
+	require.Contains(t, page, "429 Too Many Requests (rate limited, paused for 1h0m0s)")
+
+	// RetryAfter is a failed attempt, and reads as one: not a wait for a
+	// rate limit.
+	retried, err := d.client.Trigger(ctx, 46, &outbound.TriggerOpts{TemplateID: "recovery"})
+	require.NoError(t, err)
+	d.deliverWith(retried.Message, outbound.RetryAfter(time.Hour, errors.New("503 Service Unavailable")))
+	page = d.page(prefix+"/messages/"+retried.Message.ID.String(), http.StatusOK)
+	require.Contains(t, page, `status-failed">failed</span>`)
+	require.Contains(t, page, "503 Service Unavailable (retry after 1h0m0s)")
+	require.NotContains(t, page, "waiting for its rate limit")
 }
 
 func TestRoutesAndErrors(t *testing.T) {
