@@ -143,7 +143,10 @@ func (c *Client) Start(ctx context.Context) error {
 // Stop stops the embedded River client: it fetches no more deliveries and
 // waits for running ones to finish. If ctx ends first, it cancels the running
 // deliveries' contexts, waits for them to record a failed attempt (which River
-// retries later), and returns ctx's error.
+// retries later), and returns ctx's error. A Notifier that ignores its
+// context is not waited for past that: its delivery runs on, renewing its
+// claim, and records what the call returns if the process lives that long;
+// if it does not, the claim runs out and the message is attempted again.
 func (c *Client) Stop(ctx context.Context) error {
 	err := c.river.Stop(ctx)
 	if err == nil {
