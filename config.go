@@ -221,6 +221,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// recordTimeout bounds each step that records an attempt's result. The steps
+// run on a context detached from the job's, so that what the notifier did is
+// still recorded when the worker is being stopped.
+const recordTimeout = 10 * time.Second
+
+// claimLength is how long a claim holds a message: the longest an attempt may
+// take from its claim to its recorded result.
+func claimLength(cfg *Config) time.Duration {
+	return cfg.NotifyTimeout + 2*recordTimeout
+}
+
 // withDefaults returns a copy of the config with every zero field set to its
 // default; the caller's Config is never modified.
 func (c *Config) withDefaults() *Config {

@@ -5,27 +5,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/riverqueue/river"
 	"go.opentelemetry.io/otel/trace"
 )
-
-// recordTimeout bounds each step that records an attempt's result. The steps
-// run on a context detached from the job's, so that what the notifier did is
-// still recorded when the worker is being stopped.
-const recordTimeout = 10 * time.Second
-
-// claimLength is how long a claim holds a message: the longest an attempt may
-// take from its claim to its recorded result.
-func claimLength(cfg *Config) time.Duration {
-	return cfg.NotifyTimeout + 2*recordTimeout
-}
 
 // deliveryResult is one attempt's result, computed once by classify: what the
 // worker returns to River, and the outcome and reason of its telemetry.
@@ -162,21 +151,13 @@ func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f a
 		f.notify = notifyResult{err: fmt.Errorf("worker stopping before the notifier was called: %w", ctx.Err()), stopped: true}
 	case c.config.Notifier != nil:
 		f.notified = true
-		f.notify = c.notify(ctx, cl)
+		f.notify = c.notify(ctx, cl.msg, func(ctx context.Context) bool { return c.renewClaim(ctx, cl) })
 	}
 	switch pause := f.notify.rateLimited(); {
 	case f.notify.err == nil:
 		f.recorded, f.dbErr = c.recordSent(ctx, job, cl)
 	case pause > 0:
-		var ok bool
-		f.rateWait, ok, f.dbErr = c.recordRateLimited(ctx, cl, cl.limit, pause, boundedErrorText(f.notify.err.Error()))
-		if ok {
-			f.recorded = MessageStatusPending
-		} else if f.dbErr == nil {
-			// A cancel was requested while the call was in flight, or the
-			// claim was taken over: recorded as any failed attempt.
-			f.recorded, f.dbErr = c.recordFailure(ctx, cl, MessageStatusFailed, f.notify.err)
-		}
+		f.recorded, f.rateWait, f.dbErr = c.recordPaused(ctx, cl, pause, f.notify.err)
 	default:
 		f.recorded, f.dbErr = c.recordFailure(ctx, cl, failureStatus(job, f.notify), f.notify.err)
 	}
@@ -369,7 +350,7 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 	cl := &claim{id: newClaimID()}
 	if len(c.config.RateLimits) > 0 {
 		// The key comes from the message, so it is read first.
-		msg, wait, err := c.readWait(ctx, job)
+		msg, wait, err := c.readWait(ctx, id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return cl, nil
 		}
@@ -395,7 +376,7 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 			if err = c.ensureRateLimitRow(ctx, cl.limit.key); err != nil {
 				return nil, err
 			}
-			msg, wait, err = c.claimRated(ctx, job, cl, cl.limit)
+			msg, wait, err = c.claimRated(ctx, id, cl.id, job.Attempt, cl.limit)
 		} else {
 			// Retrying is safe: the claim id makes a claim that committed
 			// unacknowledged claimable again by the same attempt.
@@ -532,6 +513,46 @@ func (c *Client) recordFailure(ctx context.Context, cl *claim, status MessageSta
 	return found.recordedBy(cl, status, MessageStatusCancelled), nil
 }
 
+// recordPaused records an attempt whose Notifier returned RateLimited: the
+// message pending again, booked for the pause's end, and the wait until
+// then. When a cancel was requested while the call was in flight, or the
+// claim was taken over, it is recorded as any failed attempt.
+func (c *Client) recordPaused(ctx context.Context, cl *claim, pause time.Duration, cause error) (MessageStatus, time.Duration, error) {
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	wait, ok, err := c.recordRateLimited(recordCtx, cl.msg.ID, cl.id, cl.limit, pause, boundedErrorText(cause.Error()))
+	if err != nil {
+		return "", 0, err
+	}
+	if ok {
+		return MessageStatusPending, wait, nil
+	}
+	// A first try that committed unacknowledged left it pending, booked.
+	if found, err := c.readClaim(recordCtx, cl.msg.ID); err == nil && found.heldBy(cl) && found.msg.Status == MessageStatusPending {
+		return MessageStatusPending, pause, nil
+	}
+	status, err := c.recordFailure(ctx, cl, MessageStatusFailed, cause)
+	return status, 0, err
+}
+
+// renewClaim makes the attempt's claim run a claim's length from now, while
+// its Notifier call runs past its deadline. It reports whether to go on
+// renewing: false once the claim is lost, which the attempt's record then
+// finds. A database error leaves it to the next renewal.
+func (c *Client) renewClaim(ctx context.Context, cl *claim) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	tag, err := c.pool.Exec(ctx, c.queries.RenewClaim, pgx.NamedArgs{
+		"id": pgUUID(cl.msg.ID), "claim_id": pgUUID(cl.id), "claim_secs": claimLength(c.config).Seconds(),
+	})
+	if err != nil {
+		c.config.Logger.Warn("outbound: renew the claim of a notifier call past its deadline",
+			slog.String("message_id", cl.msg.ID.String()), slog.String("error", err.Error()))
+		return true
+	}
+	return tag.RowsAffected() == 1
+}
+
 // recordCancelledInFlight ends a message cancelled, in flight when
 // CancelEnvelope asked for it, after its attempt failed. Like every cancel it
 // locks the envelope before the message, so that cancels cannot deadlock, and
@@ -567,12 +588,6 @@ func (c *Client) recordCancelledInFlight(ctx context.Context, cl *claim, lastErr
 		return MessageStatusCancelled, nil
 	}
 	return c.recordedBefore(ctx, cl, MessageStatusCancelled)
-}
-
-// pgUUID passes a uuid to pgx in PostgreSQL's binary format; a uuid.UUID
-// goes through its driver.Valuer, as text parsed back.
-func pgUUID(id uuid.UUID) pgtype.UUID {
-	return pgtype.UUID{Bytes: id, Valid: true}
 }
 
 // recordedBefore reads the message to find out why a guarded record changed

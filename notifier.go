@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Notifier delivers outbound messages by email, SMS, chat or whatever the host
@@ -189,14 +187,13 @@ func (n notifyResult) reason() reason {
 // message (renewed while it runs) and its worker, so that no other attempt
 // calls the notifier for the message beside it, and no more than MaxWorkers
 // calls run at once. What it returns late is what the attempt records.
-func (c *Client) notify(ctx context.Context, cl *claim) notifyResult {
+func (c *Client) notify(ctx context.Context, msg *Message, renew func(context.Context) bool) notifyResult {
 	timeout := c.config.NotifyTimeout
 	notifyCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	done := make(chan notifyResult, 1)
 	notifier := c.config.Notifier
-	msg := cl.msg
 	msgCopy := *msg
 	go func() {
 		defer func() {
@@ -218,7 +215,7 @@ func (c *Client) notify(ctx context.Context, cl *claim) notifyResult {
 	select {
 	case res = <-done:
 	case <-notifyCtx.Done():
-		res = c.awaitOverrun(ctx, cl, done)
+		res = awaitOverrun(ctx, done, renew)
 	}
 	if res.err != nil && !res.panicked {
 		switch {
@@ -233,38 +230,30 @@ func (c *Client) notify(ctx context.Context, cl *claim) notifyResult {
 }
 
 // awaitOverrun waits for a notifier call that is past its deadline, or
-// whose worker is stopping, to return, renewing the attempt's claim on the
-// message every recordTimeout meanwhile: the claim holds while the call
-// runs, and runs out a claim's length after its process dies.
-func (c *Client) awaitOverrun(ctx context.Context, cl *claim, done <-chan notifyResult) notifyResult {
-	renew := time.NewTicker(recordTimeout)
-	defer renew.Stop()
-	holding := c.renewClaim(ctx, cl)
+// whose worker is stopping, to return, calling renew (which renews the
+// attempt's claim on the message) at once and every recordTimeout meanwhile,
+// until renew says the claim is lost: the claim holds while the call runs,
+// and runs out a claim's length after its process dies.
+func awaitOverrun(ctx context.Context, done <-chan notifyResult, renew func(context.Context) bool) notifyResult {
+	ticker := time.NewTicker(recordTimeout)
+	defer ticker.Stop()
+	holding := renew(ctx)
 	for {
 		select {
 		case res := <-done:
 			return res
-		case <-renew.C:
+		case <-ticker.C:
 			if holding {
-				holding = c.renewClaim(ctx, cl)
+				holding = renew(ctx)
 			}
 		}
 	}
 }
 
-// renewClaim makes the attempt's claim run a claim's length from now. It
-// reports whether to go on renewing: false once the claim is lost, which the
-// attempt's record then finds. A database error leaves it to the next tick.
-func (c *Client) renewClaim(ctx context.Context, cl *claim) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	tag, err := c.pool.Exec(ctx, c.queries.RenewClaim, pgx.NamedArgs{
-		"id": pgUUID(cl.msg.ID), "claim_id": pgUUID(cl.id), "claim_secs": claimLength(c.config).Seconds(),
-	})
-	if err != nil {
-		c.config.Logger.Warn("outbound: renew the claim of a notifier call past its deadline",
-			slog.String("message_id", cl.msg.ID.String()), slog.String("error", err.Error()))
-		return true
-	}
-	return tag.RowsAffected() == 1
+// stopping reports whether the worker is being stopped: River cancels an
+// attempt's context then. Its deadline, River's job timeout of a claim's
+// length, is not a stop: an attempt whose Notifier call outlived it waits
+// for the call, renewing its claim, and records what it returns.
+func stopping(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
 }

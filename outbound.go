@@ -342,6 +342,12 @@ func (c *Client) checkSchemaThen(ctx context.Context, tx pgx.Tx, fn func(tx pgx.
 	return fn(tx)
 }
 
+// pgUUID passes a uuid to pgx in PostgreSQL's binary format; a uuid.UUID
+// goes through its driver.Valuer, as text parsed back.
+func pgUUID(id uuid.UUID) pgtype.UUID {
+	return pgtype.UUID{Bytes: id, Valid: true}
+}
+
 // scanMessage scans one row of sqltext.MessageColumns, followed by the
 // columns extra scans into, if any.
 func scanMessage(row pgx.Row, extra ...any) (*Message, error) {

@@ -47,14 +47,6 @@ func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs])
 	return res.err
 }
 
-// stopping reports whether the worker is being stopped: River cancels an
-// attempt's context then. Its deadline, River's job timeout of a claim's
-// length, is not a stop: an attempt whose Notifier call outlived it waits
-// for the call, renewing its claim, and records what it returns.
-func stopping(ctx context.Context) bool {
-	return errors.Is(ctx.Err(), context.Canceled)
-}
-
 // Timeout is the claim's length: the longest an attempt may take from its
 // claim to its recorded result. River's rescuer leaves a running job alone
 // for at least this long.
