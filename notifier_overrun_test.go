@@ -2,7 +2,6 @@ package outbound_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,54 +10,6 @@ import (
 
 	"github.com/cairnloop/outbound"
 )
-
-// overrunNotifier ignores its context and takes its time over every call,
-// counting the calls in flight, in all and for each message.
-type overrunNotifier struct {
-	take time.Duration
-	gate chan struct{} // when not nil, a call waits for it instead
-
-	mu       sync.Mutex
-	calls    map[uuid.UUID]int
-	inFlight map[uuid.UUID]int
-	total    int
-	maxTotal int
-	maxOneID int
-}
-
-func newOverrunNotifier(take time.Duration) *overrunNotifier {
-	return &overrunNotifier{take: take, calls: map[uuid.UUID]int{}, inFlight: map[uuid.UUID]int{}}
-}
-
-func (n *overrunNotifier) OnOutboundTriggered(_ context.Context, msg *outbound.Message) error {
-	n.mu.Lock()
-	n.calls[msg.ID]++
-	n.inFlight[msg.ID]++
-	n.total++
-	n.maxTotal = max(n.maxTotal, n.total)
-	n.maxOneID = max(n.maxOneID, n.inFlight[msg.ID])
-	n.mu.Unlock()
-	if n.gate != nil {
-		<-n.gate
-	} else {
-		time.Sleep(n.take)
-	}
-	n.mu.Lock()
-	n.inFlight[msg.ID]--
-	n.total--
-	n.mu.Unlock()
-	return nil
-}
-
-func (n *overrunNotifier) counts() (maxTotal, maxOneID int, calls map[uuid.UUID]int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make(map[uuid.UUID]int, len(n.calls))
-	for id, c := range n.calls {
-		out[id] = c
-	}
-	return n.maxTotal, n.maxOneID, out
-}
 
 func TestNotifierOverrun(t *testing.T) {
 	t.Parallel()
@@ -70,7 +21,11 @@ func TestNotifierOverrun(t *testing.T) {
 	t.Run("OneCallPerMessageAndAtMostMaxWorkers", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		notifier := newOverrunNotifier(3500 * time.Millisecond)
+		notifier := newGateNotifier(func(context.Context, *outbound.Message) error {
+			time.Sleep(3500 * time.Millisecond) // ignores its context
+			return nil
+		})
+		notifier.Open()
 		const maxWorkers = 2
 		b := setup(t, working(), withConfig(&outbound.Config{
 			Notifier:      notifier,
@@ -79,21 +34,25 @@ func TestNotifierOverrun(t *testing.T) {
 		}))
 		res := mustBulkTrigger(ctx, t, b.client, conversations(4), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
 		msgs := waitForStatus(t, b.client, messageIDs(res.Messages), outbound.MessageStatusSent, outbound.MessageStatusDiscarded)
-		maxTotal, maxOneID, calls := notifier.counts()
+		maxTotal, maxOneID := notifier.MaxInFlight()
 		require.LessOrEqual(t, maxTotal, maxWorkers, "more calls at once than MaxWorkers")
 		require.Equal(t, 1, maxOneID, "two calls at once for one message")
 		for _, m := range msgs {
 			require.Equal(t, outbound.MessageStatusSent, m.Status, "the late result is recorded")
 			require.Equal(t, 1, m.Attempts)
-			require.Equal(t, 1, calls[m.ID], "calls for message %s", m.ID)
+			require.Equal(t, 1, notifier.CallsFor(m.ID), "calls for message %s", m.ID)
 		}
 	})
 
 	t.Run("ClaimRenewedWhileTheCallRuns", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		notifier := newOverrunNotifier(0)
-		notifier.gate = make(chan struct{})
+		release := make(chan struct{})
+		notifier := newGateNotifier(func(context.Context, *outbound.Message) error {
+			<-release // ignores its context
+			return nil
+		})
+		notifier.Open()
 		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, NotifyTimeout: time.Second}))
 		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		claimedUntil := func() time.Time {
@@ -113,7 +72,7 @@ func TestNotifierOverrun(t *testing.T) {
 		m, err := b.client.Message(ctx, res.Message.ID)
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusDelivering, m.Status)
-		close(notifier.gate)
+		close(release)
 		waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 	})
 }

@@ -16,46 +16,17 @@ import (
 	"github.com/cairnloop/outbound"
 )
 
-// grantRecorder is a Notifier that records, for every call, the time its
-// claim was granted by the database's clock (the claim's updated_at, which
-// the message handed to the Notifier carries): the time the rate limit
-// counted the call at, whatever this machine's scheduling did after.
-type grantRecorder struct {
-	mu     sync.Mutex
-	grants []time.Time
-	calls  map[uuid.UUID]int
-	fn     func(ctx context.Context, msg *outbound.Message) error
-}
-
-func newGrantRecorder(fn func(ctx context.Context, msg *outbound.Message) error) *grantRecorder {
-	return &grantRecorder{calls: map[uuid.UUID]int{}, fn: fn}
-}
-
-func (g *grantRecorder) OnOutboundTriggered(ctx context.Context, msg *outbound.Message) error {
-	g.mu.Lock()
-	g.grants = append(g.grants, msg.UpdatedAt)
-	g.calls[msg.ID]++
-	g.mu.Unlock()
-	if g.fn != nil {
-		return g.fn(ctx, msg)
+// grants are the times the calls' claims were granted by the database's
+// clock (the claim's updated_at, which the message handed to the Notifier
+// carries), sorted: the times the rate limit counted the calls at, whatever
+// this machine's scheduling did after.
+func grants(n *recordingNotifier) []time.Time {
+	var out []time.Time
+	for _, c := range n.Calls() {
+		out = append(out, c.Message.UpdatedAt)
 	}
-	return nil
-}
-
-// Grants returns the grant times so far, sorted.
-func (g *grantRecorder) Grants() []time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := slices.Clone(g.grants)
 	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
 	return out
-}
-
-// Calls is the number of calls made for one message.
-func (g *grantRecorder) Calls(id uuid.UUID) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.calls[id]
 }
 
 // requireWithinLimit checks the limit's promise on sorted grant times: in
@@ -110,7 +81,7 @@ func TestRateLimits(t *testing.T) {
 		ctx := ctxT(t)
 		const n = 45
 		limit := outbound.RateLimit{Limit: 20, Per: time.Second, Burst: 5}
-		notifier := newGrantRecorder(nil)
+		notifier := &recordingNotifier{}
 		config := func() *outbound.Config {
 			return &outbound.Config{
 				Notifier:          notifier,
@@ -130,7 +101,7 @@ func TestRateLimits(t *testing.T) {
 		res := mustBulkTrigger(ctx, t, first.client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
 		msgs := waitForStatus(t, first.client, messageIDs(res.Messages), outbound.MessageStatusSent)
 
-		grants := notifier.Grants()
+		grants := grants(notifier)
 		require.Len(t, grants, n, "one call per message")
 		requireWithinLimit(t, grants, limit)
 		// The limit did hold the calls back: at 20 a second after a burst
@@ -145,7 +116,7 @@ func TestRateLimits(t *testing.T) {
 	t.Run("WaitingMessageIsPendingAndCancellable", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		notifier := newGrantRecorder(nil)
+		notifier := &recordingNotifier{}
 		b := setup(t, working(), withConfig(&outbound.Config{
 			Notifier:   notifier,
 			RateLimits: map[string]outbound.RateLimit{"": {Limit: 1, Per: time.Hour}},
@@ -181,14 +152,14 @@ func TestRateLimits(t *testing.T) {
 			m, err := b.client.Message(ctx, id)
 			require.NoError(t, err)
 			require.Equal(t, outbound.MessageStatusCancelled, m.Status)
-			require.Zero(t, notifier.Calls(id))
+			require.Empty(t, notifier.callsFor(id))
 		}
 	})
 
 	t.Run("WaitingHoldsNoWorker", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		notifier := newGrantRecorder(nil)
+		notifier := &recordingNotifier{}
 		b := setup(t, working(), withConfig(&outbound.Config{
 			Notifier:     notifier,
 			MaxWorkers:   1,
@@ -217,7 +188,7 @@ func TestRateLimits(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		reader, providers := newTelemetryRecorder()
-		notifier := newGrantRecorder(nil)
+		notifier := &recordingNotifier{}
 		limit := outbound.RateLimit{Limit: 1, Per: 400 * time.Millisecond, Burst: 1}
 		b := setup(t, working(), withConfig(&outbound.Config{
 			Notifier:          notifier,
@@ -228,7 +199,7 @@ func TestRateLimits(t *testing.T) {
 		}))
 		res := mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
 		waitForStatus(t, b.client, messageIDs(res.Messages), outbound.MessageStatusSent)
-		grants := notifier.Grants()
+		grants := grants(notifier)
 		requireWithinLimit(t, grants, limit)
 		// The second waits one slot and the third two, each woken once at
 		// its slot even though River polls every 10ms: 40 polls of each
@@ -246,14 +217,14 @@ func TestRateLimits(t *testing.T) {
 		const pause = 1500 * time.Millisecond
 		var refusedOnce sync.Once
 		var refusedAt time.Time
-		notifier := newGrantRecorder(func(ctx context.Context, msg *outbound.Message) error {
+		notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
 			refused := false
 			refusedOnce.Do(func() { refused, refusedAt = true, msg.UpdatedAt })
 			if refused {
 				return outbound.RateLimited(pause, errors.New("429 too many requests"))
 			}
 			return nil
-		})
+		}}
 		config := func() *outbound.Config {
 			return &outbound.Config{
 				Notifier:          notifier,
@@ -281,7 +252,7 @@ func TestRateLimits(t *testing.T) {
 		for _, m := range msgs {
 			require.Equal(t, 1, m.Attempts)
 		}
-		grants := notifier.Grants()
+		grants := grants(notifier)
 		require.Len(t, grants, 22)
 		for _, g := range grants[1:] {
 			require.False(t, g.Before(until), "a call started at %s, inside the pause that ends at %s", g, until)
@@ -295,7 +266,7 @@ func TestRateLimits(t *testing.T) {
 		ctx := ctxT(t)
 		reader, providers := newTelemetryRecorder()
 		seen := sync.Map{}
-		notifier := newGrantRecorder(func(ctx context.Context, msg *outbound.Message) error {
+		notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
 			if _, again := seen.LoadOrStore(msg.ID, true); again {
 				return nil
 			}
@@ -303,7 +274,7 @@ func TestRateLimits(t *testing.T) {
 				return outbound.RetryAfter(50*time.Millisecond, errors.New("429"))
 			}
 			return outbound.RateLimited(50*time.Millisecond, errors.New("429"))
-		})
+		}}
 		b := setup(t, working(), withConfig(&outbound.Config{
 			Notifier:      notifier,
 			MaxAttempts:   1,
