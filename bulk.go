@@ -1,14 +1,10 @@
 package outbound
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,9 +58,27 @@ type BulkTriggerOpts struct {
 	EnvelopeID uuid.UUID
 }
 
-// delivery returns the options about delivery.
-func (o *BulkTriggerOpts) delivery() deliveryOpts {
+// deliveryOptions returns the options about delivery.
+func (o *BulkTriggerOpts) deliveryOptions() deliveryOpts {
 	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: o.ScheduledAt, priority: o.Priority, maxAttempts: o.MaxAttempts}
+}
+
+// envelopeRequest is what the call asks of envelope id for these
+// recipients, with the cap in force, as a submitted envelope.
+func (o *BulkTriggerOpts) envelopeRequest(id uuid.UUID, conversationIDs []int64, batchCap int) *envelopeRequest {
+	return &envelopeRequest{
+		id:          id,
+		templateID:  o.TemplateID,
+		body:        o.RenderedBody,
+		recipients:  conversationIDs,
+		cap:         batchCap,
+		actor:       o.Actor,
+		status:      EnvelopeStatusSubmitted,
+		scheduleIn:  o.ScheduleIn,
+		scheduledAt: o.ScheduledAt,
+		priority:    o.Priority,
+		maxAttempts: o.MaxAttempts,
+	}
 }
 
 // BulkTriggerResult is the result of BulkTrigger and BulkTriggerTx.
@@ -103,6 +117,8 @@ func (c *Client) BulkTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs [
 	return c.bulkTrigger(ctx, tx, conversationIDs, opts)
 }
 
+// bulkTrigger is BulkTrigger and BulkTriggerTx: callerTx is nil for
+// BulkTrigger.
 func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, error) {
 	start := time.Now()
 	if opts == nil {
@@ -136,9 +152,10 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 		}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
+	req := opts.envelopeRequest(envelopeID, conversationIDs, batchCap)
 
 	if len(conversationIDs) > batchCap {
-		res, err := c.refuseOverCap(ctx, envelopeID, conversationIDs, opts, batchCap)
+		res, err := c.refuseOverCap(ctx, req, opts.Auditor)
 		return res, 0, err
 	}
 
@@ -147,13 +164,15 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 		duplicates int
 	)
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
-		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			conversationIDs, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusSubmitted, nil, nil,
-			opts.ScheduleIn, nullIfZeroTime(opts.ScheduledAt), nullIfZero(opts.Priority), nullIfZero(opts.MaxAttempts)))
+		env, err := c.insertEnvelope(ctx, tx, req)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The id exists: a retry of the same request, or a conflict.
-			res, err = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
-			return err
+			env, messages, err := c.replayEnvelope(ctx, tx, req)
+			if err != nil {
+				return err
+			}
+			res = &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("outbound: insert envelope: %w", err)
@@ -163,12 +182,12 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 			templateID:     opts.TemplateID,
 			content:        opts.RenderedBody,
 			bulkEnvelopeID: envelopeID,
-			jobs:           c.jobOptions(opts.delivery(), DefaultBulkTriggerPriority),
+			jobs:           c.jobOptions(opts.deliveryOptions(), DefaultBulkTriggerPriority),
 		})
 		if err != nil {
 			return err
 		}
-		if err := c.auditBulk(ctx, tx, AuditActionBulkTrigger, env, opts); err != nil {
+		if err := c.auditBulk(ctx, tx, AuditActionBulkTrigger, env, opts.Auditor); err != nil {
 			return err
 		}
 		res, duplicates = &BulkTriggerResult{Envelope: env, Messages: staged.messages}, staged.duplicates
@@ -188,38 +207,35 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 // left waiting.
 const RefusalRecordTimeout = 2 * time.Second
 
-// MaxRefusedRecipientsKept is the most recipient ids a refused envelope
-// keeps: the first ones of the list. The envelope keeps the full count and a
-// SHA-256 digest of the whole list, so that its row stays small (8 KiB of
-// ids) however long the refused list was.
-const MaxRefusedRecipientsKept = 1000
-
 // refuseOverCap records a refused envelope in a transaction of its own on the
 // pool, so that the refusal is durable even when a caller's transaction rolls
 // back, and returns the error for the caller. When the refusal cannot be
 // recorded within RefusalRecordTimeout it logs that and still refuses.
-func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts, batchCap int) (*BulkTriggerResult, error) {
+func (c *Client) refuseOverCap(ctx context.Context, submitted *envelopeRequest, auditor Auditor) (*BulkTriggerResult, error) {
 	var res *BulkTriggerResult
-	refusal := &BatchTooLargeError{Count: len(conversationIDs), Cap: batchCap, EnvelopeID: envelopeID}
+	count := len(submitted.recipients)
+	refusal := &BatchTooLargeError{Count: count, Cap: submitted.cap, EnvelopeID: submitted.id}
+	req := *submitted
+	req.status = EnvelopeStatusRefusedCapExceeded
+	req.refusedReason = fmt.Sprintf("batch_size %d exceeds cap %d", count, submitted.cap)
 	recordCtx, cancel := context.WithTimeout(ctx, RefusalRecordTimeout)
 	defer cancel()
-	kept := conversationIDs[:min(len(conversationIDs), MaxRefusedRecipientsKept)]
-	digest := recipientsDigest(conversationIDs)
 	err := c.withTx(recordCtx, func(tx pgx.Tx) error {
 		ctx := recordCtx
-		reason := fmt.Sprintf("batch_size %d exceeds cap %d", len(conversationIDs), batchCap)
-		env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, envelopeID, opts.TemplateID, opts.RenderedBody,
-			kept, len(conversationIDs), batchCap, nullIfEmpty(opts.Actor), EnvelopeStatusRefusedCapExceeded, reason, digest[:],
-			opts.ScheduleIn, nullIfZeroTime(opts.ScheduledAt), nullIfZero(opts.Priority), nullIfZero(opts.MaxAttempts)))
+		env, err := c.insertEnvelope(ctx, tx, &req)
 		if errors.Is(err, pgx.ErrNoRows) {
-			var replayErr error
-			res, replayErr = c.replayEnvelope(ctx, tx, envelopeID, conversationIDs, opts)
-			return replayErr
+			// A replay of an earlier submitted envelope, or of this refusal.
+			env, messages, err := c.replayEnvelope(ctx, tx, &req)
+			if err != nil {
+				return err
+			}
+			res = &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("outbound: insert refused envelope: %w", err)
 		}
-		return c.auditBulk(ctx, tx, AuditActionBulkRefused, env, opts)
+		return c.auditBulk(ctx, tx, AuditActionBulkRefused, env, auditor)
 	})
 	switch {
 	case err == nil && res != nil:
@@ -233,8 +249,8 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 	// The refusal must not be lost silently: log it (counts only, no actor or
 	// body) and refuse all the same.
 	c.config.Logger.ErrorContext(ctx, "outbound: could not record refused bulk envelope",
-		slog.Int("count", len(conversationIDs)),
-		slog.Int("effective_cap", batchCap),
+		slog.Int("count", count),
+		slog.Int("effective_cap", submitted.cap),
 		slog.String("error", err.Error()),
 	)
 	refusal.EnvelopeID = uuid.Nil
@@ -243,7 +259,7 @@ func (c *Client) refuseOverCap(ctx context.Context, envelopeID uuid.UUID, conver
 
 // auditBulk gives the auditor the event of a bulk call that wrote env: its
 // id, count and template, and for a refusal the cap in force.
-func (c *Client) auditBulk(ctx context.Context, tx pgx.Tx, action string, env *Envelope, opts *BulkTriggerOpts) error {
+func (c *Client) auditBulk(ctx context.Context, tx pgx.Tx, action string, env *Envelope, auditor Auditor) error {
 	metadata := map[string]any{
 		"bulk_envelope_id": env.ID.String(),
 		"count":            env.Count,
@@ -252,135 +268,82 @@ func (c *Client) auditBulk(ctx context.Context, tx pgx.Tx, action string, env *E
 	if action == AuditActionBulkRefused {
 		metadata["effective_cap"] = env.EffectiveCap
 	}
-	event := AuditEvent{Action: action, Actor: opts.Actor, Metadata: metadata, OccurredAt: env.RequestedAt}
-	if err := c.auditor(opts.Auditor).Audit(ctx, tx, event); err != nil {
+	event := AuditEvent{Action: action, Actor: env.RequestedBy, Metadata: metadata, OccurredAt: env.RequestedAt}
+	if err := c.auditor(auditor).Audit(ctx, tx, event); err != nil {
 		return &auditorError{err}
 	}
 	return nil
 }
 
-// replayEnvelope answers a call whose envelope id already exists. The same
-// request replays the stored outcome: the submitted result with Replayed set,
-// or the stored refusal. Any other request is ErrIdempotencyConflict.
-func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, envelopeID uuid.UUID, conversationIDs []int64, opts *BulkTriggerOpts) (*BulkTriggerResult, error) {
-	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
-	if err != nil {
-		return nil, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
-	}
-	if differs := env.requestDiffers(conversationIDs, opts); differs != "" {
-		return nil, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
-	}
-	if env.Status == EnvelopeStatusRefusedCapExceeded {
-		return nil, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
-	}
-
-	rows, err := tx.Query(ctx, c.queries.SelectMessagesByEnvelope, envelopeID, env.TemplateID)
-	if err != nil {
-		return nil, fmt.Errorf("outbound: read envelope messages: %w", err)
-	}
-	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
-	if err != nil {
-		return nil, fmt.Errorf("outbound: read envelope messages: %w", err)
-	}
-	// Oldest first, so a later live message replaces an earlier cancelled one.
-	byConversation := make(map[int64]*Message, len(stored))
-	for _, m := range stored {
-		if prev, ok := byConversation[m.ConversationID]; !ok || !prev.Status.holdsDedupKey() || m.Status.holdsDedupKey() {
-			byConversation[m.ConversationID] = m
-		}
-	}
-	messages := make([]*Message, len(conversationIDs))
-	for i, id := range conversationIDs {
-		m, ok := byConversation[id]
-		if !ok {
-			return nil, fmt.Errorf("outbound: envelope %s has no message for conversation %d", envelopeID, id)
-		}
-		messages[i] = m
-	}
-	return &BulkTriggerResult{Envelope: env, Messages: messages, Replayed: true}, nil
-}
-
-// requestDiffers names the first parameter of a bulk request that differs
-// from the one that created the envelope, or returns "" for the same request.
-// An envelope recorded before migration 007 has no schedule to compare.
-func (e *Envelope) requestDiffers(conversationIDs []int64, opts *BulkTriggerOpts) string {
+// classifyBulk classifies a BulkTrigger call of count recipients by what it
+// returned, and by how many of the recipients' dedup keys were already held.
+// A refusal is not a failure: the refused envelope is its durable result,
+// unless it could not be recorded (EnvelopeID is uuid.Nil).
+func classifyBulk(count int, res *BulkTriggerResult, duplicates int, err error) triggerTally {
+	var tooLarge *BatchTooLargeError
 	switch {
-	case e.TemplateID != opts.TemplateID:
-		return "template"
-	case e.RenderedBody != opts.RenderedBody:
-		return "body"
-	case !e.sameRecipients(conversationIDs):
-		return "recipients"
-	case e.RequestedBy != opts.Actor:
-		return "actor"
-	case e.scheduleIn != nil && *e.scheduleIn != opts.ScheduleIn.Truncate(time.Microsecond):
-		// PostgreSQL's interval keeps microseconds.
-		return "schedule"
-	case !sameStoredTime(e.scheduledAt, opts.ScheduledAt):
-		return "schedule"
-	case !sameStoredInt(e.priority, opts.Priority):
-		return "priority"
-	case !sameStoredInt(e.maxAttempts, opts.MaxAttempts):
-		return "max attempts"
+	case errors.As(err, &tooLarge) && tooLarge.EnvelopeID == uuid.Nil:
+		return triggerTally{outcome: outcomeRefusedCapExceededAuditFailed, reason: reasonBatchTooLarge}
+	case errors.As(err, &tooLarge):
+		return triggerTally{outcome: outcomeRefusedCapExceeded, reason: reasonBatchTooLarge}
+	case err != nil:
+		return triggerTally{outcome: outcomeFailed, reason: reasonOf(err)}
+	case res.Replayed:
+		// Nothing new was written: every recipient already had its message.
+		return triggerTally{outcome: outcomeReplayed, duplicates: count}
 	}
-	return ""
+	return triggerTally{outcome: outcomeSubmitted, triggered: count - duplicates, duplicates: duplicates}
 }
 
-// sameStoredTime reports whether a time stored by nullIfZeroTime is t, to
-// the microsecond that timestamptz keeps.
-func sameStoredTime(stored *time.Time, t time.Time) bool {
-	if stored == nil {
-		return t.IsZero()
+// validateBulkTrigger checks a bulk request. The options are checked first.
+// A list over the cap is refused whatever it holds, so only the positivity
+// of its ids is checked, which allocates nothing; a list within the cap is
+// also checked for repeats.
+func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxContentBytes, batchCap int) error {
+	if opts.TemplateID == "" {
+		return invalidArgument("BulkTriggerOpts.TemplateID", "is required")
 	}
-	return stored.Equal(t.Truncate(time.Microsecond))
-}
-
-// sameStoredInt reports whether a number stored by nullIfZero is n.
-func sameStoredInt(stored *int, n int) bool {
-	if stored == nil {
-		return n == 0
+	if opts.RenderedBody == "" {
+		return invalidArgument("BulkTriggerOpts.RenderedBody", "is required")
 	}
-	return *stored == n
-}
-
-// recipientsDigest is the SHA-256 of the ids in order, each as 8 big-endian
-// bytes: the sha256 PostgreSQL computes over the concatenated int8send(id) of
-// each, so that migration 004 could fill it in for older refusals.
-func recipientsDigest(ids []int64) [sha256.Size]byte {
-	h := sha256.New()
-	var buf [4096]byte
-	for len(ids) > 0 {
-		n := min(len(ids), len(buf)/8)
-		for i, id := range ids[:n] {
-			binary.BigEndian.PutUint64(buf[i*8:], uint64(id))
+	for _, f := range []struct {
+		name, value string
+		maxBytes    int
+		notBlank    bool
+	}{
+		{"BulkTriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes, true},
+		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody, maxContentBytes, true},
+		{"BulkTriggerOpts.Actor", opts.Actor, MaxActorBytes, false},
+	} {
+		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
+			return err
 		}
-		h.Write(buf[:n*8])
-		ids = ids[n:]
+		if f.notBlank {
+			if err := validateNotBlank(f.name, f.value); err != nil {
+				return err
+			}
+		}
 	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return sum
-}
-
-// sameRecipients reports whether the envelope was made for these recipients:
-// the same set for a submitted envelope, which keeps its whole list, and the
-// same list in the same order for a refused one, which keeps a digest.
-func (e *Envelope) sameRecipients(ids []int64) bool {
-	if e.recipientsDigest != nil {
-		digest := recipientsDigest(ids)
-		return e.Count == len(ids) && bytes.Equal(e.recipientsDigest, digest[:])
+	if err := opts.deliveryOptions().validate("BulkTriggerOpts"); err != nil {
+		return err
 	}
-	return sameConversations(e.RecipientConversationIDs, ids)
-}
-
-// sameConversations reports whether a and b hold the same conversation ids,
-// in any order; neither holds repeats.
-func sameConversations(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
+	if len(conversationIDs) == 0 {
+		return invalidArgument("conversationIDs", "must name at least one conversation")
 	}
-	sa, sb := slices.Clone(a), slices.Clone(b)
-	slices.Sort(sa)
-	slices.Sort(sb)
-	return slices.Equal(sa, sb)
+	for i, id := range conversationIDs {
+		if id <= 0 {
+			return invalidArgument("conversationIDs", "must hold positive conversation ids, got %d at index %d", id, i)
+		}
+	}
+	if len(conversationIDs) > batchCap {
+		return nil
+	}
+	firstAt := make(map[int64]int, len(conversationIDs))
+	for i, id := range conversationIDs {
+		if j, seen := firstAt[id]; seen {
+			return invalidArgument("conversationIDs", "must not repeat a conversation: %d is at index %d and %d", id, j, i)
+		}
+		firstAt[id] = i
+	}
+	return nil
 }

@@ -39,6 +39,8 @@ func (c *Client) CancelMessageTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) e
 	return c.cancelMessage(ctx, tx, id)
 }
 
+// cancelMessage is CancelMessage and CancelMessageTx: callerTx is nil for
+// CancelMessage.
 func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) error {
 	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
@@ -116,6 +118,8 @@ func (c *Client) CancelEnvelopeTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) 
 	return c.cancelEnvelope(ctx, tx, id)
 }
 
+// cancelEnvelope is CancelEnvelope and CancelEnvelopeTx: callerTx is nil
+// for CancelEnvelope.
 func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) (int, error) {
 	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
@@ -153,18 +157,6 @@ func (c *Client) publishCancelled(ctx context.Context, callerTx pgx.Tx, cancelle
 	}
 }
 
-// lockEnvelope reads and locks an envelope row, or returns ErrNotFound.
-func (c *Client) lockEnvelope(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Envelope, error) {
-	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.LockEnvelope, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("outbound: lock envelope: %w", err)
-	}
-	return env, nil
-}
-
 // cancelMessagesAndJobs runs a message-cancelling query, then cancels the
 // River jobs of the messages it cancelled. A job that is running is left to
 // its worker, which will find the message cancelled before claiming it. It
@@ -186,7 +178,7 @@ func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query str
 		}
 	}
 	if len(jobIDs) > 0 {
-		if _, err := tx.Exec(ctx, c.queries.CancelJobs, jobIDs); err != nil {
+		if err := c.cancelJobs(ctx, tx, jobIDs); err != nil {
 			return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
 		}
 	}

@@ -58,9 +58,46 @@ const (
 	// waited a while for a pool connection to make its claim.
 	rescueMargin = 10 * time.Second
 
+	// DefaultMaxContentBytes is Config.MaxContentBytes when it is zero: the
+	// longest TriggerOpts.Content and BulkTriggerOpts.RenderedBody accepted,
+	// in bytes.
+	DefaultMaxContentBytes = 128 << 10
+
+	// maxMaxContentBytes is the largest Config.MaxContentBytes accepted.
+	maxMaxContentBytes = 64 << 20
+
 	// maxSchemaLength leaves room for River's notification topics, which are
 	// "<schema>.river_leadership" and must fit Postgres' 63-byte identifiers.
 	maxSchemaLength = 46
+)
+
+// Defaults of each call's options, beside the client's: every default the
+// library applies is here.
+const (
+	// DefaultTriggerPriority is the River priority of the delivery job of
+	// Trigger and TriggerTx when TriggerOpts.Priority is zero: River's
+	// highest, so that a one-to-one follow-up is delivered before the bulk
+	// recipients queued ahead of it.
+	DefaultTriggerPriority = 1
+
+	// DefaultBulkTriggerPriority is the River priority of the delivery jobs
+	// of BulkTrigger and BulkTriggerTx when BulkTriggerOpts.Priority is
+	// zero: one below Trigger's, so that a bulk, however large, never delays
+	// a one-to-one follow-up. Priorities 3 and 4 stay free for bulks a host
+	// wants delivered after other bulks, such as a backfill.
+	DefaultBulkTriggerPriority = 2
+
+	// DefaultListLimit is the number of rows a list call returns when its
+	// Limit is zero.
+	DefaultListLimit = 50
+
+	// DefaultSubscribeChanSize is the buffer of a subscription's channel when
+	// SubscribeConfig.ChanSize is zero, as in River's Subscribe.
+	DefaultSubscribeChanSize = 1000
+
+	// defaultRateLimitedPause is the pause of RateLimited with a d of zero
+	// or less.
+	defaultRateLimitedPause = time.Second
 )
 
 var (

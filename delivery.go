@@ -17,7 +17,8 @@ import (
 )
 
 // deliveryResult is one attempt's result, computed once by classify: what the
-// worker returns to River, and the outcome and reason of its telemetry.
+// worker returns to River, the outcome and reason of its span and metrics,
+// and the final outcome Subscribe reports.
 type deliveryResult struct {
 	outcome outcome
 	reason  reason
@@ -27,6 +28,37 @@ type deliveryResult struct {
 	err error
 	// retryAt, when set, is when River retries the job (RetryAfter).
 	retryAt time.Time
+	// final is the final outcome this attempt recorded for its message; its
+	// msg is nil when the message is not final, or another attempt made it
+	// so.
+	final finalOutcome
+}
+
+// finalOutcome is what an attempt that made its message final tells
+// subscribers. It is kept as values, and made an Event only when someone
+// listens.
+type finalOutcome struct {
+	msg       *Message
+	status    MessageStatus
+	reason    EventReason
+	lastError string
+}
+
+// event is the Event of the outcome, or nil for none.
+func (f finalOutcome) event() *Event {
+	if f.msg == nil {
+		return nil
+	}
+	return messageEvent(f.msg, f.status, f.reason, f.lastError)
+}
+
+// failure is the error that failed the attempt, for its span; nil unless it
+// failed.
+func (r deliveryResult) failure() error {
+	if r.failed() {
+		return r.err
+	}
+	return nil
 }
 
 // failed reports whether the attempt failed, for the span's status: the
@@ -84,52 +116,14 @@ func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deli
 	if args.BulkEnvelopeID != nil {
 		span.SetAttributes(attrBulkEnvelopeID.String(args.BulkEnvelopeID.String()))
 	}
-	facts := c.attempt(ctx, job)
-	res := classify(job, facts)
-	c.telemetry.recordDelivery(ctx, span, res, start)
+	res := classify(job, c.attempt(ctx, job))
+	c.telemetry.recordDelivery(ctx, span, res.outcome, res.reason, res.failure(), start)
 	if c.subscriptions.listening() {
-		if ev := finalEvent(facts); ev != nil {
+		if ev := res.final.event(); ev != nil {
 			c.subscriptions.publish(ctx, ev)
 		}
 	}
 	return res
-}
-
-// finalEvent is the event of an attempt that recorded its message's final
-// outcome, or nil when the message is not final or another attempt made it
-// so.
-func finalEvent(f attemptFacts) *Event {
-	if f.dbErr != nil || f.claim == nil {
-		return nil
-	}
-	cl := f.claim
-	if cl.endedUnconfirmed {
-		return messageEvent(cl.msg, MessageStatusUnconfirmed, EventReasonResultUnrecorded, cl.msg.LastError)
-	}
-	if !cl.claimed || f.claimLost {
-		return nil
-	}
-	var reason EventReason
-	switch {
-	case f.recorded == MessageStatusSent && f.notified:
-		reason = EventReasonNotifierOK
-	case f.recorded == MessageStatusSent:
-		reason = EventReasonNoNotifier
-	case f.recorded == MessageStatusDiscarded && f.notify.permanent():
-		reason = EventReasonPermanentError
-	case f.recorded == MessageStatusDiscarded:
-		reason = EventReasonAttemptsExhausted
-	case f.recorded == MessageStatusCancelled:
-		// Only CancelEnvelope cancels a message in flight.
-		reason = EventReasonCancelEnvelope
-	default:
-		return nil // failed: River tries it again
-	}
-	var lastError string
-	if f.notify.err != nil {
-		lastError = boundedErrorText(f.notify.err.Error()) // as recordFailure wrote it
-	}
-	return messageEvent(cl.msg, f.recorded, reason, lastError)
 }
 
 // attempt runs the three steps: claim, notify, record.
@@ -212,10 +206,12 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 			err: fmt.Errorf("outbound: deliver message %s: another attempt took over the claim before this one recorded its result", id)}
 
 	case f.recorded == MessageStatusSent && !f.notified:
-		return deliveryResult{outcome: outcomeNoOp, reason: reasonNoNotifierConfigured}
+		return deliveryResult{outcome: outcomeNoOp, reason: reasonNoNotifierConfigured,
+			final: finalOutcome{msg: cl.msg, status: MessageStatusSent, reason: EventReasonNoNotifier}}
 
 	case f.recorded == MessageStatusSent:
-		return deliveryResult{outcome: outcomeSent, reason: reasonNotifierOK}
+		return deliveryResult{outcome: outcomeSent, reason: reasonNotifierOK,
+			final: finalOutcome{msg: cl.msg, status: MessageStatusSent, reason: EventReasonNotifierOK}}
 
 	case f.recorded == MessageStatusPending:
 		// RateLimited: not an attempt, so River's snooze, which does not
@@ -228,19 +224,27 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 		return deliveryResult{outcome: outcomeDeferred, reason: reasonNotifierRateLimited, err: river.JobSnooze(max(snooze, time.Microsecond))}
 	}
 
-	// The Notifier failed, and the failure is recorded.
+	// The Notifier failed, and the failure is recorded; last_error as
+	// recordFailure wrote it.
 	res := deliveryResult{reason: f.notify.reason(), err: attemptErrorOf(id, f.notify, f.stopped)}
+	final := finalOutcome{msg: cl.msg, status: f.recorded, lastError: boundedErrorText(f.notify.err.Error())}
 	switch f.recorded {
 	case MessageStatusCancelled:
 		res.outcome = outcomeCancelled
 		res.err = river.JobCancel(res.err)
+		// Only CancelEnvelope cancels a message in flight.
+		final.reason = EventReasonCancelEnvelope
+		res.final = final
 	case MessageStatusDiscarded:
 		res.outcome = outcomeDiscarded
+		final.reason = EventReasonAttemptsExhausted
 		if f.notify.permanent() {
 			// River has no way for a worker to discard a job at once;
 			// cancelling it ends it the same way.
 			res.err = river.JobCancel(res.err)
+			final.reason = EventReasonPermanentError
 		}
+		res.final = final
 	default:
 		res.outcome = outcomeFailed
 		if d := f.notify.retryAfter(); d > 0 {
@@ -268,7 +272,8 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 		return deliveryResult{outcome: outcomeNoOp, reason: reasonClaimedElsewhere, err: river.JobSnooze(cl.heldFor)}
 	case cl.endedUnconfirmed:
 		return deliveryResult{outcome: outcomeUnconfirmed, reason: reasonCancelled,
-			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled while an attempt that never recorded its result was in flight", id))}
+			err:   river.JobCancel(fmt.Errorf("outbound: message %s was cancelled while an attempt that never recorded its result was in flight", id)),
+			final: finalOutcome{msg: cl.msg, status: MessageStatusUnconfirmed, reason: EventReasonResultUnrecorded, lastError: cl.msg.LastError}}
 	case cl.msg.Status == MessageStatusCancelled:
 		return deliveryResult{outcome: outcomeNoOp, reason: reasonCancelled,
 			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled", id))}
@@ -284,19 +289,6 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 	return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal,
 		err: river.JobCancel(fmt.Errorf("outbound: message %s was discarded; trigger it again to resend", id))}
 }
-
-// attemptError is what Work returns to River for a failed Notifier call: the
-// message's last_error and nothing more of the Notifier's error, so that
-// River's logs and job errors hold no more than the message row does.
-type attemptError struct {
-	text string
-	// cause is context.Canceled for a stopped worker, so that River sees a
-	// soft stop and makes the job available again without using an attempt.
-	cause error
-}
-
-func (e *attemptError) Error() string { return e.text }
-func (e *attemptError) Unwrap() error { return e.cause }
 
 func attemptErrorOf(id uuid.UUID, n notifyResult, stopped bool) error {
 	e := &attemptError{text: fmt.Sprintf("outbound: deliver message %s: %s", id, boundedErrorText(n.err.Error()))}
@@ -471,8 +463,9 @@ func (c *Client) recordSent(ctx context.Context, job *river.Job[DeliveryArgs], c
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	var recorded bool
-	err := retryTransient(ctx, func(ctx context.Context) error {
-		return c.pool.QueryRow(ctx, c.queries.RecordSentCompleteJob, pgUUID(cl.msg.ID), pgUUID(cl.id), job.ID).Scan(&recorded)
+	err := retryTransient(ctx, func(ctx context.Context) (err error) {
+		recorded, err = c.recordSentCompleteJob(ctx, c.pool, cl.msg.ID, cl.id, job.ID)
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("record sent: %w", err)

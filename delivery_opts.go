@@ -11,19 +11,6 @@ import (
 // job of priority 1 is fetched before every job of priority 2 queued before
 // it.
 const (
-	// DefaultTriggerPriority is the River priority of the delivery job of
-	// Trigger and TriggerTx when TriggerOpts.Priority is zero: River's
-	// highest, so that a one-to-one follow-up is delivered before the bulk
-	// recipients queued ahead of it.
-	DefaultTriggerPriority = 1
-
-	// DefaultBulkTriggerPriority is the River priority of the delivery jobs
-	// of BulkTrigger and BulkTriggerTx when BulkTriggerOpts.Priority is
-	// zero: one below Trigger's, so that a bulk, however large, never delays
-	// a one-to-one follow-up. Priorities 3 and 4 stay free for bulks a host
-	// wants delivered after other bulks, such as a backfill.
-	DefaultBulkTriggerPriority = 2
-
 	// minPriority and maxPriority bound River's priorities.
 	minPriority = 1
 	maxPriority = 4

@@ -1,7 +1,10 @@
 package outbound
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -202,4 +205,234 @@ func (c *Client) EnvelopeProgress(ctx context.Context, id uuid.UUID) (*Progress,
 		return nil, fmt.Errorf("outbound: envelope progress: %w", err)
 	}
 	return &p, nil
+}
+
+// MaxRefusedRecipientsKept is the most recipient ids a refused envelope
+// keeps: the first ones of the list. The envelope keeps the full count and a
+// SHA-256 digest of the whole list, so that its row stays small (8 KiB of
+// ids) however long the refused list was.
+const MaxRefusedRecipientsKept = 1000
+
+// envelopeRequest is what one BulkTrigger call asks of its envelope: the row
+// insertEnvelope writes, and what a retry with the same envelope id is
+// compared with.
+type envelopeRequest struct {
+	id         uuid.UUID
+	templateID string
+	body       string
+	// recipients is the whole list, in the caller's order.
+	recipients []int64
+	// cap is the cap in force for the call.
+	cap    int
+	actor  string
+	status EnvelopeStatus
+	// refusedReason is set for a refused envelope only.
+	refusedReason string
+	scheduleIn    time.Duration
+	scheduledAt   time.Time
+	priority      int
+	maxAttempts   int
+}
+
+// insertEnvelope writes the envelope unless its id exists, and returns it;
+// pgx.ErrNoRows means the id exists. A refused envelope keeps the first
+// MaxRefusedRecipientsKept recipients and a digest of the whole list.
+func (c *Client) insertEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeRequest) (*Envelope, error) {
+	kept, digest := req.recipients, []byte(nil)
+	if req.status == EnvelopeStatusRefusedCapExceeded {
+		kept = req.recipients[:min(len(req.recipients), MaxRefusedRecipientsKept)]
+		sum := recipientsDigest(req.recipients)
+		digest = sum[:]
+	}
+	return scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, pgx.NamedArgs{
+		"id":             pgUUID(req.id),
+		"template_id":    req.templateID,
+		"rendered_body":  req.body,
+		"recipients":     kept,
+		"count":          len(req.recipients),
+		"effective_cap":  req.cap,
+		"requested_by":   nullIfEmpty(req.actor),
+		"status":         string(req.status),
+		"refused_reason": nullIfEmpty(req.refusedReason),
+		"digest":         digest,
+		"schedule_in":    req.scheduleIn,
+		"scheduled_at":   nullIfZeroTime(req.scheduledAt),
+		"priority":       nullIfZero(req.priority),
+		"max_attempts":   nullIfZero(req.maxAttempts),
+	}))
+}
+
+// requestDiffers names the first parameter of a bulk request that differs
+// from the one that created the envelope, or returns "" for the same request.
+// An envelope recorded before migration 007 has no schedule to compare.
+func (e *Envelope) requestDiffers(req *envelopeRequest) string {
+	switch {
+	case e.TemplateID != req.templateID:
+		return "template"
+	case e.RenderedBody != req.body:
+		return "body"
+	case !e.sameRecipients(req.recipients):
+		return "recipients"
+	case e.RequestedBy != req.actor:
+		return "actor"
+	case e.scheduleIn != nil && *e.scheduleIn != req.scheduleIn.Truncate(time.Microsecond):
+		// PostgreSQL's interval keeps microseconds.
+		return "schedule"
+	case !sameStoredTime(e.scheduledAt, req.scheduledAt):
+		return "schedule"
+	case !sameStoredInt(e.priority, req.priority):
+		return "priority"
+	case !sameStoredInt(e.maxAttempts, req.maxAttempts):
+		return "max attempts"
+	}
+	return ""
+}
+
+// sameStoredTime reports whether a time stored by nullIfZeroTime is t, to
+// the microsecond that timestamptz keeps.
+func sameStoredTime(stored *time.Time, t time.Time) bool {
+	if stored == nil {
+		return t.IsZero()
+	}
+	return stored.Equal(t.Truncate(time.Microsecond))
+}
+
+// sameStoredInt reports whether a number stored by nullIfZero is n.
+func sameStoredInt(stored *int, n int) bool {
+	if stored == nil {
+		return n == 0
+	}
+	return *stored == n
+}
+
+// recipientsDigest is the SHA-256 of the ids in order, each as 8 big-endian
+// bytes: the sha256 PostgreSQL computes over the concatenated int8send(id) of
+// each, so that migration 004 could fill it in for older refusals.
+func recipientsDigest(ids []int64) [sha256.Size]byte {
+	h := sha256.New()
+	var buf [4096]byte
+	for len(ids) > 0 {
+		n := min(len(ids), len(buf)/8)
+		for i, id := range ids[:n] {
+			binary.BigEndian.PutUint64(buf[i*8:], uint64(id))
+		}
+		h.Write(buf[:n*8])
+		ids = ids[n:]
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// sameRecipients reports whether the envelope was made for these recipients:
+// the same set for a submitted envelope, which keeps its whole list, and the
+// same list in the same order for a refused one, which keeps a digest.
+func (e *Envelope) sameRecipients(ids []int64) bool {
+	if e.recipientsDigest != nil {
+		digest := recipientsDigest(ids)
+		return e.Count == len(ids) && bytes.Equal(e.recipientsDigest, digest[:])
+	}
+	return sameConversations(e.RecipientConversationIDs, ids)
+}
+
+// sameConversations reports whether a and b hold the same conversation ids,
+// in any order; neither holds repeats.
+func sameConversations(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	sa, sb := slices.Clone(a), slices.Clone(b)
+	slices.Sort(sa)
+	slices.Sort(sb)
+	return slices.Equal(sa, sb)
+}
+
+// lockEnvelope reads and locks an envelope row, or returns ErrNotFound.
+func (c *Client) lockEnvelope(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Envelope, error) {
+	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.LockEnvelope, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: lock envelope: %w", err)
+	}
+	return env, nil
+}
+
+// EnvelopeListCursor is a position in ListEnvelopes' order: the page after
+// it starts with the next older envelope. Its zero value is not valid; get
+// one from ListEnvelopesResult.NextCursor or EnvelopeListCursorFromEnvelope.
+// It marshals to an opaque, URL-safe text, for a page link.
+type EnvelopeListCursor struct {
+	requestedAt time.Time
+	id          uuid.UUID
+}
+
+// EnvelopeListCursorFromEnvelope returns the cursor positioned at env: a
+// list after it starts with the envelope just older than env.
+func EnvelopeListCursorFromEnvelope(env *Envelope) *EnvelopeListCursor {
+	return &EnvelopeListCursor{requestedAt: env.RequestedAt, id: env.ID}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c EnvelopeListCursor) MarshalText() ([]byte, error) {
+	payload := make([]byte, 8, 8+len(c.id))
+	// PostgreSQL keeps microseconds; so does the cursor.
+	binary.BigEndian.PutUint64(payload, uint64(c.requestedAt.UnixMicro()))
+	return encodeCursor(cursorKindEnvelope, append(payload, c.id[:]...)), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler. Text that is not an
+// envelope cursor is ErrInvalidArgument.
+func (c *EnvelopeListCursor) UnmarshalText(text []byte) error {
+	payload, err := decodeCursor(text, cursorKindEnvelope, 8+len(uuid.UUID{}), "envelope list cursor")
+	if err != nil {
+		return err
+	}
+	c.requestedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(payload))).UTC()
+	copy(c.id[:], payload[8:])
+	return nil
+}
+
+// replayEnvelope answers a call whose envelope id already exists. The same
+// request replays the stored outcome: the submitted envelope with its message
+// for each recipient, in the request's order, or the stored refusal. Any
+// other request is ErrIdempotencyConflict.
+func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeRequest) (*Envelope, []*Message, error) {
+	envelopeID, conversationIDs := req.id, req.recipients
+	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
+	}
+	if differs := env.requestDiffers(req); differs != "" {
+		return nil, nil, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
+	}
+	if env.Status == EnvelopeStatusRefusedCapExceeded {
+		return nil, nil, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
+	}
+
+	rows, err := tx.Query(ctx, c.queries.SelectMessagesByEnvelope, envelopeID, env.TemplateID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbound: read envelope messages: %w", err)
+	}
+	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbound: read envelope messages: %w", err)
+	}
+	// Oldest first, so a later live message replaces an earlier cancelled one.
+	byConversation := make(map[int64]*Message, len(stored))
+	for _, m := range stored {
+		if prev, ok := byConversation[m.ConversationID]; !ok || !prev.Status.holdsDedupKey() || m.Status.holdsDedupKey() {
+			byConversation[m.ConversationID] = m
+		}
+	}
+	messages := make([]*Message, len(conversationIDs))
+	for i, id := range conversationIDs {
+		m, ok := byConversation[id]
+		if !ok {
+			return nil, nil, fmt.Errorf("outbound: envelope %s has no message for conversation %d", envelopeID, id)
+		}
+		messages[i] = m
+	}
+	return env, messages, nil
 }

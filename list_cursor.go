@@ -2,8 +2,6 @@ package outbound
 
 import (
 	"encoding/base64"
-	"encoding/binary"
-	"time"
 
 	"github.com/google/uuid"
 )
@@ -42,41 +40,6 @@ func (c *MessageListCursor) UnmarshalText(text []byte) error {
 		return err
 	}
 	copy(c.id[:], payload)
-	return nil
-}
-
-// EnvelopeListCursor is a position in ListEnvelopes' order: the page after
-// it starts with the next older envelope. Its zero value is not valid; get
-// one from ListEnvelopesResult.NextCursor or EnvelopeListCursorFromEnvelope.
-// It marshals to an opaque, URL-safe text, for a page link.
-type EnvelopeListCursor struct {
-	requestedAt time.Time
-	id          uuid.UUID
-}
-
-// EnvelopeListCursorFromEnvelope returns the cursor positioned at env: a
-// list after it starts with the envelope just older than env.
-func EnvelopeListCursorFromEnvelope(env *Envelope) *EnvelopeListCursor {
-	return &EnvelopeListCursor{requestedAt: env.RequestedAt, id: env.ID}
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (c EnvelopeListCursor) MarshalText() ([]byte, error) {
-	payload := make([]byte, 8, 8+len(c.id))
-	// PostgreSQL keeps microseconds; so does the cursor.
-	binary.BigEndian.PutUint64(payload, uint64(c.requestedAt.UnixMicro()))
-	return encodeCursor(cursorKindEnvelope, append(payload, c.id[:]...)), nil
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler. Text that is not an
-// envelope cursor is ErrInvalidArgument.
-func (c *EnvelopeListCursor) UnmarshalText(text []byte) error {
-	payload, err := decodeCursor(text, cursorKindEnvelope, 8+len(uuid.UUID{}), "envelope list cursor")
-	if err != nil {
-		return err
-	}
-	c.requestedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(payload))).UTC()
-	copy(c.id[:], payload[8:])
 	return nil
 }
 

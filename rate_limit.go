@@ -56,10 +56,6 @@ const rateLimitHop = 4 * time.Second
 // it goes to the claim rather than back to sleep.
 const rateWaitSlack = 50 * time.Millisecond
 
-// defaultRateLimitedPause is the pause of RateLimited with a d of zero or
-// less.
-const defaultRateLimitedPause = time.Second
-
 // interval is the time between two calls at the limit's steady rate.
 func (l RateLimit) interval() time.Duration { return l.Per / time.Duration(l.Limit) }
 

@@ -1,9 +1,12 @@
 package outbound_test
 
 import (
+	"os"
+	"regexp"
 	"testing"
 
 	"github.com/cairnloop/outbound"
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
@@ -57,4 +60,20 @@ func TestRiverJobStatements(t *testing.T) {
 		require.Contains(t, string(got.Metadata), "cancel_attempted_at")
 		require.Contains(t, string(want.Metadata), "cancel_attempted_at")
 	})
+}
+
+// TestRiverJobStatementsPinnedToRiverVersion fails when the River this
+// module builds with (go.mod's) is not the one the library's own writes to
+// River's tables (internal/sqltext/riverjobs.go, used by river_jobs.go and
+// outboundtest's Worker) were written and tested for. Upgrading River means reading those three
+// statements against its river_job table and its JobCompleteTx, JobCancel
+// and JobDeleteMany, running TestRiverJobStatements, and then moving the pin.
+func TestRiverJobStatementsPinnedToRiverVersion(t *testing.T) {
+	t.Parallel()
+	goMod, err := os.ReadFile("go.mod")
+	require.NoError(t, err)
+	required := regexp.MustCompile(`(?m)^\s*github\.com/riverqueue/river (v\S+)`).FindSubmatch(goMod)
+	require.NotNil(t, required, "go.mod does not require github.com/riverqueue/river")
+	require.Equal(t, sqltext.RiverVersion, string(required[1]),
+		"go.mod's River is not the one the statements of internal/sqltext/riverjobs.go were written for: check them against River %s, then move sqltext.RiverVersion", required[1])
 }

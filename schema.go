@@ -92,3 +92,11 @@ func latestMigrationVersion() int {
 	}
 	return migrations[len(migrations)-1].Version
 }
+
+// checkSchemaThen runs fn in tx once the schema check has passed.
+func (c *Client) checkSchemaThen(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
+	if err := c.checkSchema(ctx, tx); err != nil {
+		return err
+	}
+	return fn(tx)
+}

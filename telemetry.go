@@ -2,13 +2,10 @@ package outbound
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -75,79 +72,6 @@ const (
 	// attempt counted; the reason says whose limit.
 	outcomeDeferred outcome = "deferred"
 )
-
-// reason says why a delivery attempt ended as it did; with outcome, it is the
-// only attribute of outbound.deliveries.
-type reason string
-
-const (
-	reasonNotifierOK            reason = "notifier_ok"
-	reasonNotifierReturnedError reason = "notifier_returned_error"
-	reasonNotifierTimeout       reason = "notifier_timeout"
-	reasonNotifierPanicked      reason = "notifier_panicked"
-	// reasonNotifierPermanentError: the notifier returned Permanent(err).
-	reasonNotifierPermanentError reason = "notifier_permanent_error"
-	// reasonNotifierRetryAfter: the notifier returned RetryAfter(d, err),
-	// a failed attempt that counts.
-	reasonNotifierRetryAfter reason = "notifier_retry_after"
-	// reasonNotifierRateLimited: the notifier returned RateLimited(d, err):
-	// the key is paused for d, and the attempt is not counted (outcome
-	// deferred).
-	reasonNotifierRateLimited reason = "notifier_rate_limited"
-	// reasonRateLimitWait: the message's rate limit held it back before
-	// its Notifier was called, and booked it a slot (outcome deferred).
-	reasonRateLimitWait        reason = "rate_limit_wait"
-	reasonNoNotifierConfigured reason = "no_notifier_configured"
-	reasonCancelled            reason = "cancelled"
-	// reasonWorkerStopped: the worker was stopped while the notifier ran.
-	reasonWorkerStopped reason = "worker_stopped"
-	// reasonAlreadyFinal: the job ran again for a message already sent or
-	// discarded, e.g. retried by hand; nothing was delivered.
-	reasonAlreadyFinal reason = "already_final"
-	// reasonMessageNotFound: the message row was deleted; the job is
-	// cancelled.
-	reasonMessageNotFound reason = "message_not_found"
-	// reasonDatabaseError: the attempt could not claim its message or record
-	// the notifier's result, so it counts as failed and River tries again.
-	reasonDatabaseError reason = "database_error"
-	// reasonClaimedElsewhere: another attempt holds the message's claim, so
-	// this one waits for the claim to run out.
-	reasonClaimedElsewhere reason = "claimed_elsewhere"
-	// reasonClaimLost: another attempt took the claim over before this one
-	// recorded its result.
-	reasonClaimLost reason = "claim_lost"
-)
-
-// Reasons of a failed trigger or bulk trigger: the reason attribute of
-// outcome failed, on outbound.triggers, outbound.bulk.triggers,
-// outbound.bulk.recipients and the duration histograms. A failure that is
-// none of the others is reasonDatabaseError.
-const (
-	reasonInvalidArgument     reason = "invalid_argument"
-	reasonSchemaMismatch      reason = "schema_mismatch"
-	reasonAuditorError        reason = "auditor_error"
-	reasonIdempotencyConflict reason = "idempotency_conflict"
-	// reasonContextDone: the caller's context was cancelled or ran out.
-	reasonContextDone reason = "context_done"
-)
-
-// failureReason classifies a failed trigger's error.
-func failureReason(err error) reason {
-	var audit *auditorError
-	switch {
-	case errors.Is(err, ErrInvalidArgument):
-		return reasonInvalidArgument
-	case errors.Is(err, ErrSchemaMismatch):
-		return reasonSchemaMismatch
-	case errors.Is(err, ErrIdempotencyConflict):
-		return reasonIdempotencyConflict
-	case errors.As(err, &audit):
-		return reasonAuditorError
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return reasonContextDone
-	}
-	return reasonDatabaseError
-}
 
 // Span attribute keys. Spans may carry ids for tracing; never actor or body.
 const (
@@ -274,41 +198,10 @@ type triggerTally struct {
 	triggered, duplicates int
 }
 
-// classifyTrigger classifies a Trigger call by what it returned.
-func classifyTrigger(res *TriggerResult, err error) triggerTally {
-	switch {
-	case err != nil:
-		return triggerTally{outcome: outcomeFailed, reason: failureReason(err)}
-	case res.Duplicate:
-		return triggerTally{outcome: outcomeDuplicate, duplicates: 1}
-	}
-	return triggerTally{outcome: outcomeTriggered, triggered: 1}
-}
-
-// classifyBulk classifies a BulkTrigger call of count recipients by what it
-// returned, and by how many of the recipients' dedup keys were already held.
-// A refusal is not a failure: the refused envelope is its durable result,
-// unless it could not be recorded (EnvelopeID is uuid.Nil).
-func classifyBulk(count int, res *BulkTriggerResult, duplicates int, err error) triggerTally {
-	var tooLarge *BatchTooLargeError
-	switch {
-	case errors.As(err, &tooLarge) && tooLarge.EnvelopeID == uuid.Nil:
-		return triggerTally{outcome: outcomeRefusedCapExceededAuditFailed}
-	case errors.As(err, &tooLarge):
-		return triggerTally{outcome: outcomeRefusedCapExceeded}
-	case err != nil:
-		return triggerTally{outcome: outcomeFailed, reason: failureReason(err)}
-	case res.Replayed:
-		// Nothing new was written: every recipient already had its message.
-		return triggerTally{outcome: outcomeReplayed, duplicates: count}
-	}
-	return triggerTally{outcome: outcomeSubmitted, triggered: count - duplicates, duplicates: duplicates}
-}
-
 // recordTrigger ends a Trigger call's span, which ended in err, and records
 // the call.
 func (t *telemetry) recordTrigger(ctx context.Context, span trace.Span, tally triggerTally, err error, start time.Time) {
-	endSpan(span, tally.outcome, err)
+	endSpan(span, tally.outcome, tally.reason, err)
 	set := t.attrs(tally.outcome, tally.reason)
 	t.triggers.Add(ctx, 1, set)
 	t.triggerDuration.Record(ctx, time.Since(start).Seconds(), set)
@@ -317,7 +210,7 @@ func (t *telemetry) recordTrigger(ctx context.Context, span trace.Span, tally tr
 // recordBulk ends a BulkTrigger call's span, which ended in err, and records
 // the call of count recipients.
 func (t *telemetry) recordBulk(ctx context.Context, span trace.Span, count int, tally triggerTally, err error, start time.Time) {
-	endSpan(span, tally.outcome, err)
+	endSpan(span, tally.outcome, tally.reason, err)
 	set := t.attrs(tally.outcome, tally.reason)
 	t.bulkTriggers.Add(ctx, 1, set)
 	t.bulkRecipients.Add(ctx, int64(count), set)
@@ -335,54 +228,25 @@ func (t *telemetry) recordBulk(ctx context.Context, span trace.Span, count int, 
 }
 
 // recordDelivery ends a delivery attempt's span, counts the attempt and
-// records its duration, all from its one result.
-func (t *telemetry) recordDelivery(ctx context.Context, span trace.Span, res deliveryResult, start time.Time) {
-	span.SetAttributes(attrReason.String(string(res.reason)))
-	var spanErr error
-	if res.failed() {
-		spanErr = res.err
-	}
-	endSpan(span, res.outcome, spanErr)
-	set := t.attrs(res.outcome, res.reason)
+// records its duration, all from its one classification: its outcome, its
+// reason, and the error that failed it (nil unless it failed).
+func (t *telemetry) recordDelivery(ctx context.Context, span trace.Span, o outcome, r reason, failure error, start time.Time) {
+	endSpan(span, o, r, failure)
+	set := t.attrs(o, r)
 	t.deliveries.Add(ctx, 1, set)
 	t.deliveryDuration.Record(ctx, time.Since(start).Seconds(), set)
 }
 
-// endSpan sets the span's outcome and, on error, its error status.
-func endSpan(span trace.Span, o outcome, err error) {
+// endSpan sets the span's outcome and reason and, on error, its error status
+// and error.type, named as the metric names it.
+func endSpan(span trace.Span, o outcome, r reason, err error) {
 	span.SetAttributes(attrOutcome.String(string(o)))
+	if r != "" {
+		span.SetAttributes(attrReason.String(string(r)))
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		span.SetAttributes(attrErrorType.String(errorType(err)))
+		span.SetAttributes(attrErrorType.String(errorType(r, err)))
 	}
 	span.End()
-}
-
-// errorType names an error's class for the error.type attribute without
-// leaking its text.
-func errorType(err error) string {
-	switch {
-	case errors.Is(err, ErrInvalidArgument):
-		return "invalid_argument"
-	case errors.Is(err, ErrBatchTooLarge):
-		return "batch_too_large"
-	case errors.Is(err, ErrIdempotencyConflict):
-		return "idempotency_conflict"
-	case errors.Is(err, ErrNotFound):
-		return "not_found"
-	case errors.Is(err, ErrNotCancellable):
-		return "not_cancellable"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "context"
-	}
-	var notifierErr *attemptError
-	if errors.As(err, &notifierErr) {
-		return "notifier_error"
-	}
-	// Otherwise the type of the innermost error, e.g. *pgconn.PgError: a
-	// low-cardinality name, as OpenTelemetry's semantic conventions advise.
-	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
-		err = next
-	}
-	return fmt.Sprintf("%T", err)
 }

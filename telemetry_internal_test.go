@@ -24,8 +24,9 @@ import (
 // recorded is what one call left in the span and the counters.
 type recorded struct {
 	spanStatus codes.Code
-	// spanOutcome is the span's outbound.outcome attribute.
-	spanOutcome string
+	// spanOutcome, spanReason and spanErrorType are the span's
+	// outbound.outcome, outbound.reason and error.type attributes.
+	spanOutcome, spanReason, spanErrorType string
 	// counts are the data points of one counter, by their attribute set.
 	counts map[attribute.Set]int64
 }
@@ -44,8 +45,13 @@ func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry, s
 	require.Len(t, ended, 1)
 	out := recorded{spanStatus: ended[0].Status().Code, counts: map[attribute.Set]int64{}}
 	for _, kv := range ended[0].Attributes() {
-		if kv.Key == attrOutcome {
+		switch kv.Key {
+		case attrOutcome:
 			out.spanOutcome = kv.Value.AsString()
+		case attrReason:
+			out.spanReason = kv.Value.AsString()
+		case attrErrorType:
+			out.spanErrorType = kv.Value.AsString()
 		}
 	}
 	var rm metricdata.ResourceMetrics
@@ -71,9 +77,30 @@ func set(o outcome, r reason) attribute.Set {
 	return attribute.NewSet(metricOutcome.String(string(o)), metricReason.String(string(r)))
 }
 
+// requireOneVocabulary checks that the span names the call's outcome and
+// reason as its metric does, and, when it failed, that its error.type is that
+// same reason: the Go type of the error only for a database error, which the
+// library does not know.
+func requireOneVocabulary(t *testing.T, got recorded, want attribute.Set) {
+	t.Helper()
+	outcome, _ := want.Value(metricOutcome)
+	require.Equal(t, outcome.AsString(), got.spanOutcome, "the span's outcome")
+	reason, _ := want.Value(metricReason)
+	require.Equal(t, reason.AsString(), got.spanReason, "the span's reason")
+	switch {
+	case got.spanStatus != codes.Error:
+		require.Empty(t, got.spanErrorType, "error.type on a span that did not fail")
+	case reason.AsString() == string(reasonDatabaseError):
+		require.Equal(t, "*pgconn.PgError", got.spanErrorType, "a database error's error.type")
+	default:
+		require.Equal(t, reason.AsString(), got.spanErrorType, "error.type is the metric's reason")
+	}
+}
+
 // TestTelemetryClassification checks, for each outcome of each call, the span
-// status and outcome and the metric attributes recorded: each call's result
-// is classified once, from what it returned.
+// (status, outcome, reason, error.type), the metric attributes and, for a
+// delivery, the final-outcome event: each call's result is classified once,
+// from what it returned, and named in one vocabulary.
 func TestTelemetryClassification(t *testing.T) {
 	t.Parallel()
 	msg := &Message{ID: uuid.New()}
@@ -95,6 +122,7 @@ func TestTelemetryClassification(t *testing.T) {
 			{"AuditorError", nil, &auditorError{errors.New("down")}, codes.Error, set(outcomeFailed, reasonAuditorError)},
 			{"ContextDone", nil, fmt.Errorf("outbound: begin: %w", context.DeadlineExceeded), codes.Error, set(outcomeFailed, reasonContextDone)},
 			{"DatabaseError", nil, fmt.Errorf("outbound: insert messages: %w", pgErr), codes.Error, set(outcomeFailed, reasonDatabaseError)},
+			{"NotFound", nil, fmt.Errorf("%w: message", ErrNotFound), codes.Error, set(outcomeFailed, reasonNotFound)},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -103,8 +131,7 @@ func TestTelemetryClassification(t *testing.T) {
 					tel.recordTrigger(context.Background(), span, classifyTrigger(tc.res, tc.err), tc.err, time.Now())
 				})
 				require.Equal(t, tc.status, got.spanStatus)
-				outcome, _ := tc.want.Value(metricOutcome)
-				require.Equal(t, outcome.AsString(), got.spanOutcome)
+				requireOneVocabulary(t, got, tc.want)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
 			})
 		}
@@ -132,9 +159,9 @@ func TestTelemetryClassification(t *testing.T) {
 			{"Replayed", &BulkTriggerResult{Envelope: &Envelope{}, Replayed: true}, 0, nil, codes.Unset, set(outcomeReplayed, ""),
 				map[attribute.Set]int64{set(outcomeDuplicate, ""): 5}},
 			{"Refused", nil, 0, &BatchTooLargeError{Count: count, Cap: 2, EnvelopeID: uuid.New()}, codes.Error,
-				set(outcomeRefusedCapExceeded, ""), map[attribute.Set]int64{}},
+				set(outcomeRefusedCapExceeded, reasonBatchTooLarge), map[attribute.Set]int64{}},
 			{"RefusalNotRecorded", nil, 0, errors.Join(&BatchTooLargeError{Count: count, Cap: 2}, pgErr), codes.Error,
-				set(outcomeRefusedCapExceededAuditFailed, ""), map[attribute.Set]int64{}},
+				set(outcomeRefusedCapExceededAuditFailed, reasonBatchTooLarge), map[attribute.Set]int64{}},
 			{"IdempotencyConflict", nil, 0, fmt.Errorf("%w: different body", ErrIdempotencyConflict), codes.Error,
 				set(outcomeFailed, reasonIdempotencyConflict), map[attribute.Set]int64{set(outcomeFailed, reasonIdempotencyConflict): 5}},
 			{"InvalidArgument", nil, 0, invalidArgument("conversationIDs", "repeats 7"), codes.Error,
@@ -150,8 +177,7 @@ func TestTelemetryClassification(t *testing.T) {
 				}
 				got := recordOnce(t, spanBulkTrigger, metricBulkTriggers, record)
 				require.Equal(t, tc.status, got.spanStatus)
-				outcome, _ := tc.want.Value(metricOutcome)
-				require.Equal(t, outcome.AsString(), got.spanOutcome)
+				requireOneVocabulary(t, got, tc.want)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
 				require.Equal(t, map[attribute.Set]int64{tc.want: count}, recordOnce(t, spanBulkTrigger, metricBulkRecipients, record).counts)
 				require.Equal(t, tc.triggers, recordOnce(t, spanBulkTrigger, metricTriggers, record).counts)
@@ -166,6 +192,11 @@ func TestTelemetryClassification(t *testing.T) {
 		claimed := &claim{msg: msg, claimed: true}
 		failedCall := notifyResult{err: errors.New("provider said no")}
 		permanentCall := notifyResult{err: Permanent(errors.New("550 no such mailbox"))}
+		timedOut := notifyResult{err: errors.New("notifier timed out"), timedOut: true}
+		panicked := notifyResult{err: errors.New("notifier panicked: boom"), panicked: true}
+		retryAfter := notifyResult{err: RetryAfter(time.Minute, errors.New("429"))}
+		rateLimited := notifyResult{err: RateLimited(time.Minute, errors.New("429"))}
+		with := func(status MessageStatus) *claim { return &claim{msg: &Message{ID: msg.ID, Status: status}} }
 		// Each case also says which final-outcome event the attempt
 		// publishes, if any.
 		cases := []struct {
@@ -201,19 +232,35 @@ func TestTelemetryClassification(t *testing.T) {
 				codes.Unset, set(outcomeNoOp, reasonClaimedElsewhere), "", ""},
 			{"MessageNotFound", job, attemptFacts{claim: &claim{}},
 				codes.Error, set(outcomeDiscarded, reasonMessageNotFound), "", ""},
+			{"NotifierTimeout", job, attemptFacts{claim: claimed, notified: true, notify: timedOut, recorded: MessageStatusFailed},
+				codes.Error, set(outcomeFailed, reasonNotifierTimeout), "", ""},
+			{"NotifierPanicked", lastJob, attemptFacts{claim: claimed, notified: true, notify: panicked, recorded: MessageStatusDiscarded},
+				codes.Error, set(outcomeDiscarded, reasonNotifierPanicked), EventKindMessageDiscarded, EventReasonAttemptsExhausted},
+			{"RetryAfter", job, attemptFacts{claim: claimed, notified: true, notify: retryAfter, recorded: MessageStatusFailed},
+				codes.Error, set(outcomeFailed, reasonNotifierRetryAfter), "", ""},
+			{"NotifierRateLimited", job, attemptFacts{claim: claimed, notified: true, notify: rateLimited, recorded: MessageStatusPending, rateWait: time.Second},
+				codes.Unset, set(outcomeDeferred, reasonNotifierRateLimited), "", ""},
+			{"RateLimitWait", job, attemptFacts{claim: &claim{msg: msg, rateWait: time.Second}},
+				codes.Unset, set(outcomeDeferred, reasonRateLimitWait), "", ""},
+			{"Cancelled", job, attemptFacts{claim: with(MessageStatusCancelled)},
+				codes.Unset, set(outcomeNoOp, reasonCancelled), "", ""},
+			{"AlreadySent", job, attemptFacts{claim: with(MessageStatusSent)},
+				codes.Unset, set(outcomeNoOp, reasonAlreadyFinal), "", ""},
+			{"AlreadyDiscarded", job, attemptFacts{claim: with(MessageStatusDiscarded)},
+				codes.Unset, set(outcomeNoOp, reasonAlreadyFinal), "", ""},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
+				res := classify(tc.job, tc.facts)
 				got := recordOnce(t, spanDeliver, metricDeliveries, func(tel *telemetry, span trace.Span) {
-					tel.recordDelivery(context.Background(), span, classify(tc.job, tc.facts), time.Now())
+					tel.recordDelivery(context.Background(), span, res.outcome, res.reason, res.failure(), time.Now())
 				})
 				require.Equal(t, tc.status, got.spanStatus)
-				outcome, _ := tc.want.Value(metricOutcome)
-				require.Equal(t, outcome.AsString(), got.spanOutcome)
+				requireOneVocabulary(t, got, tc.want)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
 
-				ev := finalEvent(tc.facts)
+				ev := res.final.event()
 				if tc.eventKind == "" {
 					require.Nil(t, ev)
 					return

@@ -65,16 +65,19 @@ func TestTelemetry(t *testing.T) {
 			"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.messages"}, names)
 	})
 
-	t.Run("FailuresCarryAReason", func(t *testing.T) {
+	t.Run("FailuresAndRefusalsCarryAReason", func(t *testing.T) {
 		for _, name := range []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.trigger.duration", "outbound.bulk_trigger.duration"} {
 			for _, m := range findMetrics(t, reader, name) {
 				for _, set := range metricAttributeSets(t, m) {
 					o, _ := set.Value("outcome")
 					r, hasReason := set.Value("reason")
-					if o.AsString() == "failed" {
+					switch o.AsString() {
+					case "failed":
 						require.Equal(t, "auditor_error", r.AsString(), name)
-					} else {
-						require.False(t, hasReason, "%s: only failures carry a reason", name)
+					case "refused_cap_exceeded":
+						require.Equal(t, "batch_too_large", r.AsString(), name)
+					default:
+						require.False(t, hasReason, "%s: only failures and refusals carry a reason", name)
 					}
 				}
 			}
@@ -88,7 +91,7 @@ func TestTelemetry(t *testing.T) {
 		}
 		vocabulary := map[string]map[string]bool{
 			"outcome": allowed,
-			"reason":  {"auditor_error": true},
+			"reason":  {"auditor_error": true, "batch_too_large": true},
 			"status":  {"pending": true, "delivering": true, "failed": true},
 		}
 		points := 0
@@ -127,7 +130,8 @@ func TestTelemetry(t *testing.T) {
 		failed := byName["outbound.trigger"][2]
 		require.Equal(t, "failed", spanAttrs(failed)["outbound.outcome"])
 		require.Equal(t, codes.Error, failed.Status().Code)
-		require.Equal(t, "*errors.errorString", spanAttrs(failed)["error.type"], "the innermost error's type")
+		require.Equal(t, "auditor_error", spanAttrs(failed)["error.type"], "error.type names the failure as the metric's reason does")
+		require.Equal(t, "auditor_error", spanAttrs(failed)["outbound.reason"])
 
 		var outcomes []string
 		for _, s := range byName["outbound.bulk_trigger"] {

@@ -53,11 +53,11 @@ type Queries struct {
 	SelectMessagesByEnvelope string
 
 	// InsertEnvelope inserts an envelope unless its id exists, returning it.
-	// $1 id, $2 template id, $3 body, $4 recipients kept, $5 count,
-	// $6 effective cap, $7 requested_by or NULL, $8 status, $9 refused reason
-	// or NULL, $10 digest of the whole list or NULL, $11 schedule_in, and
-	// the requested $12 scheduled_at, $13 priority and $14 max_attempts,
-	// each NULL when left to the default.
+	// Named arguments: @id, @template_id, @rendered_body, @recipients (those
+	// kept), @count, @effective_cap, @requested_by (or NULL), @status,
+	// @refused_reason (or NULL), @digest of the whole list (or NULL),
+	// @schedule_in, and the requested @scheduled_at, @priority and
+	// @max_attempts, each NULL when left to the default.
 	InsertEnvelope string
 
 	// SelectEnvelope reads one envelope. $1 id.
@@ -325,7 +325,8 @@ ORDER BY created_at, id`),
 INSERT INTO {s}.bulk_envelopes
 	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest,
 	 schedule_in, scheduled_at, priority, max_attempts)
-VALUES ($1, $2, $3, $4::bigint[], $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+VALUES (@id, @template_id, @rendered_body, @recipients::bigint[], @count, @effective_cap, @requested_by, @status,
+	@refused_reason, @digest, @schedule_in, @scheduled_at, @priority, @max_attempts)
 ON CONFLICT (id) DO NOTHING
 RETURNING {ecols}`),
 

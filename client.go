@@ -1,0 +1,160 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+)
+
+// Client triggers outbound messages. It is safe for concurrent use.
+type Client struct {
+	pool         *pgxpool.Pool
+	config       *Config
+	queries      *sqltext.Queries
+	river        *river.Client[pgx.Tx]
+	telemetry    *telemetry
+	maxBatchSize atomic.Int64
+	schema       schemaState
+	statusGauge  *statusGauge
+	// subscriptions are the subscribers to final outcomes (Subscribe).
+	subscriptions subscriptions
+	// rateLimitRows are the rate limit keys whose rows this process has
+	// created or found.
+	rateLimitRows sync.Map
+}
+
+// New returns a Client writing to the tables that Migrate created in
+// config.Schema and enqueuing River jobs in config.RiverSchema. A nil config
+// means defaults. Errors match ErrInvalidArgument and name the bad field.
+//
+// New registers the outbound.messages gauge's callback with
+// Config.MeterProvider, which keeps it for the provider's life: make one
+// Client per pool and keep it, as with River's client, rather than one per
+// request.
+func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
+	if pool == nil {
+		return nil, invalidArgument("pool", "must not be nil")
+	}
+	cfg := config.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		pool:      pool,
+		config:    cfg,
+		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
+		telemetry: newTelemetry(cfg.TracerProvider, cfg.MeterProvider),
+	}
+	// One River client both enqueues delivery jobs in callers' transactions
+	// and, once Start is called, works them. Until then it only inserts.
+	workers := river.NewWorkers()
+	c.AddWorkers(workers)
+	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:            cfg.RiverSchema,
+		Logger:            cfg.Logger,
+		Queues:            map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:           workers,
+		PeriodicJobs:      c.PeriodicJobs(),
+		FetchCooldown:     cfg.FetchCooldown,
+		FetchPollInterval: cfg.FetchPollInterval,
+		PollOnly:          cfg.PollOnly,
+		// River rescues a job still running after this long and runs it
+		// again; validate keeps that clear of the claim's length, and River
+		// wants it no shorter than JobTimeout, which the delivery worker
+		// overrides anyway.
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		JobTimeout:           claimLength(cfg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbound: river client: %w", err)
+	}
+	c.river = riverClient
+	c.subscriptions.logger = cfg.Logger
+	c.subscriptions.dropped = c.telemetry.recordDroppedEvent
+	c.statusGauge = c.telemetry.observeStatuses(c.countAwaitingByStatus)
+	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
+	return c, nil
+}
+
+// MaxBatchSize returns the BulkTrigger cap in force.
+func (c *Client) MaxBatchSize() int { return int(c.maxBatchSize.Load()) }
+
+// SetMaxBatchSize changes the BulkTrigger cap without a restart; calls that
+// start afterwards see the new cap. n must be at least 1.
+func (c *Client) SetMaxBatchSize(n int) error {
+	if n < 1 {
+		return invalidArgument("max batch size", "must be at least 1, got %d", n)
+	}
+	c.maxBatchSize.Store(int64(n))
+	return nil
+}
+
+// Message returns the message with the given id, or ErrNotFound.
+func (c *Client) Message(ctx context.Context, id uuid.UUID) (*Message, error) {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
+	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessage, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read message: %w", err)
+	}
+	return msg, nil
+}
+
+// auditor is the call's own Auditor if it gave one, else the config's.
+func (c *Client) auditor(override Auditor) Auditor {
+	if override != nil {
+		return override
+	}
+	return c.config.Auditor
+}
+
+// inTx runs fn in a transaction of its own when callerTx is nil, or else under
+// a savepoint of callerTx, so that an error undoes fn's writes either way.
+func (c *Client) inTx(ctx context.Context, callerTx pgx.Tx, fn func(tx pgx.Tx) error) error {
+	if callerTx == nil {
+		return c.withTx(ctx, fn)
+	}
+	savepoint, err := callerTx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("outbound: savepoint: %w", err)
+	}
+	if err := c.checkSchemaThen(ctx, savepoint, fn); err != nil {
+		_ = savepoint.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := savepoint.Commit(ctx); err != nil {
+		return fmt.Errorf("outbound: release savepoint: %w", err)
+	}
+	return nil
+}
+
+// withTx runs fn in a transaction of its own on the pool, committing when fn
+// returns nil and rolling back otherwise.
+func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := beginTx(ctx, c.pool)
+	if err != nil {
+		return fmt.Errorf("outbound: begin: %w", err)
+	}
+	// Rollback after a commit is a no-op; on any error path it undoes all.
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := c.checkSchemaThen(ctx, tx, fn); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("outbound: commit: %w", err)
+	}
+	return nil
+}
