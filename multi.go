@@ -172,8 +172,15 @@ func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) err
 // insertMessages inserts the messages of rows, skipping those whose dedup key
 // is held, and adds the ones it wrote to written.
 func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, b *triggerBatch, rows recipientRows, written map[uuid.UUID]insertedMessage) error {
-	result, err := tx.Query(ctx, c.queries.InsertMessages, rows.ids, rows.conversationIDs, rows.jobIDs,
-		b.params.templateID, b.params.content, b.envelopeID, b.scheduledAt)
+	result, err := tx.Query(ctx, c.queries.InsertMessages, pgx.NamedArgs{
+		"ids":              rows.ids,
+		"conversation_ids": rows.conversationIDs,
+		"job_ids":          rows.jobIDs,
+		"template_id":      b.params.templateID,
+		"content":          b.params.content,
+		"bulk_envelope_id": b.envelopeID,
+		"scheduled_at":     b.scheduledAt,
+	})
 	if err != nil {
 		return fmt.Errorf("outbound: insert messages: %w", err)
 	}

@@ -1,0 +1,171 @@
+package sqltext
+
+import "strings"
+
+// Messages are the statements of the messages table: written by a trigger, a cancel and Prune, and read by the reads and the status gauge.
+type Messages struct {
+	// InsertMessages inserts one pending message per (id, conversation id,
+	// job id) triple, skipping any whose dedup key is taken, and returns the
+	// id, created_at and scheduled_at of each inserted row: every other
+	// column is a parameter or a column default, so the caller knows it
+	// already. Named arguments: @ids, @conversation_ids, @job_ids,
+	// @template_id, @content, @bulk_envelope_id (or NULL) and @scheduled_at
+	// (or NULL for now()).
+	// The metadata it builds is the library's newMessageMetadata, which a test
+	// checks by reading the rows back.
+	InsertMessages string
+
+	// ReleaseExpiredDedupKeys releases the dedup keys of the given
+	// conversations that are held by a message sent (or left unconfirmed)
+	// longer ago than the window, and returns those conversations' ids.
+	// $1 conversation ids, $2 template id, $3 envelope id or NULL, $4 the
+	// window in seconds.
+	ReleaseExpiredDedupKeys string
+
+	// SelectLiveMessagesByKey returns the live messages holding the dedup keys
+	// of the given conversations. $1 conversation ids, $2 template id,
+	// $3 envelope id or NULL.
+	SelectLiveMessagesByKey string
+
+	// SelectMessage reads one message. $1 id.
+	SelectMessage string
+
+	// SelectMessagesByEnvelope reads an envelope's messages, oldest first.
+	// $1 envelope id, $2 template id.
+	SelectMessagesByEnvelope string
+
+	// LockMessage reads one message and locks it until the transaction ends,
+	// so that cancels of the same message take turns. $1 id.
+	LockMessage string
+
+	// SelectMessageEnvelopeID reads the envelope id of one message, NULL when
+	// it has none. $1 id.
+	SelectMessageEnvelopeID string
+
+	// CancelMessage cancels one message if it is still undelivered,
+	// returning its id, conversation_id, template_id, bulk_envelope_id,
+	// attempts and last_error, then its job id. $1 id.
+	CancelMessage string
+
+	// CancelEnvelopeMessages cancels an envelope's undelivered messages and
+	// asks for the cancel of those in flight, in one statement, and returns
+	// of each message it cancelled what CancelMessage does. One statement,
+	// so that a message cannot slip between the two: UPDATE locks each row
+	// it matched and checks it again as last committed, so a message in
+	// flight whose failed attempt was recorded meanwhile is cancelled, and
+	// one claimed meanwhile is asked to be. $1 envelope id, $2 template id.
+	CancelEnvelopeMessages string
+
+	// PruneMessages looks at up to $3 messages with ids after $1 and before
+	// $2, and deletes those that are final, last updated before $4, and,
+	// when sent or unconfirmed, past the dedup window of $5 seconds (a
+	// negative window does not hold them). It returns how many it looked at,
+	// the last id it looked at (the next batch's $1), and how many it
+	// deleted.
+	PruneMessages string
+
+	// CountAwaitingByStatus counts the messages awaiting a result: pending,
+	// delivering and failed, in that order. It reads only the rows of the
+	// awaiting_result index.
+	CountAwaitingByStatus string
+
+	// ListMessages reads messages newest first, one statement per filter;
+	// see MessageFilter for their parameters.
+	ListMessages map[MessageFilter]string
+}
+
+// newMessages fills Messages with r, which replaces the placeholders of New.
+func newMessages(r *strings.Replacer) Messages {
+	listMessagesByFilter := make(map[MessageFilter]string)
+	for _, f := range AllMessageFilters() {
+		listMessagesByFilter[f] = listMessages(r, f)
+	}
+	return Messages{
+		InsertMessages: r.Replace(`
+INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
+SELECT u.id, u.conversation_id, u.job_id, @template_id, @content, @bulk_envelope_id,
+	jsonb_build_object('template_id', @template_id::text, 'status', 'pending', 'bulk_envelope_id', @bulk_envelope_id::uuid),
+	coalesce(@scheduled_at::timestamptz, now())
+FROM unnest(@ids::uuid[], @conversation_ids::bigint[], @job_ids::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
+ORDER BY u.ord
+ON CONFLICT DO NOTHING
+RETURNING id, created_at, scheduled_at`),
+
+		// Walks the dedup index, whose predicate is holds_dedup_key.
+		ReleaseExpiredDedupKeys: r.Replace(`
+UPDATE {s}.messages
+SET dedup_key_released_at = now(), updated_at = now()
+WHERE conversation_id = ANY($1::bigint[])
+	AND template_id = $2
+	AND coalesce(bulk_envelope_id, {nil}) = coalesce($3::uuid, {nil})
+	AND holds_dedup_key
+	AND ((status = 'sent' AND sent_at <= now() - make_interval(secs => $4::float8))
+		OR (status = 'unconfirmed' AND updated_at <= now() - make_interval(secs => $4::float8)))
+RETURNING conversation_id`),
+
+		SelectLiveMessagesByKey: r.Replace(`
+SELECT {mcols} FROM {s}.messages
+WHERE conversation_id = ANY($1::bigint[])
+	AND template_id = $2
+	AND coalesce(bulk_envelope_id, {nil}) = coalesce($3::uuid, {nil})
+	AND holds_dedup_key`),
+
+		SelectMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1`),
+
+		SelectMessagesByEnvelope: r.Replace(`
+SELECT {mcols} FROM {s}.messages
+WHERE bulk_envelope_id = $1 AND template_id = $2
+ORDER BY created_at, id`),
+
+		LockMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1 FOR UPDATE`),
+
+		SelectMessageEnvelopeID: r.Replace(`SELECT bulk_envelope_id FROM {s}.messages WHERE id = $1`),
+
+		CancelMessage: r.Replace(`
+UPDATE {s}.messages
+SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
+WHERE id = $1 AND status IN {undelivered}
+RETURNING ` + settledColumns("") + `, job_id`),
+
+		// UPDATE waits for a row that a claim or a record has locked, then
+		// checks the WHERE again on the row as committed and computes the SET
+		// from it: a message just sent is skipped, one whose attempt just
+		// failed is cancelled, one just claimed gets its cancel asked for.
+		CancelEnvelopeMessages: r.Replace(`
+WITH changed AS (
+	UPDATE {s}.messages
+	SET ` + setStatus(`CASE WHEN status IN {undelivered} THEN 'cancelled' ELSE status END`) + `,
+		cancel_requested_at = CASE WHEN status = 'delivering' THEN now() ELSE cancel_requested_at END,
+		updated_at = now()
+	WHERE bulk_envelope_id = $1 AND template_id = $2
+		AND (status IN {undelivered} OR (status = 'delivering' AND cancel_requested_at IS NULL))
+	RETURNING ` + settledColumns("") + `, job_id, status
+)
+SELECT ` + settledColumns("") + `, job_id FROM changed WHERE status = 'cancelled'`),
+
+		PruneMessages: r.Replace(`
+WITH batch AS (
+	SELECT id FROM {s}.messages
+	WHERE id > $1 AND id < $2
+	ORDER BY id
+	LIMIT $3
+), gone AS (
+	DELETE FROM {s}.messages m
+	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
+		AND NOT m.awaiting_result
+		AND m.updated_at < $4
+		AND (m.status IN {keyfree}
+			OR $5::float8 < 0
+			OR coalesce(m.sent_at, m.updated_at) <= now() - make_interval(secs => $5::float8))
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM gone)`),
+
+		CountAwaitingByStatus: r.Replace(`
+SELECT ` + countByStatus(AwaitingStatuses, "*", "") + `
+FROM {s}.messages
+WHERE awaiting_result`),
+
+		ListMessages: listMessagesByFilter,
+	}
+}
