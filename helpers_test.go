@@ -51,14 +51,17 @@ func TestMain(m *testing.M) {
 // runTests runs the tests on the shared harness, with a pool large enough
 // for the concurrent tests.
 func runTests(m *testing.M) int {
-	return testdb.Main(m, 40, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url })
+	migrate := func(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+		return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
+	}
+	return testdb.Main(m, 40, migrate, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url })
 }
 
 // newSchemaName returns a schema name unique to this run and test process.
 func newSchemaName() string { return testdb.SchemaName("obt") }
 
-// migratedSchema migrates a new schema for one test and drops it when the test
-// ends.
+// migratedSchema returns a migrated schema of the test's own: a new one, or
+// one an earlier test left, emptied (see testdb.Migrate).
 func migratedSchema(tb testing.TB) string {
 	tb.Helper()
 	return testdb.Migrate(tb, testPool, "obt")
@@ -546,6 +549,9 @@ const (
 	workerNotifyTimeoutEnv = "OUTBOUND_TEST_WORKER_NOTIFY_TIMEOUT"
 	// workerNotifyDelayEnv is how long each notifier call sleeps.
 	workerNotifyDelayEnv = "OUTBOUND_TEST_WORKER_NOTIFY_DELAY"
+	// workerRescueAfterEnv, when set, is the worker's
+	// RescueStuckJobsAfter, for go test -short's shorter kill test.
+	workerRescueAfterEnv = "OUTBOUND_TEST_WORKER_RESCUE_AFTER"
 	// workerDebugLogEnv, when set, has the worker log at debug level, River's
 	// elector and maintenance services included, to its stderr.
 	workerDebugLogEnv = "OUTBOUND_TEST_WORKER_DEBUG_LOG"
@@ -608,6 +614,9 @@ func runWorkerProcess(schema string) int {
 		// Fetch as soon as a worker is free, so that the workers are busy
 		// and a kill lands mid-delivery rather than between fetches.
 		config.FetchCooldown = time.Millisecond
+	}
+	if rescue, err := time.ParseDuration(os.Getenv(workerRescueAfterEnv)); err == nil {
+		config.RescueStuckJobsAfter = rescue
 	}
 	if provider := os.Getenv(workerProviderURLEnv); provider != "" {
 		config = &outbound.Config{Schema: schema, Notifier: newProviderNotifier(provider, os.Getenv(workerRateLimitEnv) != "")}

@@ -230,12 +230,21 @@ func TestClaimAndFailedRecordAreHOT(t *testing.T) {
 	tx, err := testPool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	// The transaction's own counts, exact within it.
-	counts := func() (updated, hot int64) {
+	// The backend's counts not yet reported, which include this
+	// transaction's exactly: taken as changes from before its first update,
+	// since the connection may hold the counts of an earlier test on the
+	// same (reused) table.
+	read := func() (updated, hot int64) {
 		t.Helper()
 		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_stat_get_xact_tuples_updated($1::regclass), pg_stat_get_xact_tuples_hot_updated($1::regclass)",
 			table(b.schema, "messages")).Scan(&updated, &hot))
 		return updated, hot
+	}
+	updatedBefore, hotBefore := read()
+	counts := func() (updated, hot int64) {
+		t.Helper()
+		updated, hot = read()
+		return updated - updatedBefore, hot - hotBefore
 	}
 	_, err = tx.Exec(ctx, q.ClaimMessage, id, claimID, 1, 60.0)
 	require.NoError(t, err)

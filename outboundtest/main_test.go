@@ -20,7 +20,13 @@ var testPool *pgxpool.Pool
 var testDatabaseURL string
 
 func TestMain(m *testing.M) {
-	os.Exit(testdb.Main(m, 0, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url }))
+	os.Exit(testdb.Main(m, 0, migrate, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url }))
+}
+
+// migrate migrates a schema for the harness, which does not import the
+// library.
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
 }
 
 type testBundle struct {
@@ -31,8 +37,10 @@ type testBundle struct {
 // setup makes a client on a schema of the test's own.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	client, config := testdb.NewClient(t, testPool, "obtt", nil)
-	return &testBundle{client: client, schema: config.Schema}
+	schema := testdb.Migrate(t, testPool, "obtt")
+	client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
+	require.NoError(t, err)
+	return &testBundle{client: client, schema: schema}
 }
 
 // fakeTB is a testing.TB whose failures are recorded rather than ending the

@@ -1,6 +1,7 @@
 package outboundui_test
 
 import (
+	"context"
 	"os"
 	"testing"
 
@@ -13,14 +14,25 @@ import (
 var testPool *pgxpool.Pool
 
 func TestMain(m *testing.M) {
-	os.Exit(testdb.Main(m, 0, func(pool *pgxpool.Pool, _ string) { testPool = pool }))
+	os.Exit(testdb.Main(m, 0, migrate, func(pool *pgxpool.Pool, _ string) { testPool = pool }))
 }
 
-// newClient migrates a schema of the test's own, dropped when it ends, and
-// returns a client on it with its config.
+// migrate migrates a schema for the harness, which does not import the
+// library.
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
+}
+
+// newClient takes a migrated schema of the test's own, emptied for the next
+// test when it ends, and returns a client on it with its config.
 func newClient(t *testing.T) (*outbound.Client, *outbound.Config) {
 	t.Helper()
-	return testdb.NewClient(t, testPool, "obui", nil)
+	config := &outbound.Config{Schema: testdb.Migrate(t, testPool, "obui")}
+	client, err := outbound.New(testPool, config)
+	if err != nil {
+		t.Fatalf("outbound.New: %v", err)
+	}
+	return client, config
 }
 
 // exampleSchema migrates a schema for one runnable example, dropped when the
