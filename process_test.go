@@ -165,13 +165,20 @@ func TestWorkerProcesses(t *testing.T) {
 		schema := migratedSchema(t)
 		createDeliveriesTable(t, schema)
 		env := []string{workerNotifyTimeoutEnv + "=" + notifyTimeout.String(), workerNotifyDelayEnv + "=50ms"}
+		kills := 4
+		rescueAfter := notifyTimeout + 30*time.Second // the library's default
+		if testing.Short() {
+			// Fewer kills, and River's rescue as soon as the claim allows.
+			kills = 2
+			rescueAfter = notifyTimeout + 20*time.Second
+			env = append(env, workerRescueAfterEnv+"="+rescueAfter.String())
+		}
 
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxBatchSize: 300})
 		require.NoError(t, err)
 		const n = 300
 		bulk := mustBulkTrigger(ctx, t, client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
-		const kills = 4
 		for range kills {
 			w := startWorkerProcess(t, schema, env...)
 			// Long enough to be delivering (4 workers, 50ms a call), too short
@@ -192,7 +199,14 @@ func TestWorkerProcesses(t *testing.T) {
 		// The jobs the dead workers left running wait for RescueStuckJobsAfter
 		// (NotifyTimeout + 30s), for the new process to take over leadership
 		// from the dead (up to 15s), and for River's rescuer, which runs every
-		// 30s; the rescued jobs run again at once.
+		// 30s, first when its process becomes the leader; the rescued jobs run
+		// again at once. Under -short the database is moved on instead of the
+		// clock: the dead leader's lease and the dead attempts' claims run out,
+		// and the stuck jobs look started rescueAfter ago, so that the new
+		// process leads at once and its rescuer's first run takes them.
+		if testing.Short() {
+			ageDeadWorkers(t, schema, rescueAfter)
+		}
 		final := startWorkerProcess(t, schema, append(env, workerDebugLogEnv+"=1")...)
 		started, lastLog := time.Now(), time.Now()
 		for {
@@ -248,6 +262,22 @@ func TestWorkerProcesses(t *testing.T) {
 		require.LessOrEqual(t, time.Duration(slowest*float64(time.Second)), bound,
 			"a dead worker's message waited longer than NotifyTimeout + 2 minutes")
 	})
+}
+
+// ageDeadWorkers moves schema's state on as if the workers killed a while
+// ago had been dead for rescueAfter: River's leader row is gone, as when its
+// lease runs out; every running delivery job started rescueAfter earlier; and
+// the claims of the messages they were delivering have run out.
+func ageDeadWorkers(t *testing.T, schema string, rescueAfter time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := testPool.Exec(ctx, "DELETE FROM "+table(schema, "river_leader"))
+	require.NoError(t, err)
+	_, err = testPool.Exec(ctx, "UPDATE "+table(schema, "river_job")+" SET attempted_at = attempted_at - make_interval(secs => $1)"+
+		" WHERE kind = 'outbound_delivery' AND state = 'running'", rescueAfter.Seconds())
+	require.NoError(t, err)
+	_, err = testPool.Exec(ctx, "UPDATE "+table(schema, "messages")+" SET claimed_until = now() WHERE status = 'delivering' AND claimed_until > now()")
+	require.NoError(t, err)
 }
 
 // killTestNotifyTimeoutEnv sets TestWorkerProcesses/Killed's NotifyTimeout:

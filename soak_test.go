@@ -20,9 +20,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-// soakDuration is how long TestSoak keeps its load up; OUTBOUND_SOAK_DURATION
-// (a Go duration) overrides it for a longer run.
-const soakDuration = time.Minute
+// soakDuration is how long TestSoak keeps its load up, and
+// shortSoakDuration how long under go test -short; OUTBOUND_SOAK_DURATION (a
+// Go duration) overrides both for a longer run.
+const (
+	soakDuration      = time.Minute
+	shortSoakDuration = 2 * time.Second
+)
 
 // soakRequest is a bulk the soak sent, kept to replay and to cancel.
 type soakRequest struct {
@@ -39,6 +43,9 @@ type soakRequest struct {
 // goroutine check sees its own goroutines only.
 func TestSoak(t *testing.T) {
 	duration := soakDuration
+	if testing.Short() {
+		duration = shortSoakDuration
+	}
 	if d, err := time.ParseDuration(os.Getenv("OUTBOUND_SOAK_DURATION")); err == nil {
 		duration = d
 	}

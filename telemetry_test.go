@@ -218,19 +218,24 @@ func TestDeliveryTelemetry(t *testing.T) {
 	b := setup(t, working(), withConfig(config))
 
 	var ids []uuid.UUID
-	for _, id := range []int64{ok, hopeless, panicky, slow, cancelled, permanent, limited} {
+	for _, id := range []int64{ok, hopeless, panicky, slow, permanent, limited} {
 		res := mustTrigger(ctx, t, b.client, id, &outbound.TriggerOpts{TemplateID: "tpl-x", Content: "secret body", Actor: "secret actor"})
-		if id == cancelled {
-			b.factory.setStatus(t, res.Message.ID, outbound.MessageStatusCancelled)
-			continue
-		}
 		ids = append(ids, res.Message.ID)
 	}
+	// Cancelled behind the worker's back in the trigger's own transaction,
+	// so that no worker can deliver it first.
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	res, err := b.client.TriggerTx(ctx, tx, cancelled, &outbound.TriggerOpts{TemplateID: "tpl-x"})
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET status = 'cancelled' WHERE id = $1", res.Message.ID)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
 	waitForStatus(t, b.client, ids, outbound.MessageStatusSent, outbound.MessageStatusDiscarded)
 
 	// A second client without a notifier: its deliveries are no-ops.
 	noop := setup(t, working(), withConfig(&outbound.Config{TracerProvider: providers.tracer, MeterProvider: providers.meter}))
-	res := mustTrigger(ctx, t, noop.client, ok, &outbound.TriggerOpts{TemplateID: "tpl-x"})
+	res = mustTrigger(ctx, t, noop.client, ok, &outbound.TriggerOpts{TemplateID: "tpl-x"})
 	waitForStatus(t, noop.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 
 	// Stopping waits for running attempts, which record on their way out.
