@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -244,22 +245,23 @@ func (c *Client) insertEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 		sum := recipientsDigest(req.recipients)
 		digest = sum[:]
 	}
-	return scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope, pgx.NamedArgs{
-		"id":             pgUUID(req.id),
-		"template_id":    req.templateID,
-		"rendered_body":  req.body,
-		"recipients":     kept,
-		"count":          len(req.recipients),
-		"effective_cap":  req.cap,
-		"requested_by":   nullIfEmpty(req.actor),
-		"status":         string(req.status),
-		"refused_reason": nullIfEmpty(req.refusedReason),
-		"digest":         digest,
-		"schedule_in":    req.scheduleIn,
-		"scheduled_at":   nullIfZeroTime(req.scheduledAt),
-		"priority":       nullIfZero(req.priority),
-		"max_attempts":   nullIfZero(req.maxAttempts),
-	}))
+	args := sqltext.InsertEnvelopeArgs{
+		ID:            pgUUID(req.id),
+		TemplateID:    req.templateID,
+		RenderedBody:  req.body,
+		Recipients:    kept,
+		Count:         len(req.recipients),
+		EffectiveCap:  req.cap,
+		RequestedBy:   nullIfEmpty(req.actor),
+		Status:        string(req.status),
+		RefusedReason: nullIfEmpty(req.refusedReason),
+		Digest:        digest,
+		ScheduleIn:    req.scheduleIn,
+		ScheduledAt:   nullIfZeroTime(req.scheduledAt),
+		Priority:      nullIfZero(req.priority),
+		MaxAttempts:   nullIfZero(req.maxAttempts),
+	}
+	return scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope.SQL, args.Args()...))
 }
 
 // requestDiffers names the first parameter of a bulk request that differs

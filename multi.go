@@ -8,6 +8,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -172,15 +173,16 @@ func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) err
 // insertMessages inserts the messages of rows, skipping those whose dedup key
 // is held, and adds the ones it wrote to written.
 func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, b *triggerBatch, rows recipientRows, written map[uuid.UUID]insertedMessage) error {
-	result, err := tx.Query(ctx, c.queries.InsertMessages, pgx.NamedArgs{
-		"ids":              rows.ids,
-		"conversation_ids": rows.conversationIDs,
-		"job_ids":          rows.jobIDs,
-		"template_id":      b.params.templateID,
-		"content":          b.params.content,
-		"bulk_envelope_id": b.envelopeID,
-		"scheduled_at":     b.scheduledAt,
-	})
+	args := sqltext.InsertMessagesArgs{
+		IDs:             rows.ids,
+		ConversationIDs: rows.conversationIDs,
+		JobIDs:          rows.jobIDs,
+		TemplateID:      b.params.templateID,
+		Content:         b.params.content,
+		BulkEnvelopeID:  b.envelopeID,
+		ScheduledAt:     b.scheduledAt,
+	}
+	result, err := tx.Query(ctx, c.queries.InsertMessages.SQL, args.Args()...)
 	if err != nil {
 		return fmt.Errorf("outbound: insert messages: %w", err)
 	}

@@ -5,12 +5,8 @@ import "strings"
 // Envelopes are the statements of the bulk_envelopes table.
 type Envelopes struct {
 	// InsertEnvelope inserts an envelope unless its id exists, returning it.
-	// Named arguments: @id, @template_id, @rendered_body, @recipients (those
-	// kept), @count, @effective_cap, @requested_by (or NULL), @status,
-	// @refused_reason (or NULL), @digest of the whole list (or NULL),
-	// @schedule_in, and the requested @scheduled_at, @priority and
-	// @max_attempts, each NULL when left to the default.
-	InsertEnvelope string
+	// Its arguments are InsertEnvelopeArgs.
+	InsertEnvelope Named
 
 	// SelectEnvelope reads one envelope. $1 id.
 	SelectEnvelope string
@@ -56,14 +52,14 @@ type Envelopes struct {
 // newEnvelopes fills Envelopes with r, which replaces the placeholders of New.
 func newEnvelopes(r *strings.Replacer) Envelopes {
 	return Envelopes{
-		InsertEnvelope: r.Replace(`
+		InsertEnvelope: named(r.Replace(`
 INSERT INTO {s}.bulk_envelopes
 	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest,
 	 schedule_in, scheduled_at, priority, max_attempts)
 VALUES (@id, @template_id, @rendered_body, @recipients::bigint[], @count, @effective_cap, @requested_by, @status,
 	@refused_reason, @digest, @schedule_in, @scheduled_at, @priority, @max_attempts)
 ON CONFLICT (id) DO NOTHING
-RETURNING {ecols}`),
+RETURNING {ecols}`), insertEnvelopeParams...),
 
 		SelectEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1`),
 

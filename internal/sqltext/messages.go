@@ -8,12 +8,10 @@ type Messages struct {
 	// job id) triple, skipping any whose dedup key is taken, and returns the
 	// id, created_at and scheduled_at of each inserted row: every other
 	// column is a parameter or a column default, so the caller knows it
-	// already. Named arguments: @ids, @conversation_ids, @job_ids,
-	// @template_id, @content, @bulk_envelope_id (or NULL) and @scheduled_at
-	// (or NULL for now()).
+	// already. Its arguments are InsertMessagesArgs.
 	// The metadata it builds is the library's newMessageMetadata, which a test
 	// checks by reading the rows back.
-	InsertMessages string
+	InsertMessages Named
 
 	// ReleaseExpiredDedupKeys releases the dedup keys of the given
 	// conversations that are held by a message sent (or left unconfirmed)
@@ -81,7 +79,7 @@ func newMessages(r *strings.Replacer) Messages {
 		listMessagesByFilter[f] = listMessages(r, f)
 	}
 	return Messages{
-		InsertMessages: r.Replace(`
+		InsertMessages: named(r.Replace(`
 INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at)
 SELECT u.id, u.conversation_id, u.job_id, @template_id, @content, @bulk_envelope_id,
 	jsonb_build_object('template_id', @template_id::text, 'status', 'pending', 'bulk_envelope_id', @bulk_envelope_id::uuid),
@@ -89,7 +87,7 @@ SELECT u.id, u.conversation_id, u.job_id, @template_id, @content, @bulk_envelope
 FROM unnest(@ids::uuid[], @conversation_ids::bigint[], @job_ids::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
 ORDER BY u.ord
 ON CONFLICT DO NOTHING
-RETURNING id, created_at, scheduled_at`),
+RETURNING id, created_at, scheduled_at`), insertMessagesParams...),
 
 		// Walks the dedup index, whose predicate is holds_dedup_key.
 		ReleaseExpiredDedupKeys: r.Replace(`
