@@ -150,7 +150,10 @@ func TestListPagesUnderInserts(t *testing.T) {
 		seen := map[uuid.UUID]int{}
 		var order []uuid.UUID
 		params := &outbound.ListMessagesParams{Limit: 37}
-		for {
+		for pages := 0; ; pages++ {
+			if pages < 3 {
+				waitForMore(t, &inserted)
+			}
 			page, err := b.client.ListMessages(ctx, params)
 			require.NoError(t, err)
 			for _, m := range page.Messages {
@@ -221,7 +224,10 @@ func TestListPagesUnderInserts(t *testing.T) {
 			seen := map[uuid.UUID]int{}
 			params := &outbound.ListEnvelopesParams{Limit: 37, Status: status}
 			var last *outbound.Envelope
-			for {
+			for pages := 0; ; pages++ {
+				if pages < 3 {
+					waitForMore(t, &submitted)
+				}
 				page, err := b.client.ListEnvelopes(ctx, params)
 				require.NoError(t, err)
 				for _, e := range page.Envelopes {
@@ -258,4 +264,15 @@ func TestListPagesUnderInserts(t *testing.T) {
 			require.Equal(t, 1, n, "envelope %s listed %d times", id, n)
 		}
 	})
+}
+
+// waitForMore waits until n grows, or the test has failed (a writer that
+// stops reports why): each of a paging test's first pages is read after one
+// more write committed, so that writing and paging interleave however the
+// machine schedules the two.
+func waitForMore(t *testing.T, n *atomic.Int64) {
+	t.Helper()
+	for before := n.Load(); n.Load() == before && !t.Failed(); {
+		time.Sleep(time.Millisecond)
+	}
 }
