@@ -93,7 +93,8 @@ func SchemaName(prefix string) string {
 // defaultParallel is how many parallel tests run at once when go test is
 // given no -parallel. Its own default, GOMAXPROCS, suits tests that compute;
 // these mostly wait, on PostgreSQL, on River's fetch and scheduler, and on
-// worker processes, so that on two cores the run took half as long again.
+// worker processes, so that more of them can run side by side than there
+// are cores.
 const defaultParallel = 16
 
 // runMoreInParallel raises -parallel to defaultParallel unless the command
