@@ -52,19 +52,14 @@ func (f finalOutcome) event() *Event {
 	return messageEvent(f.msg, f.status, f.reason, f.lastError)
 }
 
-// failure is the error that failed the attempt, for its span; nil unless it
-// failed.
+// failure is the error that failed the attempt, for its span, or nil: an
+// attempt failed when the Notifier or the database failed it, whatever the
+// message became.
 func (r deliveryResult) failure() error {
-	if r.failed() {
+	if r.outcome == outcomeFailed || r.outcome == outcomeDiscarded || r.outcome == outcomeCancelled {
 		return r.err
 	}
 	return nil
-}
-
-// failed reports whether the attempt failed, for the span's status: the
-// Notifier or the database failed it, whatever the message became.
-func (r deliveryResult) failed() bool {
-	return r.outcome == outcomeFailed || r.outcome == outcomeDiscarded || r.outcome == outcomeCancelled
 }
 
 // attemptFacts is what one attempt found and did, step by step. classify
@@ -464,7 +459,7 @@ func (c *Client) recordSent(ctx context.Context, job *river.Job[DeliveryArgs], c
 	defer cancel()
 	var recorded bool
 	err := retryTransient(ctx, func(ctx context.Context) (err error) {
-		recorded, err = c.recordSentCompleteJob(ctx, c.pool, cl.msg.ID, cl.id, job.ID)
+		recorded, err = c.recordSentCompleteJob(ctx, cl.msg.ID, cl.id, job.ID)
 		return err
 	})
 	if err != nil {

@@ -29,8 +29,8 @@ func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64) erro
 // recordSentCompleteJob records a message sent, if claimID still holds it,
 // and completes its running job in the same statement, as
 // river.JobCompleteTx would. It reports whether the message was recorded.
-func (c *Client) recordSentCompleteJob(ctx context.Context, q querier, messageID, claimID uuid.UUID, jobID int64) (bool, error) {
+func (c *Client) recordSentCompleteJob(ctx context.Context, messageID, claimID uuid.UUID, jobID int64) (bool, error) {
 	var recorded bool
-	err := q.QueryRow(ctx, c.queries.RecordSentCompleteJob, pgUUID(messageID), pgUUID(claimID), jobID).Scan(&recorded)
+	err := c.pool.QueryRow(ctx, c.queries.RecordSentCompleteJob, pgUUID(messageID), pgUUID(claimID), jobID).Scan(&recorded)
 	return recorded, err
 }

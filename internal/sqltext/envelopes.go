@@ -59,7 +59,7 @@ INSERT INTO {s}.bulk_envelopes
 VALUES (@id, @template_id, @rendered_body, @recipients::bigint[], @count, @effective_cap, @requested_by, @status,
 	@refused_reason, @digest, @schedule_in, @scheduled_at, @priority, @max_attempts)
 ON CONFLICT (id) DO NOTHING
-RETURNING {ecols}`), insertEnvelopeParams...),
+RETURNING {ecols}`), InsertEnvelopeArgs{}),
 
 		SelectEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1`),
 

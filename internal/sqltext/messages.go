@@ -87,7 +87,7 @@ SELECT u.id, u.conversation_id, u.job_id, @template_id, @content, @bulk_envelope
 FROM unnest(@ids::uuid[], @conversation_ids::bigint[], @job_ids::bigint[]) WITH ORDINALITY AS u(id, conversation_id, job_id, ord)
 ORDER BY u.ord
 ON CONFLICT DO NOTHING
-RETURNING id, created_at, scheduled_at`), insertMessagesParams...),
+RETURNING id, created_at, scheduled_at`), InsertMessagesArgs{}),
 
 		// Walks the dedup index, whose predicate is holds_dedup_key.
 		ReleaseExpiredDedupKeys: r.Replace(`

@@ -2,6 +2,7 @@ package sqltext
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,7 +14,8 @@ import (
 
 // Named is a statement whose text names its parameters (@name) for its
 // reader, numbered once when New builds it: SQL has $1, $2 … in the order of
-// Names, and the statement's Args type lists its values in that order.
+// Names, the sql tags of the statement's args struct, whose Args lists the
+// fields' values in that order.
 // pgx.NamedArgs would rewrite the text on every call instead: on Trigger's
 // path that cost 34 allocations and 3 KB a call (BENCHMARKS.md, section 13).
 type Named struct {
@@ -26,9 +28,15 @@ type Named struct {
 // namedParam is one @name parameter.
 var namedParam = regexp.MustCompile(`@([a-z_]+)`)
 
-// named numbers text's @name parameters in the order of names. text must use
-// every name, and no other: New panics otherwise, and a test builds New.
-func named(text string, names ...string) Named {
+// named numbers text's @name parameters in the order of the sql tags of
+// args' fields. text must use every name, and no other: New panics
+// otherwise, and a test builds New.
+func named(text string, args any) Named {
+	fields := reflect.TypeOf(args)
+	names := make([]string, fields.NumField())
+	for i := range names {
+		names[i] = fields.Field(i).Tag.Get("sql")
+	}
 	used := make([]bool, len(names))
 	sql := namedParam.ReplaceAllStringFunc(text, func(param string) string {
 		i := slices.Index(names, param[1:])
@@ -44,12 +52,8 @@ func named(text string, names ...string) Named {
 	return Named{SQL: sql, Names: names}
 }
 
-// insertMessagesParams are InsertMessages' parameters, in the order of
-// InsertMessagesArgs.Args.
-var insertMessagesParams = []string{"ids", "conversation_ids", "job_ids", "template_id", "content", "bulk_envelope_id", "scheduled_at"}
-
 // InsertMessagesArgs are InsertMessages' arguments; each field's tag names
-// its parameter.
+// its parameter, and Args lists them in the fields' order.
 type InsertMessagesArgs struct {
 	// IDs, ConversationIDs and JobIDs are one row's each, in order.
 	IDs             []pgtype.UUID `sql:"ids"`
@@ -63,18 +67,14 @@ type InsertMessagesArgs struct {
 	ScheduledAt *time.Time `sql:"scheduled_at"`
 }
 
-// Args are the arguments in InsertMessages' order.
+// Args are the arguments in the fields' order.
 func (a *InsertMessagesArgs) Args() []any {
 	return []any{a.IDs, a.ConversationIDs, a.JobIDs, a.TemplateID, a.Content, a.BulkEnvelopeID, a.ScheduledAt}
 }
 
-// insertEnvelopeParams are InsertEnvelope's parameters, in the order of
-// InsertEnvelopeArgs.Args.
-var insertEnvelopeParams = []string{"id", "template_id", "rendered_body", "recipients", "count", "effective_cap", "requested_by",
-	"status", "refused_reason", "digest", "schedule_in", "scheduled_at", "priority", "max_attempts"}
-
 // InsertEnvelopeArgs are InsertEnvelope's arguments; each field's tag names
-// its parameter. A nil pointer is NULL.
+// its parameter, and Args lists them in the fields' order. A nil pointer is
+// NULL.
 type InsertEnvelopeArgs struct {
 	ID           pgtype.UUID `sql:"id"`
 	TemplateID   string      `sql:"template_id"`
@@ -98,7 +98,7 @@ type InsertEnvelopeArgs struct {
 	MaxAttempts *int       `sql:"max_attempts"`
 }
 
-// Args are the arguments in InsertEnvelope's order.
+// Args are the arguments in the fields' order.
 func (a *InsertEnvelopeArgs) Args() []any {
 	return []any{a.ID, a.TemplateID, a.RenderedBody, a.Recipients, a.Count, a.EffectiveCap, a.RequestedBy,
 		a.Status, a.RefusedReason, a.Digest, a.ScheduleIn, a.ScheduledAt, a.Priority, a.MaxAttempts}
