@@ -122,9 +122,9 @@ func BenchmarkReads(b *testing.B) {
 	for _, m := range messages {
 		explain("ListMessages/"+m.name, q.ListMessages[m.filter], append([]any{outbound.DefaultListLimit + 1}, m.args...)...)
 	}
-	explain("ListEnvelopes/newest", q.ListEnvelopes, outbound.DefaultListLimit+1)
+	explain("ListEnvelopes/newest", q.ListEnvelopes[sqltext.EnvelopeFilter{}], outbound.DefaultListLimit+1)
 	last := envelopes.Envelopes[len(envelopes.Envelopes)-1]
-	explain("ListEnvelopes/deep_page", q.ListEnvelopesAfter, outbound.DefaultListLimit+1, last.RequestedAt, id(last.ID))
+	explain("ListEnvelopes/deep_page", q.ListEnvelopes[sqltext.EnvelopeFilter{After: true}], outbound.DefaultListLimit+1, last.RequestedAt, id(last.ID))
 
 	b.Run("gauge", func(b *testing.B) {
 		for b.Loop() {

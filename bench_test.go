@@ -167,9 +167,12 @@ func scanMessageByHand(row pgx.Row) (*outbound.Message, error) {
 		lastError *string
 		sentAt    *time.Time
 		rateWait  *time.Time
+		cancelBy  *string
+		cancelAt  *time.Time
 	)
 	if err := row.Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
-		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWait); err != nil {
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWait,
+		&cancelBy, &cancelAt, &m.ContentBytes); err != nil {
 		return nil, err
 	}
 	m.Status = outbound.MessageStatus(status)

@@ -9,6 +9,38 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// AuditActionCancel is emitted by CancelMessage, CancelEnvelope and their Tx
+// variants, inside the cancel's transaction, whenever a cancel changes
+// something. A message's cancel has metadata keys message_id,
+// conversation_id and template_id, and bulk_envelope_id when the message has
+// one; an envelope's has bulk_envelope_id, template_id and count, the number
+// of messages it cancelled.
+const AuditActionCancel = "outbound_cancel"
+
+// CancelOpts are the options of a cancel. A nil *CancelOpts means none.
+type CancelOpts struct {
+	// Actor is who cancelled, at most MaxActorBytes (256) bytes. It is kept
+	// on the rows the cancel ends (Message.CancelledBy, and
+	// Envelope.CancelledBy) and goes to the Auditor; never to telemetry.
+	Actor string
+}
+
+// validate checks the options; nil is valid.
+func (o *CancelOpts) validate() error {
+	if o == nil {
+		return nil
+	}
+	return validateBoundedText("CancelOpts.Actor", o.Actor, MaxActorBytes)
+}
+
+// actor is the options' Actor, "" for nil options.
+func (o *CancelOpts) actor() string {
+	if o == nil {
+		return ""
+	}
+	return o.Actor
+}
+
 // CancelMessage cancels an undelivered (pending or failed) message and its
 // River job in one transaction. Once it returns nil, the Notifier is never
 // called for the message, and its dedup key is free again. Cancelling a
@@ -17,12 +49,15 @@ import (
 // saying a delivery is in progress, as do sent, unconfirmed and discarded
 // messages; an unknown id gives ErrNotFound. When the message is the last
 // uncancelled one of its envelope, the envelope's status becomes cancelled.
+// The message keeps opts.Actor as CancelledBy, and the Auditor receives an
+// AuditActionCancel event in the cancel's transaction; an Auditor's error
+// undoes the cancel.
 //
 // Cancels lock the envelope row before message rows, always in that order,
 // so that they cannot deadlock; a delivery locks its message row only for the
 // statements that claim it and record the result.
-func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
-	return c.cancelMessage(ctx, nil, id)
+func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID, opts *CancelOpts) error {
+	return c.cancelMessage(ctx, nil, id, opts)
 }
 
 // CancelMessageTx is CancelMessage inside the caller's transaction, as
@@ -32,16 +67,20 @@ func (c *Client) CancelMessage(ctx context.Context, id uuid.UUID) error {
 // waits for them. When CancelMessageTx returns an error, its own writes are
 // already undone (it works under a savepoint), so the caller's transaction
 // stays usable.
-func (c *Client) CancelMessageTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) error {
+func (c *Client) CancelMessageTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, opts *CancelOpts) error {
 	if tx == nil {
 		return invalidArgument("tx", "must not be nil")
 	}
-	return c.cancelMessage(ctx, tx, id)
+	return c.cancelMessage(ctx, tx, id, opts)
 }
 
 // cancelMessage is CancelMessage and CancelMessageTx: callerTx is nil for
 // CancelMessage.
-func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) error {
+func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUID, opts *CancelOpts) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	actor := nullIfEmpty(opts.actor())
 	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		var envelopeID *uuid.UUID
@@ -73,15 +112,22 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 			return fmt.Errorf("%w: message %s is %s; only pending or failed messages can be cancelled", ErrNotCancellable, id, msg.Status)
 		}
 
-		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelMessage, id); err != nil {
+		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelMessage, id, actor); err != nil {
 			return err
 		}
 		if envelopeID != nil {
-			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, *envelopeID); err != nil {
+			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, *envelopeID, actor); err != nil {
 				return fmt.Errorf("outbound: cancel message: update envelope: %w", err)
 			}
 		}
-		return nil
+		if len(cancelled) == 0 {
+			return nil
+		}
+		metadata := map[string]any{"message_id": id.String(), "conversation_id": msg.ConversationID, "template_id": msg.TemplateID}
+		if msg.BulkEnvelopeID != uuid.Nil {
+			metadata["bulk_envelope_id"] = msg.BulkEnvelopeID.String()
+		}
+		return c.auditCancel(ctx, tx, opts.actor(), metadata)
 	})
 	if err != nil {
 		return err
@@ -100,9 +146,12 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 // already sent, unconfirmed or discarded are left as they are. When no
 // message is left uncancelled, the envelope's status becomes cancelled. An
 // unknown id is ErrNotFound; a refused envelope, which has no messages, is
-// ErrNotCancellable.
-func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) {
-	return c.cancelEnvelope(ctx, nil, id)
+// ErrNotCancellable. The envelope keeps opts.Actor as CancelledBy unless an
+// earlier cancel set it; each message cancelled, or in flight and asked to
+// be, keeps it too. The Auditor receives an AuditActionCancel event in the
+// cancel's transaction; an Auditor's error undoes the cancel.
+func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID, opts *CancelOpts) (int, error) {
+	return c.cancelEnvelope(ctx, nil, id, opts)
 }
 
 // CancelEnvelopeTx is CancelEnvelope inside the caller's transaction: the
@@ -111,16 +160,20 @@ func (c *Client) CancelEnvelope(ctx context.Context, id uuid.UUID) (int, error) 
 // rows stay locked, and delivery attempts that come for them wait. When
 // CancelEnvelopeTx returns an error, its own writes are already undone (it
 // works under a savepoint), so the caller's transaction stays usable.
-func (c *Client) CancelEnvelopeTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (int, error) {
+func (c *Client) CancelEnvelopeTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, opts *CancelOpts) (int, error) {
 	if tx == nil {
 		return 0, invalidArgument("tx", "must not be nil")
 	}
-	return c.cancelEnvelope(ctx, tx, id)
+	return c.cancelEnvelope(ctx, tx, id, opts)
 }
 
 // cancelEnvelope is CancelEnvelope and CancelEnvelopeTx: callerTx is nil
 // for CancelEnvelope.
-func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UUID) (int, error) {
+func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UUID, opts *CancelOpts) (int, error) {
+	if err := opts.validate(); err != nil {
+		return 0, err
+	}
+	actor := nullIfEmpty(opts.actor())
 	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := c.lockEnvelope(ctx, tx, id)
@@ -130,19 +183,41 @@ func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UU
 		if env.Status == EnvelopeStatusRefusedCapExceeded {
 			return fmt.Errorf("%w: envelope %s was refused (%s); it has no messages to cancel", ErrNotCancellable, id, env.RefusedReason)
 		}
-		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelEnvelopeMessages, id, env.TemplateID); err != nil {
+		if cancelled, err = c.cancelMessagesAndJobs(ctx, tx, c.queries.CancelEnvelopeMessages, id, env.TemplateID, actor); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id); err != nil {
+		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelRequested, id, actor); err != nil {
 			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
 		}
-		return nil
+		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id, actor); err != nil {
+			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
+		}
+		return c.auditCancel(ctx, tx, opts.actor(), map[string]any{
+			"bulk_envelope_id": id.String(), "template_id": env.TemplateID, "count": len(cancelled),
+		})
 	})
 	if err != nil {
 		return 0, err
 	}
 	c.publishCancelled(ctx, callerTx, cancelled, EventReasonCancelEnvelope)
 	return len(cancelled), nil
+}
+
+// auditCancel gives the Auditor a cancel's event, inside its transaction. The
+// event occurs at the transaction's time, which the rows' cancelled_at keep:
+// the database's clock, not this process's.
+func (c *Client) auditCancel(ctx context.Context, tx pgx.Tx, actor string, metadata map[string]any) error {
+	if _, noop := c.config.Auditor.(NoopAuditor); noop {
+		return nil
+	}
+	event := AuditEvent{Action: AuditActionCancel, Actor: actor, Metadata: metadata}
+	if err := tx.QueryRow(ctx, c.queries.TransactionTime).Scan(&event.OccurredAt); err != nil {
+		return fmt.Errorf("outbound: cancel: read the time: %w", err)
+	}
+	if err := c.config.Auditor.Audit(ctx, tx, event); err != nil {
+		return &auditorError{err}
+	}
+	return nil
 }
 
 // publishCancelled publishes the events of messages cancelled, once they are

@@ -38,15 +38,15 @@ func (cc cancelCall) run(ctx context.Context, client *outbound.Client, msg *outb
 	cancel := func(tx pgx.Tx) error {
 		switch {
 		case cc.envelope && tx != nil:
-			_, err := client.CancelEnvelopeTx(ctx, tx, msg.BulkEnvelopeID)
+			_, err := client.CancelEnvelopeTx(ctx, tx, msg.BulkEnvelopeID, nil)
 			return err
 		case cc.envelope:
-			_, err := client.CancelEnvelope(ctx, msg.BulkEnvelopeID)
+			_, err := client.CancelEnvelope(ctx, msg.BulkEnvelopeID, nil)
 			return err
 		case tx != nil:
-			return client.CancelMessageTx(ctx, tx, msg.ID)
+			return client.CancelMessageTx(ctx, tx, msg.ID, nil)
 		}
-		return client.CancelMessage(ctx, msg.ID)
+		return client.CancelMessage(ctx, msg.ID, nil)
 	}
 	if !cc.tx {
 		return cancel(nil)

@@ -25,7 +25,7 @@ func TestCancelMessage(t *testing.T) {
 		b := setup(t)
 
 		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
+		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID, nil))
 
 		msg, err := b.client.Message(ctx, res.Message.ID)
 		require.NoError(t, err)
@@ -34,14 +34,14 @@ func TestCancelMessage(t *testing.T) {
 		require.Equal(t, "cancelled", jobByID(t, b.schema, msg.JobID).State)
 
 		// Cancelling again is a no-op.
-		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID))
+		require.NoError(t, b.client.CancelMessage(ctx, res.Message.ID, nil))
 
 		// The dedup key is free: the same trigger writes a new message.
 		again := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.False(t, again.Duplicate)
 		require.NotEqual(t, res.Message.ID, again.Message.ID)
 
-		err = b.client.CancelMessage(ctx, uuid.New())
+		err = b.client.CancelMessage(ctx, uuid.New(), nil)
 		require.ErrorIs(t, err, outbound.ErrNotFound)
 	})
 
@@ -56,9 +56,9 @@ func TestCancelMessage(t *testing.T) {
 
 		// Cancelled before any worker runs: one message, and a whole envelope.
 		single := mustTrigger(ctx, t, idle, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, idle.CancelMessage(ctx, single.Message.ID))
+		require.NoError(t, idle.CancelMessage(ctx, single.Message.ID, nil))
 		bulk := mustBulkTrigger(ctx, t, idle, conversations(4), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		n, err := idle.CancelEnvelope(ctx, bulk.Envelope.ID)
+		n, err := idle.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
 		require.NoError(t, err)
 		require.Equal(t, 4, n)
 
@@ -91,7 +91,7 @@ func TestCancelMessage(t *testing.T) {
 		res := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "recovery"})
 		waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 
-		err := b.client.CancelMessage(ctx, res.Message.ID)
+		err := b.client.CancelMessage(ctx, res.Message.ID, nil)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 		require.ErrorContains(t, err, "is sent")
 		msg, err := b.client.Message(ctx, res.Message.ID)
@@ -114,7 +114,7 @@ func TestCancelMessage(t *testing.T) {
 		// A cancel that waited for the notifier would run into this deadline.
 		cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		err := client.CancelMessage(cancelCtx, res.Message.ID)
+		err := client.CancelMessage(cancelCtx, res.Message.ID, nil)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 		require.ErrorContains(t, err, "a delivery is in progress")
 		require.Equal(t, 1, gate.InFlight(), "the cancel returned while the notifier still ran")
@@ -143,7 +143,7 @@ func TestCancelMessage(t *testing.T) {
 				i := v.(int)
 				// Cancel mid-delivery: refused, as a delivery is in progress,
 				// or, if it comes after the record, as the message is sent.
-				wg.Go(func() { cancelErrs[i] = b.client.CancelMessage(ctx, msg.ID) })
+				wg.Go(func() { cancelErrs[i] = b.client.CancelMessage(ctx, msg.ID, nil) })
 				time.Sleep(20 * time.Millisecond)
 			}
 			return nil
@@ -161,7 +161,7 @@ func TestCancelMessage(t *testing.T) {
 			if i%2 == 1 {
 				wg.Go(func() {
 					time.Sleep(time.Duration(rand.IntN(3000)) * time.Millisecond)
-					cancelErrs[i] = b.client.CancelMessage(ctx, msg.ID)
+					cancelErrs[i] = b.client.CancelMessage(ctx, msg.ID, nil)
 				})
 			}
 		}
@@ -220,7 +220,7 @@ func TestCancelEnvelope(t *testing.T) {
 
 		// Only the undelivered recipients are cancelled; the envelope, with
 		// messages sent, stays submitted.
-		n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+		n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
 		progress, err = b.client.EnvelopeProgress(ctx, bulk.Envelope.ID)
@@ -231,11 +231,11 @@ func TestCancelEnvelope(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status)
 
-		n, err = b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+		n, err = b.client.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
 		require.NoError(t, err)
 		require.Zero(t, n)
 
-		_, err = b.client.CancelEnvelope(ctx, uuid.New())
+		_, err = b.client.CancelEnvelope(ctx, uuid.New(), nil)
 		require.ErrorIs(t, err, outbound.ErrNotFound)
 		_, err = b.client.EnvelopeProgress(ctx, uuid.New())
 		require.ErrorIs(t, err, outbound.ErrNotFound)
@@ -250,7 +250,7 @@ func TestCancelEnvelope(t *testing.T) {
 
 		// Cancelling recipients one by one: the last one cancels the envelope.
 		for i, msg := range bulk.Messages {
-			require.NoError(t, b.client.CancelMessage(ctx, msg.ID))
+			require.NoError(t, b.client.CancelMessage(ctx, msg.ID, nil))
 			env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
 			require.NoError(t, err)
 			want := outbound.EnvelopeStatusSubmitted
@@ -265,7 +265,7 @@ func TestCancelEnvelope(t *testing.T) {
 
 		// CancelEnvelope on a fresh bulk cancels it whole.
 		bulk = mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "outage-2", RenderedBody: "Back up."})
-		n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+		n, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
 		require.NoError(t, err)
 		require.Equal(t, 3, n)
 		env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
@@ -282,7 +282,7 @@ func TestCancelEnvelope(t *testing.T) {
 		_, err = b.client.BulkTrigger(ctx, conversations(26), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		var tooLarge *outbound.BatchTooLargeError
 		require.ErrorAs(t, err, &tooLarge)
-		_, err = b.client.CancelEnvelope(ctx, tooLarge.EnvelopeID)
+		_, err = b.client.CancelEnvelope(ctx, tooLarge.EnvelopeID, nil)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 		progress, err = b.client.EnvelopeProgress(ctx, tooLarge.EnvelopeID)
 		require.NoError(t, err)
@@ -300,10 +300,10 @@ func TestCancelEnvelope(t *testing.T) {
 
 		var wg sync.WaitGroup
 		for _, msg := range bulk.Messages {
-			wg.Go(func() { require.NoError(t, b.client.CancelMessage(ctx, msg.ID)) })
+			wg.Go(func() { require.NoError(t, b.client.CancelMessage(ctx, msg.ID, nil)) })
 		}
 		wg.Go(func() {
-			_, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+			_, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
 			require.NoError(t, err)
 		})
 		wg.Wait()
@@ -329,14 +329,15 @@ func TestCancelEnvelope(t *testing.T) {
 		}
 		// setup starts a worker of two, makes a bulk of n, and waits until two
 		// of its messages are in flight. Once let through, the call for the
-		// first of those fails, and so does the second's when both fail.
-		setup := func(t *testing.T, n int, bothFail bool) *bundle {
+		// first of those fails with failure, and so does the second's when
+		// both fail.
+		setup := func(t *testing.T, n int, bothFail bool, failure error) *bundle {
 			ctx := ctxT(t)
 			b := &bundle{schema: migratedSchema(t)}
 			var fail sync.Map
 			b.gate = newGateNotifier(func(_ context.Context, msg *outbound.Message) error {
 				if _, ok := fail.Load(msg.ID); ok {
-					return errors.New("smtp: 451 try again later")
+					return failure
 				}
 				return nil
 			})
@@ -364,13 +365,13 @@ func TestCancelEnvelope(t *testing.T) {
 		t.Run("OneFailsOneSucceeds", func(t *testing.T) {
 			t.Parallel()
 			ctx := ctxT(t)
-			b := setup(t, 4, false)
+			b := setup(t, 4, false, errors.New("smtp: 451 try again later"))
 			events := mustSubscribe(t, b.client, allEventKinds...)
 
 			// A cancel that waited for the notifiers would run into this.
 			cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			n, err := b.client.CancelEnvelope(cancelCtx, b.bulk.Envelope.ID)
+			n, err := b.client.CancelEnvelope(cancelCtx, b.bulk.Envelope.ID, &outbound.CancelOpts{Actor: "agent:7"})
 			require.NoError(t, err)
 			require.Equal(t, 2, n, "the two messages not in flight")
 			require.Equal(t, 2, b.gate.InFlight(), "the cancel returned while the notifiers still ran")
@@ -384,6 +385,8 @@ func TestCancelEnvelope(t *testing.T) {
 			failed := waitForStatus(t, b.client, b.inFlight[:1], outbound.MessageStatusCancelled)[0]
 			require.Equal(t, "smtp: 451 try again later", failed.LastError)
 			require.Equal(t, "cancelled", failed.Metadata["status"])
+			require.Equal(t, "agent:7", failed.CancelledBy, "who asked while it was in flight")
+			require.False(t, failed.CancelledAt.IsZero())
 			sent := waitForStatus(t, b.client, b.inFlight[1:], outbound.MessageStatusSent)[0]
 			got := byMessage(receiveEvents(t, events, 2))
 			requireEvent(t, got[failed.ID], outbound.EventKindMessageCancelled, outbound.EventReasonCancelEnvelope, failed, 1, failed.LastError)
@@ -400,6 +403,8 @@ func TestCancelEnvelope(t *testing.T) {
 			env, err := b.client.Envelope(ctx, b.bulk.Envelope.ID)
 			require.NoError(t, err)
 			require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status, "one message was sent")
+			require.Equal(t, outbound.EnvelopeOutcomePartlyCancelled, env.Outcome)
+			require.Equal(t, "agent:7", env.CancelledBy)
 			for _, m := range b.bulk.Messages {
 				if m.ID == b.inFlight[0] || m.ID == b.inFlight[1] {
 					require.Equal(t, 1, b.gate.CallsFor(m.ID), "a message in flight was called again")
@@ -412,8 +417,8 @@ func TestCancelEnvelope(t *testing.T) {
 		t.Run("AllInFlightFail", func(t *testing.T) {
 			t.Parallel()
 			ctx := ctxT(t)
-			b := setup(t, 2, true)
-			n, err := b.client.CancelEnvelope(ctx, b.bulk.Envelope.ID)
+			b := setup(t, 2, true, errors.New("smtp: 451 try again later"))
+			n, err := b.client.CancelEnvelope(ctx, b.bulk.Envelope.ID, nil)
 			require.NoError(t, err)
 			require.Zero(t, n)
 			b.gate.Open()
@@ -421,9 +426,34 @@ func TestCancelEnvelope(t *testing.T) {
 			env, err := b.client.Envelope(ctx, b.bulk.Envelope.ID)
 			require.NoError(t, err)
 			require.Equal(t, outbound.EnvelopeStatusCancelled, env.Status, "the last message's cancel ends the envelope")
+			require.Equal(t, outbound.EnvelopeOutcomeCancelled, env.Outcome)
 			for _, id := range b.inFlight {
 				require.Equal(t, 1, b.gate.CallsFor(id))
 			}
+		})
+
+		// A message whose attempt in flight fails permanently ends by its
+		// own failure, not by the cancel asked for meanwhile.
+		t.Run("PermanentFailureKeepsItsOutcome", func(t *testing.T) {
+			t.Parallel()
+			ctx := ctxT(t)
+			b := setup(t, 3, true, outbound.Permanent(errors.New("smtp: 550 no such mailbox")))
+			n, err := b.client.CancelEnvelope(ctx, b.bulk.Envelope.ID, &outbound.CancelOpts{Actor: "agent:7"})
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			b.gate.Open()
+			for _, msg := range waitForStatus(t, b.client, b.inFlight, outbound.MessageStatusDiscarded) {
+				require.Contains(t, msg.LastError, "550 no such mailbox")
+				require.Empty(t, msg.CancelledBy)
+				require.True(t, msg.CancelledAt.IsZero())
+			}
+			env, err := b.client.Envelope(ctx, b.bulk.Envelope.ID)
+			require.NoError(t, err)
+			require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status, "two messages were discarded")
+			require.Equal(t, outbound.EnvelopeOutcomePartlyCancelled, env.Outcome)
+			progress, err := b.client.EnvelopeProgress(ctx, b.bulk.Envelope.ID)
+			require.NoError(t, err)
+			require.Equal(t, outbound.Progress{Discarded: 2, Cancelled: 1}, *progress)
 		})
 	})
 }

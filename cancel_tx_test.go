@@ -20,7 +20,7 @@ func TestCancelMessageTx(t *testing.T) {
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback(ctx) }()
-		require.NoError(t, b.client.CancelMessageTx(ctx, tx, res.Message.ID))
+		require.NoError(t, b.client.CancelMessageTx(ctx, tx, res.Message.ID, nil))
 
 		// Outside the transaction nothing has changed yet.
 		outside, err := b.client.Message(ctx, res.Message.ID)
@@ -49,7 +49,7 @@ func TestCancelMessageTx(t *testing.T) {
 		require.NoError(t, err)
 		_, err = tx.Exec(ctx, "INSERT INTO "+table(b.schema, "host_notes")+" VALUES ('follow-up withdrawn')")
 		require.NoError(t, err)
-		require.NoError(t, b.client.CancelMessageTx(ctx, tx, res.Message.ID))
+		require.NoError(t, b.client.CancelMessageTx(ctx, tx, res.Message.ID, nil))
 		require.NoError(t, tx.Rollback(ctx))
 
 		msg, err := b.client.Message(ctx, res.Message.ID)
@@ -72,10 +72,10 @@ func TestCancelMessageTx(t *testing.T) {
 		tx, err := testPool.Begin(ctx)
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback(ctx) }()
-		require.ErrorIs(t, b.client.CancelMessageTx(ctx, tx, sent.Message.ID), outbound.ErrNotCancellable)
-		require.ErrorIs(t, b.client.CancelMessageTx(ctx, tx, uuid.New()), outbound.ErrNotFound)
-		require.ErrorIs(t, b.client.CancelMessageTx(ctx, nil, pending.Message.ID), outbound.ErrInvalidArgument)
-		require.NoError(t, b.client.CancelMessageTx(ctx, tx, pending.Message.ID))
+		require.ErrorIs(t, b.client.CancelMessageTx(ctx, tx, sent.Message.ID, nil), outbound.ErrNotCancellable)
+		require.ErrorIs(t, b.client.CancelMessageTx(ctx, tx, uuid.New(), nil), outbound.ErrNotFound)
+		require.ErrorIs(t, b.client.CancelMessageTx(ctx, nil, pending.Message.ID, nil), outbound.ErrInvalidArgument)
+		require.NoError(t, b.client.CancelMessageTx(ctx, tx, pending.Message.ID, nil))
 		require.NoError(t, tx.Commit(ctx))
 
 		msg, err := b.client.Message(ctx, pending.Message.ID)
@@ -93,7 +93,7 @@ func TestCancelEnvelopeTx(t *testing.T) {
 	// Rolled back: nothing happened.
 	tx, err := testPool.Begin(ctx)
 	require.NoError(t, err)
-	n, err := b.client.CancelEnvelopeTx(ctx, tx, bulk.Envelope.ID)
+	n, err := b.client.CancelEnvelopeTx(ctx, tx, bulk.Envelope.ID, nil)
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 	require.NoError(t, tx.Rollback(ctx))
@@ -105,9 +105,9 @@ func TestCancelEnvelopeTx(t *testing.T) {
 	tx, err = testPool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	_, err = b.client.CancelEnvelopeTx(ctx, tx, uuid.New())
+	_, err = b.client.CancelEnvelopeTx(ctx, tx, uuid.New(), nil)
 	require.ErrorIs(t, err, outbound.ErrNotFound)
-	n, err = b.client.CancelEnvelopeTx(ctx, tx, bulk.Envelope.ID)
+	n, err = b.client.CancelEnvelopeTx(ctx, tx, bulk.Envelope.ID, nil)
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 	env, err := b.client.Envelope(ctx, bulk.Envelope.ID)
@@ -124,6 +124,6 @@ func TestCancelEnvelopeTx(t *testing.T) {
 	for _, m := range bulk.Messages {
 		require.Equal(t, "cancelled", jobByID(t, b.schema, m.JobID).State)
 	}
-	_, err = b.client.CancelEnvelopeTx(ctx, nil, bulk.Envelope.ID)
+	_, err = b.client.CancelEnvelopeTx(ctx, nil, bulk.Envelope.ID, nil)
 	require.ErrorIs(t, err, outbound.ErrInvalidArgument)
 }

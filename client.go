@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
@@ -111,6 +112,42 @@ func (c *Client) Message(ctx context.Context, id uuid.UUID) (*Message, error) {
 		return nil, fmt.Errorf("outbound: read message: %w", err)
 	}
 	return msg, nil
+}
+
+// MessagePreview returns the message with the given id, as Message does, but
+// with at most the first maxContentBytes bytes of its Content, cut back to a
+// whole character; ContentBytes says how long the whole Content is. It reads
+// a message to show, such as on a dashboard, without reading a body that may
+// be Config.MaxContentBytes long. maxContentBytes must be positive.
+func (c *Client) MessagePreview(ctx context.Context, id uuid.UUID, maxContentBytes int) (*Message, error) {
+	if maxContentBytes <= 0 || maxContentBytes > maxMaxContentBytes {
+		return nil, invalidArgument("maxContentBytes", "must be between 1 and %d, got %d", maxMaxContentBytes, maxContentBytes)
+	}
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
+	// left() counts characters, each one to four bytes: reading as many
+	// characters as bytes wanted reads at most four times the bytes.
+	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessagePreview, id, maxContentBytes))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read message: %w", err)
+	}
+	msg.Content = cutToBytes(msg.Content, maxContentBytes)
+	return msg, nil
+}
+
+// cutToBytes returns s cut to at most n bytes, ending at a whole character.
+func cutToBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // auditor is the call's own Auditor if it gave one, else the config's.

@@ -557,13 +557,18 @@ func (c *Client) recordCancelledInFlight(ctx context.Context, cl *claim, lastErr
 				return err
 			}
 		}
-		tag, err := tx.Exec(ctx, c.queries.RecordCancelledInFlight, cl.msg.ID, cl.id, lastError)
+		// The actor is whoever asked for the cancel while the attempt ran.
+		var actor *string
+		err := tx.QueryRow(ctx, c.queries.RecordCancelledInFlight, cl.msg.ID, cl.id, lastError).Scan(&actor)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		recorded = tag.RowsAffected() == 1
-		if recorded && hasEnvelope {
-			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, envelopeID); err != nil {
+		recorded = true
+		if hasEnvelope {
+			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, envelopeID, actor); err != nil {
 				return err
 			}
 		}

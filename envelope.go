@@ -13,6 +13,7 @@ import (
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // EnvelopeStatus is the state of a bulk envelope.
@@ -29,12 +30,48 @@ const (
 	EnvelopeStatusCancelled EnvelopeStatus = "cancelled"
 )
 
+// EnvelopeOutcome is how an envelope's bulk went, derived from its
+// messages' statuses when the envelope is read.
+type EnvelopeOutcome string
+
+// Envelope outcomes.
+const (
+	// EnvelopeOutcomeInProgress: some message still awaits a result
+	// (pending, delivering, or failed awaiting a retry).
+	EnvelopeOutcomeInProgress EnvelopeOutcome = "in_progress"
+	// EnvelopeOutcomeCompleted: every message was sent.
+	EnvelopeOutcomeCompleted EnvelopeOutcome = "completed"
+	// EnvelopeOutcomeCompletedWithFailures: every message is final, none was
+	// cancelled, and some were not sent (discarded or unconfirmed).
+	EnvelopeOutcomeCompletedWithFailures EnvelopeOutcome = "completed_with_failures"
+	// EnvelopeOutcomeCancelled: every message was cancelled.
+	EnvelopeOutcomeCancelled EnvelopeOutcome = "cancelled"
+	// EnvelopeOutcomePartlyCancelled: every message is final, some were
+	// cancelled and some were not: sent before the cancel, or ended by
+	// their own permanent failure.
+	EnvelopeOutcomePartlyCancelled EnvelopeOutcome = "partly_cancelled"
+	// EnvelopeOutcomeRefused: the bulk was refused; it has no messages.
+	EnvelopeOutcomeRefused EnvelopeOutcome = "refused"
+)
+
+// envelopeOutcomes lists every EnvelopeOutcome, in the order above.
+var envelopeOutcomes = []EnvelopeOutcome{
+	EnvelopeOutcomeInProgress, EnvelopeOutcomeCompleted, EnvelopeOutcomeCompletedWithFailures,
+	EnvelopeOutcomeCancelled, EnvelopeOutcomePartlyCancelled, EnvelopeOutcomeRefused,
+}
+
 // Envelope is the durable record of one BulkTrigger call, submitted or
 // refused.
 type Envelope struct {
-	ID           uuid.UUID
-	TemplateID   string
+	ID         uuid.UUID
+	TemplateID string
+	// RenderedBody is the bulk's body. ListEnvelopes leaves it empty unless
+	// asked for it (ListEnvelopesParams.IncludeBody), and EnvelopePreview
+	// reads only its start; RenderedBodyBytes is its whole length.
 	RenderedBody string
+	// RenderedBodyBytes is the length of the whole RenderedBody in bytes,
+	// filled in by every read.
+	RenderedBodyBytes int
 	// RecipientConversationIDs are the requested conversations in the
 	// caller's order. A refused envelope keeps only the first
 	// MaxRefusedRecipientsKept (1,000); Count says how many were asked for.
@@ -49,8 +86,17 @@ type Envelope struct {
 	// RefusedReason says why a refused envelope was refused, e.g.
 	// "batch_size 26 exceeds cap 25".
 	RefusedReason string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Outcome is how the bulk went, derived from its messages when the
+	// envelope was read; Status says only what was done to the envelope.
+	Outcome EnvelopeOutcome
+	// CancelledBy is the Actor of the envelope's first CancelEnvelope, or of
+	// the cancel of its last message left; CancelledAt is when, zero when
+	// no cancel has touched the envelope. CancelledBy is empty for a cancel
+	// without an Actor.
+	CancelledBy string
+	CancelledAt time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	// recipientsDigest is the SHA-256 of a refused envelope's whole list,
 	// which a retry of the same request is compared against.
@@ -74,6 +120,15 @@ type ListEnvelopesParams struct {
 	Limit int
 	// Status keeps only envelopes with this status; "" keeps all.
 	Status EnvelopeStatus
+	// Outcome keeps only envelopes with this outcome; "" keeps all. It
+	// cannot be combined with Status. The page is found by reading
+	// envelopes newest first and deriving each one's outcome from its
+	// messages, so a rare outcome costs a read of the envelopes skipped.
+	Outcome EnvelopeOutcome
+	// IncludeBody reads each envelope's RenderedBody. Without it the body
+	// is empty and RenderedBodyBytes gives its length, so that a page takes
+	// memory in proportion to its rows, not to its bodies.
+	IncludeBody bool
 	// After starts the page after this cursor, as a previous page's
 	// NextCursor; nil starts with the newest envelope.
 	After *EnvelopeListCursor
@@ -93,7 +148,7 @@ func (c *Client) Envelope(ctx context.Context, id uuid.UUID) (*Envelope, error) 
 	if err := c.checkSchema(ctx, c.pool); err != nil {
 		return nil, err
 	}
-	env, err := scanEnvelope(c.pool.QueryRow(ctx, c.queries.SelectEnvelope, id))
+	env, err := scanEnvelopeWithOutcome(c.pool.QueryRow(ctx, c.queries.SelectEnvelope, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
 	}
@@ -103,8 +158,29 @@ func (c *Client) Envelope(ctx context.Context, id uuid.UUID) (*Envelope, error) 
 	return env, nil
 }
 
+// EnvelopePreview returns the envelope with the given id, as Envelope does,
+// but with at most the first maxBodyBytes bytes of its RenderedBody, cut
+// back to a whole character, as Client.MessagePreview does for a message.
+func (c *Client) EnvelopePreview(ctx context.Context, id uuid.UUID, maxBodyBytes int) (*Envelope, error) {
+	if maxBodyBytes <= 0 || maxBodyBytes > maxMaxContentBytes {
+		return nil, invalidArgument("maxBodyBytes", "must be between 1 and %d, got %d", maxMaxContentBytes, maxBodyBytes)
+	}
+	if err := c.checkSchema(ctx, c.pool); err != nil {
+		return nil, err
+	}
+	env, err := scanEnvelopeWithOutcome(c.pool.QueryRow(ctx, c.queries.SelectEnvelopePreview, id, maxBodyBytes))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("outbound: read envelope: %w", err)
+	}
+	env.RenderedBody = cutToBytes(env.RenderedBody, maxBodyBytes)
+	return env, nil
+}
+
 // ListEnvelopes returns a page of envelopes, newest first (by RequestedAt,
-// then id), optionally of one status. Pages are positioned by cursor, as
+// then id), optionally of one status or one outcome. Pages are positioned by cursor, as
 // ListMessages' are: paging through while bulks are submitted neither
 // repeats nor misses one that existed when paging began.
 func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams) (*ListEnvelopesResult, error) {
@@ -118,6 +194,12 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	if params.Status != "" && !slices.Contains([]EnvelopeStatus{EnvelopeStatusSubmitted, EnvelopeStatusRefusedCapExceeded, EnvelopeStatusCancelled}, params.Status) {
 		return nil, invalidArgument("ListEnvelopesParams.Status", "must be submitted, refused_cap_exceeded, cancelled or empty, got %q", params.Status)
 	}
+	if params.Outcome != "" && !slices.Contains(envelopeOutcomes, params.Outcome) {
+		return nil, invalidArgument("ListEnvelopesParams.Outcome", "must be one of %v or empty, got %q", envelopeOutcomes, params.Outcome)
+	}
+	if params.Outcome != "" && params.Status != "" {
+		return nil, invalidArgument("ListEnvelopesParams.Outcome", "cannot be combined with Status; set one of them")
+	}
 	after := params.After
 	if after != nil && after.id == uuid.Nil {
 		return nil, invalidArgument("ListEnvelopesParams.After", "is a zero cursor; use a NextCursor or EnvelopeListCursorFromEnvelope")
@@ -126,21 +208,24 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 		return nil, err
 	}
 	// One more than the limit says whether there is a next page.
-	var rows pgx.Rows
+	filter, args := sqltext.EnvelopeFilter{Body: params.IncludeBody}, []any{limit + 1}
 	switch {
-	case params.Status == "" && after == nil:
-		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopes, limit+1)
-	case params.Status == "":
-		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesAfter, limit+1, after.requestedAt, pgUUID(after.id))
-	case after == nil:
-		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesByStatus, string(params.Status), limit+1)
-	default:
-		rows, err = c.pool.Query(ctx, c.queries.ListEnvelopesByStatusAfter, string(params.Status), limit+1, after.requestedAt, pgUUID(after.id))
+	case params.Status != "":
+		filter.Status = true
+		args = append(args, string(params.Status))
+	case params.Outcome != "":
+		filter.Outcome = true
+		args = append(args, string(params.Outcome))
 	}
+	if after != nil {
+		filter.After = true
+		args = append(args, after.requestedAt, pgUUID(after.id))
+	}
+	rows, err := c.pool.Query(ctx, c.queries.ListEnvelopes[filter], args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
 	}
-	envelopes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Envelope, error) { return scanEnvelope(row) })
+	envelopes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Envelope, error) { return scanEnvelopeWithOutcome(row) })
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
 	}
@@ -152,20 +237,38 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	return res, nil
 }
 
-// scanEnvelope scans one row of sqltext.EnvelopeColumns.
-func scanEnvelope(row pgx.Row) (*Envelope, error) {
+// scanEnvelopeWithOutcome scans one row of sqltext.EnvelopeColumns followed
+// by the envelope's outcome.
+func scanEnvelopeWithOutcome(row pgx.Row) (*Envelope, error) {
+	var outcome string
+	e, err := scanEnvelope(row, &outcome)
+	if err != nil {
+		return nil, err
+	}
+	e.Outcome = EnvelopeOutcome(outcome)
+	return e, nil
+}
+
+// scanEnvelope scans one row of sqltext.EnvelopeColumns, followed by the
+// columns extra scans into, if any.
+func scanEnvelope(row pgx.Row, extra ...any) (*Envelope, error) {
 	var (
 		e             Envelope
 		status        string
 		requestedBy   *string
 		refusedReason *string
+		cancelledBy   *string
+		cancelledAt   *time.Time
+		body          pgtype.Text
 	)
-	if err := row.Scan(&e.ID, &e.TemplateID, &e.RenderedBody, &e.RecipientConversationIDs, &e.Count,
+	dest := append([]any{&e.ID, &e.TemplateID, &body, &e.RecipientConversationIDs, &e.Count,
 		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest, &e.scheduleIn,
-		&e.scheduledAt, &e.priority, &e.maxAttempts); err != nil {
+		&e.scheduledAt, &e.priority, &e.maxAttempts, &cancelledBy, &cancelledAt, &e.RenderedBodyBytes}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	e.Status = EnvelopeStatus(status)
+	e.RenderedBody, e.Status = body.String, EnvelopeStatus(status)
+	e.CancelledBy, e.CancelledAt = deref(cancelledBy), deref(cancelledAt)
 	if requestedBy != nil {
 		e.RequestedBy = *requestedBy
 	}
@@ -261,7 +364,18 @@ func (c *Client) insertEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 		Priority:      nullIfZero(req.priority),
 		MaxAttempts:   nullIfZero(req.maxAttempts),
 	}
-	return scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope.SQL, args.Args()...))
+	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope.SQL, args.Args()...))
+	if err != nil {
+		return nil, err
+	}
+	// The insert does not send the body back: it is the caller's.
+	env.RenderedBody = req.body
+	// A new envelope's messages are all pending, being written with it.
+	env.Outcome = EnvelopeOutcomeInProgress
+	if env.Status == EnvelopeStatusRefusedCapExceeded {
+		env.Outcome = EnvelopeOutcomeRefused
+	}
+	return env, nil
 }
 
 // requestDiffers names the first parameter of a bulk request that differs
@@ -402,7 +516,7 @@ func (c *EnvelopeListCursor) UnmarshalText(text []byte) error {
 // other request is ErrIdempotencyConflict.
 func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeRequest) (*Envelope, []*Message, error) {
 	envelopeID, conversationIDs := req.id, req.recipients
-	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
+	env, err := scanEnvelopeWithOutcome(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
 	}

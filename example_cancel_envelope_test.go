@@ -39,7 +39,7 @@ func ExampleClient_CancelEnvelope() {
 		log.Fatal(err)
 	}
 
-	n, err := client.CancelEnvelope(ctx, res.Envelope.ID)
+	n, err := client.CancelEnvelope(ctx, res.Envelope.ID, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

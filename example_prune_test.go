@@ -40,7 +40,7 @@ func ExampleClient_Prune() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := client.CancelEnvelope(ctx, res.Envelope.ID); err != nil {
+	if _, err := client.CancelEnvelope(ctx, res.Envelope.ID, nil); err != nil {
 		log.Fatal(err)
 	}
 

@@ -287,7 +287,7 @@ func TestIdleConnectionsKilled(t *testing.T) {
 			return err
 		}},
 		{"CancelEnvelope", func() error {
-			_, err := client.CancelEnvelope(ctx, uuid.New())
+			_, err := client.CancelEnvelope(ctx, uuid.New(), nil)
 			if errors.Is(err, outbound.ErrNotFound) {
 				return nil
 			}

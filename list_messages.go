@@ -32,6 +32,11 @@ type ListMessagesParams struct {
 	// After starts the page after this cursor, as a previous page's
 	// NextCursor; nil starts with the newest message.
 	After *MessageListCursor
+	// IncludeContent reads each message's Content. Without it Content is
+	// empty and ContentBytes gives its length: a page then takes memory in
+	// proportion to its rows, not to bodies that may each be
+	// Config.MaxContentBytes long.
+	IncludeContent bool
 }
 
 // ListMessagesResult is one page of ListMessages.
@@ -85,7 +90,7 @@ func (c *Client) listMessages(ctx context.Context, q querier, params *ListMessag
 	}
 
 	// One more than the limit says whether there is a next page.
-	filter, args := sqltext.MessageFilter{}, []any{limit + 1}
+	filter, args := sqltext.MessageFilter{Content: params.IncludeContent}, []any{limit + 1}
 	if params.ConversationID != 0 {
 		filter.Conversation = true
 		args = append(args, params.ConversationID)

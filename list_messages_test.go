@@ -23,7 +23,7 @@ func TestListMessages(t *testing.T) {
 	bulk := mustBulkTrigger(ctx, t, b.client, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
 	other := mustBulkTrigger(ctx, t, b.client, []int64{4}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "b"})
 	b.factory.setStatus(t, bulk.Messages[1].ID, outbound.MessageStatusSent)
-	require.NoError(t, b.client.CancelMessage(ctx, bulk.Messages[2].ID))
+	require.NoError(t, b.client.CancelMessage(ctx, bulk.Messages[2].ID, nil))
 
 	list := func(params *outbound.ListMessagesParams) []uuid.UUID {
 		t.Helper()
@@ -54,11 +54,24 @@ func TestListMessages(t *testing.T) {
 		require.Equal(t, []uuid.UUID{b1}, list(&outbound.ListMessagesParams{BulkEnvelopeID: bulk.Envelope.ID, Status: outbound.MessageStatusPending, ConversationID: 1}))
 	})
 	t.Run("ReturnsWholeMessages", func(t *testing.T) {
-		page, err := b.client.ListMessages(ctx, &outbound.ListMessagesParams{ConversationID: 4})
+		page, err := b.client.ListMessages(ctx, &outbound.ListMessagesParams{ConversationID: 4, IncludeContent: true})
 		require.NoError(t, err)
 		stored, err := b.client.Message(ctx, o)
 		require.NoError(t, err)
 		require.Equal(t, []*outbound.Message{stored}, page.Messages)
+	})
+	t.Run("ReadsContentOnlyWhenAsked", func(t *testing.T) {
+		page, err := b.client.ListMessages(ctx, &outbound.ListMessagesParams{ConversationID: 4})
+		require.NoError(t, err)
+		stored, err := b.client.Message(ctx, o)
+		require.NoError(t, err)
+		require.NotEmpty(t, stored.Content)
+		require.Len(t, page.Messages, 1)
+		require.Empty(t, page.Messages[0].Content)
+		require.Equal(t, len(stored.Content), page.Messages[0].ContentBytes)
+		withoutContent := *stored
+		withoutContent.Content = ""
+		require.Equal(t, &withoutContent, page.Messages[0], "every other field is read")
 	})
 	t.Run("Pages", func(t *testing.T) {
 		var seen []uuid.UUID

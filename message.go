@@ -19,8 +19,14 @@ type Message struct {
 	// Role is always RoleSystemOutbound.
 	Role       string
 	TemplateID string
-	Content    string
-	Status     MessageStatus
+	// Content is the message's body. Reads that list messages leave it
+	// empty unless asked for it (ListMessagesParams.IncludeContent), and
+	// MessagePreview reads only its start; ContentBytes is its whole length.
+	Content string
+	// ContentBytes is the length of the whole Content in bytes, filled in by
+	// every read, including those that do not read Content.
+	ContentBytes int
+	Status       MessageStatus
 	// BulkEnvelopeID is uuid.Nil for a message triggered without one.
 	BulkEnvelopeID uuid.UUID
 	// Metadata keeps the keys "template_id", "status" and "bulk_envelope_id"
@@ -36,15 +42,22 @@ type Message struct {
 	// rate limit (Config.RateLimits), or by a Notifier's RateLimited, is
 	// booked to be tried again; zero when it is not waiting for one.
 	RateLimitedUntil time.Time
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// CancelledBy is the Actor of the cancel that ended the message
+	// cancelled (CancelOpts.Actor), empty for a cancel without one;
+	// CancelledAt is when, zero unless the message is cancelled.
+	CancelledBy string
+	CancelledAt time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
-// scanMessage scans one row of sqltext.MessageColumns, followed by the
-// columns extra scans into, if any.
+// scanMessage scans one row of sqltext.MessageColumns, or of one of its
+// forms without the whole content, followed by the columns extra scans
+// into, if any.
 func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 	var (
 		m         Message
+		content   pgtype.Text
 		status    string
 		envelope  *uuid.UUID
 		jobID     *int64
@@ -53,13 +66,17 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 		// rateWaitUntil is NULL unless the message waits for its limit; a
 		// pgtype value scans without an allocation.
 		rateWaitUntil pgtype.Timestamptz
+		cancelledBy   pgtype.Text
+		cancelledAt   pgtype.Timestamptz
 	)
-	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
-		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWaitUntil}, extra...)
+	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &content, &status, &envelope,
+		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWaitUntil,
+		&cancelledBy, &cancelledAt, &m.ContentBytes}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	m.Status = MessageStatus(status)
+	m.Content, m.Status = content.String, MessageStatus(status)
+	m.CancelledBy, m.CancelledAt = cancelledBy.String, cancelledAt.Time
 	if envelope != nil {
 		m.BulkEnvelopeID = *envelope
 	}

@@ -136,7 +136,7 @@ func TestMigrate(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, len(migrations), countRows(t, schema, "outbound_migration"), "nothing was reverted")
 
-		require.NoError(t, client.CancelMessage(ctx, second.Message.ID))
+		require.NoError(t, client.CancelMessage(ctx, second.Message.ID, nil))
 		require.NoError(t, outbound.MigrateDown(ctx, testPool, &outbound.MigrateOpts{Schema: schema, TargetVersion: 2}))
 		require.Equal(t, 2, countRows(t, schema, "outbound_migration"))
 		all, holding := keyHolders(t, schema, 1, "t")

@@ -276,6 +276,7 @@ func (b *triggerBatch) fillMessage(m *Message, i int, row insertedMessage) {
 		Role:           RoleSystemOutbound,
 		TemplateID:     b.params.templateID,
 		Content:        b.params.content,
+		ContentBytes:   len(b.params.content),
 		Status:         MessageStatusPending,
 		BulkEnvelopeID: b.params.bulkEnvelopeID,
 		Metadata:       b.takeMetadata(),

@@ -89,7 +89,7 @@ WHERE l.locktype = 'advisory' AND a.state = 'idle'`).Scan(&idleWithLocks))
 			_, err = client.BulkTrigger(ctx, conversations(30), &outbound.BulkTriggerOpts{TemplateID: "b", RenderedBody: "body"})
 			require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 			later := mustTrigger(ctx, t, client, 4, &outbound.TriggerOpts{TemplateID: "t", ScheduleIn: time.Hour})
-			require.NoError(t, client.CancelMessage(ctx, later.Message.ID))
+			require.NoError(t, client.CancelMessage(ctx, later.Message.ID, nil))
 
 			// Reads.
 			msg, err := client.Message(ctx, single.Message.ID)

@@ -166,7 +166,7 @@ func TestDedupKeyFreedDuringTrigger(t *testing.T) {
 						errs <- err
 						continue
 					}
-					if err := b.client.CancelMessage(ctx, res.Message.ID); err != nil {
+					if err := b.client.CancelMessage(ctx, res.Message.ID, nil); err != nil {
 						errs <- err
 					}
 				}
@@ -198,7 +198,7 @@ func TestDedupKeyFreedDuringTrigger(t *testing.T) {
 			pause := &pauseBeforeStatement{
 				// SelectLiveMessagesByKey: the read of the holders.
 				parts: []string{"SELECT", "holds_dedup_key", "coalesce(bulk_envelope_id"},
-				hook:  func() { require.NoError(t, other.CancelMessage(ctx, freed.Message.ID)) },
+				hook:  func() { require.NoError(t, other.CancelMessage(ctx, freed.Message.ID, nil)) },
 			}
 			pool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.Tracer = pause })
 			client, err := outbound.New(pool, &outbound.Config{Schema: schema})

@@ -145,8 +145,8 @@ func TestRateLimits(t *testing.T) {
 			require.Equal(t, 0, job.Attempt, "River counted no attempt for the wait")
 		}
 
-		require.NoError(t, b.client.CancelMessage(ctx, single.Message.ID))
-		_, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID)
+		require.NoError(t, b.client.CancelMessage(ctx, single.Message.ID, nil))
+		_, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
 		require.NoError(t, err)
 		for _, id := range waiting {
 			m, err := b.client.Message(ctx, id)

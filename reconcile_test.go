@@ -179,7 +179,7 @@ func TestReconcile(t *testing.T) {
 		again := mustTrigger(ctx, t, b.client, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
 		require.True(t, again.Duplicate, "an unconfirmed message keeps its dedup key")
 		require.Equal(t, msg.ID, again.Message.ID)
-		err = b.client.CancelMessage(ctx, msg.ID)
+		err = b.client.CancelMessage(ctx, msg.ID, nil)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 		require.ErrorContains(t, err, "is unconfirmed")
 

@@ -46,7 +46,7 @@ func TestRiverJobStatements(t *testing.T) {
 		ours := mustTrigger(ctx, t, b.client, 62, &outbound.TriggerOpts{TemplateID: "recovery"})
 		theirs := mustTrigger(ctx, t, b.client, 63, &outbound.TriggerOpts{TemplateID: "recovery"})
 
-		require.NoError(t, b.client.CancelMessage(ctx, ours.Message.ID))
+		require.NoError(t, b.client.CancelMessage(ctx, ours.Message.ID, nil))
 		_, err := jobs.JobCancel(ctx, theirs.Message.JobID)
 		require.NoError(t, err)
 

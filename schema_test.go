@@ -54,8 +54,8 @@ func TestSchemaMismatch(t *testing.T) {
 				return err
 			},
 			"EnvelopeProgress": func() error { _, err := client.EnvelopeProgress(ctx, uuid.New()); return err },
-			"CancelMessage":    func() error { return client.CancelMessage(ctx, uuid.New()) },
-			"CancelEnvelope":   func() error { _, err := client.CancelEnvelope(ctx, uuid.New()); return err },
+			"CancelMessage":    func() error { return client.CancelMessage(ctx, uuid.New(), nil) },
+			"CancelEnvelope":   func() error { _, err := client.CancelEnvelope(ctx, uuid.New(), nil); return err },
 			"Reconcile":        func() error { _, err := client.Reconcile(ctx); return err },
 			"Prune": func() error {
 				_, err := client.Prune(ctx, &outbound.PruneParams{OlderThan: 1})

@@ -104,7 +104,7 @@ func TestLogsCarryNoActorOrBody(t *testing.T) {
 	})
 	require.ErrorIs(t, err, outbound.ErrBatchTooLarge)
 	// Cancelled, or already sent and refused: either way it logs its course.
-	if err := b.client.CancelMessage(ctx, bulk.Messages[2].ID); err != nil {
+	if err := b.client.CancelMessage(ctx, bulk.Messages[2].ID, nil); err != nil {
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
 	}
 

@@ -159,12 +159,12 @@ func TestSoak(t *testing.T) {
 					}
 				case op == 8:
 					name = "cancel_message"
-					if err := client.CancelMessage(ctx, messageID); err != nil && !errors.Is(err, outbound.ErrNotCancellable) {
+					if err := client.CancelMessage(ctx, messageID, nil); err != nil && !errors.Is(err, outbound.ErrNotCancellable) {
 						fail(err)
 					}
 				default:
 					name = "cancel_envelope"
-					if _, err := client.CancelEnvelope(ctx, prev.envelopeID); err != nil && !errors.Is(err, outbound.ErrNotCancellable) {
+					if _, err := client.CancelEnvelope(ctx, prev.envelopeID, nil); err != nil && !errors.Is(err, outbound.ErrNotCancellable) {
 						fail(err)
 					}
 				}

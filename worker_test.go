@@ -419,7 +419,7 @@ func TestDelivery(t *testing.T) {
 		idle, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: riverSchema})
 		require.NoError(t, err)
 		cancelled := mustTrigger(ctx, t, idle, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, idle.CancelMessage(ctx, cancelled.Message.ID))
+		require.NoError(t, idle.CancelMessage(ctx, cancelled.Message.ID, nil))
 		require.Equal(t, "cancelled", jobByID(t, riverSchema, cancelled.Message.JobID).State)
 		n, err := idle.Reconcile(ctx)
 		require.NoError(t, err)

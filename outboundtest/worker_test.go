@@ -150,7 +150,7 @@ func TestWorker(t *testing.T) {
 	t.Run("CancelledIsNotDelivered", func(t *testing.T) {
 		t.Parallel()
 		c := newWorkerCase(t, &outbound.Config{}, succeed, &outbound.TriggerOpts{TemplateID: "recovery"})
-		require.NoError(t, c.b.client.CancelMessage(ctx, c.msg.ID))
+		require.NoError(t, c.b.client.CancelMessage(ctx, c.msg.ID, nil))
 
 		done, err := c.worker.Deliver(ctx, t, c.msg.ID)
 		require.Error(t, err)

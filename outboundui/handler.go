@@ -32,6 +32,13 @@ type HandlerOpts struct {
 	// origins or to exempt paths.
 	CrossOriginProtection *http.CrossOriginProtection
 
+	// Actor names who is cancelling, from the request, for the cancels the
+	// dashboard's buttons make: it is kept on the rows they end and given to
+	// the Auditor (outbound.CancelOpts.Actor). Set it to the user the host
+	// authenticated, such as the user name of HTTP basic auth. Nil records
+	// cancels without an actor.
+	Actor func(r *http.Request) string
+
 	// RiverUIPrefix, when set, is where River's UI is mounted (such as
 	// "/riverui"): a message's page then links its delivery job there.
 	RiverUIPrefix string
@@ -62,6 +69,7 @@ func NewHandler(opts *HandlerOpts) (http.Handler, error) {
 	}
 	h := &handler{
 		client:  opts.Client,
+		actor:   opts.Actor,
 		logger:  logger,
 		links:   links{prefix: opts.Prefix, riverUI: opts.RiverUIPrefix},
 		routes:  http.NewServeMux(),
@@ -94,6 +102,7 @@ func withHeaders(next http.Handler) http.Handler {
 // handler serves the dashboard's pages.
 type handler struct {
 	client  *outbound.Client
+	actor   func(r *http.Request) string
 	logger  *slog.Logger
 	links   links
 	routes  *http.ServeMux
@@ -200,6 +209,8 @@ func fieldLabel(field string) string {
 		return "conversation"
 	case "ListMessagesParams.Status", "ListEnvelopesParams.Status":
 		return "status filter"
+	case "ListEnvelopesParams.Outcome":
+		return "outcome filter"
 	case "message list cursor", "envelope list cursor", "ListMessagesParams.After", "ListEnvelopesParams.After":
 		return "page link"
 	}

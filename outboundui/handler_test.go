@@ -34,7 +34,9 @@ type dashboard struct {
 func newDashboard(t *testing.T) *dashboard {
 	t.Helper()
 	client, config := newClient(t)
-	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client, Prefix: prefix, RiverUIPrefix: "/riverui"})
+	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client, Prefix: prefix, RiverUIPrefix: "/riverui",
+		// The user of basic auth, as the example service authenticates.
+		Actor: func(r *http.Request) string { user, _, _ := r.BasicAuth(); return user }})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle(prefix+"/", ui)
@@ -179,7 +181,7 @@ func TestEnvelopesPage(t *testing.T) {
 	d.deliverWith(res.Messages[1], nil)
 	d.deliverWith(res.Messages[2], errors.New("provider timeout"))
 	d.deliverWith(res.Messages[3], outbound.Permanent(errors.New("address unknown")))
-	require.NoError(t, d.client.CancelMessage(ctx, res.Messages[4].ID))
+	require.NoError(t, d.client.CancelMessage(ctx, res.Messages[4].ID, nil))
 
 	_, err = d.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "x"})
 	require.NoError(t, err)
@@ -198,20 +200,23 @@ func TestEnvelopesPage(t *testing.T) {
 	row := envelopeRow(t, page, res.Envelope.ID)
 	require.Equal(t, map[string]int{"sent": 2, "pending": 2, "delivering": 0, "failed": 1, "discarded": 1, "cancelled": 1, "total": 7}, barCounts(t, row))
 	require.Contains(t, row, `aria-label="2 sent, 2 pending, 0 in flight, 1 failed, 1 discarded, 1 cancelled, of 7 messages"`)
-	for _, want := range []string{"outage", "<td>7</td>", "agent:7", `<time datetime="`, "submitted", `href="` + prefix + "/envelopes/" + res.Envelope.ID.String() + `"`} {
+	for _, want := range []string{"outage", "<td>7</td>", "agent:7", `<time datetime="`, `<span class="status outcome-in_progress">in progress</span>`, `href="` + prefix + "/envelopes/" + res.Envelope.ID.String() + `"`} {
 		require.Contains(t, row, want)
 	}
 
 	refused := envelopeRow(t, page, tooLarge.EnvelopeID)
 	require.Contains(t, refused, "Refused: batch_size 30 exceeds cap 25")
-	require.Contains(t, refused, "refused: over the cap")
+	require.Contains(t, refused, `<span class="status outcome-refused">refused</span>`)
 	require.NotContains(t, refused, "<svg", "a refused envelope has no messages to draw")
 
-	// The status filter.
-	page = d.page(prefix+"/?status=refused_cap_exceeded", http.StatusOK)
+	// The outcome filter.
+	page = d.page(prefix+"/?outcome=refused", http.StatusOK)
 	require.Equal(t, 1, strings.Count(page, "<tr data-envelope="))
-	require.Contains(t, page, `<option value="refused_cap_exceeded" selected>`)
-	require.Contains(t, d.page(prefix+"/?status=bogus", http.StatusBadRequest), "The status filter must be submitted, refused_cap_exceeded, cancelled or empty")
+	require.Contains(t, page, `<option value="refused" selected>`)
+	require.Contains(t, page, "Bulk envelopes, newest first, refused only")
+	page = d.page(prefix+"/?outcome=in_progress", http.StatusOK)
+	require.Equal(t, 2, strings.Count(page, "<tr data-envelope="))
+	require.Contains(t, d.page(prefix+"/?outcome=bogus", http.StatusBadRequest), "The outcome filter must be one of")
 	require.Contains(t, d.page(prefix+"/?after=bogus", http.StatusBadRequest), "The page link")
 }
 
@@ -299,8 +304,9 @@ func TestEnvelopePageAndCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, progress.Cancelled)
 
-	// The confirmed cancel: POST, redirect, GET.
-	rec = d.do("POST", envelopePath+"/cancel", url.Values{"confirm": {"yes"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	// The confirmed cancel: POST, redirect, GET. The cancel is recorded as
+	// the authenticated user's.
+	rec = d.do("POST", envelopePath+"/cancel", url.Values{"confirm": {"yes"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}, "Authorization": {basicAuth("ana@ops", "pw")}})
 	require.Equal(t, http.StatusSeeOther, rec.Code, rec.Body.String())
 	require.Equal(t, envelopePath+"?cancelled=3", rec.Header().Get("Location"))
 	page = d.page(rec.Header().Get("Location"), http.StatusOK)
@@ -310,6 +316,9 @@ func TestEnvelopePageAndCancel(t *testing.T) {
 	env, err := d.client.Envelope(ctx, res.Envelope.ID)
 	require.NoError(t, err)
 	require.Equal(t, outbound.EnvelopeStatusSubmitted, env.Status, "one message was sent, so the envelope is not all cancelled")
+	require.Equal(t, "ana@ops", env.CancelledBy)
+	require.Regexp(t, `<dt>Cancelled</dt><dd><time datetime="[^"]+">[^<]+</time> by <span class="actor">ana@ops</span></dd>`, page)
+	require.Contains(t, page, `<span class="status outcome-partly_cancelled">partly cancelled</span>`, "one sent, three cancelled")
 
 	// A refused envelope cannot be cancelled: 409, said in words.
 	over := make([]int64, 26)
@@ -352,10 +361,14 @@ func TestMessagePages(t *testing.T) {
 	require.Contains(t, page, "Cancel message")
 	require.Contains(t, d.page(prefix+"/messages/"+one.Message.ID.String(), http.StatusOK), "Hello &amp; welcome")
 
-	rec := d.do("POST", messagePath+"/cancel", url.Values{"confirm": {"yes"}}, nil)
+	rec := d.do("POST", messagePath+"/cancel", url.Values{"confirm": {"yes"}}, http.Header{"Authorization": {basicAuth("ana@ops", "pw")}})
 	require.Equal(t, http.StatusSeeOther, rec.Code)
 	page = d.page(rec.Header().Get("Location"), http.StatusOK)
 	require.Contains(t, page, "Cancelled the message.")
+	require.Contains(t, page, `by <span class="actor">ana@ops</span>`)
+	cancelled, err := d.client.Message(ctx, bulk.Messages[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, "ana@ops", cancelled.CancelledBy)
 	require.Contains(t, page, `<span class="status status-cancelled">cancelled</span>`)
 	require.NotContains(t, page, "Cancel message")
 
@@ -386,6 +399,39 @@ func TestMessagePages(t *testing.T) {
 	require.Contains(t, page, `status-failed">failed</span>`)
 	require.Contains(t, page, "503 Service Unavailable (retry after 1h0m0s)")
 	require.NotContains(t, page, "waiting for its rate limit")
+}
+
+// A page shows at most the first 64 KiB of a body, and says how long it is:
+// a body may be MaxContentBytes long, and a page reads only what it shows.
+func TestLongBodies(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboard(t)
+	long := strings.Repeat("é", 60<<10) // 120 KiB
+	one, err := d.client.Trigger(ctx, 1, &outbound.TriggerOpts{TemplateID: "t", Content: long})
+	require.NoError(t, err)
+	bulk, err := d.client.BulkTrigger(ctx, []int64{1}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: long})
+	require.NoError(t, err)
+	for _, path := range []string{prefix + "/messages/" + one.Message.ID.String(), prefix + "/envelopes/" + bulk.Envelope.ID.String()} {
+		page := d.page(path, http.StatusOK)
+		require.Contains(t, page, "Showing the first 65536 of 122880 bytes.", path)
+		require.Equal(t, 32<<10, strings.Count(page, "é"), "%s: 64 KiB of two-byte characters", path)
+	}
+	// The lists show no body at all.
+	for _, path := range []string{prefix + "/messages?conversation_id=1", prefix + "/", prefix + "/envelopes/" + bulk.Envelope.ID.String()} {
+		page := d.page(path, http.StatusOK)
+		if strings.Contains(path, "/envelopes/") {
+			page = page[strings.Index(page, `id="messages"`):] // the envelope's recipients' table
+		}
+		require.NotContains(t, page, "é", path)
+	}
+}
+
+// basicAuth is the Authorization header of HTTP basic auth.
+func basicAuth(user, password string) string {
+	req := httptest.NewRequest("GET", "/", nil)
+	req.SetBasicAuth(user, password)
+	return req.Header.Get("Authorization")
 }
 
 func TestRoutesAndErrors(t *testing.T) {

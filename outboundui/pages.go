@@ -18,6 +18,9 @@ const (
 	messagesPerPage = 50
 	// maxFormBytes bounds a cancel form, which holds one checkbox.
 	maxFormBytes = 4 << 10
+	// bodyPreviewBytes is the most of a body a page shows: a body may be
+	// MaxContentBytes long, and a page reads only what it shows.
+	bodyPreviewBytes = 64 << 10
 )
 
 // messageStatuses and envelopeStatuses are the filters' choices, in the
@@ -28,8 +31,9 @@ var (
 		outbound.MessageStatusFailed, outbound.MessageStatusUnconfirmed, outbound.MessageStatusDiscarded,
 		outbound.MessageStatusCancelled,
 	}
-	envelopeStatuses = []outbound.EnvelopeStatus{
-		outbound.EnvelopeStatusSubmitted, outbound.EnvelopeStatusCancelled, outbound.EnvelopeStatusRefusedCapExceeded,
+	envelopeOutcomes = []outbound.EnvelopeOutcome{
+		outbound.EnvelopeOutcomeInProgress, outbound.EnvelopeOutcomeCompleted, outbound.EnvelopeOutcomeCompletedWithFailures,
+		outbound.EnvelopeOutcomePartlyCancelled, outbound.EnvelopeOutcomeCancelled, outbound.EnvelopeOutcomeRefused,
 	}
 )
 
@@ -59,8 +63,9 @@ type envelopeRow struct {
 type envelopesData struct {
 	Rows []envelopeRow
 	// Action is where the filter form goes.
-	Action   string
-	Status   string
+	Action string
+	// Outcome is the outcome filter, empty for all.
+	Outcome  string
 	Filter   []statusOption
 	NextHref string
 	// FirstHref is set on a page after the first.
@@ -70,7 +75,7 @@ type envelopesData struct {
 // envelopesPage lists envelopes, newest first, each with its progress.
 func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
-	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(query.Get("status")), Limit: envelopesPerPage}
+	params := &outbound.ListEnvelopesParams{Outcome: outbound.EnvelopeOutcome(query.Get("outcome")), Limit: envelopesPerPage}
 	if after := query.Get("after"); after != "" {
 		params.After = &outbound.EnvelopeListCursor{}
 		if err := params.After.UnmarshalText([]byte(after)); err != nil {
@@ -81,7 +86,7 @@ func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data := &envelopesData{Status: string(params.Status), Filter: statusOptions(envelopeStatuses, params.Status), Action: h.links.envelopes(nil)}
+	data := &envelopesData{Outcome: string(params.Outcome), Filter: statusOptions(envelopeOutcomes, params.Outcome), Action: h.links.envelopes(nil)}
 	for _, env := range page.Envelopes {
 		row := envelopeRow{Envelope: env, Href: h.links.envelope(env.ID, nil)}
 		if env.Status != outbound.EnvelopeStatusRefusedCapExceeded {
@@ -94,10 +99,10 @@ func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) error {
 		data.Rows = append(data.Rows, row)
 	}
 	if page.NextCursor != nil {
-		data.NextHref = h.links.envelopes(url.Values{"status": {data.Status}, "after": {cursorText(page.NextCursor)}})
+		data.NextHref = h.links.envelopes(url.Values{"outcome": {data.Outcome}, "after": {cursorText(page.NextCursor)}})
 	}
 	if params.After != nil {
-		data.FirstHref = h.links.envelopes(url.Values{"status": {data.Status}})
+		data.FirstHref = h.links.envelopes(url.Values{"outcome": {data.Outcome}})
 	}
 	h.render(w, r, "envelopes", "Envelopes", "envelopes", data)
 	return nil
@@ -121,7 +126,7 @@ func (h *handler) envelopePage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	env, err := h.client.Envelope(r.Context(), id)
+	env, err := h.client.EnvelopePreview(r.Context(), id, bodyPreviewBytes)
 	if err != nil {
 		return err
 	}
@@ -156,7 +161,7 @@ func (h *handler) cancelEnvelope(w http.ResponseWriter, r *http.Request) error {
 	if err := confirmed(w, r); err != nil {
 		return err
 	}
-	n, err := h.client.CancelEnvelope(r.Context(), id)
+	n, err := h.client.CancelEnvelope(r.Context(), id, h.cancelOpts(r))
 	if err != nil {
 		return err
 	}
@@ -262,7 +267,7 @@ func (h *handler) messagePage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	msg, err := h.client.Message(r.Context(), id)
+	msg, err := h.client.MessagePreview(r.Context(), id, bodyPreviewBytes)
 	if err != nil {
 		return err
 	}
@@ -292,11 +297,20 @@ func (h *handler) cancelMessage(w http.ResponseWriter, r *http.Request) error {
 	if err := confirmed(w, r); err != nil {
 		return err
 	}
-	if err := h.client.CancelMessage(r.Context(), id); err != nil {
+	if err := h.client.CancelMessage(r.Context(), id, h.cancelOpts(r)); err != nil {
 		return err
 	}
 	http.Redirect(w, r, h.links.message(id, url.Values{"cancelled": {"1"}}), http.StatusSeeOther)
 	return nil
+}
+
+// cancelOpts are the options of a cancel the request makes: its actor, as
+// HandlerOpts.Actor names it.
+func (h *handler) cancelOpts(r *http.Request) *outbound.CancelOpts {
+	if h.actor == nil {
+		return nil
+	}
+	return &outbound.CancelOpts{Actor: h.actor(r)}
 }
 
 // pathID is the {id} of a message or envelope route.

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,8 @@ var pages = func() map[string]*template.Template {
 		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		// statusLabel is a message's or an envelope's status in words.
 		"statusLabel": statusLabel,
+		// body is a body as read, and its whole length in bytes.
+		"body": func(text string, bytes int) bodyPreview { return bodyPreview{Text: text, Bytes: bytes} },
 	}
 	out := map[string]*template.Template{}
 	for _, name := range []string{"envelopes", "envelope", "messages", "message", "error"} {
@@ -79,8 +82,15 @@ func statusLabel(status any) string {
 	case "refused_cap_exceeded":
 		return "refused: over the cap"
 	default:
-		return s
+		return strings.ReplaceAll(s, "_", " ")
 	}
+}
+
+// bodyPreview is a body as a page read it, at most bodyPreviewBytes of it,
+// and the whole body's length.
+type bodyPreview struct {
+	Text  string
+	Bytes int
 }
 
 type errorData struct {

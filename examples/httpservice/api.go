@@ -299,7 +299,7 @@ func (a *api) cancelEnvelope(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	n, err := a.client.CancelEnvelope(r.Context(), id)
+	n, err := a.client.CancelEnvelope(r.Context(), id, nil)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -339,7 +339,7 @@ func (a *api) cancelMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.client.CancelMessage(r.Context(), id); err != nil {
+	if err := a.client.CancelMessage(r.Context(), id, nil); err != nil {
 		a.fail(w, r, err)
 		return
 	}

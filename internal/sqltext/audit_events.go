@@ -15,6 +15,10 @@ type AuditEvents struct {
 	// all, $2 limit.
 	ListAuditEvents string
 
+	// TransactionTime reads the transaction's time, which the rows it
+	// writes keep: the time of an event audited inside it.
+	TransactionTime string
+
 	// PruneAuditEvents deletes up to $2 of the oldest audit events that
 	// occurred before $1.
 	PruneAuditEvents string
@@ -25,6 +29,8 @@ func newAuditEvents(r *strings.Replacer) AuditEvents {
 	return AuditEvents{
 		InsertAuditEvent: r.Replace(`
 INSERT INTO {s}.audit_events (id, action, actor, metadata, occurred_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)`),
+
+		TransactionTime: `SELECT now()`,
 
 		ListAuditEvents: r.Replace(`
 SELECT id, action, actor, metadata, occurred_at FROM {s}.audit_events

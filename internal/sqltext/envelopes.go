@@ -1,41 +1,44 @@
 package sqltext
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Envelopes are the statements of the bulk_envelopes table.
 type Envelopes struct {
-	// InsertEnvelope inserts an envelope unless its id exists, returning it.
+	// InsertEnvelope inserts an envelope unless its id exists, returning it
+	// without its body (EnvelopeColumnsWithoutBody), which the caller sent.
 	// Its arguments are InsertEnvelopeArgs.
 	InsertEnvelope Named
 
-	// SelectEnvelope reads one envelope. $1 id.
+	// SelectEnvelope reads one envelope: EnvelopeColumns, then its outcome
+	// (see envelopeOutcome). $1 id.
 	SelectEnvelope string
 
+	// SelectEnvelopePreview is SelectEnvelope with only the first $2
+	// characters of the body (EnvelopeColumnsWithBodyPrefix). $1 id.
+	SelectEnvelopePreview string
+
 	// ListEnvelopes reads envelopes newest first, in (requested_at, id)
-	// order. $1 limit.
-	ListEnvelopes string
+	// order, each as SelectEnvelope does, one statement per filter; see
+	// EnvelopeFilter for their parameters.
+	ListEnvelopes map[EnvelopeFilter]string
 
-	// ListEnvelopesAfter is ListEnvelopes for the envelopes older than a
-	// cursor's. $1 limit, $2 the cursor's requested_at, $3 its id.
-	ListEnvelopesAfter string
-
-	// ListEnvelopesByStatus reads the envelopes with one status, newest
-	// first. It is a statement apart from ListEnvelopes so that each has a
-	// plan that uses its index. $1 status, $2 limit.
-	ListEnvelopesByStatus string
-
-	// ListEnvelopesByStatusAfter is ListEnvelopesByStatus for the envelopes
-	// older than a cursor's. $1 status, $2 limit, $3 the cursor's
-	// requested_at, $4 its id.
-	ListEnvelopesByStatusAfter string
-
-	// LockEnvelope reads one envelope and locks it until the transaction
-	// ends, so that cancels touching one envelope take turns. $1 id.
+	// LockEnvelope reads one envelope without its body and locks it until
+	// the transaction ends, so that cancels touching one envelope take
+	// turns. $1 id.
 	LockEnvelope string
 
 	// MarkEnvelopeCancelledIfAllCancelled sets a submitted envelope's status
-	// to cancelled when none of its messages is left uncancelled. $1 id.
+	// to cancelled when none of its messages is left uncancelled, and keeps
+	// who cancelled it unless a CancelEnvelope already did. $1 id, $2 actor
+	// or NULL.
 	MarkEnvelopeCancelledIfAllCancelled string
+
+	// MarkEnvelopeCancelRequested keeps who cancelled the envelope and when,
+	// unless an earlier CancelEnvelope did. $1 id, $2 actor or NULL.
+	MarkEnvelopeCancelRequested string
 
 	// EnvelopeProgress counts an envelope's messages by status; no row means
 	// no such envelope. $1 id.
@@ -59,41 +62,28 @@ INSERT INTO {s}.bulk_envelopes
 VALUES (@id, @template_id, @rendered_body, @recipients::bigint[], @count, @effective_cap, @requested_by, @status,
 	@refused_reason, @digest, @schedule_in, @scheduled_at, @priority, @max_attempts)
 ON CONFLICT (id) DO NOTHING
-RETURNING {ecols}`), InsertEnvelopeArgs{}),
+RETURNING {ecols_no_body}`), InsertEnvelopeArgs{}),
 
-		SelectEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1`),
+		SelectEnvelope: r.Replace(`SELECT {ecols}, o.outcome FROM {s}.bulk_envelopes e ` + envelopeOutcome + ` WHERE id = $1`),
 
-		ListEnvelopes: r.Replace(`
-SELECT {ecols} FROM {s}.bulk_envelopes
-ORDER BY requested_at DESC, id DESC
-LIMIT $1`),
+		ListEnvelopes: listEnvelopesByFilter(r),
 
-		ListEnvelopesAfter: r.Replace(`
-SELECT {ecols} FROM {s}.bulk_envelopes
-WHERE (requested_at, id) < ($2, $3)
-ORDER BY requested_at DESC, id DESC
-LIMIT $1`),
+		SelectEnvelopePreview: r.Replace(`SELECT ` + EnvelopeColumnsWithBodyPrefix("$2::int") + `, o.outcome FROM {s}.bulk_envelopes e ` + envelopeOutcome + ` WHERE id = $1`),
 
-		ListEnvelopesByStatus: r.Replace(`
-SELECT {ecols} FROM {s}.bulk_envelopes
-WHERE status = $1
-ORDER BY requested_at DESC, id DESC
-LIMIT $2`),
-
-		ListEnvelopesByStatusAfter: r.Replace(`
-SELECT {ecols} FROM {s}.bulk_envelopes
-WHERE status = $1 AND (requested_at, id) < ($3, $4)
-ORDER BY requested_at DESC, id DESC
-LIMIT $2`),
-
-		LockEnvelope: r.Replace(`SELECT {ecols} FROM {s}.bulk_envelopes WHERE id = $1 FOR UPDATE`),
+		LockEnvelope: r.Replace(`SELECT {ecols_no_body} FROM {s}.bulk_envelopes WHERE id = $1 FOR UPDATE`),
 
 		MarkEnvelopeCancelledIfAllCancelled: r.Replace(`
 UPDATE {s}.bulk_envelopes e
-SET status = 'cancelled', updated_at = now()
+SET status = 'cancelled', updated_at = now(),
+	cancelled_by = CASE WHEN e.cancelled_at IS NULL THEN $2 ELSE e.cancelled_by END,
+	cancelled_at = coalesce(e.cancelled_at, now())
 WHERE e.id = $1 AND e.status = 'submitted' AND NOT EXISTS (
 	SELECT 1 FROM {s}.messages m
 	WHERE m.bulk_envelope_id = e.id AND m.template_id = e.template_id AND m.status <> 'cancelled')`),
+
+		MarkEnvelopeCancelRequested: r.Replace(`
+UPDATE {s}.bulk_envelopes SET cancelled_by = $2, cancelled_at = now(), updated_at = now()
+WHERE id = $1 AND cancelled_at IS NULL`),
 
 		EnvelopeProgress: r.Replace(`
 SELECT
@@ -121,3 +111,80 @@ WITH batch AS (
 SELECT (SELECT count(*) FROM batch), (SELECT requested_at FROM last), (SELECT id FROM last), (SELECT count(*) FROM gone)`),
 	}
 }
+
+// EnvelopeFilter says which filters a ListEnvelopes statement applies, as
+// MessageFilter does for ListMessages. At most one of Status and Outcome is
+// set.
+type EnvelopeFilter struct {
+	Status  bool
+	Outcome bool
+	// After: only envelopes older than a cursor's.
+	After bool
+	// Body: read each envelope's body; without it, the statement selects
+	// EnvelopeColumnsWithoutBody.
+	Body bool
+}
+
+// AllEnvelopeFilters lists every EnvelopeFilter.
+func AllEnvelopeFilters() []EnvelopeFilter {
+	var all []EnvelopeFilter
+	for _, by := range []EnvelopeFilter{{}, {Status: true}, {Outcome: true}} {
+		for _, after := range []bool{false, true} {
+			for _, body := range []bool{false, true} {
+				all = append(all, EnvelopeFilter{Status: by.Status, Outcome: by.Outcome, After: after, Body: body})
+			}
+		}
+	}
+	return all
+}
+
+// listEnvelopesByFilter builds the statement of each filter. Its parameters
+// are $1 the limit, then the status or the outcome when filtered by one,
+// then the cursor's requested_at and id. A status has its index; an outcome
+// is derived for each envelope in list order until the page is full.
+func listEnvelopesByFilter(r *strings.Replacer) map[EnvelopeFilter]string {
+	byFilter := make(map[EnvelopeFilter]string)
+	for _, f := range AllEnvelopeFilters() {
+		cols := "{ecols_no_body}"
+		if f.Body {
+			cols = "{ecols}"
+		}
+		var where []string
+		n := 1
+		param := func() string { n++; return "$" + strconv.Itoa(n) }
+		switch {
+		case f.Status:
+			where = append(where, "status = "+param())
+		case f.Outcome:
+			where = append(where, "o.outcome = "+param())
+		}
+		if f.After {
+			where = append(where, "(requested_at, id) < ("+param()+", "+param()+")")
+		}
+		sql := "SELECT " + cols + ", o.outcome FROM {s}.bulk_envelopes e " + envelopeOutcome
+		if len(where) > 0 {
+			sql += "\nWHERE " + strings.Join(where, " AND ")
+		}
+		byFilter[f] = r.Replace(sql + "\nORDER BY requested_at DESC, id DESC\nLIMIT $1")
+	}
+	return byFilter
+}
+
+// envelopeOutcome joins each envelope e to its outcome, o.outcome, derived
+// from its messages through the messages_bulk_envelope_id index: refused for
+// a refused envelope; in_progress while any message awaits a result; then,
+// once every message is final, completed when all were sent,
+// completed_with_failures when some were not and none was cancelled,
+// cancelled when all were, and partly_cancelled when some were.
+const envelopeOutcome = `CROSS JOIN LATERAL (
+	SELECT CASE
+		WHEN e.status = 'refused_cap_exceeded' THEN 'refused'
+		WHEN count(*) FILTER (WHERE m.awaiting_result) > 0 THEN 'in_progress'
+		WHEN count(*) FILTER (WHERE m.status = 'cancelled') = 0 THEN
+			CASE WHEN count(*) FILTER (WHERE m.status <> 'sent') = 0 THEN 'completed' ELSE 'completed_with_failures' END
+		WHEN count(*) FILTER (WHERE m.status <> 'cancelled') = 0 THEN 'cancelled'
+		ELSE 'partly_cancelled'
+	END AS outcome
+	FROM {s}.messages m
+	WHERE m.bulk_envelope_id = e.id AND m.template_id = e.template_id
+) o`

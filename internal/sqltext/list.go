@@ -28,6 +28,9 @@ type MessageFilter struct {
 	Status       StatusFilter
 	// After: only messages older than a cursor's.
 	After bool
+	// Content: read each message's content; without it, the statement
+	// selects MessageColumnsWithoutContent.
+	Content bool
 }
 
 // AllMessageFilters lists every MessageFilter, for tests that explain each
@@ -38,7 +41,9 @@ func AllMessageFilters() []MessageFilter {
 		for _, envelope := range []bool{false, true} {
 			for _, status := range []StatusFilter{AnyStatus, AwaitingStatus, FinalStatus} {
 				for _, after := range []bool{false, true} {
-					all = append(all, MessageFilter{Conversation: conversation, Envelope: envelope, Status: status, After: after})
+					for _, content := range []bool{false, true} {
+						all = append(all, MessageFilter{Conversation: conversation, Envelope: envelope, Status: status, After: after, Content: content})
+					}
 				}
 			}
 		}
@@ -71,7 +76,10 @@ func listMessages(r *strings.Replacer, f MessageFilter) string {
 	if f.After {
 		add("id < $?")
 	}
-	sql := "SELECT {mcols} FROM {s}.messages"
+	sql := "SELECT {mcols_no_content} FROM {s}.messages"
+	if f.Content {
+		sql = "SELECT {mcols} FROM {s}.messages"
+	}
 	if len(where) > 0 {
 		sql += "\nWHERE " + strings.Join(where, "\n\tAND ")
 	}

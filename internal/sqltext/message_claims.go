@@ -14,8 +14,8 @@ type MessageClaims struct {
 	// number, $4 claim length in seconds.
 	ClaimMessage string
 
-	// SelectMessageClaim reads one message with its claim: MessageColumns,
-	// then claim_id, whether a cancel was requested, and the seconds the
+	// SelectMessageClaim reads one message with its claim:
+	// MessageColumnsWithoutContent, then claim_id, whether a cancel was requested, and the seconds the
 	// claim has left to run (NULL without a claim, negative once it has run
 	// out). $1 id.
 	SelectMessageClaim string
@@ -26,13 +26,16 @@ type MessageClaims struct {
 	ReleaseClaim string
 
 	// RecordFailed records a failed attempt, if the claim id still holds the
-	// message and no cancel was requested. $1 id, $2 claim id, $3 status
-	// (failed or discarded), $4 last error.
+	// message and, for a failure that would be retried, no cancel was
+	// requested: a message discarded by its own permanent failure keeps that
+	// outcome even when a cancel was asked for. $1 id, $2 claim id, $3
+	// status (failed or discarded), $4 last error.
 	RecordFailed string
 
 	// RecordCancelledInFlight ends a message whose in-flight attempt failed
 	// after CancelEnvelope asked for it to be cancelled, if the claim id
-	// still holds it. $1 id, $2 claim id, $3 last error.
+	// still holds it, as cancelled by whoever asked. It returns that actor.
+	// $1 id, $2 claim id, $3 last error.
 	RecordCancelledInFlight string
 
 	// MarkUnconfirmed ends a message whose claim ran out with a cancel
@@ -65,7 +68,7 @@ WHERE id = $1 AND ` + claimable("$2") + `
 RETURNING {mcols}`),
 
 		SelectMessageClaim: r.Replace(`
-SELECT {mcols}, claim_id, cancel_requested_at IS NOT NULL, extract(epoch FROM claimed_until - now())::float8
+SELECT {mcols_no_content}, claim_id, cancel_requested_at IS NOT NULL, extract(epoch FROM claimed_until - now())::float8
 FROM {s}.messages WHERE id = $1`),
 
 		ReleaseClaim: r.Replace(`
@@ -75,12 +78,14 @@ WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`),
 		RecordFailed: r.Replace(`
 UPDATE {s}.messages
 SET ` + setStatus(`$3`) + `, last_error = $4, claimed_until = NULL, updated_at = now()
-WHERE id = $1 AND claim_id = $2 AND status = 'delivering' AND cancel_requested_at IS NULL`),
+WHERE id = $1 AND claim_id = $2 AND status = 'delivering' AND (cancel_requested_at IS NULL OR $3 = 'discarded')`),
 
 		RecordCancelledInFlight: r.Replace(`
 UPDATE {s}.messages
-SET ` + setStatus(`'cancelled'`) + `, last_error = $3, claimed_until = NULL, updated_at = now()
-WHERE id = $1 AND claim_id = $2 AND status = 'delivering'`),
+SET ` + setStatus(`'cancelled'`) + `, last_error = $3, claimed_until = NULL,
+	cancelled_by = cancel_requested_by, cancelled_at = now(), updated_at = now()
+WHERE id = $1 AND claim_id = $2 AND status = 'delivering'
+RETURNING cancelled_by`),
 
 		MarkUnconfirmed: r.Replace(`
 UPDATE {s}.messages
@@ -133,6 +138,7 @@ WITH batch AS (
 	UPDATE {s}.messages m
 	SET ` + setStatus(`stale.status`) + `,
 		last_error = coalesce(m.last_error || '; ', '') || stale.reason,
+		cancelled_at = CASE WHEN stale.status = 'cancelled' THEN now() ELSE m.cancelled_at END,
 		claimed_until = NULL,
 		updated_at = now()
 	FROM stale

@@ -28,21 +28,27 @@ type Messages struct {
 	// SelectMessage reads one message. $1 id.
 	SelectMessage string
 
+	// SelectMessagePreview reads one message with only the first $2
+	// characters of its content (MessageColumnsWithContentPrefix). $1 id.
+	SelectMessagePreview string
+
 	// SelectMessagesByEnvelope reads an envelope's messages, oldest first.
 	// $1 envelope id, $2 template id.
 	SelectMessagesByEnvelope string
 
-	// LockMessage reads one message and locks it until the transaction ends,
-	// so that cancels of the same message take turns. $1 id.
+	// LockMessage reads one message without its content and locks it until
+	// the transaction ends, so that cancels of the same message take turns.
+	// $1 id.
 	LockMessage string
 
 	// SelectMessageEnvelopeID reads the envelope id of one message, NULL when
 	// it has none. $1 id.
 	SelectMessageEnvelopeID string
 
-	// CancelMessage cancels one message if it is still undelivered,
-	// returning its id, conversation_id, template_id, bulk_envelope_id,
-	// attempts and last_error, then its job id. $1 id.
+	// CancelMessage cancels one message if it is still undelivered, as
+	// cancelled by an actor, returning its id, conversation_id, template_id,
+	// bulk_envelope_id, attempts and last_error, then its job id. $1 id,
+	// $2 actor or NULL.
 	CancelMessage string
 
 	// CancelEnvelopeMessages cancels an envelope's undelivered messages and
@@ -51,7 +57,9 @@ type Messages struct {
 	// so that a message cannot slip between the two: UPDATE locks each row
 	// it matched and checks it again as last committed, so a message in
 	// flight whose failed attempt was recorded meanwhile is cancelled, and
-	// one claimed meanwhile is asked to be. $1 envelope id, $2 template id.
+	// one claimed meanwhile is asked to be. The actor is kept as who
+	// cancelled, or asked for the cancel of, each message. $1 envelope id,
+	// $2 template id, $3 actor or NULL.
 	CancelEnvelopeMessages string
 
 	// PruneMessages looks at up to $3 messages with ids after $1 and before
@@ -110,18 +118,20 @@ WHERE conversation_id = ANY($1::bigint[])
 
 		SelectMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1`),
 
+		SelectMessagePreview: r.Replace(`SELECT ` + MessageColumnsWithContentPrefix("$2::int") + ` FROM {s}.messages WHERE id = $1`),
+
 		SelectMessagesByEnvelope: r.Replace(`
 SELECT {mcols} FROM {s}.messages
 WHERE bulk_envelope_id = $1 AND template_id = $2
 ORDER BY created_at, id`),
 
-		LockMessage: r.Replace(`SELECT {mcols} FROM {s}.messages WHERE id = $1 FOR UPDATE`),
+		LockMessage: r.Replace(`SELECT {mcols_no_content} FROM {s}.messages WHERE id = $1 FOR UPDATE`),
 
 		SelectMessageEnvelopeID: r.Replace(`SELECT bulk_envelope_id FROM {s}.messages WHERE id = $1`),
 
 		CancelMessage: r.Replace(`
 UPDATE {s}.messages
-SET ` + setStatus(`'cancelled'`) + `, updated_at = now()
+SET ` + setStatus(`'cancelled'`) + `, cancelled_by = $2, cancelled_at = now(), updated_at = now()
 WHERE id = $1 AND status IN {undelivered}
 RETURNING ` + settledColumns("") + `, job_id`),
 
@@ -134,6 +144,9 @@ WITH changed AS (
 	UPDATE {s}.messages
 	SET ` + setStatus(`CASE WHEN status IN {undelivered} THEN 'cancelled' ELSE status END`) + `,
 		cancel_requested_at = CASE WHEN status = 'delivering' THEN now() ELSE cancel_requested_at END,
+		cancel_requested_by = CASE WHEN status = 'delivering' THEN $3 ELSE cancel_requested_by END,
+		cancelled_by = CASE WHEN status IN {undelivered} THEN $3 ELSE cancelled_by END,
+		cancelled_at = CASE WHEN status IN {undelivered} THEN now() ELSE cancelled_at END,
 		updated_at = now()
 	WHERE bulk_envelope_id = $1 AND template_id = $2
 		AND (status IN {undelivered} OR (status = 'delivering' AND cancel_requested_at IS NULL))

@@ -31,7 +31,8 @@ type RateLimits struct {
 	// @claim_id already holds the message) takes no second slot.
 	//
 	// It returns one row: MessageColumns then NULL when claimed; the message
-	// as it was then the seconds until its booking when it must wait; no row
+	// as it was, without its content (MessageColumnsWithoutContent), then
+	// the seconds until its booking when it must wait; no row
 	// when the message is missing or not claimable, or the key has no row.
 	// @id, @claim_id, @attempt, @claim_secs, @key, @interval_secs,
 	// @tolerance_secs.
@@ -62,7 +63,7 @@ VALUES (@key, now(), now(), now())
 ON CONFLICT (key) DO NOTHING`),
 
 		SelectMessageWait: r.Replace(`
-SELECT {mcols}, extract(epoch FROM rate_wait_until - now())::float8
+SELECT {mcols_no_content}, extract(epoch FROM rate_wait_until - now())::float8
 FROM {s}.messages WHERE id = @id`),
 
 		// Both reads lock, so that the decision is taken on the rows as
@@ -105,7 +106,7 @@ WITH m AS MATERIALIZED (
 )
 SELECT claimed.*, NULL::float8 FROM claimed
 UNION ALL
-SELECT {mcols}, extract(epoch FROM w.wake - now())::float8
+SELECT {mcols_no_content}, extract(epoch FROM w.wake - now())::float8
 FROM {s}.messages CROSS JOIN w WHERE id = @id AND NOT w.go`),
 
 		RecordRateLimited: r.Replace(`

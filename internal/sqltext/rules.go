@@ -32,13 +32,14 @@ const NilEnvelopeKey = `'00000000-0000-0000-0000-000000000000'::uuid`
 // MessageColumnNames are the columns every message read selects, in the
 // order the library's scan reads them.
 var MessageColumnNames = []string{"id", "conversation_id", "role", "template_id", "content", "status", "bulk_envelope_id",
-	"metadata", "job_id", "scheduled_at", "attempts", "last_error", "sent_at", "created_at", "updated_at", "rate_wait_until"}
+	"metadata", "job_id", "scheduled_at", "attempts", "last_error", "sent_at", "created_at", "updated_at", "rate_wait_until",
+	"cancelled_by", "cancelled_at"}
 
 // EnvelopeColumnNames are the columns every envelope read selects, in the
 // order the library's scan reads them.
 var EnvelopeColumnNames = []string{"id", "template_id", "rendered_body", "recipient_conversation_ids", "count",
 	"effective_cap", "requested_by", "requested_at", "status", "refused_reason", "created_at", "updated_at",
-	"recipients_digest", "schedule_in", "scheduled_at", "priority", "max_attempts"}
+	"recipients_digest", "schedule_in", "scheduled_at", "priority", "max_attempts", "cancelled_by", "cancelled_at"}
 
 // settledColumnNames are what a statement that ends messages returns of
 // each, in this order, for the event of its final outcome.
@@ -53,11 +54,52 @@ func settledColumns(alias string) string {
 	return strings.Join(cols, ", ")
 }
 
-// MessageColumns is MessageColumnNames as a select list.
-var MessageColumns = strings.Join(MessageColumnNames, ", ")
+// MessageColumns is MessageColumnNames as a select list, followed by the
+// content's length in bytes. PostgreSQL reads that length from the stored
+// value's header, without reading the content itself.
+var MessageColumns = messageColumns("content")
 
-// EnvelopeColumns is EnvelopeColumnNames as a select list.
-var EnvelopeColumns = strings.Join(EnvelopeColumnNames, ", ")
+// MessageColumnsWithoutContent is MessageColumns with NULL in place of the
+// content, for reads that do not need it: a body may be MaxContentBytes
+// long, and a read that carries none stays small however long bodies are.
+var MessageColumnsWithoutContent = messageColumns("NULL::text")
+
+// MessageColumnsWithContentPrefix is MessageColumns with only the first
+// characters of the content, as many as the parameter named by param.
+func MessageColumnsWithContentPrefix(param string) string {
+	return messageColumns("left(content, " + param + ")")
+}
+
+// messageColumns renders MessageColumnNames as a select list, with the
+// expression content in place of the content column, then the content's
+// length.
+func messageColumns(content string) string {
+	cols := slices.Clone(MessageColumnNames)
+	cols[slices.Index(cols, "content")] = content
+	return strings.Join(cols, ", ") + ", octet_length(content)"
+}
+
+// EnvelopeColumns is EnvelopeColumnNames as a select list, followed by the
+// body's length in bytes, as MessageColumns is.
+var EnvelopeColumns = envelopeColumns("rendered_body")
+
+// EnvelopeColumnsWithoutBody is EnvelopeColumns with NULL in place of the
+// body, as MessageColumnsWithoutContent is.
+var EnvelopeColumnsWithoutBody = envelopeColumns("NULL::text")
+
+// EnvelopeColumnsWithBodyPrefix is EnvelopeColumns with only the first
+// characters of the body, as many as the parameter named by param.
+func EnvelopeColumnsWithBodyPrefix(param string) string {
+	return envelopeColumns("left(rendered_body, " + param + ")")
+}
+
+// envelopeColumns renders EnvelopeColumnNames as a select list, with the
+// expression body in place of the body column, then the body's length.
+func envelopeColumns(body string) string {
+	cols := slices.Clone(EnvelopeColumnNames)
+	cols[slices.Index(cols, "rendered_body")] = body
+	return strings.Join(cols, ", ") + ", octet_length(rendered_body)"
+}
 
 // Without returns the statuses of all that are not in some, in all's order.
 func Without(all, some []string) []string {

@@ -43,13 +43,13 @@ type Queries struct {
 
 // New returns the queries for the library's schema and River's schema, both
 // validated by the caller. Statements name the schemas {s} and {rs}, and
-// the shared rules of rules.go by {nil}, {mcols}, {ecols}, {undelivered}
-// and {keyfree}.
+// the shared rules of rules.go by {nil}, {mcols}, {mcols_no_content},
+// {ecols}, {ecols_no_body}, {undelivered} and {keyfree}.
 func New(schema, riverSchema string) *Queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	rs := pgx.Identifier{riverSchema}.Sanitize()
 	r := strings.NewReplacer("{s}", s, "{rs}", rs, "{nil}", NilEnvelopeKey,
-		"{mcols}", MessageColumns, "{ecols}", EnvelopeColumns,
+		"{mcols}", MessageColumns, "{mcols_no_content}", MessageColumnsWithoutContent, "{ecols}", EnvelopeColumns, "{ecols_no_body}", EnvelopeColumnsWithoutBody,
 		"{undelivered}", inList(UndeliveredStatuses), "{keyfree}", inList(Without(Statuses, LiveStatuses)))
 	return &Queries{
 		Messages:      newMessages(r),
