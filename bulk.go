@@ -129,7 +129,11 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 		attrCount.Int(len(conversationIDs)),
 	))
 	res, duplicates, err := c.stageBulkTrigger(ctx, callerTx, conversationIDs, opts)
-	c.telemetry.recordBulk(ctx, span, len(conversationIDs), classifyBulk(len(conversationIDs), res, duplicates, err), err, start)
+	tally := classifyBulk(len(conversationIDs), res, duplicates, err)
+	if callerTx != nil {
+		tally = tally.staged()
+	}
+	c.telemetry.recordBulk(ctx, span, len(conversationIDs), tally, err, start)
 	return res, err
 }
 

@@ -230,7 +230,7 @@ func TestBulkTriggerCap(t *testing.T) {
 		require.Contains(t, line, "count=2")
 		require.NotContains(t, line, "secret")
 
-		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, pointSums(t, reader, "outbound.bulk.triggers", byOutcome))
+		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, pointSums(t, reader, "outbound.bulk_trigger.duration", byOutcome))
 	})
 
 	t.Run("RefusedEnvelopeIDReplaysRefusal", func(t *testing.T) {

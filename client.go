@@ -81,7 +81,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	c.river = riverClient
 	c.subscriptions.logger = cfg.Logger
 	c.subscriptions.dropped = c.telemetry.recordDroppedEvent
-	c.statusGauge = c.telemetry.observeStatuses(c.countAwaitingByStatus)
+	c.statusGauge = c.telemetry.observeStatuses(c.readBacklog)
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
 }

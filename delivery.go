@@ -113,6 +113,7 @@ func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deli
 	}
 	res := classify(job, c.attempt(ctx, job))
 	c.telemetry.recordDelivery(ctx, span, res.outcome, res.reason, res.failure(), start)
+	c.telemetry.recordFinal(ctx, res.final)
 	if c.subscriptions.listening() {
 		if ev := res.final.event(); ev != nil {
 			c.subscriptions.publish(ctx, ev)

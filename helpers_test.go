@@ -879,7 +879,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) metricdata.ResourceMe
 }
 
 // findMetrics returns every recorded metric with the given name. A
-// callback's error, such as the outbound.messages gauge's on a client whose
+// callback's error, such as the outbound.message.count gauge's on a client whose
 // schema is not migrated, is logged: it leaves the other metrics collected.
 func findMetrics(t *testing.T, reader *sdkmetric.ManualReader, name string) []metricdata.Metrics {
 	t.Helper()
@@ -921,6 +921,10 @@ func metricAttributeSets(t *testing.T, m metricdata.Metrics) []attribute.Set {
 			sets = append(sets, dp.Attributes)
 		}
 	case metricdata.Gauge[int64]:
+		for _, dp := range data.DataPoints {
+			sets = append(sets, dp.Attributes)
+		}
+	case metricdata.Gauge[float64]:
 		for _, dp := range data.DataPoints {
 			sets = append(sets, dp.Attributes)
 		}
@@ -980,11 +984,11 @@ func pointSums(t *testing.T, reader *sdkmetric.ManualReader, name string, keys p
 	return out
 }
 
-// deliveryCounts sums outbound.deliveries by "outcome/reason", checking
+// deliveryCounts sums outbound.delivery.attempts by "outcome/reason", checking
 // that those are each point's only attributes.
 func deliveryCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
-	for _, m := range findMetrics(t, reader, "outbound.deliveries") {
+	for _, m := range findMetrics(t, reader, "outbound.delivery.attempts") {
 		for _, set := range metricAttributeSets(t, m) {
 			var keys []string
 			for _, kv := range set.ToSlice() {
@@ -993,7 +997,7 @@ func deliveryCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int
 			require.ElementsMatch(t, []string{"outcome", "reason"}, keys, "the only attributes")
 		}
 	}
-	return pointSums(t, reader, "outbound.deliveries", byOutcomeReason)
+	return pointSums(t, reader, "outbound.delivery.attempts", byOutcomeReason)
 }
 
 // histogramBounds returns the bucket bounds of every point of a histogram.
@@ -1011,14 +1015,14 @@ func histogramBounds(t *testing.T, reader *sdkmetric.ManualReader, name string) 
 	return bounds
 }
 
-// gaugeByStatus reads outbound.messages by status.
+// gaugeByStatus reads outbound.message.count by status.
 func gaugeByStatus(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	for _, m := range findMetrics(t, reader, "outbound.messages") {
+	for _, m := range findMetrics(t, reader, "outbound.message.count") {
 		require.Equal(t, "{message}", m.Unit)
 		gauge, ok := m.Data.(metricdata.Gauge[int64])
-		require.True(t, ok, "outbound.messages is an int64 gauge, got %T", m.Data)
+		require.True(t, ok, "outbound.message.count is an int64 gauge, got %T", m.Data)
 		for _, dp := range gauge.DataPoints {
 			require.Equal(t, 1, dp.Attributes.Len(), "status is the only attribute")
 			s, _ := dp.Attributes.Value("status")

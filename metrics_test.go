@@ -3,11 +3,13 @@ package outbound_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
@@ -92,7 +94,7 @@ FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schem
 		"outbound.bulk_trigger.duration": {"submitted": 1, "failed/idempotency_conflict": 1, "failed/database_error": 1},
 		// A bulk's recipients count once each, with the bulk's reason; the
 		// first bulk's two were triggered.
-		"outbound.triggers": {"triggered": 2, "failed/invalid_argument": 1, "failed/auditor_error": 1, "failed/context_done": 1,
+		"outbound.trigger.messages": {"triggered": 2, "failed/invalid_argument": 1, "failed/auditor_error": 1, "failed/context_done": 1,
 			"failed/database_error": 1 + 2, "failed/schema_mismatch": 1, "failed/idempotency_conflict": 2},
 	})
 }
@@ -134,10 +136,76 @@ func TestStatusGauge(t *testing.T) {
 	// A query that fails reports nothing, rather than the last counts.
 	pool.Close()
 	var rm metricdata.ResourceMetrics
-	require.ErrorContains(t, reader.Collect(ctx, &rm), "outbound.messages gauge: closed pool")
+	require.ErrorContains(t, reader.Collect(ctx, &rm), "outbound.message.count gauges: closed pool")
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			require.NotEqual(t, "outbound.messages", m.Name)
+			require.NotEqual(t, "outbound.message.count", m.Name)
+			require.NotEqual(t, "outbound.message.oldest_pending.age", m.Name)
 		}
 	}
+}
+
+// TestOldestPendingAge checks outbound.message.oldest_pending.age, the gauge an
+// alert watches for a delivery that has stopped: with no worker running, it
+// rises from the time the oldest due message was triggered; a message
+// scheduled for later does not count until it is due; once the worker
+// delivers, it falls to 0, and outbound.message.duration records each
+// message's time from its trigger to sent.
+func TestOldestPendingAge(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	b := setup(t, withConfig(&outbound.Config{MeterProvider: providers.meter, Notifier: outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil })}))
+	outbound.SetStatusGaugeMinInterval(b.client, 0)
+	require.Zero(t, oldestPendingAge(t, reader), "nothing pending")
+
+	mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "later", ScheduleIn: time.Hour})
+	require.Zero(t, oldestPendingAge(t, reader), "a message scheduled for later is not late")
+
+	// Backdated by a minute in the database, so that the gauge's rise is
+	// the database's clock and not this test's speed.
+	res := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "now"})
+	_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET created_at = created_at - interval '1 minute', scheduled_at = scheduled_at - interval '1 minute' WHERE id = $1", res.Message.ID)
+	require.NoError(t, err)
+	first := oldestPendingAge(t, reader)
+	require.GreaterOrEqual(t, first, 60.0, "no worker runs: the message has waited a minute")
+	require.Eventually(t, func() bool { return oldestPendingAge(t, reader) > first }, time.Minute, 10*time.Millisecond, "the age rises while no worker runs")
+
+	// A worker delivers it: the gauge falls to 0 (the later message is not
+	// due), and the message's time to sent is recorded, a minute or more.
+	require.NoError(t, b.client.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, b.client.Stop(context.Background())) })
+	waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+	require.Zero(t, oldestPendingAge(t, reader))
+	var recorded bool
+	for _, m := range findMetrics(t, reader, "outbound.message.duration") {
+		require.Equal(t, "s", m.Unit)
+		for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+			require.Equal(t, 1, dp.Attributes.Len(), "status is the only attribute")
+			status, _ := dp.Attributes.Value("status")
+			require.Equal(t, "sent", status.AsString())
+			require.Equal(t, uint64(1), dp.Count)
+			require.GreaterOrEqual(t, dp.Sum, 60.0)
+			recorded = true
+		}
+	}
+	require.True(t, recorded, "outbound.message.duration recorded the sent message")
+}
+
+// oldestPendingAge reads outbound.message.oldest_pending.age, which carries
+// no attributes.
+func oldestPendingAge(t *testing.T, reader *sdkmetric.ManualReader) float64 {
+	t.Helper()
+	var ages []float64
+	for _, m := range findMetrics(t, reader, "outbound.message.oldest_pending.age") {
+		require.Equal(t, "s", m.Unit)
+		gauge, ok := m.Data.(metricdata.Gauge[float64])
+		require.True(t, ok, "a float64 gauge, got %T", m.Data)
+		for _, dp := range gauge.DataPoints {
+			require.Zero(t, dp.Attributes.Len(), "no attributes")
+			ages = append(ages, dp.Value)
+		}
+	}
+	require.Len(t, ages, 1)
+	return ages[0]
 }

@@ -46,11 +46,11 @@ func requireWithinLimit(t *testing.T, grants []time.Time, l outbound.RateLimit) 
 	}
 }
 
-// deliveries sums outbound.deliveries for one outcome and reason.
+// deliveries sums outbound.delivery.attempts for one outcome and reason.
 func deliveries(t *testing.T, reader *metric.ManualReader, outcome, reason string) int64 {
 	t.Helper()
 	var n int64
-	for _, m := range findMetrics(t, reader, "outbound.deliveries") {
+	for _, m := range findMetrics(t, reader, "outbound.delivery.attempts") {
 		for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
 			o, _ := dp.Attributes.Value("outcome")
 			r, _ := dp.Attributes.Value("reason")

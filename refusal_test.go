@@ -128,7 +128,7 @@ func TestRefusal(t *testing.T) {
 		require.Equal(t, uuid.Nil, tooLarge.EnvelopeID, "no refused envelope was recorded")
 		require.Less(t, took, outbound.RefusalRecordTimeout+5*time.Second)
 		require.Contains(t, logs.String(), "could not record refused bulk envelope")
-		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, pointSums(t, reader, "outbound.bulk.triggers", byOutcome))
+		require.Equal(t, map[string]int64{"refused_cap_exceeded_audit_failed": 1}, pointSums(t, reader, "outbound.bulk_trigger.duration", byOutcome))
 
 		// The caller's transaction is untouched and still usable.
 		var one int

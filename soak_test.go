@@ -227,7 +227,7 @@ func TestSoak(t *testing.T) {
 	// attempt, or cancelled when CancelEnvelope met the message in flight.
 	require.Equal(t, notifyFailed.Load(), deliveries["failed/notifier_returned_error"]+deliveries["discarded/notifier_returned_error"]+
 		deliveries["cancelled/notifier_returned_error"], "failed deliveries against the notifier's failures")
-	require.Equal(t, int64(total), pointSums(t, reader, "outbound.triggers", byOutcome)["triggered"], "triggered counter against message rows")
+	require.Equal(t, int64(total), pointSums(t, reader, "outbound.trigger.messages", byOutcome)["triggered"], "triggered counter against message rows")
 	require.Equal(t, map[string]int64{"pending": 0, "delivering": 0, "failed": 0}, gaugeByStatus(t, reader), "no backlog is left")
 	// No metric attribute carries an id, whatever the outcome.
 	idLike := regexp.MustCompile(`[0-9]`)

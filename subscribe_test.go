@@ -290,7 +290,7 @@ func requireEvent(tb testing.TB, ev *outbound.Event, kind outbound.EventKind, re
 func eventsDropped(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
 	sums := map[string]int64{}
-	for _, m := range findMetrics(t, reader, "outbound.events.dropped") {
+	for _, m := range findMetrics(t, reader, "outbound.subscription.dropped_events") {
 		for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
 			require.Equal(t, 1, dp.Attributes.Len(), "kind is the only attribute")
 			kind, _ := dp.Attributes.Value("kind")

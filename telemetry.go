@@ -23,15 +23,20 @@ const (
 	spanBulkTrigger = "outbound.bulk_trigger"
 	spanDeliver     = "outbound.deliver"
 
-	metricTriggers            = "outbound.triggers"
-	metricBulkTriggers        = "outbound.bulk.triggers"
-	metricBulkRecipients      = "outbound.bulk.recipients"
-	metricTriggerDuration     = "outbound.trigger.duration"
-	metricBulkTriggerDuration = "outbound.bulk_trigger.duration"
-	metricDeliveries          = "outbound.deliveries"
-	metricDeliveryDuration    = "outbound.delivery.duration"
-	metricMessages            = "outbound.messages"
-	metricEventsDropped       = "outbound.events.dropped"
+	// Names follow OpenTelemetry's semantic conventions: dot-separated
+	// namespaces under outbound, then what is measured; a unit in the
+	// instrument's unit, never in its name; a duration histogram per
+	// operation, whose count is the operation's count; .count for a gauge of
+	// things; plural only for counters of things.
+	metricTriggerMessages      = "outbound.trigger.messages"
+	metricTriggerDuration      = "outbound.trigger.duration"
+	metricBulkTriggerDuration  = "outbound.bulk_trigger.duration"
+	metricDeliveryAttempts     = "outbound.delivery.attempts"
+	metricDeliveryDuration     = "outbound.delivery.duration"
+	metricMessageCount         = "outbound.message.count"
+	metricMessageOldestPending = "outbound.message.oldest_pending.age"
+	metricMessageDuration      = "outbound.message.duration"
+	metricSubscriptionDropped  = "outbound.subscription.dropped_events"
 )
 
 // Bucket boundaries of the duration histograms, in seconds. OpenTelemetry's
@@ -44,17 +49,28 @@ var triggerDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2
 // by default) before it is cut off.
 var deliveryDurationBuckets = append(slices.Clone(triggerDurationBuckets), 30, 60)
 
+// messageDurationBuckets are for the time from a message's trigger to its
+// final status, which takes in queueing, retries with backoff and rate
+// limits: from 50 ms to a day.
+var messageDurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600}
+
 // outcome is the only metric attribute the trigger paths use.
 type outcome string
 
 const (
-	outcomeTriggered                     outcome = "triggered"
+	outcomeTriggered outcome = "triggered"
+	// outcomeStaged: written in the caller's transaction, whose commit the
+	// library cannot see; a TriggerTx or BulkTriggerTx.
+	outcomeStaged                        outcome = "staged"
 	outcomeDuplicate                     outcome = "duplicate"
 	outcomeFailed                        outcome = "failed"
 	outcomeSubmitted                     outcome = "submitted"
 	outcomeReplayed                      outcome = "replayed"
 	outcomeRefusedCapExceeded            outcome = "refused_cap_exceeded"
 	outcomeRefusedCapExceededAuditFailed outcome = "refused_cap_exceeded_audit_failed"
+	// outcomeRefused counts the recipients of a refused bulk in
+	// outbound.trigger.messages: no message was written for them.
+	outcomeRefused outcome = "refused"
 
 	// Delivery outcomes. failed means the attempt failed and will be
 	// retried; discarded means the last attempt failed, or the Notifier
@@ -87,8 +103,9 @@ const (
 )
 
 // Metric attribute keys: outcome everywhere; reason on deliveries and on
-// failed triggers; status on outbound.messages; kind, an EventKind, on
-// outbound.events.dropped.
+// failed triggers; status on outbound.message.count and
+// outbound.message.duration; kind, an EventKind, on
+// outbound.subscription.dropped_events.
 const (
 	metricOutcome = attribute.Key("outcome")
 	metricReason  = attribute.Key("reason")
@@ -100,14 +117,15 @@ const (
 type telemetry struct {
 	tracer              trace.Tracer
 	meter               metric.Meter
-	triggers            metric.Int64Counter
-	bulkTriggers        metric.Int64Counter
-	bulkRecipients      metric.Int64Counter
+	triggerMessages     metric.Int64Counter
 	triggerDuration     metric.Float64Histogram
 	bulkTriggerDuration metric.Float64Histogram
-	deliveries          metric.Int64Counter
+	deliveryAttempts    metric.Int64Counter
 	deliveryDuration    metric.Float64Histogram
+	messageDuration     metric.Float64Histogram
 	eventsDropped       metric.Int64Counter
+	// statusSets caches the attribute set of each final status.
+	statusSets sync.Map
 	// sets caches the attribute set of each (outcome, reason) pair: a
 	// delivery is frequent enough for building the set to show.
 	sets sync.Map
@@ -119,34 +137,26 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 	var err error
 	// Instrument errors go to otel.Handle: instrumentation never fails a call.
 	// The returned instruments are still usable (no-ops) when err is set.
-	if t.triggers, err = meter.Int64Counter(metricTriggers,
-		metric.WithDescription("Outbound messages triggered, one per recipient, by outcome, and by reason when failed."),
+	if t.triggerMessages, err = meter.Int64Counter(metricTriggerMessages,
+		metric.WithDescription("Messages asked for by Trigger, TriggerTx, BulkTrigger and BulkTriggerTx, one per recipient, by what became of each: "+
+			"triggered (committed), staged (written in the caller's transaction, which may yet roll back), duplicate (a live message held its dedup key), "+
+			"replayed (a bulk retried with its envelope id, already written), refused (a bulk over the cap) or failed (with a reason)."),
 		metric.WithUnit("{message}")); err != nil {
 		otel.Handle(err)
 	}
-	if t.bulkTriggers, err = meter.Int64Counter(metricBulkTriggers,
-		metric.WithDescription("Bulk trigger calls by outcome, and by reason when failed."),
-		metric.WithUnit("{call}")); err != nil {
-		otel.Handle(err)
-	}
-	if t.bulkRecipients, err = meter.Int64Counter(metricBulkRecipients,
-		metric.WithDescription("Recipients requested in bulk trigger calls, by the call's outcome."),
-		metric.WithUnit("{recipient}")); err != nil {
-		otel.Handle(err)
-	}
 	if t.triggerDuration, err = meter.Float64Histogram(metricTriggerDuration,
-		metric.WithDescription("Duration of Trigger calls."),
+		metric.WithDescription("Duration of Trigger and TriggerTx calls, by outcome: its count is the number of calls."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(triggerDurationBuckets...)); err != nil {
 		otel.Handle(err)
 	}
 	if t.bulkTriggerDuration, err = meter.Float64Histogram(metricBulkTriggerDuration,
-		metric.WithDescription("Duration of BulkTrigger calls."),
+		metric.WithDescription("Duration of BulkTrigger and BulkTriggerTx calls, by outcome: its count is the number of calls."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(triggerDurationBuckets...)); err != nil {
 		otel.Handle(err)
 	}
-	if t.deliveries, err = meter.Int64Counter(metricDeliveries,
+	if t.deliveryAttempts, err = meter.Int64Counter(metricDeliveryAttempts,
 		metric.WithDescription("Delivery attempts by outcome and reason."),
 		metric.WithUnit("{attempt}")); err != nil {
 		otel.Handle(err)
@@ -157,7 +167,14 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 		metric.WithExplicitBucketBoundaries(deliveryDurationBuckets...)); err != nil {
 		otel.Handle(err)
 	}
-	if t.eventsDropped, err = meter.Int64Counter(metricEventsDropped,
+	if t.messageDuration, err = meter.Float64Histogram(metricMessageDuration,
+		metric.WithDescription("Time from a message's trigger, or the later time it was scheduled for, to the final status a delivery attempt gave it, by that status: "+
+			"sent, discarded, cancelled (while in flight) or unconfirmed."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(messageDurationBuckets...)); err != nil {
+		otel.Handle(err)
+	}
+	if t.eventsDropped, err = meter.Int64Counter(metricSubscriptionDropped,
 		metric.WithDescription("Final-outcome events that Subscribe dropped because a subscriber's buffer was full, by event kind."),
 		metric.WithUnit("{event}")); err != nil {
 		otel.Handle(err)
@@ -198,12 +215,30 @@ type triggerTally struct {
 	triggered, duplicates int
 }
 
+// staged is the tally of a call made in the caller's transaction: what it
+// wrote is staged, not triggered, until a commit the library cannot see.
+func (t triggerTally) staged() triggerTally {
+	if t.outcome == outcomeTriggered || t.outcome == outcomeSubmitted {
+		t.outcome = outcomeStaged
+	}
+	return t
+}
+
+// written is the outcome of the messages the call wrote: triggered, or
+// staged in the caller's transaction.
+func (t triggerTally) written() outcome {
+	if t.outcome == outcomeStaged {
+		return outcomeStaged
+	}
+	return outcomeTriggered
+}
+
 // recordTrigger ends a Trigger call's span, which ended in err, and records
 // the call.
 func (t *telemetry) recordTrigger(ctx context.Context, span trace.Span, tally triggerTally, err error, start time.Time) {
 	endSpan(span, tally.outcome, tally.reason, err)
 	set := t.attrs(tally.outcome, tally.reason)
-	t.triggers.Add(ctx, 1, set)
+	t.triggerMessages.Add(ctx, 1, set)
 	t.triggerDuration.Record(ctx, time.Since(start).Seconds(), set)
 }
 
@@ -211,19 +246,23 @@ func (t *telemetry) recordTrigger(ctx context.Context, span trace.Span, tally tr
 // the call of count recipients.
 func (t *telemetry) recordBulk(ctx context.Context, span trace.Span, count int, tally triggerTally, err error, start time.Time) {
 	endSpan(span, tally.outcome, tally.reason, err)
-	set := t.attrs(tally.outcome, tally.reason)
-	t.bulkTriggers.Add(ctx, 1, set)
-	t.bulkRecipients.Add(ctx, int64(count), set)
-	t.bulkTriggerDuration.Record(ctx, time.Since(start).Seconds(), set)
-	// A bulk is N triggers: each recipient counts once in outbound.triggers.
-	if tally.triggered > 0 {
-		t.triggers.Add(ctx, int64(tally.triggered), t.attrs(outcomeTriggered, ""))
-	}
-	if tally.duplicates > 0 {
-		t.triggers.Add(ctx, int64(tally.duplicates), t.attrs(outcomeDuplicate, ""))
-	}
-	if tally.outcome == outcomeFailed {
-		t.triggers.Add(ctx, int64(count), set)
+	t.bulkTriggerDuration.Record(ctx, time.Since(start).Seconds(), t.attrs(tally.outcome, tally.reason))
+	// A bulk is N triggers: each recipient counts once in
+	// outbound.trigger.messages, by what became of it.
+	switch tally.outcome {
+	case outcomeFailed:
+		t.triggerMessages.Add(ctx, int64(count), t.attrs(outcomeFailed, tally.reason))
+	case outcomeReplayed:
+		t.triggerMessages.Add(ctx, int64(count), t.attrs(outcomeReplayed, ""))
+	case outcomeRefusedCapExceeded, outcomeRefusedCapExceededAuditFailed:
+		t.triggerMessages.Add(ctx, int64(count), t.attrs(outcomeRefused, ""))
+	default:
+		if tally.triggered > 0 {
+			t.triggerMessages.Add(ctx, int64(tally.triggered), t.attrs(tally.written(), ""))
+		}
+		if tally.duplicates > 0 {
+			t.triggerMessages.Add(ctx, int64(tally.duplicates), t.attrs(outcomeDuplicate, ""))
+		}
 	}
 }
 
@@ -233,8 +272,27 @@ func (t *telemetry) recordBulk(ctx context.Context, span trace.Span, count int, 
 func (t *telemetry) recordDelivery(ctx context.Context, span trace.Span, o outcome, r reason, failure error, start time.Time) {
 	endSpan(span, o, r, failure)
 	set := t.attrs(o, r)
-	t.deliveries.Add(ctx, 1, set)
+	t.deliveryAttempts.Add(ctx, 1, set)
 	t.deliveryDuration.Record(ctx, time.Since(start).Seconds(), set)
+}
+
+// recordFinal records the time a message took from when it was due (its
+// trigger, or the later time it was scheduled for) to the final status an
+// attempt gave it.
+func (t *telemetry) recordFinal(ctx context.Context, f finalOutcome) {
+	if f.msg == nil {
+		return
+	}
+	set, ok := t.statusSets.Load(f.status)
+	if !ok {
+		set = metric.WithAttributeSet(attribute.NewSet(metricStatus.String(string(f.status))))
+		t.statusSets.Store(f.status, set)
+	}
+	due := f.msg.ScheduledAt
+	if due.Before(f.msg.CreatedAt) {
+		due = f.msg.CreatedAt
+	}
+	t.messageDuration.Record(ctx, max(time.Since(due).Seconds(), 0), set.(metric.MeasurementOption))
 }
 
 // endSpan sets the span's outcome and reason and, on error, its error status

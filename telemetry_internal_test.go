@@ -61,8 +61,16 @@ func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry, s
 			if m.Name != metric {
 				continue
 			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				out.counts[dp.Attributes] += dp.Value
+			switch data := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range data.DataPoints {
+					out.counts[dp.Attributes] += dp.Value
+				}
+			case metricdata.Histogram[float64]:
+				// A duration histogram's count is the operation's count.
+				for _, dp := range data.DataPoints {
+					out.counts[dp.Attributes] += int64(dp.Count)
+				}
 			}
 		}
 	}
@@ -127,14 +135,28 @@ func TestTelemetryClassification(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				got := recordOnce(t, spanTrigger, metricTriggers, func(tel *telemetry, span trace.Span) {
+				record := func(tel *telemetry, span trace.Span) {
 					tel.recordTrigger(context.Background(), span, classifyTrigger(tc.res, tc.err), tc.err, time.Now())
-				})
+				}
+				got := recordOnce(t, spanTrigger, metricTriggerMessages, record)
 				require.Equal(t, tc.status, got.spanStatus)
 				requireOneVocabulary(t, got, tc.want)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
+				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, recordOnce(t, spanTrigger, metricTriggerDuration, record).counts)
 			})
 		}
+		// TriggerTx's message is staged: its commit is the caller's.
+		t.Run("Staged", func(t *testing.T) {
+			t.Parallel()
+			got := recordOnce(t, spanTrigger, metricTriggerMessages, func(tel *telemetry, span trace.Span) {
+				tel.recordTrigger(context.Background(), span, classifyTrigger(&TriggerResult{Message: msg}, nil).staged(), nil, time.Now())
+			})
+			require.Equal(t, map[attribute.Set]int64{set(outcomeStaged, ""): 1}, got.counts)
+			got = recordOnce(t, spanTrigger, metricTriggerMessages, func(tel *telemetry, span trace.Span) {
+				tel.recordTrigger(context.Background(), span, classifyTrigger(&TriggerResult{Message: msg, Duplicate: true}, nil).staged(), nil, time.Now())
+			})
+			require.Equal(t, map[attribute.Set]int64{set(outcomeDuplicate, ""): 1}, got.counts)
+		})
 	})
 
 	t.Run("BulkTrigger", func(t *testing.T) {
@@ -148,20 +170,20 @@ func TestTelemetryClassification(t *testing.T) {
 			err        error
 			status     codes.Code
 			want       attribute.Set
-			// triggers are outbound.triggers' counts: a bulk of five is
-			// five triggers.
-			triggers map[attribute.Set]int64
+			// messages are outbound.trigger.messages' counts: a bulk of
+			// five is five messages asked for.
+			messages map[attribute.Set]int64
 		}{
 			{"Submitted", submitted, 0, nil, codes.Unset, set(outcomeSubmitted, ""),
 				map[attribute.Set]int64{set(outcomeTriggered, ""): 5}},
 			{"SubmittedWithDuplicates", submitted, 2, nil, codes.Unset, set(outcomeSubmitted, ""),
 				map[attribute.Set]int64{set(outcomeTriggered, ""): 3, set(outcomeDuplicate, ""): 2}},
 			{"Replayed", &BulkTriggerResult{Envelope: &Envelope{}, Replayed: true}, 0, nil, codes.Unset, set(outcomeReplayed, ""),
-				map[attribute.Set]int64{set(outcomeDuplicate, ""): 5}},
+				map[attribute.Set]int64{set(outcomeReplayed, ""): 5}},
 			{"Refused", nil, 0, &BatchTooLargeError{Count: count, Cap: 2, EnvelopeID: uuid.New()}, codes.Error,
-				set(outcomeRefusedCapExceeded, reasonBatchTooLarge), map[attribute.Set]int64{}},
+				set(outcomeRefusedCapExceeded, reasonBatchTooLarge), map[attribute.Set]int64{set(outcomeRefused, ""): 5}},
 			{"RefusalNotRecorded", nil, 0, errors.Join(&BatchTooLargeError{Count: count, Cap: 2}, pgErr), codes.Error,
-				set(outcomeRefusedCapExceededAuditFailed, reasonBatchTooLarge), map[attribute.Set]int64{}},
+				set(outcomeRefusedCapExceededAuditFailed, reasonBatchTooLarge), map[attribute.Set]int64{set(outcomeRefused, ""): 5}},
 			{"IdempotencyConflict", nil, 0, fmt.Errorf("%w: different body", ErrIdempotencyConflict), codes.Error,
 				set(outcomeFailed, reasonIdempotencyConflict), map[attribute.Set]int64{set(outcomeFailed, reasonIdempotencyConflict): 5}},
 			{"InvalidArgument", nil, 0, invalidArgument("conversationIDs", "repeats 7"), codes.Error,
@@ -175,14 +197,23 @@ func TestTelemetryClassification(t *testing.T) {
 				record := func(tel *telemetry, span trace.Span) {
 					tel.recordBulk(context.Background(), span, count, classifyBulk(count, tc.res, tc.duplicates, tc.err), tc.err, time.Now())
 				}
-				got := recordOnce(t, spanBulkTrigger, metricBulkTriggers, record)
+				got := recordOnce(t, spanBulkTrigger, metricBulkTriggerDuration, record)
 				require.Equal(t, tc.status, got.spanStatus)
 				requireOneVocabulary(t, got, tc.want)
-				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
-				require.Equal(t, map[attribute.Set]int64{tc.want: count}, recordOnce(t, spanBulkTrigger, metricBulkRecipients, record).counts)
-				require.Equal(t, tc.triggers, recordOnce(t, spanBulkTrigger, metricTriggers, record).counts)
+				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts, "one call")
+				require.Equal(t, tc.messages, recordOnce(t, spanBulkTrigger, metricTriggerMessages, record).counts)
 			})
 		}
+		t.Run("Staged", func(t *testing.T) {
+			t.Parallel()
+			record := func(tel *telemetry, span trace.Span) {
+				tel.recordBulk(context.Background(), span, count, classifyBulk(count, submitted, 1, nil).staged(), nil, time.Now())
+			}
+			require.Equal(t, map[attribute.Set]int64{set(outcomeStaged, ""): 4, set(outcomeDuplicate, ""): 1},
+				recordOnce(t, spanBulkTrigger, metricTriggerMessages, record).counts)
+			require.Equal(t, map[attribute.Set]int64{set(outcomeStaged, ""): 1},
+				recordOnce(t, spanBulkTrigger, metricBulkTriggerDuration, record).counts)
+		})
 	})
 
 	t.Run("Delivery", func(t *testing.T) {
@@ -253,7 +284,7 @@ func TestTelemetryClassification(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				res := classify(tc.job, tc.facts)
-				got := recordOnce(t, spanDeliver, metricDeliveries, func(tel *telemetry, span trace.Span) {
+				got := recordOnce(t, spanDeliver, metricDeliveryAttempts, func(tel *telemetry, span trace.Span) {
 					tel.recordDelivery(context.Background(), span, res.outcome, res.reason, res.failure(), time.Now())
 				})
 				require.Equal(t, tc.status, got.spanStatus)

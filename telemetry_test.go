@@ -47,9 +47,9 @@ func TestTelemetry(t *testing.T) {
 		requirePointSums(t, reader, byOutcome, map[string]map[string]int64{
 			// One single each, and bulks of three (triggered, then replayed)
 			// and of two (failed).
-			"outbound.triggers":              {"triggered": 1 + 3, "duplicate": 1 + 3, "failed": 1 + 2},
-			"outbound.bulk.triggers":         bulkCalls,
-			"outbound.bulk.recipients":       {"submitted": 3, "replayed": 3, "refused_cap_exceeded": 4, "failed": 2},
+			// A replay is not a duplicate: it wrote nothing, and asked for
+			// nothing new.
+			"outbound.trigger.messages":      {"triggered": 1 + 3, "duplicate": 1, "replayed": 3, "refused": 4, "failed": 1 + 2},
 			"outbound.trigger.duration":      {"triggered": 1, "duplicate": 1, "failed": 1},
 			"outbound.bulk_trigger.duration": bulkCalls,
 		})
@@ -61,12 +61,12 @@ func TestTelemetry(t *testing.T) {
 				names = append(names, m.Name)
 			}
 		}
-		require.ElementsMatch(t, []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.bulk.recipients",
-			"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.messages"}, names)
+		require.ElementsMatch(t, []string{"outbound.trigger.messages", "outbound.trigger.duration", "outbound.bulk_trigger.duration",
+			"outbound.message.count", "outbound.message.oldest_pending.age"}, names)
 	})
 
 	t.Run("FailuresAndRefusalsCarryAReason", func(t *testing.T) {
-		for _, name := range []string{"outbound.triggers", "outbound.bulk.triggers", "outbound.trigger.duration", "outbound.bulk_trigger.duration"} {
+		for _, name := range []string{"outbound.trigger.messages", "outbound.trigger.duration", "outbound.bulk_trigger.duration"} {
 			for _, m := range findMetrics(t, reader, name) {
 				for _, set := range metricAttributeSets(t, m) {
 					o, _ := set.Value("outcome")
@@ -87,7 +87,7 @@ func TestTelemetry(t *testing.T) {
 	t.Run("MetricAttributesAreEnumOnly", func(t *testing.T) {
 		allowed := map[string]bool{
 			"triggered": true, "duplicate": true, "failed": true, "submitted": true, "replayed": true,
-			"refused_cap_exceeded": true, "refused_cap_exceeded_audit_failed": true,
+			"refused_cap_exceeded": true, "refused_cap_exceeded_audit_failed": true, "refused": true,
 		}
 		vocabulary := map[string]map[string]bool{
 			"outcome": allowed,

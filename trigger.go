@@ -103,7 +103,11 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 		span.SetAttributes(attrBulkEnvelopeID.String(opts.BulkEnvelopeID.String()))
 	}
 	res, err := c.stageTrigger(ctx, callerTx, conversationID, opts)
-	c.telemetry.recordTrigger(ctx, span, classifyTrigger(res, err), err, start)
+	tally := classifyTrigger(res, err)
+	if callerTx != nil {
+		tally = tally.staged()
+	}
+	c.telemetry.recordTrigger(ctx, span, tally, err, start)
 	return res, err
 }
 

@@ -71,8 +71,9 @@ type Messages struct {
 	PruneMessages string
 
 	// CountAwaitingByStatus counts the messages awaiting a result: pending,
-	// delivering and failed, in that order. It reads only the rows of the
-	// awaiting_result index.
+	// delivering and failed, in that order; then the age in seconds of the
+	// oldest pending message that is due (scheduled for now or earlier), 0
+	// when none is. It reads only the rows of the awaiting_result index.
 	CountAwaitingByStatus string
 
 	// ListMessages reads messages newest first, one statement per filter;
@@ -173,7 +174,8 @@ WITH batch AS (
 SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM gone)`),
 
 		CountAwaitingByStatus: r.Replace(`
-SELECT ` + countByStatus(AwaitingStatuses, "*", "") + `
+SELECT ` + countByStatus(AwaitingStatuses, "*", "") + `,
+	coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE status = 'pending' AND scheduled_at <= now())), 0)::float8
 FROM {s}.messages
 WHERE awaiting_result`),
 
