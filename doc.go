@@ -174,7 +174,7 @@ and an [EventReason]), as River's Client.Subscribe does for jobs:
 
 Events are best-effort: sent without blocking into a bounded buffer after
 the outcome commits, so that a slow subscriber never holds delivery up; one
-that finds the buffer full is dropped, counted in outbound.events.dropped
+that finds the buffer full is dropped, counted in outbound.subscription.dropped_events
 and logged, and a process can die between a commit and its event. A host
 that needs every outcome reads the rows, with [Client.ListMessages] or
 [Client.Message]; events tell it promptly, the rows for certain.
@@ -192,23 +192,28 @@ messages and their jobs in one transaction (or the caller's, with their Tx
 variants), and never wait for a Notifier. A
 message in flight cannot be cancelled ([ErrNotCancellable], "a delivery is in
 progress"); CancelEnvelope marks such messages so that an attempt that fails
-ends them cancelled rather than retried. A message ends sent or cancelled,
-never both; a cancelled message is never handed to the Notifier afterwards
-and frees its dedup key. [Client.EnvelopeProgress] counts an envelope's
-messages by status.
+ends them cancelled rather than retried (or discarded, when the failure is
+for good). A message ends sent or cancelled, never both; a cancelled message
+is never handed to the Notifier afterwards and frees its dedup key. A
+[CancelOpts] names the Actor, whom the rows keep as CancelledBy and the
+[Auditor] receives in an [AuditActionCancel] event inside the cancel's
+transaction. [Client.EnvelopeProgress] counts an envelope's messages by
+status; [Envelope].Outcome says whether its bulk is over, and how it went.
 
 # Auditing
 
-An [Auditor] receives an [AuditEvent] inside every trigger's transaction; an
-error from it rolls the call back. [NoopAuditor] is the default;
+An [Auditor] receives an [AuditEvent] inside every trigger's and cancel's
+transaction; an error from it rolls the call back. [NoopAuditor] is the default;
 [TableAuditor] stores events in the audit_events table.
 
 # Reading
 
 [Client.Message] and [Client.Envelope] read one row. [Client.ListMessages]
 pages through messages, newest first, by conversation, envelope and status;
-[Client.ListEnvelopes] pages through envelopes, optionally of one status. Both
-page by cursor, as River's JobList does: a page's NextCursor is the next
+[Client.ListEnvelopes] pages through envelopes, optionally of one status or
+outcome. Lists read no bodies unless asked (IncludeContent, IncludeBody), and
+[Client.MessagePreview] and [Client.EnvelopePreview] read a body's start: a
+body may be 64 MiB. Both lists page by cursor, as River's JobList does: a page's NextCursor is the next
 page's After, and marshals to text for a page link. Every list is read from
 an index, however deep the page.
 
@@ -218,19 +223,24 @@ Spans (outbound.trigger, outbound.bulk_trigger, outbound.deliver) carry
 conversation, template, envelope and message ids for tracing. Metrics carry
 only attributes from fixed vocabularies, never an id, an actor or a body:
 
-  - outbound.triggers, outbound.bulk.triggers and outbound.bulk.recipients
-    count by outcome, and a failure also by reason (invalid_argument,
-    database_error, auditor_error, ...);
-  - outbound.deliveries counts attempts by outcome and reason;
+  - outbound.trigger.messages counts the messages triggers asked for by
+    what became of each (triggered, staged in the caller's transaction,
+    duplicate, replayed, refused, failed), and a failure also by reason
+    (invalid_argument, database_error, auditor_error, ...);
+  - outbound.delivery.attempts counts attempts by outcome and reason;
   - outbound.trigger.duration, outbound.bulk_trigger.duration and
     outbound.delivery.duration are histograms in seconds, with buckets from
     5 ms to 10 s (to 60 s for deliveries), as OpenTelemetry's HTTP
     conventions have;
-  - outbound.messages is a gauge of the backlog by status (pending,
-    delivering, failed), counted with one query over an index at most once
-    per [StatusGaugeMinInterval];
-  - outbound.events.dropped counts the [Event]s a full subscription buffer
-    dropped, by kind.
+  - outbound.message.duration is a histogram of the time from a message's
+    trigger to the final status an attempt gave it, by that status;
+  - outbound.message.count is a gauge of the backlog by status (pending,
+    delivering, failed), and outbound.message.oldest_pending.age the age in
+    seconds of the oldest due pending message, which rises while no worker
+    delivers; both are read with one query over an index at most once per
+    [StatusGaugeMinInterval];
+  - outbound.subscription.dropped_events counts the [Event]s a full
+    subscription buffer dropped, by kind.
 
 Providers default to the OpenTelemetry globals.
 

@@ -99,7 +99,7 @@ FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schem
 	})
 }
 
-// TestStatusGauge checks outbound.messages: the messages awaiting a result
+// TestStatusGauge checks outbound.message.count: the messages awaiting a result
 // by status, counted by one query per collection at most, and by none when
 // the last query is younger than StatusGaugeMinInterval.
 func TestStatusGauge(t *testing.T) {

@@ -25,15 +25,19 @@ func newAPI(client *outbound.Client, logger *slog.Logger) *api {
 }
 
 // register mounts the API's routes on mux.
-func (a *api) register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /conversations/{id}/outbound", a.trigger)
-	mux.HandleFunc("POST /outbound/bulk", a.bulkTrigger)
-	mux.HandleFunc("GET /outbound/envelopes", a.listEnvelopes)
-	mux.HandleFunc("GET /outbound/envelopes/{id}", a.envelope)
-	mux.HandleFunc("POST /outbound/envelopes/{id}/cancel", a.cancelEnvelope)
-	mux.HandleFunc("GET /outbound/messages", a.listMessages)
-	mux.HandleFunc("GET /outbound/messages/{id}", a.message)
-	mux.HandleFunc("POST /outbound/messages/{id}/cancel", a.cancelMessage)
+func (a *api) register(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
+	for pattern, handler := range map[string]http.HandlerFunc{
+		"POST /conversations/{id}/outbound":    a.trigger,
+		"POST /outbound/bulk":                  a.bulkTrigger,
+		"GET /outbound/envelopes":              a.listEnvelopes,
+		"GET /outbound/envelopes/{id}":         a.envelope,
+		"POST /outbound/envelopes/{id}/cancel": a.cancelEnvelope,
+		"GET /outbound/messages":               a.listMessages,
+		"GET /outbound/messages/{id}":          a.message,
+		"POST /outbound/messages/{id}/cancel":  a.cancelMessage,
+	} {
+		mux.Handle(pattern, guard(handler))
+	}
 }
 
 type triggerRequest struct {
@@ -200,7 +204,7 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 // the next page (its "after"), if any.
 func (a *api) listEnvelopes(w http.ResponseWriter, r *http.Request) {
 	query := r.URL.Query()
-	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(query.Get("status"))}
+	params := &outbound.ListEnvelopesParams{Status: outbound.EnvelopeStatus(query.Get("status")), Outcome: outbound.EnvelopeOutcome(query.Get("outcome"))}
 	var err error
 	if params.Limit, err = limitParam(query.Get("limit")); err != nil {
 		a.fail(w, r, err)
@@ -299,7 +303,7 @@ func (a *api) cancelEnvelope(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	n, err := a.client.CancelEnvelope(r.Context(), id, nil)
+	n, err := a.client.CancelEnvelope(r.Context(), id, &outbound.CancelOpts{Actor: actor(r)})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -339,7 +343,7 @@ func (a *api) cancelMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.client.CancelMessage(r.Context(), id, nil); err != nil {
+	if err := a.client.CancelMessage(r.Context(), id, &outbound.CancelOpts{Actor: actor(r)}); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -369,11 +373,14 @@ func seconds(n int64) (time.Duration, error) {
 
 // messageJSON is a message as the API shows it.
 type messageJSON struct {
-	ID             uuid.UUID      `json:"id"`
-	ConversationID int64          `json:"conversation_id"`
-	Role           string         `json:"role"`
-	TemplateID     string         `json:"template_id"`
+	ID             uuid.UUID `json:"id"`
+	ConversationID int64     `json:"conversation_id"`
+	Role           string    `json:"role"`
+	TemplateID     string    `json:"template_id"`
+	// Content is empty in lists, which read no bodies; ContentBytes is its
+	// length.
 	Content        string         `json:"content"`
+	ContentBytes   int            `json:"content_bytes"`
 	Status         string         `json:"status"`
 	BulkEnvelopeID *uuid.UUID     `json:"bulk_envelope_id"`
 	Metadata       map[string]any `json:"metadata"`
@@ -384,6 +391,8 @@ type messageJSON struct {
 	SentAt         *time.Time     `json:"sent_at"`
 	// RateLimitedUntil is set while the message waits for its rate limit.
 	RateLimitedUntil *time.Time `json:"rate_limited_until,omitempty"`
+	CancelledBy      string     `json:"cancelled_by,omitempty"`
+	CancelledAt      *time.Time `json:"cancelled_at,omitempty"`
 	CreatedAt        time.Time  `json:"created_at"`
 	UpdatedAt        time.Time  `json:"updated_at"`
 }
@@ -391,7 +400,7 @@ type messageJSON struct {
 func newMessageJSON(m *outbound.Message) *messageJSON {
 	out := &messageJSON{
 		ID: m.ID, ConversationID: m.ConversationID, Role: m.Role, TemplateID: m.TemplateID,
-		Content: m.Content, Status: string(m.Status), Metadata: m.Metadata, JobID: m.JobID,
+		Content: m.Content, ContentBytes: m.ContentBytes, Status: string(m.Status), Metadata: m.Metadata, JobID: m.JobID,
 		ScheduledAt: m.ScheduledAt, Attempts: m.Attempts, LastError: m.LastError,
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt,
 	}
@@ -404,32 +413,42 @@ func newMessageJSON(m *outbound.Message) *messageJSON {
 	if !m.RateLimitedUntil.IsZero() {
 		out.RateLimitedUntil = &m.RateLimitedUntil
 	}
+	if !m.CancelledAt.IsZero() {
+		out.CancelledBy, out.CancelledAt = m.CancelledBy, &m.CancelledAt
+	}
 	return out
 }
 
 // envelopeJSON is an envelope as the API shows it.
 type envelopeJSON struct {
-	ID                       uuid.UUID `json:"id"`
-	TemplateID               string    `json:"template_id"`
-	RenderedBody             string    `json:"rendered_body"`
-	RecipientConversationIDs []int64   `json:"recipient_conversation_ids"`
-	Count                    int       `json:"count"`
-	EffectiveCap             int       `json:"effective_cap"`
-	RequestedBy              string    `json:"requested_by"`
-	RequestedAt              time.Time `json:"requested_at"`
-	Status                   string    `json:"status"`
-	RefusedReason            string    `json:"refused_reason,omitempty"`
-	CreatedAt                time.Time `json:"created_at"`
-	UpdatedAt                time.Time `json:"updated_at"`
+	ID                       uuid.UUID  `json:"id"`
+	TemplateID               string     `json:"template_id"`
+	RenderedBody             string     `json:"rendered_body"`
+	RecipientConversationIDs []int64    `json:"recipient_conversation_ids"`
+	Count                    int        `json:"count"`
+	EffectiveCap             int        `json:"effective_cap"`
+	RequestedBy              string     `json:"requested_by"`
+	RequestedAt              time.Time  `json:"requested_at"`
+	Status                   string     `json:"status"`
+	Outcome                  string     `json:"outcome"`
+	RefusedReason            string     `json:"refused_reason,omitempty"`
+	CancelledBy              string     `json:"cancelled_by,omitempty"`
+	CancelledAt              *time.Time `json:"cancelled_at,omitempty"`
+	CreatedAt                time.Time  `json:"created_at"`
+	UpdatedAt                time.Time  `json:"updated_at"`
 }
 
 func newEnvelopeJSON(e *outbound.Envelope) *envelopeJSON {
-	return &envelopeJSON{
+	out := &envelopeJSON{
 		ID: e.ID, TemplateID: e.TemplateID, RenderedBody: e.RenderedBody,
 		RecipientConversationIDs: e.RecipientConversationIDs, Count: e.Count, EffectiveCap: e.EffectiveCap,
-		RequestedBy: e.RequestedBy, RequestedAt: e.RequestedAt, Status: string(e.Status),
+		RequestedBy: e.RequestedBy, RequestedAt: e.RequestedAt, Status: string(e.Status), Outcome: string(e.Outcome),
 		RefusedReason: e.RefusedReason, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
 	}
+	if !e.CancelledAt.IsZero() {
+		out.CancelledBy, out.CancelledAt = e.CancelledBy, &e.CancelledAt
+	}
+	return out
 }
 
 type progressJSON struct {

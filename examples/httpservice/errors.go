@@ -56,6 +56,7 @@ var jsonFields = map[string]string{
 	"BulkTriggerOpts.MaxAttempts":       "max_attempts",
 	"ListEnvelopesParams.Limit":         "limit",
 	"ListEnvelopesParams.Status":        "status",
+	"ListEnvelopesParams.Outcome":       "outcome",
 	"ListMessagesParams.Limit":          "limit",
 	"ListMessagesParams.Status":         "status",
 	"ListMessagesParams.ConversationID": "conversation_id",

@@ -6,9 +6,11 @@
 //	go run ./examples/httpservice            # listens on 127.0.0.1:8080
 //	UI_USERNAME=ops UI_PASSWORD=s3cret ADDR=:9000 go run ./examples/httpservice
 //
-// Both UIs sit behind HTTP basic auth with the credentials in UI_USERNAME and
-// UI_PASSWORD. Without them the service serves the UIs on a loopback address
-// only, and refuses to start on any other.
+// The API and both UIs sit behind HTTP basic auth with the credentials in
+// UI_USERNAME and UI_PASSWORD. Without them the service serves on a loopback
+// address only, and refuses to start on any other. It answers only requests
+// whose Host is in ALLOWED_HOSTS (comma-separated), by default the loopback
+// names and the host of ADDR. See the README's security section.
 //
 // OUTBOUND_RATE_LIMIT limits how fast deliveries start, across every process
 // of the service: LIMIT/PER or LIMIT/PER/BURST, such as 100/1s or 10/1s/5.
@@ -22,7 +24,7 @@
 //
 //	POST /conversations/{id}/outbound      trigger one message
 //	POST /outbound/bulk                    bulk trigger; Idempotency-Key header = envelope id
-//	GET  /outbound/envelopes               list envelopes (?status=, ?limit=, ?after=)
+//	GET  /outbound/envelopes               list envelopes (?status=, ?outcome=, ?limit=, ?after=)
 //	GET  /outbound/envelopes/{id}          one envelope with its progress
 //	POST /outbound/envelopes/{id}/cancel   cancel an envelope's undelivered messages
 //	GET  /outbound/messages                list messages (?conversation_id=, ?envelope_id=, ?status=, ?limit=, ?after=)
@@ -61,9 +63,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	addr := cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080")
 	opts := &options{
-		addr:  cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080"),
-		creds: credentials{username: os.Getenv("UI_USERNAME"), password: os.Getenv("UI_PASSWORD")},
+		addr:     addr,
+		creds:    credentials{username: os.Getenv("UI_USERNAME"), password: os.Getenv("UI_PASSWORD")},
+		hosts:    allowedHosts(os.Getenv("ALLOWED_HOSTS"), addr),
+		timeouts: defaultTimeouts,
 	}
 	rateLimits, err := parseRateLimit(os.Getenv("OUTBOUND_RATE_LIMIT"))
 	if err != nil {
@@ -80,8 +85,13 @@ func main() {
 type options struct {
 	// addr is where to listen (ADDR).
 	addr string
-	// creds guard both UIs (UI_USERNAME, UI_PASSWORD).
+	// creds guard the API and both UIs (UI_USERNAME, UI_PASSWORD).
 	creds credentials
+	// hosts are the Host names served (ALLOWED_HOSTS); nil means
+	// allowedHosts' default for addr.
+	hosts []string
+	// timeouts are the HTTP server's; zero fields mean defaultTimeouts'.
+	timeouts timeouts
 	// rateLimits limit deliveries (OUTBOUND_RATE_LIMIT).
 	rateLimits map[string]outbound.RateLimit
 }
@@ -93,7 +103,13 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 		return err
 	}
 	if !opts.creds.set() {
-		logger.Warn("serving River's UI and the outbound dashboard without credentials, on loopback only; set UI_USERNAME and UI_PASSWORD to require them")
+		logger.Warn("serving the API, River's UI and the outbound dashboard without credentials, on loopback only; set UI_USERNAME and UI_PASSWORD to require them")
+	} else {
+		logger.Info("the API, River's UI and the outbound dashboard require the credentials in UI_USERNAME and UI_PASSWORD")
+	}
+	hosts := opts.hosts
+	if hosts == nil {
+		hosts = allowedHosts("", opts.addr)
 	}
 	url, stopDB, err := devpg.URLOrStart(ctx)
 	if err != nil {
@@ -174,6 +190,8 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 		Prefix:        "/outbound/ui",
 		Logger:        logger,
 		RiverUIPrefix: "/riverui",
+		// Cancels are recorded as the authenticated user's.
+		Actor: actor,
 	})
 	if err != nil {
 		return err
@@ -181,8 +199,10 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 
 	mux := http.NewServeMux()
 	api := newAPI(client, logger)
-	api.register(mux)
-	mux.Handle("/riverui/", basicAuth(opts.creds, ui))
+	protection := crossOriginProtection(api)
+	api.register(mux, func(h http.Handler) http.Handler { return basicAuth(opts.creds, protection.Handler(h)) })
+	// River's UI cancels, retries and deletes jobs with POSTs of its own.
+	mux.Handle("/riverui/", basicAuth(opts.creds, protection.Handler(ui)))
 	mux.Handle("/outbound/ui/", basicAuth(opts.creds, dashboard))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 
@@ -190,7 +210,10 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: api.jsonRoutes(mux), ReadHeaderTimeout: 10 * time.Second}
+	t := opts.timeouts
+	t.readHeader, t.read = cmp.Or(t.readHeader, defaultTimeouts.readHeader), cmp.Or(t.read, defaultTimeouts.read)
+	t.write, t.idle = cmp.Or(t.write, defaultTimeouts.write), cmp.Or(t.idle, defaultTimeouts.idle)
+	server := newServer(hostAllowList(hosts, api.jsonRoutes(mux)), t)
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
 	ready("http://" + listener.Addr().String())

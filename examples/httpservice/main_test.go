@@ -177,11 +177,15 @@ func TestService(t *testing.T) {
 		var one struct{ Message *messageJSON }
 		c.do("POST", "/outbound/messages/"+res.Messages[0].ID.String()+"/cancel", "", nil, http.StatusOK, &one)
 		require.Equal(t, "cancelled", one.Message.Status)
+		require.Equal(t, testCreds.username, one.Message.CancelledBy, "the cancel is the authenticated user's")
+		require.NotNil(t, one.Message.CancelledAt)
 
 		var env envelopeResponse
 		c.do("POST", "/outbound/envelopes/"+res.Envelope.ID.String()+"/cancel", "", nil, http.StatusOK, &env)
 		require.Equal(t, 2, *env.Cancelled)
 		require.Equal(t, "cancelled", env.Envelope.Status)
+		require.Equal(t, "cancelled", env.Envelope.Outcome)
+		require.Equal(t, testCreds.username, env.Envelope.CancelledBy)
 		require.Equal(t, progressJSON{Cancelled: 3, Total: 3}, *env.Progress)
 
 		c.do("POST", "/outbound/envelopes/"+res.Envelope.ID.String()+"/cancel", "", nil, http.StatusOK, &env)
@@ -270,14 +274,20 @@ func TestService(t *testing.T) {
 		c.t = t
 		metrics := c.raw("GET", "/metrics", http.StatusOK)
 		for _, want := range []string{
-			`outbound_triggers_total{`,
+			`outbound_trigger_messages_total{`,
 			`outcome="triggered"`,
 			`outcome="duplicate"`,
-			`outbound_bulk_triggers_total{`,
+			`outcome="refused"`,
+			`outbound_bulk_trigger_duration_seconds_count{`,
 			`outcome="refused_cap_exceeded"`,
-			`outbound_deliveries_total{`,
+			`outbound_delivery_attempts_total{`,
 			`reason="notifier_ok"`,
 			`outbound_trigger_duration_seconds_bucket{`,
+			// The series the README's alert rules read.
+			"\noutbound_message_oldest_pending_age_seconds{",
+			`outbound_message_duration_seconds_count{`,
+			`status="sent"`,
+			`outbound_message_count{`,
 		} {
 			require.Contains(t, metrics, want)
 		}
@@ -347,8 +357,8 @@ func startService(t *testing.T, opts *options) *service {
 	return svc
 }
 
-// apiClient makes requests and checks their answers. It sends the UIs'
-// credentials, if set, on every request; the API ignores them.
+// apiClient makes requests and checks their answers. It sends the
+// service's credentials, if set, on every request.
 type apiClient struct {
 	t     *testing.T
 	base  string
