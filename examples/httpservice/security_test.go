@@ -54,7 +54,7 @@ func TestServiceSecurity(t *testing.T) {
 		}
 		c.do("GET", "/outbound/messages?conversation_id=77", "", nil, http.StatusOK, &struct {
 			Messages   *[]*messageJSON `json:"messages"`
-			NextCursor any            `json:"next_cursor"`
+			NextCursor any             `json:"next_cursor"`
 		}{Messages: &page.Messages})
 		require.Empty(t, page.Messages, "nothing was triggered")
 		// The same request from the service's own origin, or from a client
