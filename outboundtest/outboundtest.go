@@ -193,7 +193,8 @@ func requireManyTriggered(ctx context.Context, tb testing.TB, client *outbound.C
 func selectMessages(ctx context.Context, client *outbound.Client, tx pgx.Tx, conversationID int64, envelopeID uuid.UUID,
 	keep func(*outbound.Message) bool,
 ) ([]*outbound.Message, error) {
-	params := &outbound.ListMessagesParams{ConversationID: conversationID, BulkEnvelopeID: envelopeID, Limit: outbound.MaxListLimit}
+	// The assertions compare bodies, and return whole messages.
+	params := &outbound.ListMessagesParams{ConversationID: conversationID, BulkEnvelopeID: envelopeID, Limit: outbound.MaxListLimit, IncludeContent: true}
 	var found []*outbound.Message
 	for {
 		var (
