@@ -8,17 +8,17 @@ import (
 	"net/http"
 )
 
-// credentials are the user name and password that River's UI and the
-// outbound dashboard require, from UI_USERNAME and UI_PASSWORD.
+// credentials are the user name and password that the API, River's UI and
+// the outbound dashboard require, from UI_USERNAME and UI_PASSWORD.
 type credentials struct {
 	username, password string
 }
 
 func (c credentials) set() bool { return c.username != "" || c.password != "" }
 
-// checkUIAccess refuses a configuration that would put both UIs, which read
-// every message and can cancel any delivery, unauthenticated where others can
-// reach them: only a loopback address may go without credentials.
+// checkUIAccess refuses a configuration that would put the API and both UIs,
+// which read every message and can cancel any delivery, unauthenticated where
+// others can reach them: only a loopback address may go without credentials.
 func checkUIAccess(addr string, creds credentials) error {
 	if creds.set() && (creds.username == "" || creds.password == "") {
 		return fmt.Errorf("set both UI_USERNAME and UI_PASSWORD, or neither (and listen on a loopback address)")
@@ -26,7 +26,7 @@ func checkUIAccess(addr string, creds credentials) error {
 	if creds.set() || isLoopback(addr) {
 		return nil
 	}
-	return fmt.Errorf("refusing to serve River's UI and the outbound dashboard on %s without credentials: "+
+	return fmt.Errorf("refusing to serve the API, River's UI and the outbound dashboard on %s without credentials: "+
 		"anyone who can reach it could read every message and cancel deliveries. "+
 		"Set UI_USERNAME and UI_PASSWORD, or listen on a loopback address such as ADDR=127.0.0.1:8080", addr)
 }
@@ -59,7 +59,7 @@ func basicAuth(creds credentials, next http.Handler) http.Handler {
 		gotUser, gotPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
 		if !ok || subtle.ConstantTimeCompare(gotUser[:], wantUser[:])&subtle.ConstantTimeCompare(gotPass[:], wantPass[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="outbound", charset="UTF-8"`)
-			http.Error(w, "401 unauthorized: this UI needs the user name and password set in UI_USERNAME and UI_PASSWORD", http.StatusUnauthorized)
+			http.Error(w, "401 unauthorized: this service needs the user name and password set in UI_USERNAME and UI_PASSWORD", http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -20,7 +20,7 @@ func TestUIAccess(t *testing.T) {
 		{"[::1]:8080", credentials{}, ""},
 		{"localhost:8080", credentials{}, ""},
 		{"127.0.0.1:0", credentials{}, ""},
-		{":8080", credentials{}, "refusing to serve River's UI and the outbound dashboard on :8080 without credentials"},
+		{":8080", credentials{}, "refusing to serve the API, River's UI and the outbound dashboard on :8080 without credentials"},
 		{"0.0.0.0:8080", credentials{}, "Set UI_USERNAME and UI_PASSWORD, or listen on a loopback address"},
 		{"10.1.2.3:8080", credentials{}, "without credentials"},
 		{"example.com:8080", credentials{}, "without credentials"},

@@ -37,7 +37,7 @@ var screenshotPath = flag.String("screenshot", "", "where to save the envelopes 
 // without credentials.
 func TestBrowser(t *testing.T) {
 	svc := startService(t, &options{addr: "127.0.0.1:0", creds: testCreds})
-	api := &apiClient{t: t, base: svc.base}
+	api := &apiClient{t: t, base: svc.base, creds: testCreds}
 
 	// Three recipients delivered now; five an hour from now, one of them
 	// cancelled; and one bulk refused for its size.
