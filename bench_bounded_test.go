@@ -40,7 +40,7 @@ func BenchmarkBoundedReads(b *testing.B) {
 	ctx := context.Background()
 	size := boundedBodyBytes(b)
 	schema := migratedSchema(b)
-	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxContentBytes: max(size, 1)})
+	client, err := outbound.New(testPool, &outbound.Config{Schema: schema, MaxContentBytes: max(size, 1), MaxWorkers: 1})
 	require.NoError(b, err)
 
 	// The bodies are made by the server, compressed with lz4 as

@@ -66,6 +66,14 @@ const (
 	// maxMaxContentBytes is the largest Config.MaxContentBytes accepted.
 	maxMaxContentBytes = 64 << 20
 
+	// MaxContentBytesInFlight bounds the bodies the embedded worker's
+	// deliveries may hold at once: Config.MaxWorkers times
+	// Config.MaxContentBytes must not exceed it. Each delivery in flight
+	// holds its body while its Notifier runs, and reading it takes about as
+	// much again for a moment (BENCHMARKS.md, section 14), so this keeps a
+	// worker's memory for bodies within about 2 GiB whatever its settings.
+	MaxContentBytesInFlight = 1 << 30
+
 	// maxSchemaLength leaves room for River's notification topics, which are
 	// "<schema>.river_leadership" and must fit Postgres' 63-byte identifiers.
 	maxSchemaLength = 46
@@ -136,8 +144,10 @@ type Config struct {
 
 	// MaxContentBytes is the longest TriggerOpts.Content and
 	// BulkTriggerOpts.RenderedBody accepted, in bytes, at most 64 MiB; a
-	// longer one is ErrInvalidArgument and writes nothing. Defaults to
-	// DefaultMaxContentBytes (128 KiB).
+	// longer one is ErrInvalidArgument and writes nothing. Times MaxWorkers
+	// it must not exceed MaxContentBytesInFlight (1 GiB): with 64 MiB
+	// bodies, at most 16 workers. Defaults to DefaultMaxContentBytes
+	// (128 KiB).
 	MaxContentBytes int
 
 	// Auditor receives an event inside every trigger's transaction.
@@ -329,6 +339,10 @@ func (c *Config) validate() error {
 	}
 	if c.MaxContentBytes < 1 || c.MaxContentBytes > maxMaxContentBytes {
 		return invalidArgument("Config.MaxContentBytes", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxContentBytes, DefaultMaxContentBytes, c.MaxContentBytes)
+	}
+	if int64(c.MaxContentBytes)*int64(c.MaxWorkers) > MaxContentBytesInFlight {
+		return invalidArgument("Config.MaxContentBytes", "times Config.MaxWorkers must be at most %d (MaxContentBytesInFlight): each delivery in flight holds its body; got %d × %d workers; lower either",
+			MaxContentBytesInFlight, c.MaxContentBytes, c.MaxWorkers)
 	}
 	if c.NotifyTimeout < 0 {
 		return invalidArgument("Config.NotifyTimeout", "must not be negative (0 means the default, %s), got %s", DefaultNotifyTimeout, c.NotifyTimeout)

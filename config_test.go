@@ -34,6 +34,17 @@ func TestNew(t *testing.T) {
 		require.Equal(t, time.Second, outbound.DefaultFetchPollInterval)
 	})
 
+	// Bodies in flight are bounded: 64 MiB bodies take 16 workers at most.
+	t.Run("ContentBytesInFlight", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbound.New(testPool, &outbound.Config{MaxContentBytes: 64 << 20, MaxWorkers: 16})
+		require.NoError(t, err)
+		_, err = outbound.New(testPool, &outbound.Config{MaxContentBytes: 64 << 20, MaxWorkers: 17})
+		require.ErrorContains(t, err, "Config.MaxContentBytes times Config.MaxWorkers must be at most 1073741824")
+		_, err = outbound.New(testPool, &outbound.Config{MaxContentBytes: outbound.DefaultMaxContentBytes, MaxWorkers: 8192})
+		require.NoError(t, err, "the default body with 8,192 workers")
+	})
+
 	t.Run("InvalidFields", func(t *testing.T) {
 		t.Parallel()
 		tests := []struct {

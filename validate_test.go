@@ -101,7 +101,12 @@ func TestBadInput(t *testing.T) {
 			return err
 		}, "Config.MaxContentBytes"},
 		{"NewMaxContentBytesAbove64MiB", func() error {
-			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxContentBytes: 64<<20 + 1})
+			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxContentBytes: 64<<20 + 1, MaxWorkers: 1})
+			return err
+		}, "Config.MaxContentBytes"},
+		{"NewMaxContentBytesTimesWorkersAbove1GiB", func() error {
+			// 64 MiB bodies and the default 100 workers: 6.25 GiB in flight.
+			_, err := outbound.New(testPool, &outbound.Config{Schema: b.schema, MaxContentBytes: 64 << 20})
 			return err
 		}, "Config.MaxContentBytes"},
 		{"NewRetentionNegative", func() error {
