@@ -39,7 +39,8 @@ func ExampleClient_CancelEnvelope() {
 		log.Fatal(err)
 	}
 
-	n, err := client.CancelEnvelope(ctx, res.Envelope.ID, nil)
+	// The actor is kept on the rows and given to the Auditor.
+	n, err := client.CancelEnvelope(ctx, res.Envelope.ID, &outbound.CancelOpts{Actor: "agent:7"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -53,10 +54,10 @@ func ExampleClient_CancelEnvelope() {
 	}
 	fmt.Println("cancelled:", n)
 	fmt.Printf("progress: %+v\n", *progress)
-	fmt.Println("envelope:", env.Status)
+	fmt.Println("envelope:", env.Status, env.Outcome, "by", env.CancelledBy)
 
 	// Output:
 	// cancelled: 3
 	// progress: {Pending:0 Delivering:0 Sent:0 Failed:0 Unconfirmed:0 Discarded:0 Cancelled:3}
-	// envelope: cancelled
+	// envelope: cancelled cancelled by agent:7
 }

@@ -3,10 +3,14 @@
 // riverui.
 //
 // Where riverui shows jobs, outboundui shows what a support operator thinks
-// in: bulk envelopes newest first, each with a bar of its recipients' messages
-// by status (sent, pending, in flight, failed, discarded, cancelled); an
-// envelope's messages with their attempts and last error; one message; and
-// buttons that cancel what is not yet delivered.
+// in: bulk envelopes newest first, each with its outcome (in progress,
+// completed, completed with failures, partly cancelled, cancelled, refused)
+// and a bar of its recipients' messages by status (sent, pending, in flight,
+// failed, discarded, cancelled); an envelope's messages with their attempts
+// and last error; one message; and buttons that cancel what is not yet
+// delivered, recorded as the signed-in user's (HandlerOpts.Actor) and shown
+// with who cancelled and when. A page shows at most the first 64 KiB of a
+// body, and the lists read none.
 //
 // The pages are rendered on the server with html/template. There is no
 // JavaScript, so there is no build step and every page works with JavaScript
@@ -20,6 +24,8 @@
 //	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{
 //		Client: client,
 //		Prefix: "/outbound/ui",
+//		// Who cancels: the user requireOperator signed in.
+//		Actor: func(r *http.Request) string { user, _, _ := r.BasicAuth(); return user },
 //	})
 //	if err != nil {
 //		return err

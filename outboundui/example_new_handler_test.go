@@ -45,7 +45,10 @@ func ExampleNewHandler() {
 		log.Fatal(err)
 	}
 
-	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client, Prefix: "/outbound/ui"})
+	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client, Prefix: "/outbound/ui",
+		// Cancels are recorded as the signed-in operator's.
+		Actor: func(r *http.Request) string { user, _, _ := r.BasicAuth(); return user },
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -113,6 +113,12 @@ func TestBrowser(t *testing.T) {
 		formsLeft, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('form.cancel').length`))
 		require.NoError(t, err)
 		require.Zero(t, formsLeft, "nothing is left to cancel")
+		// The cancel is the signed-in user's, and the envelope's outcome
+		// says it is over.
+		facts, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`dl.facts`)))
+		require.NoError(t, err)
+		require.Regexp(t, `Cancelled\s+\S+ \S+ UTC by `+testCreds.username, facts)
+		require.Contains(t, facts, "Outcome\ncancelled")
 
 		// Back on the envelopes page, the bar shows the cancellations.
 		require.NoError(t, chromedp.Do(ctx,
@@ -120,6 +126,9 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`table.envelopes`)),
 		))
 		require.Equal(t, "5", legend(t, ctx, laterRow)["cancelled"])
+		outcome, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(laterRow+` .outcome-cancelled`)))
+		require.NoError(t, err)
+		require.Equal(t, "cancelled", outcome)
 	})
 
 	t.Run("RiverUI", func(t *testing.T) {
