@@ -51,8 +51,8 @@ const (
 )
 
 // Reasons of a failed trigger or bulk trigger: the reason attribute of
-// outcome failed, on outbound.triggers, outbound.bulk.triggers,
-// outbound.bulk.recipients and the duration histograms. A failure that is
+// outcome failed, on outbound.trigger.messages and the duration
+// histograms. A failure that is
 // none of the others is reasonDatabaseError.
 const (
 	reasonInvalidArgument     reason = "invalid_argument"

@@ -12,9 +12,9 @@ import (
 // SubscribeConfig configures a subscription made by Client.SubscribeConfig.
 type SubscribeConfig struct {
 	// ChanSize is the buffer of the subscription's channel. An event that
-	// finds it full is dropped, counted in outbound.events.dropped and
-	// logged. Negative is an error. Defaults to DefaultSubscribeChanSize
-	// (1000).
+	// finds it full is dropped, counted in
+	// outbound.subscription.dropped_events and logged. Negative is an error.
+	// Defaults to DefaultSubscribeChanSize (1000).
 	ChanSize int
 
 	// Kinds are the kinds of event the subscription receives; at least one.
@@ -36,8 +36,8 @@ type SubscribeConfig struct {
 // Events are best-effort. They never hold delivery up: each is sent without
 // blocking, after its outcome is committed, into a buffer of
 // [DefaultSubscribeChanSize]; one that finds the buffer full is dropped,
-// counted in the outbound.events.dropped metric and logged. A process can
-// also die between a commit and its event. Use events to react promptly: to
+// counted in the outbound.subscription.dropped_events metric and logged. A
+// process can also die between a commit and its event. Use events to react promptly: to
 // alert on a discarded message, or to update an inbox when one is sent. A
 // host that must see every outcome reads the messages themselves, which are
 // the record: [Client.ListMessages] by Status, ConversationID or

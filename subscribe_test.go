@@ -149,7 +149,7 @@ func TestSubscribe(t *testing.T) {
 	})
 
 	// FullBuffer: a subscriber that never reads gets its buffer's worth;
-	// the rest are dropped, counted by kind in outbound.events.dropped and
+	// the rest are dropped, counted by kind in outbound.subscription.dropped_events and
 	// logged once, and every message is delivered all the same.
 	t.Run("FullBuffer", func(t *testing.T) {
 		t.Parallel()
@@ -285,7 +285,7 @@ func requireEvent(tb testing.TB, ev *outbound.Event, kind outbound.EventKind, re
 	require.WithinDuration(tb, time.Now(), ev.OccurredAt, time.Minute)
 }
 
-// eventsDropped sums outbound.events.dropped by kind, checking that kind is
+// eventsDropped sums outbound.subscription.dropped_events by kind, checking that kind is
 // its only attribute.
 func eventsDropped(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
