@@ -26,6 +26,10 @@ func TestDurationHistogramBuckets(t *testing.T) {
 	res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 	mustBulkTrigger(ctx, t, b.client, []int64{2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
 	waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+	// The attempt records its telemetry after its result is committed, which
+	// the status shows: wait for the attempt to end, not for the row.
+	require.Eventually(t, func() bool { return len(histogramBounds(t, reader, "outbound.delivery.duration")) > 0 },
+		time.Minute, 5*time.Millisecond, "outbound.delivery.duration was recorded")
 
 	for _, name := range []string{"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.delivery.duration"} {
 		all := histogramBounds(t, reader, name)
@@ -177,6 +181,9 @@ func TestOldestPendingAge(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, b.client.Stop(context.Background())) })
 	waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
 	require.Zero(t, oldestPendingAge(t, reader))
+	// The attempt records its telemetry after its result is committed.
+	require.Eventually(t, func() bool { return len(findMetrics(t, reader, "outbound.message.duration")) > 0 },
+		time.Minute, 5*time.Millisecond, "outbound.message.duration was recorded")
 	var recorded bool
 	for _, m := range findMetrics(t, reader, "outbound.message.duration") {
 		require.Equal(t, "s", m.Unit)

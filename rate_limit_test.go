@@ -284,7 +284,9 @@ func TestRateLimits(t *testing.T) {
 		limited := mustTrigger(ctx, t, b.client, 2, &outbound.TriggerOpts{TemplateID: "rate-limited"})
 		waitForStatus(t, b.client, []uuid.UUID{retried.Message.ID}, outbound.MessageStatusDiscarded)
 		waitForStatus(t, b.client, []uuid.UUID{limited.Message.ID}, outbound.MessageStatusSent)
-		require.Equal(t, int64(1), deliveries(t, reader, "discarded", "notifier_retry_after"))
+		// An attempt records its telemetry after its result is committed.
+		require.Eventually(t, func() bool { return deliveries(t, reader, "discarded", "notifier_retry_after") == 1 },
+			time.Minute, 5*time.Millisecond, "the discarded attempt was counted")
 		require.Equal(t, int64(1), deliveries(t, reader, "deferred", "notifier_rate_limited"))
 	})
 
