@@ -172,7 +172,7 @@ func scanMessageByHand(row pgx.Row) (*outbound.Message, error) {
 	)
 	if err := row.Scan(&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &m.Content, &status, &envelope,
 		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWait,
-		&cancelBy, &cancelAt, &m.ContentBytes); err != nil {
+		&cancelBy, &cancelAt, &m.Data, &m.Rendered, &m.ContentBytes); err != nil {
 		return nil, err
 	}
 	m.Status = outbound.MessageStatus(status)

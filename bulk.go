@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,9 +21,22 @@ type BulkTriggerOpts struct {
 	TemplateID string
 
 	// RenderedBody is the body to send, snapshotted on the envelope and on
-	// every recipient's message. Required, not only whitespace, at most
-	// Config.MaxContentBytes (128 KiB by default).
+	// the message of every recipient without a body of its own in
+	// Recipients. Required unless every recipient has its own; not only
+	// whitespace, at most Config.MaxContentBytes (128 KiB by default).
 	RenderedBody string
+
+	// Recipients gives recipients, by conversation id, their own rendered
+	// body, host data or time: see BulkRecipient. Each key must be one of
+	// the call's conversations; a recipient without an entry gets the
+	// bulk's. Nil: every recipient gets the bulk's.
+	Recipients map[int64]BulkRecipient
+
+	// Data is host data every recipient's message carries, a JSON object
+	// the Notifier receives as Message.Data (the channel, a tenant); a
+	// recipient's own Data is laid over it. At most Config.MaxDataBytes as
+	// JSON. Never in telemetry.
+	Data map[string]any
 
 	// Actor is who asked, at most MaxActorBytes (256) bytes; recorded as the
 	// envelope's requested_by and given to the auditor, never to telemetry.
@@ -51,10 +65,12 @@ type BulkTriggerOpts struct {
 	MaxAttempts int
 
 	// EnvelopeID is an optional idempotency key. Retrying with the same id
-	// and the same request (template, body, recipients, actor, ScheduleIn,
-	// ScheduledAt, Priority and MaxAttempts) returns the stored result with
-	// Replayed set; the same id with any of them different is
-	// ErrIdempotencyConflict. uuid.Nil means a fresh UUIDv7.
+	// and the same request (template, body, recipients and each one's own
+	// body, data and time, data, actor, ScheduleIn, ScheduledAt, Priority
+	// and MaxAttempts) returns the stored result with Replayed set; the same
+	// id with any of them different is ErrIdempotencyConflict, naming what
+	// differs, and for a recipient's own parts, the first recipient. uuid.Nil
+	// means a fresh UUIDv7.
 	EnvelopeID uuid.UUID
 }
 
@@ -64,9 +80,10 @@ func (o *BulkTriggerOpts) deliveryOptions() deliveryOpts {
 }
 
 // envelopeRequest is what the call asks of envelope id for these
-// recipients, with the cap in force, as a submitted envelope.
-func (o *BulkTriggerOpts) envelopeRequest(id uuid.UUID, conversationIDs []int64, batchCap int) *envelopeRequest {
-	return &envelopeRequest{
+// recipients, with the cap in force, as a submitted envelope, with its data
+// encoded and the digests of each recipient's own parts.
+func (o *BulkTriggerOpts) envelopeRequest(id uuid.UUID, conversationIDs []int64, batchCap int, data []byte, recipients *bulkRecipients) *envelopeRequest {
+	req := &envelopeRequest{
 		id:          id,
 		templateID:  o.TemplateID,
 		body:        o.RenderedBody,
@@ -78,7 +95,16 @@ func (o *BulkTriggerOpts) envelopeRequest(id uuid.UUID, conversationIDs []int64,
 		scheduledAt: o.ScheduledAt,
 		priority:    o.Priority,
 		maxAttempts: o.MaxAttempts,
+		data:        data,
 	}
+	if data != nil {
+		sum := sha256.Sum256(data)
+		req.dataDigest = sum[:]
+	}
+	if recipients != nil {
+		req.recipientDigests = recipients.digests
+	}
+	return req
 }
 
 // BulkTriggerResult is the result of BulkTrigger and BulkTriggerTx.
@@ -148,15 +174,26 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 	if err := validateBulkTrigger(conversationIDs, opts, c.config.MaxContentBytes, batchCap); err != nil {
 		return nil, 0, err
 	}
+	data, err := encodeData("BulkTriggerOpts.Data", opts.Data, c.config.MaxDataBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	// A refused bulk writes no message: its recipients' own parts are
+	// neither checked nor kept.
+	var recipients *bulkRecipients
+	if len(conversationIDs) <= batchCap {
+		if recipients, err = prepareRecipients(conversationIDs, opts, c.config.MaxContentBytes, c.config.MaxDataBytes); err != nil {
+			return nil, 0, err
+		}
+	}
 	envelopeID := opts.EnvelopeID
 	if envelopeID == uuid.Nil {
-		var err error
 		if envelopeID, err = uuid.NewV7(); err != nil {
 			return nil, 0, fmt.Errorf("outbound: envelope id: %w", err)
 		}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
-	req := opts.envelopeRequest(envelopeID, conversationIDs, batchCap)
+	req := opts.envelopeRequest(envelopeID, conversationIDs, batchCap, data, recipients)
 
 	if len(conversationIDs) > batchCap {
 		res, err := c.refuseOverCap(ctx, req, opts.Auditor)
@@ -167,7 +204,7 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 		res        *BulkTriggerResult
 		duplicates int
 	)
-	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := c.insertEnvelope(ctx, tx, req)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The id exists: a retry of the same request, or a conflict.
@@ -185,6 +222,9 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 		staged, err := c.buildTriggerTx(ctx, tx, conversationIDs, &stageParams{
 			templateID:     opts.TemplateID,
 			content:        opts.RenderedBody,
+			rendered:       true,
+			data:           data,
+			each:           recipients.parts,
 			bulkEnvelopeID: envelopeID,
 			jobs:           c.jobOptions(opts.deliveryOptions(), DefaultBulkTriggerPriority),
 		})
@@ -307,8 +347,8 @@ func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxCont
 	if opts.TemplateID == "" {
 		return invalidArgument("BulkTriggerOpts.TemplateID", "is required")
 	}
-	if opts.RenderedBody == "" {
-		return invalidArgument("BulkTriggerOpts.RenderedBody", "is required")
+	if opts.RenderedBody == "" && len(opts.Recipients) == 0 {
+		return invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has its own in BulkTriggerOpts.Recipients")
 	}
 	for _, f := range []struct {
 		name, value string

@@ -63,6 +63,15 @@ const (
 	// in bytes.
 	DefaultMaxContentBytes = 128 << 10
 
+	// DefaultMaxDataBytes is Config.MaxDataBytes when it is zero: room for an
+	// address, a channel, a locale, a tenant and a few ids, and small enough
+	// that a bulk's data costs little beside its bodies.
+	DefaultMaxDataBytes = 8 << 10
+
+	// maxMaxDataBytes is the largest Config.MaxDataBytes accepted: data is
+	// for the host's routing, not for bodies.
+	maxMaxDataBytes = 1 << 20
+
 	// maxMaxContentBytes is the largest Config.MaxContentBytes accepted.
 	maxMaxContentBytes = 64 << 20
 
@@ -149,6 +158,12 @@ type Config struct {
 	// bodies, at most 16 workers. Defaults to DefaultMaxContentBytes
 	// (128 KiB).
 	MaxContentBytes int
+
+	// MaxDataBytes is the longest host data (TriggerOpts.Data, a bulk's
+	// data, merged for each recipient) accepted, in bytes as JSON, at most
+	// 1 MiB; longer is ErrInvalidArgument and writes nothing. Defaults to
+	// DefaultMaxDataBytes (8 KiB).
+	MaxDataBytes int
 
 	// Auditor receives an event inside every trigger's transaction.
 	// TriggerOpts.Auditor and BulkTriggerOpts.Auditor override it per call.
@@ -294,6 +309,7 @@ func (c *Config) withDefaults() *Config {
 	out.NotifyTimeout = cmp.Or(out.NotifyTimeout, DefaultNotifyTimeout)
 	out.DedupWindow = cmp.Or(out.DedupWindow, DefaultDedupWindow)
 	out.MaxContentBytes = cmp.Or(out.MaxContentBytes, DefaultMaxContentBytes)
+	out.MaxDataBytes = cmp.Or(out.MaxDataBytes, DefaultMaxDataBytes)
 	out.FetchCooldown = cmp.Or(out.FetchCooldown, DefaultFetchCooldown)
 	out.FetchPollInterval = cmp.Or(out.FetchPollInterval, DefaultFetchPollInterval)
 	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
@@ -339,6 +355,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxContentBytes < 1 || c.MaxContentBytes > maxMaxContentBytes {
 		return invalidArgument("Config.MaxContentBytes", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxContentBytes, DefaultMaxContentBytes, c.MaxContentBytes)
+	}
+	if c.MaxDataBytes < 1 || c.MaxDataBytes > maxMaxDataBytes {
+		return invalidArgument("Config.MaxDataBytes", "must be between 1 and %d (0 means the default, %d), got %d", maxMaxDataBytes, DefaultMaxDataBytes, c.MaxDataBytes)
 	}
 	if int64(c.MaxContentBytes)*int64(c.MaxWorkers) > MaxContentBytesInFlight {
 		return invalidArgument("Config.MaxContentBytes", "times Config.MaxWorkers must be at most %d (MaxContentBytesInFlight): each delivery in flight holds its body; got %d × %d workers; lower either",

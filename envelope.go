@@ -72,6 +72,10 @@ type Envelope struct {
 	// RenderedBodyBytes is the length of the whole RenderedBody in bytes,
 	// filled in by every read.
 	RenderedBodyBytes int
+	// Data is the host data every recipient shares (BulkTriggerOpts.Data),
+	// nil for none; each message's Data holds it merged with the
+	// recipient's own.
+	Data map[string]any
 	// RecipientConversationIDs are the requested conversations in the
 	// caller's order. A refused envelope keeps only the first
 	// MaxRefusedRecipientsKept (1,000); Count says how many were asked for.
@@ -111,6 +115,11 @@ type Envelope struct {
 	scheduledAt *time.Time
 	priority    *int
 	maxAttempts *int
+	// dataDigest and recipientDigests are the SHA-256 of the shared data
+	// and of each recipient's own body, data and time, in the order of
+	// RecipientConversationIDs, compared on a replay; nil for none.
+	dataDigest       []byte
+	recipientDigests [][]byte
 }
 
 // ListEnvelopesParams filters ListEnvelopes. A nil value means defaults.
@@ -263,7 +272,8 @@ func scanEnvelope(row pgx.Row, extra ...any) (*Envelope, error) {
 	)
 	dest := append([]any{&e.ID, &e.TemplateID, &body, &e.RecipientConversationIDs, &e.Count,
 		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest, &e.scheduleIn,
-		&e.scheduledAt, &e.priority, &e.maxAttempts, &cancelledBy, &cancelledAt, &e.RenderedBodyBytes}, extra...)
+		&e.scheduledAt, &e.priority, &e.maxAttempts, &cancelledBy, &cancelledAt, &e.Data, &e.dataDigest, &e.recipientDigests,
+		&e.RenderedBodyBytes}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -336,6 +346,13 @@ type envelopeRequest struct {
 	scheduledAt   time.Time
 	priority      int
 	maxAttempts   int
+	// data is the shared data as JSON, and dataDigest its SHA-256; nil for
+	// none.
+	data       []byte
+	dataDigest []byte
+	// recipientDigests are the digests of each recipient's own parts, in
+	// the order of recipients; nil when none has any.
+	recipientDigests [][]byte
 }
 
 // insertEnvelope writes the envelope unless its id exists, and returns it;
@@ -363,6 +380,14 @@ func (c *Client) insertEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 		ScheduledAt:   nullIfZeroTime(req.scheduledAt),
 		Priority:      nullIfZero(req.priority),
 		MaxAttempts:   nullIfZero(req.maxAttempts),
+		DataDigest:    req.dataDigest,
+	}
+	if req.data != nil {
+		data := string(req.data)
+		args.Data = &data
+	}
+	if req.status == EnvelopeStatusSubmitted {
+		args.RecipientDigests = req.recipientDigests
 	}
 	env, err := scanEnvelope(tx.QueryRow(ctx, c.queries.InsertEnvelope.SQL, args.Args()...))
 	if err != nil {
@@ -400,8 +425,40 @@ func (e *Envelope) requestDiffers(req *envelopeRequest) string {
 		return "priority"
 	case !sameStoredInt(e.maxAttempts, req.maxAttempts):
 		return "max attempts"
+	case !bytes.Equal(e.dataDigest, req.dataDigest):
+		return "data"
+	}
+	if id, differs := e.recipientDiffers(req); differs {
+		return fmt.Sprintf("body, data or time for conversation %d", id)
 	}
 	return ""
+}
+
+// recipientDiffers returns the first recipient, in the request's order,
+// whose own body, data or time differs from the envelope's. A refused
+// envelope keeps none, and is compared by its recipients alone.
+func (e *Envelope) recipientDiffers(req *envelopeRequest) (int64, bool) {
+	if e.Status == EnvelopeStatusRefusedCapExceeded || (e.recipientDigests == nil && req.recipientDigests == nil) {
+		return 0, false
+	}
+	none := recipientDigest("", nil, time.Time{})
+	stored := make(map[int64][]byte, len(e.RecipientConversationIDs))
+	for i, id := range e.RecipientConversationIDs {
+		stored[id] = none
+		if e.recipientDigests != nil {
+			stored[id] = e.recipientDigests[i]
+		}
+	}
+	for i, id := range req.recipients {
+		asked := none
+		if req.recipientDigests != nil {
+			asked = req.recipientDigests[i]
+		}
+		if !bytes.Equal(stored[id], asked) {
+			return id, true
+		}
+	}
+	return 0, false
 }
 
 // sameStoredTime reports whether a time stored by nullIfZeroTime is t, to

@@ -19,10 +19,19 @@ type Message struct {
 	// Role is always RoleSystemOutbound.
 	Role       string
 	TemplateID string
-	// Content is the message's body. Reads that list messages leave it
-	// empty unless asked for it (ListMessagesParams.IncludeContent), and
-	// MessagePreview reads only its start; ContentBytes is its whole length.
+	// Content is the message's body: the body the caller rendered when
+	// Rendered is true; otherwise the original library's template
+	// reference, "Outbound message using template: <TemplateID>", kept for
+	// its consumers, which no customer should receive. Reads that list
+	// messages leave it empty unless asked for it
+	// (ListMessagesParams.IncludeContent), and MessagePreview reads only its
+	// start; ContentBytes is its whole length.
 	Content string
+	// Rendered reports whether Content is a body the caller rendered and
+	// passed (TriggerOpts.Content, a bulk's bodies). When false, the message
+	// was triggered without a body, and the Notifier renders it from
+	// TemplateID (and Data).
+	Rendered bool
 	// ContentBytes is the length of the whole Content in bytes, filled in by
 	// every read, including those that do not read Content.
 	ContentBytes int
@@ -42,6 +51,10 @@ type Message struct {
 	// rate limit (Config.RateLimits), or by a Notifier's RateLimited, is
 	// booked to be tried again; zero when it is not waiting for one.
 	RateLimitedUntil time.Time
+	// Data is the host's data for the message, as given to TriggerOpts.Data
+	// or a bulk's data: a JSON object, decoded as encoding/json decodes into
+	// a map (numbers are float64). Nil for none. It is never in telemetry.
+	Data map[string]any
 	// CancelledBy is the Actor of the cancel that ended the message
 	// cancelled (CancelOpts.Actor), empty for a cancel without one;
 	// CancelledAt is when, zero unless the message is cancelled.
@@ -68,15 +81,16 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 		rateWaitUntil pgtype.Timestamptz
 		cancelledBy   pgtype.Text
 		cancelledAt   pgtype.Timestamptz
+		rendered      pgtype.Bool
 	)
 	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &content, &status, &envelope,
 		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWaitUntil,
-		&cancelledBy, &cancelledAt, &m.ContentBytes}, extra...)
+		&cancelledBy, &cancelledAt, &m.Data, &rendered, &m.ContentBytes}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
 	m.Content, m.Status = content.String, MessageStatus(status)
-	m.CancelledBy, m.CancelledAt = cancelledBy.String, cancelledAt.Time
+	m.CancelledBy, m.CancelledAt, m.Rendered = cancelledBy.String, cancelledAt.Time, rendered.Bool
 	if envelope != nil {
 		m.BulkEnvelopeID = *envelope
 	}

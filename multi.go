@@ -16,12 +16,21 @@ import (
 	"github.com/riverqueue/river/rivertype"
 )
 
-// stageParams is what every recipient of one call shares.
+// stageParams is what every recipient of one call shares, and what each
+// has of its own.
 type stageParams struct {
-	templateID     string
-	content        string
+	templateID string
+	content    string
+	// rendered says whether content, and each recipient's own, is a body
+	// the caller rendered.
+	rendered bool
+	// data is the call's host data as JSON, nil for none.
+	data           []byte
 	bulkEnvelopeID uuid.UUID
 	jobs           jobOptions
+	// each is every recipient's own parts, in input order; nil when no
+	// recipient has any.
+	each []recipientParts
 }
 
 // stagedTrigger is what buildTriggerTx staged.
@@ -81,6 +90,9 @@ type triggerBatch struct {
 	// each message; metadataLeft counts the messages still to take it.
 	metadata     map[string]any
 	metadataLeft int
+	// data is the call's data decoded, which each new message without data
+	// of its own gets a copy of.
+	data map[string]any
 	// recipients are the per-recipient columns, in input order; their job
 	// ids are filled in by insertJobs.
 	recipients recipientRows
@@ -95,6 +107,11 @@ type recipientRows struct {
 	ids             []pgtype.UUID
 	conversationIDs []int64
 	jobIDs          []int64
+	// contents, data and scheduledAts are each recipient's own, invalid
+	// where it has none; all empty when no recipient has any.
+	contents     []pgtype.Text
+	data         []pgtype.Text
+	scheduledAts []pgtype.Timestamptz
 }
 
 // insertedMessage is what InsertMessages returns of a row beyond its id.
@@ -108,6 +125,7 @@ func (b *triggerBatch) init(conversationIDs []int64, p *stageParams) error {
 		params:     p,
 		envelopeID: nullIfNilUUID(p.bulkEnvelopeID),
 		metadata:   newMessageMetadata(p.templateID, p.bulkEnvelopeID),
+		data:       decodeData(p.data),
 		recipients: recipientRows{
 			ids:             make([]pgtype.UUID, len(conversationIDs)),
 			conversationIDs: conversationIDs,
@@ -124,6 +142,23 @@ func (b *triggerBatch) init(conversationIDs []int64, p *stageParams) error {
 		}
 		b.messageIDs[i] = id
 		b.recipients.ids[i] = pgUUID(id)
+	}
+	if p.each != nil {
+		r := &b.recipients
+		r.contents = make([]pgtype.Text, len(p.each))
+		r.data = make([]pgtype.Text, len(p.each))
+		r.scheduledAts = make([]pgtype.Timestamptz, len(p.each))
+		for i, own := range p.each {
+			if own.content != nil {
+				r.contents[i] = pgtype.Text{String: *own.content, Valid: true}
+			}
+			if own.data != nil {
+				r.data[i] = pgtype.Text{String: string(own.data), Valid: true}
+			}
+			if !own.scheduledAt.IsZero() {
+				r.scheduledAts[i] = pgtype.Timestamptz{Time: own.scheduledAt, Valid: true}
+			}
+		}
 	}
 	return nil
 }
@@ -161,6 +196,12 @@ func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) err
 			},
 			InsertOpts: insertOpts,
 		}
+		if own := b.recipients.scheduledAt(i); !own.IsZero() {
+			// A recipient's own time: a job of its own options.
+			opts := *insertOpts
+			opts.ScheduledAt = own
+			params[i].InsertOpts = &opts
+		}
 	}
 	jobs, err := c.river.InsertManyTx(ctx, tx, params)
 	if err != nil {
@@ -181,6 +222,14 @@ func (c *Client) insertMessages(ctx context.Context, tx pgx.Tx, b *triggerBatch,
 		Content:         b.params.content,
 		BulkEnvelopeID:  b.envelopeID,
 		ScheduledAt:     b.scheduledAt,
+		Rendered:        b.params.rendered,
+		Contents:        rows.contents,
+		EachData:        rows.data,
+		ScheduledAts:    rows.scheduledAts,
+	}
+	if b.params.data != nil {
+		data := string(b.params.data)
+		args.Data = &data
 	}
 	result, err := tx.Query(ctx, c.queries.InsertMessages.SQL, args.Args()...)
 	if err != nil {
@@ -238,9 +287,22 @@ func (r recipientRows) filter(keep func(i int) bool) recipientRows {
 			out.ids = append(out.ids, r.ids[i])
 			out.conversationIDs = append(out.conversationIDs, r.conversationIDs[i])
 			out.jobIDs = append(out.jobIDs, r.jobIDs[i])
+			if r.contents != nil {
+				out.contents = append(out.contents, r.contents[i])
+				out.data = append(out.data, r.data[i])
+				out.scheduledAts = append(out.scheduledAts, r.scheduledAts[i])
+			}
 		}
 	}
 	return out
+}
+
+// scheduledAt is recipient i's own time, the zero time for none.
+func (r *recipientRows) scheduledAt(i int) time.Time {
+	if r.scheduledAts == nil {
+		return time.Time{}
+	}
+	return r.scheduledAts[i].Time
 }
 
 // stage returns the messages written, in input order, with a nil in the
@@ -270,13 +332,29 @@ func (b *triggerBatch) stage(written map[uuid.UUID]insertedMessage) *stagedTrigg
 // times the insert returned. It is the one place a new Message is made; a
 // test checks that it equals the row read back.
 func (b *triggerBatch) fillMessage(m *Message, i int, row insertedMessage) {
+	content, data := b.params.content, b.data
+	if b.params.each != nil {
+		own := b.params.each[i]
+		if own.content != nil {
+			content = *own.content
+		}
+		if own.data != nil {
+			data = decodeData(own.data)
+		} else if data != nil {
+			data = maps.Clone(data)
+		}
+	} else if data != nil {
+		data = maps.Clone(data)
+	}
 	*m = Message{
 		ID:             b.messageIDs[i],
 		ConversationID: b.recipients.conversationIDs[i],
 		Role:           RoleSystemOutbound,
 		TemplateID:     b.params.templateID,
-		Content:        b.params.content,
-		ContentBytes:   len(b.params.content),
+		Content:        content,
+		ContentBytes:   len(content),
+		Rendered:       b.params.rendered,
+		Data:           data,
 		Status:         MessageStatusPending,
 		BulkEnvelopeID: b.params.bulkEnvelopeID,
 		Metadata:       b.takeMetadata(),

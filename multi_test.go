@@ -34,6 +34,7 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		fresh      keys = iota // no recipient's key is held
 		held                   // half the recipients' keys are held
 		pastWindow             // half are held by messages sent past the window
+		personal               // every recipient has its own body, data and time
 	)
 	statements := func(n int, k keys) int64 {
 		// A fresh client per call: River rate-limits its insert NOTIFY per
@@ -45,7 +46,7 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 		require.ErrorIs(t, err, outbound.ErrNotFound)
 		envelopeID := uuid.Must(uuid.NewV7())
 		ids := conversations(n)
-		if k != fresh {
+		if k == held || k == pastWindow {
 			for _, id := range ids[:n/2] {
 				res := mustTrigger(ctx, t, client, id, &outbound.TriggerOpts{TemplateID: fmt.Sprint("t", n), BulkEnvelopeID: envelopeID})
 				if k == pastWindow {
@@ -53,9 +54,18 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 				}
 			}
 		}
+		opts := &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID}
+		if k == personal {
+			opts.RenderedBody, opts.Data = "", map[string]any{"channel": "sms"}
+			opts.Recipients = make(map[int64]outbound.BulkRecipient, n)
+			for _, id := range ids {
+				opts.Recipients[id] = outbound.BulkRecipient{RenderedBody: fmt.Sprint("Hi ", id), Data: map[string]any{"phone": fmt.Sprint("+1555", id)},
+					ScheduledAt: time.Now().Add(time.Duration(id) * time.Minute)}
+			}
+		}
 		counter.n.Store(0)
 		counter.notifies.Store(0)
-		res := mustBulkTrigger(ctx, t, client, ids, &outbound.BulkTriggerOpts{TemplateID: fmt.Sprint("t", n), RenderedBody: "b", EnvelopeID: envelopeID})
+		res := mustBulkTrigger(ctx, t, client, ids, opts)
 		require.Len(t, res.Messages, n)
 		if k == pastWindow {
 			for _, m := range res.Messages {
@@ -78,6 +88,11 @@ func TestBulkTriggerStatementsConstantInN(t *testing.T) {
 	smallPast, largePast := statements(2, pastWindow), statements(500, pastWindow)
 	t.Logf("statements per BulkTrigger with keys held past the dedup window (besides River's NOTIFY): N=2: %d, N=500: %d", smallPast, largePast)
 	require.Equal(t, smallPast, largePast)
+
+	smallPersonal, largePersonal := statements(2, personal), statements(500, personal)
+	t.Logf("statements per personalised BulkTrigger (besides River's NOTIFY): N=2: %d, N=500: %d", smallPersonal, largePersonal)
+	require.Equal(t, smallPersonal, largePersonal)
+	require.Equal(t, small, smallPersonal, "a personalised bulk takes the statements of one with one body")
 }
 
 // TestStagedMessagesMatchRows checks the messages that Trigger and
@@ -121,5 +136,38 @@ func TestStagedMessagesMatchRows(t *testing.T) {
 		res := mustBulkTrigger(ctx, t, b.client, []int64{10, 11, 12}, &outbound.BulkTriggerOpts{TemplateID: "bulk", RenderedBody: "b", EnvelopeID: envelopeID, ScheduleIn: time.Minute})
 		require.NotEqual(t, sent.Message.ID, res.Messages[2].ID, "a new message past the window")
 		requireRows(t, res.Messages...)
+	})
+
+	t.Run("TriggerWithData", func(t *testing.T) {
+		t.Parallel()
+		res := mustTrigger(ctx, t, b.client, 3, &outbound.TriggerOpts{TemplateID: "t", Data: map[string]any{"phone": "+15550100", "retries": 2, "tags": []string{"vip"}}})
+		require.False(t, res.Message.Rendered)
+		requireRows(t, res.Message)
+	})
+
+	// Each recipient's own body, data and time, through the paths of held
+	// keys and of keys held past the window.
+	t.Run("PersonalisedBulkWithHeldAndExpiredKeys", func(t *testing.T) {
+		t.Parallel()
+		envelopeID := uuid.Must(uuid.NewV7())
+		opts := &outbound.TriggerOpts{TemplateID: "personal", BulkEnvelopeID: envelopeID}
+		mustTrigger(ctx, t, b.client, 21, opts)
+		sent := mustTrigger(ctx, t, b.client, 22, opts)
+		b.factory.ageMessage(t, sent.Message.ID, outbound.MessageStatusSent, 25*time.Hour)
+		at := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{20, 21, 22, 23}, &outbound.BulkTriggerOpts{TemplateID: "personal", RenderedBody: "shared",
+			EnvelopeID: envelopeID, Data: map[string]any{"channel": "sms"},
+			Recipients: map[int64]outbound.BulkRecipient{
+				20: {RenderedBody: "Hi Ana", Data: map[string]any{"phone": "+15550100"}},
+				22: {RenderedBody: "Hi Bo", ScheduledAt: at},
+				23: {Data: map[string]any{"channel": "email", "address": "cy@example.com"}},
+			}})
+		requireRows(t, res.Messages...)
+		require.Equal(t, "Hi Ana", res.Messages[0].Content)
+		require.Equal(t, map[string]any{"channel": "sms", "phone": "+15550100"}, res.Messages[0].Data)
+		require.Equal(t, "Hi Bo", res.Messages[2].Content)
+		require.True(t, res.Messages[2].ScheduledAt.Equal(at))
+		require.Equal(t, "shared", res.Messages[3].Content)
+		require.Equal(t, map[string]any{"channel": "email", "address": "cy@example.com"}, res.Messages[3].Data)
 	})
 }

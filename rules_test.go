@@ -83,7 +83,8 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 	t.Run("MessageColumns", func(t *testing.T) {
 		t.Parallel()
 		envelope := uuid.Must(uuid.NewV7())
-		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "tpl", Content: "body", BulkEnvelopeID: envelope, ScheduleIn: time.Hour})
+		res := mustTrigger(ctx, t, b.client, 42, &outbound.TriggerOpts{TemplateID: "tpl", Content: "body", BulkEnvelopeID: envelope, ScheduleIn: time.Hour,
+			Data: map[string]any{"phone": "+15550100", "n": 7}})
 		_, err := testPool.Exec(ctx, "UPDATE "+messages+` SET status = 'sent', attempts = 3, last_error = 'boom',
 			sent_at = now() + interval '1 minute', updated_at = now() + interval '2 minutes' WHERE id = $1`, res.Message.ID)
 		require.NoError(t, err)
@@ -109,6 +110,9 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 		requireJSONTime(t, row["sent_at"], got.SentAt)
 		requireJSONTime(t, row["created_at"], got.CreatedAt)
 		requireJSONTime(t, row["updated_at"], got.UpdatedAt)
+		require.Equal(t, row["data"], got.Data)
+		require.Equal(t, row["rendered"], got.Rendered)
+		require.Equal(t, true, got.Rendered)
 
 		// The benchmarks' hand-written baseline scans the same list.
 		byHand, err := scanMessageByHand(testPool.QueryRow(ctx, "SELECT "+sqltext.MessageColumns+" FROM "+messages+" WHERE id = $1", got.ID))
@@ -120,6 +124,8 @@ WHERE conrelid = $1::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LI
 		require.Equal(t, got.CreatedAt, byHand.CreatedAt)
 		require.Equal(t, got.UpdatedAt, byHand.UpdatedAt)
 		require.Equal(t, got.Attempts, byHand.Attempts)
+		require.Equal(t, got.Data, byHand.Data)
+		require.Equal(t, got.Rendered, byHand.Rendered)
 	})
 
 	t.Run("EnvelopeColumns", func(t *testing.T) {

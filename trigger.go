@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
@@ -15,10 +16,20 @@ type TriggerOpts struct {
 	// whitespace, at most MaxTemplateIDBytes (256) bytes.
 	TemplateID string
 
-	// Content is the message body, not only whitespace, at most
-	// Config.MaxContentBytes (128 KiB by default). Defaults to "Outbound
-	// message using template: <TemplateID>".
+	// Content is the body the caller rendered, not only whitespace, at most
+	// Config.MaxContentBytes (128 KiB by default). Without it the message
+	// is a template reference: its Content is the original library's
+	// "Outbound message using template: <TemplateID>", kept for its
+	// consumers, and Message.Rendered is false, telling the Notifier to
+	// render by TemplateID.
 	Content string
+
+	// Data is host data the message carries, a JSON object the Notifier
+	// receives as Message.Data: the recipient's address, the channel, a
+	// locale, a tenant. At most Config.MaxDataBytes (8 KiB by default) as
+	// JSON. It is kept on the row, shown on the dashboard's message page,
+	// and never in telemetry.
+	Data map[string]any
 
 	// ScheduleIn delays delivery: the message is not delivered before
 	// now+ScheduleIn. Negative is an error. Defaults to 0: deliver now.
@@ -117,15 +128,21 @@ func (c *Client) stageTrigger(ctx context.Context, callerTx pgx.Tx, conversation
 	if err := validateTrigger(conversationID, opts, c.config.MaxContentBytes); err != nil {
 		return nil, err
 	}
+	data, err := encodeData("TriggerOpts.Data", opts.Data, c.config.MaxDataBytes)
+	if err != nil {
+		return nil, err
+	}
 	content := opts.Content
 	if content == "" {
-		content = "Outbound message using template: " + opts.TemplateID
+		content = sqltext.TemplateReferencePrefix + opts.TemplateID
 	}
 	var res *TriggerResult
-	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
+	err = c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		staged, err := c.buildTriggerTx(ctx, tx, []int64{conversationID}, &stageParams{
 			templateID:     opts.TemplateID,
 			content:        content,
+			rendered:       opts.Content != "",
+			data:           data,
 			bulkEnvelopeID: opts.BulkEnvelopeID,
 			jobs:           c.jobOptions(opts.deliveryOptions(), DefaultTriggerPriority),
 		})

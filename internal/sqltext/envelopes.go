@@ -58,9 +58,9 @@ func newEnvelopes(r *strings.Replacer) Envelopes {
 		InsertEnvelope: named(r.Replace(`
 INSERT INTO {s}.bulk_envelopes
 	(id, template_id, rendered_body, recipient_conversation_ids, count, effective_cap, requested_by, status, refused_reason, recipients_digest,
-	 schedule_in, scheduled_at, priority, max_attempts)
+	 schedule_in, scheduled_at, priority, max_attempts, data, data_digest, recipient_digests)
 VALUES (@id, @template_id, @rendered_body, @recipients::bigint[], @count, @effective_cap, @requested_by, @status,
-	@refused_reason, @digest, @schedule_in, @scheduled_at, @priority, @max_attempts)
+	@refused_reason, @digest, @schedule_in, @scheduled_at, @priority, @max_attempts, @data::jsonb, @data_digest, @recipient_digests::bytea[])
 ON CONFLICT (id) DO NOTHING
 RETURNING {ecols_no_body}`), InsertEnvelopeArgs{}),
 

@@ -65,11 +65,22 @@ type InsertMessagesArgs struct {
 	BulkEnvelopeID *uuid.UUID `sql:"bulk_envelope_id"`
 	// ScheduledAt is nil for now().
 	ScheduledAt *time.Time `sql:"scheduled_at"`
+	// Data is the call's data as JSON text, nil for none.
+	Data *string `sql:"data"`
+	// Rendered says whether Content and Contents are rendered bodies.
+	Rendered bool `sql:"rendered"`
+	// Contents, EachData and ScheduledAts are each row's own content, data
+	// (JSON text) and time, in the order of IDs; an invalid element, or a
+	// slice shorter than IDs (empty for none), leaves the row the call's.
+	Contents     []pgtype.Text        `sql:"contents"`
+	EachData     []pgtype.Text        `sql:"each_data"`
+	ScheduledAts []pgtype.Timestamptz `sql:"scheduled_ats"`
 }
 
 // Args are the arguments in the fields' order.
 func (a *InsertMessagesArgs) Args() []any {
-	return []any{a.IDs, a.ConversationIDs, a.JobIDs, a.TemplateID, a.Content, a.BulkEnvelopeID, a.ScheduledAt}
+	return []any{a.IDs, a.ConversationIDs, a.JobIDs, a.TemplateID, a.Content, a.BulkEnvelopeID, a.ScheduledAt,
+		a.Data, a.Rendered, a.Contents, a.EachData, a.ScheduledAts}
 }
 
 // InsertEnvelopeArgs are InsertEnvelope's arguments; each field's tag names
@@ -96,10 +107,18 @@ type InsertEnvelopeArgs struct {
 	ScheduledAt *time.Time `sql:"scheduled_at"`
 	Priority    *int       `sql:"priority"`
 	MaxAttempts *int       `sql:"max_attempts"`
+	// Data is the shared data as JSON text, and DataDigest its SHA-256; nil
+	// for none.
+	Data       *string `sql:"data"`
+	DataDigest []byte  `sql:"data_digest"`
+	// RecipientDigests are the SHA-256 of each recipient's own body, data
+	// and time, in the order of Recipients; nil when none has any.
+	RecipientDigests [][]byte `sql:"recipient_digests"`
 }
 
 // Args are the arguments in the fields' order.
 func (a *InsertEnvelopeArgs) Args() []any {
 	return []any{a.ID, a.TemplateID, a.RenderedBody, a.Recipients, a.Count, a.EffectiveCap, a.RequestedBy,
-		a.Status, a.RefusedReason, a.Digest, a.ScheduleIn, a.ScheduledAt, a.Priority, a.MaxAttempts}
+		a.Status, a.RefusedReason, a.Digest, a.ScheduleIn, a.ScheduledAt, a.Priority, a.MaxAttempts,
+		a.Data, a.DataDigest, a.RecipientDigests}
 }

@@ -33,13 +33,24 @@ const NilEnvelopeKey = `'00000000-0000-0000-0000-000000000000'::uuid`
 // order the library's scan reads them.
 var MessageColumnNames = []string{"id", "conversation_id", "role", "template_id", "content", "status", "bulk_envelope_id",
 	"metadata", "job_id", "scheduled_at", "attempts", "last_error", "sent_at", "created_at", "updated_at", "rate_wait_until",
-	"cancelled_by", "cancelled_at"}
+	"cancelled_by", "cancelled_at", "data", "rendered"}
+
+// TemplateReferencePrefix starts the content of a message triggered without
+// a body: the original library's template reference, kept for its
+// consumers, followed by the template id.
+const TemplateReferencePrefix = "Outbound message using template: "
+
+// renderedColumn is how reads select rendered: rows written before
+// migration 011 have NULL there, and were rendered unless their content is
+// the template reference.
+const renderedColumn = "coalesce(rendered, content <> '" + TemplateReferencePrefix + "' || template_id)"
 
 // EnvelopeColumnNames are the columns every envelope read selects, in the
 // order the library's scan reads them.
 var EnvelopeColumnNames = []string{"id", "template_id", "rendered_body", "recipient_conversation_ids", "count",
 	"effective_cap", "requested_by", "requested_at", "status", "refused_reason", "created_at", "updated_at",
-	"recipients_digest", "schedule_in", "scheduled_at", "priority", "max_attempts", "cancelled_by", "cancelled_at"}
+	"recipients_digest", "schedule_in", "scheduled_at", "priority", "max_attempts", "cancelled_by", "cancelled_at",
+	"data", "data_digest", "recipient_digests"}
 
 // settledColumnNames are what a statement that ends messages returns of
 // each, in this order, for the event of its final outcome.
@@ -76,6 +87,7 @@ func MessageColumnsWithContentPrefix(param string) string {
 func messageColumns(content string) string {
 	cols := slices.Clone(MessageColumnNames)
 	cols[slices.Index(cols, "content")] = content
+	cols[slices.Index(cols, "rendered")] = renderedColumn
 	return strings.Join(cols, ", ") + ", octet_length(content)"
 }
 

@@ -1,0 +1,56 @@
+package outbound
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+)
+
+// encodeData encodes host data (TriggerOpts.Data, a bulk's data) as the JSON
+// object the messages keep, or returns nil for none. Data that JSON cannot
+// encode, that PostgreSQL's jsonb cannot store (a NUL character), or that is
+// longer than maxBytes once encoded is ErrInvalidArgument naming field; the
+// message never repeats the data, which may be personal.
+func encodeData(field string, data map[string]any, maxBytes int) ([]byte, error) {
+	if data == nil {
+		return nil, nil
+	}
+	encoded, err := json.Marshal(data)
+	if err != nil {
+		return nil, invalidArgument(field, "must encode as a JSON object: %v", err)
+	}
+	if len(encoded) > maxBytes {
+		return nil, invalidArgument(field, "must be at most %d bytes as JSON (Config.MaxDataBytes), got %d", maxBytes, len(encoded))
+	}
+	// encoding/json escapes a NUL as \u0000, which jsonb refuses.
+	if bytes.Contains(encoded, []byte(`\u0000`)) {
+		return nil, invalidArgument(field, "must not contain NUL characters")
+	}
+	return encoded, nil
+}
+
+// mergeData is a recipient's data: the shared data with the recipient's own
+// keys over it. Either may be nil.
+func mergeData(shared, own map[string]any) map[string]any {
+	if len(own) == 0 {
+		return shared
+	}
+	if len(shared) == 0 {
+		return own
+	}
+	merged := maps.Clone(shared)
+	maps.Copy(merged, own)
+	return merged
+}
+
+// decodeData decodes data that encodeData encoded, as a read of the row
+// decodes it: numbers are float64. Nil for none.
+func decodeData(encoded []byte) map[string]any {
+	if encoded == nil {
+		return nil
+	}
+	var data map[string]any
+	// encodeData encoded it: it decodes.
+	_ = json.Unmarshal(encoded, &data)
+	return data
+}
