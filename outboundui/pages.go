@@ -1,6 +1,7 @@
 package outboundui
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -253,7 +254,9 @@ func (h *handler) messagesPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 type messageData struct {
-	Message      *outbound.Message
+	Message *outbound.Message
+	// Data is the message's host data as indented JSON, empty for none.
+	Data         string
 	EnvelopeHref string
 	JobHref      string
 	CancelHref   string
@@ -273,6 +276,7 @@ func (h *handler) messagePage(w http.ResponseWriter, r *http.Request) error {
 	}
 	data := &messageData{
 		Message:     msg,
+		Data:        indentedJSON(msg.Data),
 		JobHref:     h.links.riverJob(msg.JobID),
 		CancelHref:  h.links.cancelMessage(id),
 		Cancellable: msg.Status == outbound.MessageStatusPending || msg.Status == outbound.MessageStatusFailed,
@@ -302,6 +306,19 @@ func (h *handler) cancelMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.Redirect(w, r, h.links.message(id, url.Values{"cancelled": {"1"}}), http.StatusSeeOther)
 	return nil
+}
+
+// indentedJSON is data as indented JSON, keys sorted, or "" for none.
+func indentedJSON(data map[string]any) string {
+	if data == nil {
+		return ""
+	}
+	text, err := json.MarshalIndent(data, "", "  ")
+	if err != nil {
+		// It was decoded from JSON: it encodes.
+		return fmt.Sprint(data)
+	}
+	return string(text)
 }
 
 // cancelOpts are the options of a cancel the request makes: its actor, as
