@@ -14,7 +14,9 @@ package outboundtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +30,7 @@ import (
 // Expected describes the message an assertion looks for.
 //
 // ConversationID, TemplateID and BulkEnvelopeID select messages; a zero value
-// selects any. Status, Content and ScheduledAt are further properties: when
+// selects any. Status, Content, Data and ScheduledAt are further properties: when
 // set, RequireTriggered and RequireManyTriggered check that the selected
 // message has them, and RequireNotTriggered only fails for a message that has
 // them all.
@@ -43,8 +45,13 @@ type Expected struct {
 
 	// Status, when set, is the status the message must have.
 	Status outbound.MessageStatus
-	// Content, when set, is the body the message must have.
+	// Content, when set, is the body the message must have: a bulk
+	// recipient's own, when it was given one.
 	Content string
+	// Data, when set, are keys the message's host data must hold, with these
+	// values compared as JSON (so 7 and 7.0 are equal); other keys may be
+	// there too.
+	Data map[string]any
 	// ScheduledAt, when set, is when the message must be scheduled for,
 	// within a second either way: a ScheduleIn is added to the database's
 	// clock, which a test can only approach.
@@ -254,6 +261,9 @@ func (e Expected) properties() string {
 	if e.Content != "" {
 		parts = append(parts, fmt.Sprintf("content %q", e.Content))
 	}
+	if e.Data != nil {
+		parts = append(parts, "data "+jsonText(e.Data))
+	}
 	if !e.ScheduledAt.IsZero() {
 		parts = append(parts, "scheduled at "+e.ScheduledAt.UTC().Format(time.RFC3339))
 	}
@@ -287,11 +297,33 @@ func (e Expected) mismatches(m *outbound.Message) []string {
 	if e.Content != "" && m.Content != e.Content {
 		out = append(out, fmt.Sprintf("expected content %q, found %q", e.Content, m.Content))
 	}
+	for _, key := range slices.Sorted(maps.Keys(e.Data)) {
+		got, ok := m.Data[key]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("expected data %q = %s, found no %q in %s", key, jsonText(e.Data[key]), key, jsonText(m.Data)))
+		case jsonText(got) != jsonText(e.Data[key]):
+			out = append(out, fmt.Sprintf("expected data %q = %s, found %s", key, jsonText(e.Data[key]), jsonText(got)))
+		}
+	}
 	if d := m.ScheduledAt.Sub(e.ScheduledAt); !e.ScheduledAt.IsZero() && (d < -time.Second || d > time.Second) {
 		out = append(out, fmt.Sprintf("expected scheduled at %s, found %s",
 			e.ScheduledAt.UTC().Format(time.RFC3339), m.ScheduledAt.UTC().Format(time.RFC3339)))
 	}
 	return out
+}
+
+// jsonText is v as JSON, as the message's data is kept: numbers compare as
+// JSON numbers whatever their Go type.
+func jsonText(v any) string {
+	text, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%v (not JSON: %v)", v, err)
+	}
+	var decoded any
+	_ = json.Unmarshal(text, &decoded)
+	text, _ = json.Marshal(decoded)
+	return string(text)
 }
 
 // describeAll describes messages in one line each.
