@@ -348,7 +348,7 @@ func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxCont
 		return invalidArgument("BulkTriggerOpts.TemplateID", "is required")
 	}
 	if opts.RenderedBody == "" && len(opts.Recipients) == 0 {
-		return invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has its own in BulkTriggerOpts.Recipients")
+		return invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has a body of its own")
 	}
 	for _, f := range []struct {
 		name, value string

@@ -70,7 +70,7 @@ func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, maxConten
 	for i, id := range conversationIDs {
 		r, ok := opts.Recipients[id]
 		if !ok && opts.RenderedBody == "" {
-			return nil, invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has its own; conversation %d has none", id)
+			return nil, invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has a body of its own; conversation %d has none", id)
 		}
 		field := fmt.Sprintf("BulkTriggerOpts.Recipients[%d]", id)
 		if err := validateBoundedText(field+".RenderedBody", r.RenderedBody, maxContentBytes); err != nil {
@@ -80,7 +80,7 @@ func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, maxConten
 			return nil, err
 		}
 		if r.RenderedBody == "" && opts.RenderedBody == "" {
-			return nil, invalidArgument(field+".RenderedBody", "is required when BulkTriggerOpts.RenderedBody is empty")
+			return nil, invalidArgument(field+".RenderedBody", "is required when the bulk has no body for every recipient")
 		}
 		own, err := encodeData(field+".Data", r.Data, maxDataBytes)
 		if err != nil {

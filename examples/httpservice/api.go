@@ -43,6 +43,8 @@ func (a *api) register(mux *http.ServeMux, guard func(http.Handler) http.Handler
 type triggerRequest struct {
 	TemplateID string `json:"template_id"`
 	Content    string `json:"content"`
+	// Data is host data for the notifier, such as the recipient's address.
+	Data map[string]any `json:"data"`
 	delivery
 	Actor string `json:"actor"`
 	// BulkEnvelopeID is parsed by the handler, so that a bad one is
@@ -116,6 +118,7 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 	res, err := a.client.Trigger(r.Context(), conversationID, &outbound.TriggerOpts{
 		TemplateID:     req.TemplateID,
 		Content:        req.Content,
+		Data:           req.Data,
 		ScheduleIn:     scheduleIn,
 		ScheduledAt:    scheduledAt,
 		Priority:       req.Priority,
@@ -135,11 +138,53 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 }
 
 type bulkRequest struct {
+	// ConversationIDs may be left out when Recipients names them all.
 	ConversationIDs []int64 `json:"conversation_ids"`
 	TemplateID      string  `json:"template_id"`
 	RenderedBody    string  `json:"rendered_body"`
+	// Data is host data every recipient shares.
+	Data map[string]any `json:"data"`
+	// Recipients give recipients their own body, data or time.
+	Recipients []recipientRequest `json:"recipients"`
 	delivery
 	Actor string `json:"actor"`
+}
+
+// recipientRequest is one bulk recipient's own body, data and time.
+type recipientRequest struct {
+	ConversationID int64          `json:"conversation_id"`
+	RenderedBody   string         `json:"rendered_body"`
+	Data           map[string]any `json:"data"`
+	// ScheduledAt is an RFC 3339 time.
+	ScheduledAt string `json:"scheduled_at"`
+}
+
+// recipients returns the call's conversations and each recipient's own
+// parts: the conversation ids are conversation_ids, or, without them, the
+// recipients' in their order.
+func (b *bulkRequest) recipients() ([]int64, map[int64]outbound.BulkRecipient, error) {
+	if len(b.Recipients) == 0 {
+		return b.ConversationIDs, nil, nil
+	}
+	ids := b.ConversationIDs
+	own := make(map[int64]outbound.BulkRecipient, len(b.Recipients))
+	for i, r := range b.Recipients {
+		if _, seen := own[r.ConversationID]; seen {
+			return nil, nil, badRequest("recipients names conversation %d twice", r.ConversationID)
+		}
+		var at time.Time
+		if r.ScheduledAt != "" {
+			var err error
+			if at, err = time.Parse(time.RFC3339, r.ScheduledAt); err != nil {
+				return nil, nil, badRequest("recipients[%d].scheduled_at must be an RFC 3339 time, got %q", i, r.ScheduledAt)
+			}
+		}
+		own[r.ConversationID] = outbound.BulkRecipient{RenderedBody: r.RenderedBody, Data: r.Data, ScheduledAt: at}
+		if len(b.ConversationIDs) == 0 {
+			ids = append(ids, r.ConversationID)
+		}
+	}
+	return ids, own, nil
 }
 
 type bulkResponse struct {
@@ -175,9 +220,16 @@ func (a *api) bulkTrigger(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.client.BulkTrigger(r.Context(), req.ConversationIDs, &outbound.BulkTriggerOpts{
+	conversationIDs, recipients, err := req.recipients()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.client.BulkTrigger(r.Context(), conversationIDs, &outbound.BulkTriggerOpts{
 		TemplateID:   req.TemplateID,
 		RenderedBody: req.RenderedBody,
+		Data:         req.Data,
+		Recipients:   recipients,
 		ScheduleIn:   scheduleIn,
 		ScheduledAt:  scheduledAt,
 		Priority:     req.Priority,
@@ -379,8 +431,12 @@ type messageJSON struct {
 	TemplateID     string    `json:"template_id"`
 	// Content is empty in lists, which read no bodies; ContentBytes is its
 	// length.
-	Content        string         `json:"content"`
-	ContentBytes   int            `json:"content_bytes"`
+	Content      string `json:"content"`
+	ContentBytes int    `json:"content_bytes"`
+	// Rendered is false for a template reference: the notifier renders by
+	// template_id.
+	Rendered       bool           `json:"rendered"`
+	Data           map[string]any `json:"data,omitempty"`
 	Status         string         `json:"status"`
 	BulkEnvelopeID *uuid.UUID     `json:"bulk_envelope_id"`
 	Metadata       map[string]any `json:"metadata"`
@@ -400,7 +456,8 @@ type messageJSON struct {
 func newMessageJSON(m *outbound.Message) *messageJSON {
 	out := &messageJSON{
 		ID: m.ID, ConversationID: m.ConversationID, Role: m.Role, TemplateID: m.TemplateID,
-		Content: m.Content, ContentBytes: m.ContentBytes, Status: string(m.Status), Metadata: m.Metadata, JobID: m.JobID,
+		Content: m.Content, ContentBytes: m.ContentBytes, Rendered: m.Rendered, Data: m.Data,
+		Status: string(m.Status), Metadata: m.Metadata, JobID: m.JobID,
 		ScheduledAt: m.ScheduledAt, Attempts: m.Attempts, LastError: m.LastError,
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt,
 	}
@@ -421,26 +478,27 @@ func newMessageJSON(m *outbound.Message) *messageJSON {
 
 // envelopeJSON is an envelope as the API shows it.
 type envelopeJSON struct {
-	ID                       uuid.UUID  `json:"id"`
-	TemplateID               string     `json:"template_id"`
-	RenderedBody             string     `json:"rendered_body"`
-	RecipientConversationIDs []int64    `json:"recipient_conversation_ids"`
-	Count                    int        `json:"count"`
-	EffectiveCap             int        `json:"effective_cap"`
-	RequestedBy              string     `json:"requested_by"`
-	RequestedAt              time.Time  `json:"requested_at"`
-	Status                   string     `json:"status"`
-	Outcome                  string     `json:"outcome"`
-	RefusedReason            string     `json:"refused_reason,omitempty"`
-	CancelledBy              string     `json:"cancelled_by,omitempty"`
-	CancelledAt              *time.Time `json:"cancelled_at,omitempty"`
-	CreatedAt                time.Time  `json:"created_at"`
-	UpdatedAt                time.Time  `json:"updated_at"`
+	ID                       uuid.UUID      `json:"id"`
+	TemplateID               string         `json:"template_id"`
+	RenderedBody             string         `json:"rendered_body"`
+	Data                     map[string]any `json:"data,omitempty"`
+	RecipientConversationIDs []int64        `json:"recipient_conversation_ids"`
+	Count                    int            `json:"count"`
+	EffectiveCap             int            `json:"effective_cap"`
+	RequestedBy              string         `json:"requested_by"`
+	RequestedAt              time.Time      `json:"requested_at"`
+	Status                   string         `json:"status"`
+	Outcome                  string         `json:"outcome"`
+	RefusedReason            string         `json:"refused_reason,omitempty"`
+	CancelledBy              string         `json:"cancelled_by,omitempty"`
+	CancelledAt              *time.Time     `json:"cancelled_at,omitempty"`
+	CreatedAt                time.Time      `json:"created_at"`
+	UpdatedAt                time.Time      `json:"updated_at"`
 }
 
 func newEnvelopeJSON(e *outbound.Envelope) *envelopeJSON {
 	out := &envelopeJSON{
-		ID: e.ID, TemplateID: e.TemplateID, RenderedBody: e.RenderedBody,
+		ID: e.ID, TemplateID: e.TemplateID, RenderedBody: e.RenderedBody, Data: e.Data,
 		RecipientConversationIDs: e.RecipientConversationIDs, Count: e.Count, EffectiveCap: e.EffectiveCap,
 		RequestedBy: e.RequestedBy, RequestedAt: e.RequestedAt, Status: string(e.Status), Outcome: string(e.Outcome),
 		RefusedReason: e.RefusedReason, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,

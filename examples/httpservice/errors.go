@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/cairnloop/outbound"
@@ -54,6 +55,9 @@ var jsonFields = map[string]string{
 	"BulkTriggerOpts.ScheduledAt":       "scheduled_at",
 	"BulkTriggerOpts.Priority":          "priority",
 	"BulkTriggerOpts.MaxAttempts":       "max_attempts",
+	"BulkTriggerOpts.Data":              "data",
+	"BulkTriggerOpts.Recipients":        "recipients",
+	"TriggerOpts.Data":                  "data",
 	"ListEnvelopesParams.Limit":         "limit",
 	"ListEnvelopesParams.Status":        "status",
 	"ListEnvelopesParams.Outcome":       "outcome",
@@ -63,6 +67,13 @@ var jsonFields = map[string]string{
 	"envelope list cursor":              "after",
 	"message list cursor":               "after",
 }
+
+// recipientField matches a library field of one bulk recipient, and
+// recipientFields name its JSON fields.
+var (
+	recipientField  = regexp.MustCompile(`^BulkTriggerOpts\.Recipients\[(\d+)\]\.(\w+)$`)
+	recipientFields = map[string]string{"RenderedBody": "rendered_body", "Data": "data", "ScheduledAt": "scheduled_at"}
+)
 
 // requireJSON refuses a request body that is not declared as JSON.
 func requireJSON(r *http.Request) error {
@@ -160,6 +171,10 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &argErr):
 		status, body.Code = http.StatusBadRequest, "invalid_argument"
 		field, ok := jsonFields[argErr.Field]
+		if m := recipientField.FindStringSubmatch(argErr.Field); m != nil {
+			// BulkTriggerOpts.Recipients[42].RenderedBody
+			field, ok = fmt.Sprintf("recipients (conversation_id %s) %s", m[1], recipientFields[m[2]]), recipientFields[m[2]] != ""
+		}
 		if !ok {
 			a.logger.ErrorContext(r.Context(), "no JSON name for a library field", slog.String("field", argErr.Field))
 			field = "a request field"

@@ -254,11 +254,22 @@ func warnUndelivered(logger *slog.Logger, events <-chan *outbound.Event) {
 // delivery. A real one passes msg.ID to the provider as an idempotency key.
 func logNotifier(logger *slog.Logger) outbound.Notifier {
 	return outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
-		logger.InfoContext(ctx, "delivering outbound message",
+		attrs := []any{
 			slog.String("message_id", msg.ID.String()),
 			slog.Int64("conversation_id", msg.ConversationID),
 			slog.String("template_id", msg.TemplateID),
-			slog.Int("attempt", msg.Attempts))
+			slog.Int("attempt", msg.Attempts),
+		}
+		// A real SMS provider is given the phone number from the message's
+		// data, and the body, or the template rendered, when there is none.
+		// The log shows only the number's end: it is personal data.
+		if phone, ok := msg.Data["phone"].(string); ok && len(phone) > 4 {
+			attrs = append(attrs, slog.String("phone_ending", phone[len(phone)-4:]))
+		}
+		if !msg.Rendered {
+			attrs = append(attrs, slog.String("render", "by template"))
+		}
+		logger.InfoContext(ctx, "delivering outbound message", attrs...)
 		return nil
 	})
 }

@@ -133,6 +133,9 @@ func TestService(t *testing.T) {
 		}
 		c.do("GET", "/outbound/envelopes?status=refused_cap_exceeded", "", nil, http.StatusOK, &refused)
 		require.Len(t, refused.Envelopes, 1)
+		c.do("GET", "/outbound/envelopes?outcome=refused", "", nil, http.StatusOK, &refused)
+		require.Len(t, refused.Envelopes, 1)
+		require.Equal(t, "refused", refused.Envelopes[0].Outcome)
 		c.expectError("GET", "/outbound/envelopes?limit=501", "", nil, http.StatusBadRequest, "invalid_argument", "limit must be between 1 and 500")
 		c.expectError("GET", "/outbound/envelopes?status=bogus", "", nil, http.StatusBadRequest, "invalid_argument", "status must be")
 
@@ -231,6 +234,34 @@ func TestService(t *testing.T) {
 		c.expectError("POST", "/outbound/envelopes/"+unknown+"/cancel", "", nil, http.StatusNotFound, "not_found", unknown)
 		c.expectError("POST", "/outbound/messages/"+unknown+"/cancel", "", nil, http.StatusNotFound, "not_found", unknown)
 		c.expectError("GET", "/outbound/messages/nope", "", nil, http.StatusBadRequest, "invalid_argument", "UUID")
+	})
+
+	// Each recipient its own body, data and time; the logging notifier
+	// shows the data it receives.
+	t.Run("PersonalisedBulk", func(t *testing.T) {
+		c.t = t
+		later := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		body := `{"template_id": "resolved", "data": {"channel": "sms"}, "recipients": [
+			{"conversation_id": 301, "rendered_body": "Hi Ana, ticket #123 is resolved", "data": {"phone": "+15550101"}},
+			{"conversation_id": 302, "rendered_body": "Hi Bo, ticket #124 is resolved", "data": {"phone": "+15550102"}, "scheduled_at": "` + later.Format(time.RFC3339) + `"}]}`
+		var res bulkResponse
+		c.do("POST", "/outbound/bulk", body, nil, http.StatusCreated, &res)
+		require.Equal(t, []int64{301, 302}, res.Envelope.RecipientConversationIDs)
+		require.Equal(t, map[string]any{"channel": "sms"}, res.Envelope.Data)
+		require.Equal(t, "Hi Ana, ticket #123 is resolved", res.Messages[0].Content)
+		require.True(t, res.Messages[0].Rendered)
+		require.Equal(t, map[string]any{"channel": "sms", "phone": "+15550101"}, res.Messages[0].Data)
+		require.Equal(t, "Hi Bo, ticket #124 is resolved", res.Messages[1].Content)
+		require.True(t, res.Messages[1].ScheduledAt.Equal(later))
+		c.waitForMessage(res.Messages[0].ID, "sent")
+		require.Contains(t, logs.String(), "phone_ending=0101", "the notifier got the recipient's data")
+
+		c.expectError("POST", "/outbound/bulk", `{"template_id": "t", "recipients": [{"conversation_id": 303, "rendered_body": " "}]}`,
+			nil, http.StatusBadRequest, "invalid_argument", "recipients (conversation_id 303) rendered_body must not be only whitespace")
+		c.expectError("POST", "/outbound/bulk", `{"template_id": "t", "rendered_body": "b", "conversation_ids": [1], "recipients": [{"conversation_id": 2}]}`,
+			nil, http.StatusBadRequest, "invalid_argument", "recipients names conversation 2")
+		c.expectError("POST", "/outbound/bulk", `{"template_id": "t", "recipients": [{"conversation_id": 3, "rendered_body": "x", "scheduled_at": "soon"}]}`,
+			nil, http.StatusBadRequest, "invalid_argument", "recipients[0].scheduled_at")
 	})
 
 	t.Run("RiverUI", func(t *testing.T) {
