@@ -88,17 +88,31 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	// An inbox selection of 25, exactly the default cap.
-	bulk, err := client.BulkTrigger(ctx, conversationIDs(100, 25), &outbound.BulkTriggerOpts{
-		TemplateID:   "outage-resolved",
-		RenderedBody: "The outage is over. Thanks for your patience!",
-		Actor:        "agent:7",
+	// An inbox selection of 25, exactly the default cap, each customer
+	// greeted by name: the host renders each body, and gives each message
+	// the address its notifier sends to. The library keeps what it was given.
+	selection := conversationIDs(100, 25)
+	recipients := make(map[int64]outbound.BulkRecipient, len(selection))
+	for i, id := range selection {
+		name := customerNames[i%len(customerNames)]
+		recipients[id] = outbound.BulkRecipient{
+			RenderedBody: fmt.Sprintf("Hi %s, the outage on ticket #%d is over. Thanks for your patience!", name, 5000+id),
+			Data:         map[string]any{"email": strings.ToLower(name) + "@example.com"},
+		}
+	}
+	bulk, err := client.BulkTrigger(ctx, selection, &outbound.BulkTriggerOpts{
+		TemplateID: "outage-resolved",
+		Data:       map[string]any{"channel": "email"},
+		Recipients: recipients,
+		Actor:      "agent:7",
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "BulkTrigger(25 conversations)  -> envelope %s, %s, %d messages\n",
+	fmt.Fprintf(out, "BulkTrigger(25 conversations)  -> envelope %s, %s, %d personalised messages\n",
 		bulk.Envelope.ID, bulk.Envelope.Status, len(bulk.Messages))
+	first := bulk.Messages[0]
+	fmt.Fprintf(out, "  e.g. conversation %d to %s: %q\n", first.ConversationID, first.Data["email"], first.Content)
 
 	// One more than the cap: refused, and the refusal is recorded.
 	_, err = client.BulkTrigger(ctx, conversationIDs(200, 26), &outbound.BulkTriggerOpts{
@@ -138,6 +152,9 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	return report(ctx, out, pool, client, audit)
 }
+
+// customerNames greet the bulk's customers.
+var customerNames = []string{"Ada", "Ben", "Cleo", "Dev", "Eli"}
 
 // flakyConversation's first delivery fails, as a provider's timeout would.
 const flakyConversation = 107
