@@ -182,7 +182,7 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 	// neither checked nor kept.
 	var recipients *bulkRecipients
 	if len(conversationIDs) <= batchCap {
-		if recipients, err = prepareRecipients(conversationIDs, opts, c.config.MaxContentBytes, c.config.MaxDataBytes); err != nil {
+		if recipients, err = prepareRecipients(conversationIDs, opts, data, c.config.MaxContentBytes, c.config.MaxDataBytes); err != nil {
 			return nil, 0, err
 		}
 	}

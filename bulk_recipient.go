@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -34,7 +35,8 @@ type BulkRecipient struct {
 type recipientParts struct {
 	// content is nil for the call's.
 	content *string
-	// data is the recipient's merged data as JSON, nil for the call's.
+	// data is the recipient's own data as JSON, which the insert lays over
+	// the call's; nil for the call's alone.
 	data []byte
 	// scheduledAt is the zero time for the call's schedule.
 	scheduledAt time.Time
@@ -51,9 +53,9 @@ type bulkRecipients struct {
 }
 
 // prepareRecipients checks opts.Recipients against the call's conversations
-// and returns each recipient's parts, its data merged over opts.Data, and
-// its digest.
-func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, maxContentBytes, maxDataBytes int) (*bulkRecipients, error) {
+// and returns each recipient's parts and digest. sharedData is opts.Data
+// encoded.
+func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, sharedData []byte, maxContentBytes, maxDataBytes int) (*bulkRecipients, error) {
 	if len(opts.Recipients) == 0 {
 		return &bulkRecipients{}, nil
 	}
@@ -72,33 +74,51 @@ func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, maxConten
 		if !ok && opts.RenderedBody == "" {
 			return nil, invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has a body of its own; conversation %d has none", id)
 		}
-		field := fmt.Sprintf("BulkTriggerOpts.Recipients[%d]", id)
-		if err := validateBoundedText(field+".RenderedBody", r.RenderedBody, maxContentBytes); err != nil {
-			return nil, err
-		}
-		if err := validateNotBlank(field+".RenderedBody", r.RenderedBody); err != nil {
-			return nil, err
-		}
-		if r.RenderedBody == "" && opts.RenderedBody == "" {
-			return nil, invalidArgument(field+".RenderedBody", "is required when the bulk has no body for every recipient")
-		}
-		own, err := encodeData(field+".Data", r.Data, maxDataBytes)
+		own, err := r.check(opts, len(sharedData), maxContentBytes, maxDataBytes)
 		if err != nil {
+			// The field is named once something is wrong: a name for each
+			// recipient would cost an allocation each.
+			var argErr *InvalidArgumentError
+			if errors.As(err, &argErr) {
+				argErr.Field = fmt.Sprintf("BulkTriggerOpts.Recipients[%d].%s", id, argErr.Field)
+			}
 			return nil, err
 		}
 		p := &out.parts[i]
 		if r.RenderedBody != "" {
 			p.content = &r.RenderedBody
 		}
-		if own != nil {
-			if p.data, err = encodeData(field+".Data", mergeData(opts.Data, r.Data), maxDataBytes); err != nil {
-				return nil, err
-			}
-		}
-		p.scheduledAt = r.ScheduledAt
+		p.data, p.scheduledAt = own, r.ScheduledAt
 		out.digests[i] = recipientDigest(r.RenderedBody, own, r.ScheduledAt)
 	}
 	return out, nil
+}
+
+// check checks one recipient's own parts, and returns its own data as JSON.
+// sharedBytes is the length of the bulk's data as JSON. Its errors name the
+// recipient's field alone, such as "Data".
+func (r *BulkRecipient) check(opts *BulkTriggerOpts, sharedBytes, maxContentBytes, maxDataBytes int) ([]byte, error) {
+	if err := validateBoundedText("RenderedBody", r.RenderedBody, maxContentBytes); err != nil {
+		return nil, err
+	}
+	if err := validateNotBlank("RenderedBody", r.RenderedBody); err != nil {
+		return nil, err
+	}
+	if r.RenderedBody == "" && opts.RenderedBody == "" {
+		return nil, invalidArgument("RenderedBody", "is required when the bulk has no body for every recipient")
+	}
+	own, err := encodeData("Data", r.Data, maxDataBytes)
+	if err != nil || own == nil || len(opts.Data) == 0 {
+		return own, err
+	}
+	// The merge, which the insert makes, is at most as long as both; only
+	// when both together are over the limit is it made here to be measured.
+	if sharedBytes+len(own) > maxDataBytes {
+		if _, err := encodeData("Data", mergeData(opts.Data, r.Data), maxDataBytes); err != nil {
+			return nil, err
+		}
+	}
+	return own, nil
 }
 
 // recipientDigest is the SHA-256 of one recipient's own parts: its body, its

@@ -339,7 +339,13 @@ func (b *triggerBatch) fillMessage(m *Message, i int, row insertedMessage) {
 			content = *own.content
 		}
 		if own.data != nil {
-			data = decodeData(own.data)
+			// As the insert lays it over the call's, key by key.
+			merged := maps.Clone(data)
+			if merged == nil {
+				merged = make(map[string]any)
+			}
+			maps.Copy(merged, decodeData(own.data))
+			data = merged
 		} else if data != nil {
 			data = maps.Clone(data)
 		}

@@ -70,8 +70,9 @@ type InsertMessagesArgs struct {
 	// Rendered says whether Content and Contents are rendered bodies.
 	Rendered bool `sql:"rendered"`
 	// Contents, EachData and ScheduledAts are each row's own content, data
-	// (JSON text) and time, in the order of IDs; an invalid element, or a
-	// slice shorter than IDs (empty for none), leaves the row the call's.
+	// (JSON text, laid over Data) and time, in the order of IDs; an invalid
+	// element, or a slice shorter than IDs (empty for none), leaves the row
+	// the call's.
 	Contents     []pgtype.Text        `sql:"contents"`
 	EachData     []pgtype.Text        `sql:"each_data"`
 	ScheduledAts []pgtype.Timestamptz `sql:"scheduled_ats"`
