@@ -2,8 +2,8 @@ package outbound
 
 import (
 	"crypto/sha256"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 )

@@ -72,6 +72,19 @@ rest. [Client.SetMaxBatchSize] changes the cap while running.
 Text inputs have byte limits: [MaxTemplateIDBytes], [MaxActorBytes], and
 Config.MaxContentBytes for the body. Longer is [ErrInvalidArgument].
 
+# Each recipient its own
+
+BulkTriggerOpts.Recipients gives recipients, by conversation id, their own
+rendered body, host data and time ([BulkRecipient]), still in one envelope,
+one cap check and one transaction, with the statements of a bulk with one
+body. The library snapshots what the host rendered and never renders again.
+Host data (TriggerOpts.Data, BulkTriggerOpts.Data, a recipient's Data laid
+over the bulk's) is a JSON object the Notifier receives as Message.Data, so
+that it need not look up the address on every attempt; RateLimitKey sees it
+too. A message triggered without a body is a template reference:
+Message.Rendered is false, and the Notifier renders by TemplateID rather
+than sending Content, the original library's placeholder, to a customer.
+
 # Dedup and idempotency
 
 At most one message holds each dedup key (conversation, template, envelope),

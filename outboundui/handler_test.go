@@ -441,6 +441,24 @@ func basicAuth(user, password string) string {
 	return req.Header.Get("Authorization")
 }
 
+// A personalised bulk's envelope has no shared body; each recipient's
+// message page shows its own body and data.
+func TestPersonalisedEnvelope(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboard(t)
+	res, err := d.client.BulkTrigger(ctx, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "resolved",
+		Recipients: map[int64]outbound.BulkRecipient{
+			1: {RenderedBody: "Hi Ana", Data: map[string]any{"phone": "+15550101"}},
+			2: {RenderedBody: "Hi Bo", Data: map[string]any{"phone": "+15550102"}},
+		}})
+	require.NoError(t, err)
+	require.Contains(t, d.page(prefix+"/envelopes/"+res.Envelope.ID.String(), http.StatusOK), "No shared body: each recipient has a body of its own")
+	page := d.page(prefix+"/messages/"+res.Messages[1].ID.String(), http.StatusOK)
+	require.Contains(t, page, `<pre class="body">Hi Bo</pre>`)
+	require.Contains(t, page, "&#43;15550102")
+}
+
 func TestRoutesAndErrors(t *testing.T) {
 	t.Parallel()
 	d := newDashboard(t)
