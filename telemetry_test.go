@@ -27,14 +27,17 @@ func TestTelemetry(t *testing.T) {
 		body  = "secret-body-text"
 	)
 	// Every trigger outcome...
-	first := mustTrigger(ctx, t, b.client, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
+	first := mustTrigger(ctx, t, b.client, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body,
+		Data: map[string]any{"phone": "secret-phone"}})
 	mustTrigger(ctx, t, b.client, 4242, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Content: body})
 	_, err := b.client.Trigger(ctx, 4243, &outbound.TriggerOpts{TemplateID: "tpl-recovery", Actor: actor, Auditor: failingAuditor})
 	require.Error(t, err)
 
 	// ...and every bulk outcome but the failed refusal, tested on its own.
 	envelopeID := uuid.Must(uuid.NewV7())
-	bulkOpts := &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor, EnvelopeID: envelopeID}
+	bulkOpts := &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor, EnvelopeID: envelopeID,
+		Data:       map[string]any{"tenant": "secret-tenant"},
+		Recipients: map[int64]outbound.BulkRecipient{5001: {RenderedBody: "secret-own-body", Data: map[string]any{"phone": "secret-own-phone"}}}}
 	mustBulkTrigger(ctx, t, b.client, []int64{5001, 5002, 5003}, bulkOpts)
 	mustBulkTrigger(ctx, t, b.client, []int64{5001, 5002, 5003}, bulkOpts)
 	_, err = b.client.BulkTrigger(ctx, []int64{6001, 6002, 6003, 6004}, &outbound.BulkTriggerOpts{TemplateID: "tpl-bulk", RenderedBody: body, Actor: actor})
@@ -156,7 +159,7 @@ func TestTelemetry(t *testing.T) {
 				}
 			}
 			for _, text := range texts {
-				require.NotContains(t, text, "secret", "span %s leaks the actor or body", s.Name())
+				require.NotContains(t, text, "secret", "span %s leaks the actor, a body or data", s.Name())
 			}
 		}
 		for _, sm := range collect(t, reader).ScopeMetrics {
