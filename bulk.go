@@ -182,8 +182,9 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 	// neither checked nor kept.
 	var recipients *bulkRecipients
 	if len(conversationIDs) <= batchCap {
-		if recipients, err = prepareRecipients(conversationIDs, opts, data, c.config.MaxContentBytes, c.config.MaxDataBytes); err != nil {
-			return nil, 0, err
+		if recipients, err = prepareRecipients(conversationIDs, opts.Recipients,
+			sharedParts{body: opts.RenderedBody, data: opts.Data, encodedData: data}, c.config.MaxContentBytes, c.config.MaxDataBytes); err != nil {
+			return nil, 0, withFieldPrefix("BulkTriggerOpts.", err)
 		}
 	}
 	envelopeID := opts.EnvelopeID

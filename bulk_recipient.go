@@ -52,35 +52,44 @@ type bulkRecipients struct {
 	digests [][]byte
 }
 
-// prepareRecipients checks opts.Recipients against the call's conversations
-// and returns each recipient's parts and digest. sharedData is opts.Data
-// encoded.
-func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, sharedData []byte, maxContentBytes, maxDataBytes int) (*bulkRecipients, error) {
-	if len(opts.Recipients) == 0 {
+// sharedParts is what a bulk's recipients share: its body, and its data,
+// decoded and encoded.
+type sharedParts struct {
+	body        string
+	data        map[string]any
+	encodedData []byte
+}
+
+// prepareRecipients checks a bulk's recipients' own parts against the call's
+// conversations and what they share, and returns each recipient's parts and
+// digest. Its errors name fields within the bulk's options, such as
+// "Recipients[42].Data".
+func prepareRecipients(conversationIDs []int64, recipients map[int64]BulkRecipient, shared sharedParts, maxContentBytes, maxDataBytes int) (*bulkRecipients, error) {
+	if len(recipients) == 0 {
 		return &bulkRecipients{}, nil
 	}
 	asked := make(map[int64]bool, len(conversationIDs))
 	for _, id := range conversationIDs {
 		asked[id] = true
 	}
-	for id := range opts.Recipients {
+	for id := range recipients {
 		if !asked[id] {
-			return nil, invalidArgument("BulkTriggerOpts.Recipients", "names conversation %d, which is not among the conversations of the call", id)
+			return nil, invalidArgument("Recipients", "names conversation %d, which is not among the conversations of the call", id)
 		}
 	}
 	out := &bulkRecipients{parts: make([]recipientParts, len(conversationIDs)), digests: make([][]byte, len(conversationIDs))}
 	for i, id := range conversationIDs {
-		r, ok := opts.Recipients[id]
-		if !ok && opts.RenderedBody == "" {
-			return nil, invalidArgument("BulkTriggerOpts.RenderedBody", "is required unless every recipient has a body of its own; conversation %d has none", id)
+		r, ok := recipients[id]
+		if !ok && shared.body == "" {
+			return nil, invalidArgument("RenderedBody", "is required unless every recipient has a body of its own; conversation %d has none", id)
 		}
-		own, err := r.check(opts, len(sharedData), maxContentBytes, maxDataBytes)
+		own, err := r.check(shared, maxContentBytes, maxDataBytes)
 		if err != nil {
 			// The field is named once something is wrong: a name for each
 			// recipient would cost an allocation each.
 			var argErr *InvalidArgumentError
 			if errors.As(err, &argErr) {
-				argErr.Field = fmt.Sprintf("BulkTriggerOpts.Recipients[%d].%s", id, argErr.Field)
+				argErr.Field = fmt.Sprintf("Recipients[%d].%s", id, argErr.Field)
 			}
 			return nil, err
 		}
@@ -95,26 +104,25 @@ func prepareRecipients(conversationIDs []int64, opts *BulkTriggerOpts, sharedDat
 }
 
 // check checks one recipient's own parts, and returns its own data as JSON.
-// sharedBytes is the length of the bulk's data as JSON. Its errors name the
-// recipient's field alone, such as "Data".
-func (r *BulkRecipient) check(opts *BulkTriggerOpts, sharedBytes, maxContentBytes, maxDataBytes int) ([]byte, error) {
+// Its errors name the recipient's field alone, such as "Data".
+func (r *BulkRecipient) check(shared sharedParts, maxContentBytes, maxDataBytes int) ([]byte, error) {
 	if err := validateBoundedText("RenderedBody", r.RenderedBody, maxContentBytes); err != nil {
 		return nil, err
 	}
 	if err := validateNotBlank("RenderedBody", r.RenderedBody); err != nil {
 		return nil, err
 	}
-	if r.RenderedBody == "" && opts.RenderedBody == "" {
+	if r.RenderedBody == "" && shared.body == "" {
 		return nil, invalidArgument("RenderedBody", "is required when the bulk has no body for every recipient")
 	}
 	own, err := encodeData("Data", r.Data, maxDataBytes)
-	if err != nil || own == nil || len(opts.Data) == 0 {
+	if err != nil || own == nil || len(shared.data) == 0 {
 		return own, err
 	}
 	// The merge, which the insert makes, is at most as long as both; only
 	// when both together are over the limit is it made here to be measured.
-	if sharedBytes+len(own) > maxDataBytes {
-		if _, err := encodeData("Data", mergeData(opts.Data, r.Data), maxDataBytes); err != nil {
+	if len(shared.encodedData)+len(own) > maxDataBytes {
+		if _, err := encodeData("Data", mergeData(shared.data, r.Data), maxDataBytes); err != nil {
 			return nil, err
 		}
 	}

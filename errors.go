@@ -90,6 +90,16 @@ func invalidArgument(field, format string, args ...any) error {
 	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
+// withFieldPrefix prefixes the field of an *InvalidArgumentError in err, as
+// the options of the call name it; any other error is returned as is.
+func withFieldPrefix(prefix string, err error) error {
+	var argErr *InvalidArgumentError
+	if errors.As(err, &argErr) {
+		argErr.Field = prefix + argErr.Field
+	}
+	return err
+}
+
 // schemaMismatch returns an error matching ErrSchemaMismatch about one schema.
 func schemaMismatch(schema, format string, args ...any) error {
 	return fmt.Errorf("%w: schema %q %s", ErrSchemaMismatch, schema, fmt.Sprintf(format, args...))
