@@ -38,7 +38,8 @@ type recipientParts struct {
 	// data is the recipient's own data as JSON, which the insert lays over
 	// the call's; nil for the call's alone.
 	data []byte
-	// scheduledAt is the zero time for the call's schedule.
+	// scheduledAt is the zero time for the call's schedule; a time already
+	// past means now, whatever the call's schedule.
 	scheduledAt time.Time
 }
 

@@ -64,6 +64,19 @@ func TestPersonalisedBulk(t *testing.T) {
 		require.True(t, job.ScheduledAt.Equal(msg.ScheduledAt), "message %d: its job is scheduled for the message's time", i)
 	}
 
+	// A recipient's time already past means now, not the bulk's schedule,
+	// and never a time before the message was triggered.
+	t.Run("PastTime", func(t *testing.T) {
+		res := mustBulkTrigger(ctx, t, b.client, []int64{4}, &outbound.BulkTriggerOpts{TemplateID: "past", RenderedBody: "b", ScheduleIn: time.Hour,
+			Recipients: map[int64]outbound.BulkRecipient{4: {ScheduledAt: time.Now().Add(-24 * time.Hour)}}})
+		msg := res.Messages[0]
+		require.False(t, msg.ScheduledAt.Before(msg.CreatedAt.Add(-time.Second)), "scheduled %s, created %s", msg.ScheduledAt, msg.CreatedAt)
+		require.WithinDuration(t, time.Now(), msg.ScheduledAt, time.Minute)
+		job, err := jobs.JobGet(ctx, msg.JobID)
+		require.NoError(t, err)
+		require.Equal(t, "available", string(job.State))
+	})
+
 	t.Run("Replay", func(t *testing.T) {
 		opts := *opts
 		opts.EnvelopeID = uuid.Must(uuid.NewV7())

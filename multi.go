@@ -186,6 +186,7 @@ func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) err
 		insertOpts.ScheduledAt = *b.scheduledAt
 	}
 	params := make([]river.InsertManyParams, len(b.messageIDs))
+	now := time.Now()
 	for i, id := range b.messageIDs {
 		params[i] = river.InsertManyParams{
 			Args: DeliveryArgs{
@@ -197,9 +198,14 @@ func (c *Client) insertJobs(ctx context.Context, tx pgx.Tx, b *triggerBatch) err
 			InsertOpts: insertOpts,
 		}
 		if own := b.recipients.scheduledAt(i); !own.IsZero() {
-			// A recipient's own time: a job of its own options.
+			// A recipient's own time: a job of its own options. A time
+			// already past means now: no ScheduledAt, so that River makes
+			// the job available at once rather than scheduled.
 			opts := *insertOpts
-			opts.ScheduledAt = own
+			opts.ScheduledAt = time.Time{}
+			if own.After(now) {
+				opts.ScheduledAt = own
+			}
 			params[i].InsertOpts = &opts
 		}
 	}

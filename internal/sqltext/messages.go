@@ -5,8 +5,8 @@ import "strings"
 // Messages are the statements of the messages table: written by a trigger, a cancel and Prune, and read by the reads and the status gauge.
 type Messages struct {
 	// InsertMessages inserts one pending message per (id, conversation id,
-	// job id) triple, with the recipient's own content and time where it
-	// has them and the call's otherwise, and its own data laid over the
+	// job id) triple, with the recipient's own content and time (a time
+	// already past meaning now) where it has them and the call's otherwise, and its own data laid over the
 	// call's (jsonb's ||, key by key), skipping any whose dedup key is
 	// taken, and returns the
 	// id, created_at and scheduled_at of each inserted row: every other
@@ -95,7 +95,7 @@ func newMessages(r *strings.Replacer) Messages {
 INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at, data, rendered)
 SELECT u.id, u.conversation_id, u.job_id, @template_id, coalesce(u.content, @content), @bulk_envelope_id,
 	jsonb_build_object('template_id', @template_id::text, 'status', 'pending', 'bulk_envelope_id', @bulk_envelope_id::uuid),
-	coalesce(u.scheduled_at, @scheduled_at::timestamptz, now()),
+	CASE WHEN u.scheduled_at IS NULL THEN coalesce(@scheduled_at::timestamptz, now()) ELSE greatest(u.scheduled_at, now()) END,
 	CASE WHEN u.data IS NULL THEN @data::jsonb ELSE coalesce(@data::jsonb, '{}') || u.data::jsonb END, @rendered
 FROM unnest(@ids::uuid[], @conversation_ids::bigint[], @job_ids::bigint[], @contents::text[], @each_data::text[], @scheduled_ats::timestamptz[])
 	WITH ORDINALITY AS u(id, conversation_id, job_id, content, data, scheduled_at, ord)
