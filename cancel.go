@@ -190,9 +190,6 @@ func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UU
 		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelRequested, id, actor); err != nil {
 			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
 		}
-		if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, id, actor); err != nil {
-			return fmt.Errorf("outbound: cancel envelope: update envelope: %w", err)
-		}
 		return c.auditCancel(ctx, tx, opts.actor(), map[string]any{
 			"bulk_envelope_id": id.String(), "template_id": env.TemplateID, "count": len(cancelled),
 		})

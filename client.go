@@ -37,7 +37,7 @@ type Client struct {
 // config.Schema and enqueuing River jobs in config.RiverSchema. A nil config
 // means defaults. Errors match ErrInvalidArgument and name the bad field.
 //
-// New registers the outbound.message.count gauges's callback with
+// New registers the backlog gauges' callback with
 // Config.MeterProvider, which keeps it for the provider's life: make one
 // Client per pool and keep it, as with River's client, rather than one per
 // request.

@@ -89,6 +89,7 @@ func TestStatementsUseIndexes(t *testing.T) {
 		{"ReleaseExpiredDedupKeys", q.ReleaseExpiredDedupKeys, []any{[]int64{50, 100}, "t0", nil, 86400.0}, "messages_dedup_key_idx"},
 		{"CancelEnvelopeMessages", q.CancelEnvelopeMessages, []any{envelopeID, "t0", nil}, "messages_bulk_envelope_id_idx"},
 		{"MarkEnvelopeCancelledIfAllCancelled", q.MarkEnvelopeCancelledIfAllCancelled, []any{envelopeID, nil}, "messages_bulk_envelope_id_idx"},
+		{"MarkEnvelopeCancelRequested", q.MarkEnvelopeCancelRequested, []any{envelopeID, nil}, "messages_bulk_envelope_id_idx"},
 		{"ReconcileMessages", q.ReconcileMessages, []any{1000, zero}, "messages_awaiting_result_idx"},
 		{"PruneMessages", q.PruneMessages, []any{zero, pgtype.UUID{Bytes: uuid.Max, Valid: true}, 1000, cutoff, week.Seconds()}, "messages_pkey"},
 		{"PruneEnvelopes", q.PruneEnvelopes, []any{cutoff, time.Time{}, zero, 1000}, "bulk_envelopes_requested_at_id_idx"},

@@ -36,8 +36,11 @@ type Envelopes struct {
 	// or NULL.
 	MarkEnvelopeCancelledIfAllCancelled string
 
-	// MarkEnvelopeCancelRequested keeps who cancelled the envelope and when,
-	// unless an earlier CancelEnvelope did. $1 id, $2 actor or NULL.
+	// MarkEnvelopeCancelRequested is CancelEnvelope's one update of the
+	// envelope row: it keeps who cancelled the envelope and when, unless an
+	// earlier cancel did, and does what MarkEnvelopeCancelledIfAllCancelled
+	// does. A row it would not change is left alone. $1 id, $2 actor or
+	// NULL.
 	MarkEnvelopeCancelRequested string
 
 	// EnvelopeProgress counts an envelope's messages by status; no row means
@@ -77,13 +80,20 @@ UPDATE {s}.bulk_envelopes e
 SET status = 'cancelled', updated_at = now(),
 	cancelled_by = CASE WHEN e.cancelled_at IS NULL THEN $2 ELSE e.cancelled_by END,
 	cancelled_at = coalesce(e.cancelled_at, now())
-WHERE e.id = $1 AND e.status = 'submitted' AND NOT EXISTS (
-	SELECT 1 FROM {s}.messages m
-	WHERE m.bulk_envelope_id = e.id AND m.template_id = e.template_id AND m.status <> 'cancelled')`),
+WHERE e.id = $1 AND ` + allMessagesCancelled),
 
 		MarkEnvelopeCancelRequested: r.Replace(`
-UPDATE {s}.bulk_envelopes SET cancelled_by = $2, cancelled_at = now(), updated_at = now()
-WHERE id = $1 AND cancelled_at IS NULL`),
+WITH e0 AS (
+	SELECT e.id, ` + allMessagesCancelled + ` AS all_cancelled
+	FROM {s}.bulk_envelopes e WHERE e.id = $1
+)
+UPDATE {s}.bulk_envelopes e
+SET status = CASE WHEN e0.all_cancelled THEN 'cancelled' ELSE e.status END,
+	cancelled_by = CASE WHEN e.cancelled_at IS NULL THEN $2 ELSE e.cancelled_by END,
+	cancelled_at = coalesce(e.cancelled_at, now()),
+	updated_at = now()
+FROM e0
+WHERE e.id = e0.id AND (e.cancelled_at IS NULL OR e0.all_cancelled)`),
 
 		EnvelopeProgress: r.Replace(`
 SELECT
@@ -111,6 +121,12 @@ WITH batch AS (
 SELECT (SELECT count(*) FROM batch), (SELECT requested_at FROM last), (SELECT id FROM last), (SELECT count(*) FROM gone)`),
 	}
 }
+
+// allMessagesCancelled is the condition that envelope e is submitted and none
+// of its messages is left uncancelled.
+const allMessagesCancelled = `e.status = 'submitted' AND NOT EXISTS (
+	SELECT 1 FROM {s}.messages m
+	WHERE m.bulk_envelope_id = e.id AND m.template_id = e.template_id AND m.status <> 'cancelled')`
 
 // EnvelopeFilter says which filters a ListEnvelopes statement applies, as
 // MessageFilter does for ListMessages. At most one of Status and Outcome is

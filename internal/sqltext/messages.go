@@ -6,14 +6,14 @@ import "strings"
 type Messages struct {
 	// InsertMessages inserts one pending message per (id, conversation id,
 	// job id) triple, with the recipient's own content and time (a time
-	// already past meaning now) where it has them and the call's otherwise, and its own data laid over the
-	// call's (jsonb's ||, key by key), skipping any whose dedup key is
-	// taken, and returns the
-	// id, created_at and scheduled_at of each inserted row: every other
-	// column is a parameter or a column default, so the caller knows it
-	// already. Its arguments are InsertMessagesArgs.
-	// The metadata it builds is the library's newMessageMetadata, which a test
-	// checks by reading the rows back.
+	// already past meaning now) where it has them and the call's otherwise,
+	// and its own data laid over the call's (jsonb's ||, key by key),
+	// skipping any whose dedup key is taken. It returns the id, created_at
+	// and scheduled_at of each inserted row: every other column is a
+	// parameter or a column default, so the caller knows it already. Its
+	// arguments are InsertMessagesArgs. The metadata it builds is the
+	// library's newMessageMetadata, which a test checks by reading the rows
+	// back.
 	InsertMessages Named
 
 	// ReleaseExpiredDedupKeys releases the dedup keys of the given
