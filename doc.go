@@ -14,7 +14,9 @@ outcome on the row.
 
 Migrate the library's tables (and River's) once, then make a client:
 
-	if err := outbound.Migrate(ctx, pool, nil); err != nil {
+	// A River of the library's own beside its tables; a host that already
+	// runs River names River's schema instead ("public" by default).
+	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{RiverSchema: outbound.DefaultSchema}); err != nil {
 		// handle error
 	}
 	client, err := outbound.New(pool, &outbound.Config{})
@@ -25,6 +27,9 @@ Migrate the library's tables (and River's) once, then make a client:
 
 A nil or zero Config means defaults: tables in the "cairnloop" schema, River's
 tables beside them, a cap of 25 recipients per bulk, the "outbound" queue.
+[Migrate] without RiverSchema puts River's tables beside the library's too,
+unless River's tables already exist in the connection's search_path: it then
+refuses, naming them, rather than make a second River beside the host's.
 
 A client checks on its first call that touches the database that the schema
 is migrated to the version it knows; if not, the call fails with

@@ -51,8 +51,9 @@ func TestMain(m *testing.M) {
 // runTests runs the tests on the shared harness, with a pool large enough
 // for the concurrent tests.
 func runTests(m *testing.M) int {
+	// Each test schema has a River of its own beside the library's tables.
 	migrate := func(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-		return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
+		return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema})
 	}
 	return testdb.Main(m, 40, migrate, func(pool *pgxpool.Pool, url string) { testPool, testDatabaseURL = pool, url })
 }
@@ -263,6 +264,11 @@ var failingAuditor = outbound.AuditorFunc(func(context.Context, pgx.Tx, outbound
 // failed tests that were only slow (parallel subtests wait for a slot under
 // their parent's context). A hang is go test's -timeout to catch, with every
 // goroutine's stack.
+// waitCeiling bounds a wait for behaviour against a hang: a broken build
+// hits it, a busy machine never does. A wait ends when what it waits for
+// happens; no verdict depends on how soon.
+const waitCeiling = 3 * time.Minute
+
 func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)

@@ -29,10 +29,13 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migrateLockKey is the advisory lock Migrate holds so that processes migrating
-// at the same time take turns instead of racing on CREATE TABLE. It is a
-// constant ("outbound" in ASCII) so that every process agrees on it.
-const migrateLockKey int64 = 0x6f7574626f756e64
+// migrateLockSeed seeds the hash of a schema's name that keys the advisory
+// lock its migrations take turns on, so that processes migrating one schema
+// at the same time take turns instead of racing on CREATE TABLE, while those
+// migrating other schemas (other tenants', parallel tests') go on beside
+// them. It is a constant ("outbound" in ASCII) so that every process agrees
+// on the keys, and so that they are unlikely to meet another application's.
+const migrateLockSeed int64 = 0x6f7574626f756e64
 
 // MigrateOpts configures Migrate and MigrateDown. A nil *MigrateOpts means
 // defaults.
@@ -116,7 +119,17 @@ func Migrations() ([]Migration, error) {
 // records opts.RiverSchema as the installation's River schema. With
 // opts.RiverSchema empty it keeps the River schema already recorded, and
 // migrates River's tables there. It is idempotent, and safe to call from
-// several processes at once: they take turns on a Postgres advisory lock.
+// several processes at once: migrations of one schema take turns on a
+// Postgres advisory lock of that schema's own (River's, of the River schema),
+// so migrations of other schemas never wait for them.
+//
+// On a schema with no River schema recorded, opts.RiverSchema empty means
+// River's tables go beside the library's, in opts.Schema. When River's tables
+// already exist in the connection's search_path (where a host's own River
+// lives, in public by default), that would make a second River beside the
+// host's, so Migrate refuses with ErrInvalidArgument, naming the schema it
+// found: set RiverSchema to it to share the host's River, or to opts.Schema
+// for a River of the library's own.
 //
 // It needs one pool connection at a time, holds nothing between its
 // transactions (its lock is transaction-scoped), and so also works on a pool
@@ -158,13 +171,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 		return invalidArgument("MigrateOpts.TargetVersion", "%d is not a migration version", opts.TargetVersion)
 	}
 	if !up {
-		return lockedTx(ctx, pool, func(tx pgx.Tx) error {
+		return lockedTx(ctx, pool, schema, func(tx pgx.Tx) error {
 			return applyDown(ctx, tx, schema, migrations, opts.TargetVersion)
 		})
 	}
 
 	var riverSchema string
-	if err := lockedTx(ctx, pool, func(tx pgx.Tx) (err error) {
+	if err := lockedTx(ctx, pool, schema, func(tx pgx.Tx) (err error) {
 		riverSchema, err = applyUp(ctx, tx, schema, opts.RiverSchema, migrations)
 		return err
 	}); err != nil {
@@ -174,25 +187,28 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, opts *MigrateOpts, up bool
 }
 
 // lockedTx runs fn in a transaction on one pool connection, holding the
-// migration lock until the transaction ends. The lock is transaction-scoped
-// so that nothing outlives the transaction: a session lock would need a
-// connection held across several transactions, and through PgBouncer's
-// transaction pooling it could be left on a server connection that another
-// client gets next.
-func lockedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+// migration lock of schema until the transaction ends. The lock is
+// transaction-scoped so that nothing outlives the transaction: a session lock
+// would need a connection held across several transactions, and through
+// PgBouncer's transaction pooling it could be left on a server connection
+// that another client gets next.
+func lockedTx(ctx context.Context, pool *pgxpool.Pool, schema string, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqltext.TakeMigrationLock, migrateLockKey); err != nil {
-			return fmt.Errorf("outbound: migrate: take advisory lock: %w", err)
+		if _, err := tx.Exec(ctx, sqltext.TakeMigrationLock, schema, migrateLockSeed); err != nil {
+			return fmt.Errorf("outbound: migrate: take the advisory lock of schema %s: %w", schema, err)
 		}
 		return fn(tx)
 	})
 }
 
-// migrateRiver applies River's pending migrations one version per
-// transaction, as River's own Migrate does (some of its versions need the one
-// before committed), each under the migration lock. River's Migrate would run
-// them on connections of its own while this process holds none, which is
-// fine, but without the lock two processes would race on the same version.
+// migrateRiver creates the River schema when missing and applies River's
+// pending migrations one version per transaction, as River's own Migrate does
+// (some of its versions need the one before committed), each under the
+// migration lock of the River schema. River's Migrate would run them on
+// connections of its own while this process holds none, which is fine, but
+// without the lock two processes would race on the same version; and since
+// the lock is the River schema's, library schemas that share one River take
+// turns on it, and those with Rivers of their own do not.
 func migrateRiver(ctx context.Context, pool *pgxpool.Pool, riverSchema string, logger *slog.Logger) error {
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: riverSchema, Logger: logger})
 	if err != nil {
@@ -200,7 +216,10 @@ func migrateRiver(ctx context.Context, pool *pgxpool.Pool, riverSchema string, l
 	}
 	for {
 		applied := 0
-		if err := lockedTx(ctx, pool, func(tx pgx.Tx) error {
+		if err := lockedTx(ctx, pool, riverSchema, func(tx pgx.Tx) error {
+			if err := createSchemaIfMissing(ctx, tx, riverSchema); err != nil {
+				return err
+			}
 			// MigrateTx is deprecated because several versions in one
 			// transaction can fail; it is called for one version at a time.
 			//lint:ignore SA1019 one version per transaction, as Migrate does
@@ -222,8 +241,17 @@ func migrateRiver(ctx context.Context, pool *pgxpool.Pool, riverSchema string, l
 // applyUp creates the library's schema when missing, applies every pending
 // library migration, and records the installation's River schema, all in tx.
 // It returns the River schema recorded: riverSchema when given; else the one
-// recorded before, or schema when there is none.
+// recorded before, or schema when there is none, unless a River already in
+// the connection's search_path makes the choice the caller's (see Migrate).
 func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrations []Migration) (string, error) {
+	// Read before the migrations set search_path to schema.
+	var hostRiver string
+	if riverSchema == "" {
+		var err error
+		if hostRiver, err = riverInSearchPath(ctx, tx, schema); err != nil {
+			return "", err
+		}
+	}
 	if err := createSchemaIfMissing(ctx, tx, schema); err != nil {
 		return "", err
 	}
@@ -250,18 +278,51 @@ func applyUp(ctx context.Context, tx pgx.Tx, schema, riverSchema string, migrati
 		if err := tx.QueryRow(ctx, sqltext.SelectRecordedRiverSchema(schema)).Scan(&recorded); err != nil {
 			return "", fmt.Errorf("outbound: migrate: read recorded river schema: %w", err)
 		}
-		riverSchema = schema
-		if recorded != nil {
+		switch {
+		case recorded != nil:
 			riverSchema = *recorded
+		case hostRiver != "":
+			return "", invalidArgument("MigrateOpts.RiverSchema",
+				"must be set: River's tables already exist in schema %q, in the connection's search_path, where a host's own River lives; "+
+					"set RiverSchema to %q to deliver with that River, or to %q for a River of the library's own beside its tables",
+				hostRiver, hostRiver, schema)
+		default:
+			riverSchema = schema
 		}
-	}
-	if err := createSchemaIfMissing(ctx, tx, riverSchema); err != nil {
-		return "", err
 	}
 	if _, err := tx.Exec(ctx, sqltext.RecordRiverSchema(schema), riverSchema); err != nil {
 		return "", fmt.Errorf("outbound: migrate: record river schema: %w", err)
 	}
 	return riverSchema, nil
+}
+
+// riverInSearchPath returns the schema of the River tables that the
+// connection's search_path finds, where a host's own River lives by default,
+// or "" when there are none, when they are schema's own, or when they are a
+// River the library made for another of its schemas (one whose installation
+// records itself as its River schema). No other schema is looked at.
+func riverInSearchPath(ctx context.Context, tx pgx.Tx, schema string) (string, error) {
+	var found *string
+	if err := tx.QueryRow(ctx, sqltext.SelectRiverInSearchPath).Scan(&found); err != nil {
+		return "", fmt.Errorf("outbound: migrate: look for River's tables in the search_path: %w", err)
+	}
+	if found == nil || *found == schema {
+		return "", nil
+	}
+	var hasInstallation bool
+	if err := tx.QueryRow(ctx, sqltext.TableExists, pgx.Identifier{*found, "installation"}.Sanitize()).Scan(&hasInstallation); err != nil {
+		return "", fmt.Errorf("outbound: migrate: look for an installation in schema %s: %w", *found, err)
+	}
+	if hasInstallation {
+		var recorded *string
+		if err := tx.QueryRow(ctx, sqltext.SelectRecordedRiverSchema(*found)).Scan(&recorded); err != nil {
+			return "", fmt.Errorf("outbound: migrate: read the river schema recorded in schema %s: %w", *found, err)
+		}
+		if recorded != nil && *recorded == *found {
+			return "", nil
+		}
+	}
+	return *found, nil
 }
 
 // createSchemaIfMissing creates a schema unless it exists. CREATE SCHEMA IF

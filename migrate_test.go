@@ -10,6 +10,7 @@ import (
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/stretchr/testify/require"
@@ -62,6 +63,71 @@ func TestMigrate(t *testing.T) {
 		client, err := outbound.New(testPool, &outbound.Config{Schema: schema})
 		require.NoError(t, err)
 		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+	})
+
+	// LockPerSchema holds one schema's migration mid-way, on a table lock
+	// it needs: a migration of another schema goes on beside it, a second
+	// migration of the same schema waits for the first on its advisory lock,
+	// and so does River's migration of that schema for a library schema
+	// whose River lives there. Before, one database-wide lock queued them
+	// all behind the first.
+	t.Run("LockPerSchema", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		held, other, sharing := newSchemaName(), newSchemaName(), newSchemaName()
+		t.Cleanup(func() { dropSchema(held); dropSchema(other); dropSchema(sharing) })
+		for _, schema := range []string{held, other} {
+			require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema}))
+		}
+		appName := "obt_lock_" + held
+		pool := newTestPool(t, 6, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["application_name"] = appName })
+		waiting := func(event string) int {
+			var n int
+			require.NoError(t, testPool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = $2`, appName, event).Scan(&n))
+			return n
+		}
+		migrateAsync := func(opts *outbound.MigrateOpts) chan error {
+			done := make(chan error, 1)
+			go func() { done <- outbound.Migrate(ctx, pool, opts) }()
+			return done
+		}
+
+		// A migration of held, stopped while it holds held's lock: it records
+		// the River schema in a table locked here.
+		blocker, err := testPool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = blocker.Rollback(ctx) }()
+		_, err = blocker.Exec(ctx, "LOCK TABLE "+table(held, "installation")+" IN ACCESS EXCLUSIVE MODE")
+		require.NoError(t, err)
+		first := migrateAsync(&outbound.MigrateOpts{Schema: held, RiverSchema: held})
+		require.Eventually(t, func() bool { return waiting("relation") == 1 }, waitCeiling, 5*time.Millisecond,
+			"the first migration of the held schema did not reach the locked table")
+
+		// Another schema migrates beside it, from scratch, River included.
+		besideCtx, cancel := context.WithTimeout(ctx, waitCeiling)
+		defer cancel()
+		require.NoError(t, outbound.Migrate(besideCtx, pool, &outbound.MigrateOpts{Schema: other + "_new", RiverSchema: other}),
+			"a migration of another schema waited for the held one")
+		t.Cleanup(func() { dropSchema(other + "_new") })
+		require.True(t, tableExists(t, other+"_new", "messages"))
+
+		// The same schema waits its turn; so does River's migration in it.
+		second := migrateAsync(&outbound.MigrateOpts{Schema: held, RiverSchema: held})
+		third := migrateAsync(&outbound.MigrateOpts{Schema: sharing, RiverSchema: held})
+		require.Eventually(t, func() bool { return waiting("advisory") == 2 }, waitCeiling, 5*time.Millisecond,
+			"the second migration of the held schema and River's migration there did not wait on its lock")
+		// The library's part of the third, in its own schema, went ahead.
+		require.True(t, tableExists(t, sharing, "messages"))
+		require.Empty(t, first)
+		require.Empty(t, second)
+		require.Empty(t, third)
+
+		require.NoError(t, blocker.Rollback(ctx))
+		for _, done := range []chan error{first, second, third} {
+			require.NoError(t, <-done)
+		}
+		require.Equal(t, held, recordedRiverSchema(t, sharing))
 	})
 
 	t.Run("UpDownUp", func(t *testing.T) {
@@ -343,6 +409,58 @@ func TestMigrate(t *testing.T) {
 		require.True(t, tableExists(t, schema, "river_job"))
 		_, err = client.Reconcile(ctx)
 		require.ErrorIs(t, err, outbound.ErrSchemaMismatch)
+	})
+
+	// NoSilentSecondRiver: on a schema with no River schema recorded,
+	// Migrate without RiverSchema used to make a River beside the library's
+	// tables even when the host's own River was where the connection looks
+	// for it. It now asks which to use, and writes nothing until told.
+	t.Run("NoSilentSecondRiver", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		hostRiver, schema, own, next := newSchemaName(), newSchemaName(), newSchemaName(), newSchemaName()
+		t.Cleanup(func() {
+			for _, s := range []string{hostRiver, schema, own, next} {
+				dropSchema(s)
+			}
+		})
+		// The host's River, migrated by River's own tool, in the schema its
+		// connections' search_path names, as public is by default.
+		_, err := testPool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{hostRiver}.Sanitize())
+		require.NoError(t, err)
+		migrator, err := rivermigrate.New(riverpgxv5.New(testPool), &rivermigrate.Config{Schema: hostRiver})
+		require.NoError(t, err)
+		_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+		require.NoError(t, err)
+		pool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["search_path"] = hostRiver })
+
+		err = outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
+		require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+		require.ErrorContains(t, err, "MigrateOpts.RiverSchema")
+		require.ErrorContains(t, err, `River's tables already exist in schema "`+hostRiver+`"`)
+		require.ErrorContains(t, err, `set RiverSchema to "`+hostRiver+`"`)
+		require.ErrorContains(t, err, `or to "`+schema+`" for a River of the library's own`)
+		var exists bool
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists))
+		require.False(t, exists, "the refused migration left its schema behind")
+
+		// Told to use the host's River, it does, and later runs keep it.
+		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: hostRiver}))
+		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}))
+		require.Equal(t, hostRiver, recordedRiverSchema(t, schema))
+		require.False(t, tableExists(t, schema, "river_job"))
+
+		// Told to make its own, it does.
+		require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: own, RiverSchema: own}))
+		require.True(t, tableExists(t, own, "river_job"))
+
+		// A River the library made for one of its schemas is not a host's:
+		// with the search_path at that schema, the next gets its own as
+		// before.
+		ownPool := newTestPool(t, 2, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["search_path"] = own })
+		require.NoError(t, outbound.Migrate(ctx, ownPool, &outbound.MigrateOpts{Schema: next}))
+		require.Equal(t, next, recordedRiverSchema(t, next))
+		require.True(t, tableExists(t, next, "river_job"))
 	})
 
 	t.Run("QuotedSchemaName", func(t *testing.T) {

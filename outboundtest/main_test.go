@@ -24,9 +24,9 @@ func TestMain(m *testing.M) {
 }
 
 // migrate migrates a schema for the harness, which does not import the
-// library.
+// library, with a River of its own beside the library's tables.
 func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
+	return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema})
 }
 
 type testBundle struct {
@@ -96,7 +96,7 @@ func exampleDatabaseURL() string { return testDatabaseURL }
 // setup would, and returns it with a function that drops it.
 func exampleSchema() (string, func()) {
 	schema := testdb.SchemaName("obtt")
-	if err := outbound.Migrate(context.Background(), testPool, &outbound.MigrateOpts{Schema: schema}); err != nil {
+	if err := outbound.Migrate(context.Background(), testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema}); err != nil {
 		panic(err)
 	}
 	return schema, func() { testdb.Drop(testPool, schema) }

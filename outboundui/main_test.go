@@ -18,9 +18,9 @@ func TestMain(m *testing.M) {
 }
 
 // migrate migrates a schema for the harness, which does not import the
-// library.
+// library, with a River of its own beside the library's tables.
 func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema})
+	return outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema})
 }
 
 // newClient takes a migrated schema of the test's own, emptied for the next

@@ -121,7 +121,9 @@ func run(ctx context.Context, opts *options, logger *slog.Logger, ready func(bas
 		return err
 	}
 	defer pool.Close()
-	if err := outbound.Migrate(ctx, pool, nil); err != nil {
+	// The service runs no River of its own, so the library's River lives
+	// beside its tables, in its default schema.
+	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{RiverSchema: outbound.DefaultSchema}); err != nil {
 		return err
 	}
 

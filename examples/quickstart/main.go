@@ -65,7 +65,7 @@ func run(ctx context.Context, out io.Writer) error {
 	defer pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 
 	fmt.Fprintf(out, "outbound quickstart on %s\n\n", where)
-	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}); err != nil {
+	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema}); err != nil {
 		return err
 	}
 	audit, err := outbound.NewTableAuditor(pool, schema)

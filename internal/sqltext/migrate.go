@@ -54,9 +54,15 @@ func SelectRecordedRiverSchema(schema string) string {
 	return `SELECT (SELECT river_schema FROM ` + pgx.Identifier{schema, "installation"}.Sanitize() + `)`
 }
 
-// TakeMigrationLock takes the advisory lock that migrations take turns on,
-// until the transaction ends. $1 the lock's key.
-const TakeMigrationLock = `SELECT pg_advisory_xact_lock($1)`
+// TakeMigrationLock takes the advisory lock that migrations of one schema
+// take turns on, until the transaction ends: its key is a hash of the
+// schema's name. $1 the schema's name, $2 the hash's seed.
+const TakeMigrationLock = `SELECT pg_advisory_xact_lock(hashtextextended($1, $2))`
+
+// SelectRiverInSearchPath finds the schema of the river_job table that the
+// connection's search_path resolves, or NULL when it resolves none.
+const SelectRiverInSearchPath = `SELECT (SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.oid = to_regclass('river_job'))`
 
 // SchemaExists reports whether a schema exists. $1 its name.
 const SchemaExists = `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`

@@ -26,7 +26,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Migrator migrates a new schema, as outbound.Migrate with Schema set does.
+// Migrator migrates a new schema, as outbound.Migrate with Schema set does,
+// with a River of its own.
 type Migrator func(ctx context.Context, pool *pgxpool.Pool, schema string) error
 
 // Main runs m against a database, for a TestMain: ready gets a pool on it
@@ -110,6 +111,9 @@ func runMoreInParallel() {
 	}
 }
 
+// migrateCeiling bounds one schema's migration against a hang.
+const migrateCeiling = 5 * time.Minute
+
 // migrator is Main's Migrator.
 var migrator Migrator
 
@@ -127,7 +131,10 @@ func Migrate(tb testing.TB, pool *pgxpool.Pool, prefix string) string {
 		}
 	}
 	schema := SchemaName(prefix)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Migrations of different schemas do not wait for each other, so this is
+	// only a ceiling against a hang, which a broken build would hit and a
+	// busy machine never does.
+	ctx, cancel := context.WithTimeout(context.Background(), migrateCeiling)
 	defer cancel()
 	err := migrator(ctx, pool, schema)
 	if err == nil {
