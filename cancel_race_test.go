@@ -121,7 +121,7 @@ func TestCancelRaces(t *testing.T) {
 					require.NoError(c, err)
 					require.True(c, msg.Status == outbound.MessageStatusFailed || blockedBy(ctx, c, cancelPID) > 0,
 						"the failed attempt is neither recorded nor waiting for the cancel")
-				}, time.Minute, 5*time.Millisecond)
+				}, waitCeiling, 5*time.Millisecond)
 				require.NoError(t, locker.Commit(ctx))
 				require.NoError(t, <-cancelled, "the cancel")
 				returned := gate.CallsFor(inFlight.ID)
@@ -137,7 +137,7 @@ func TestCancelRaces(t *testing.T) {
 					require.Zero(t, gate.CallsFor(other.ID))
 				}
 				require.Eventually(t, func() bool { return jobByID(t, schema, inFlight.JobID).State == "cancelled" },
-					time.Minute, 10*time.Millisecond, "the failed message's job ends cancelled")
+					waitCeiling, 10*time.Millisecond, "the failed message's job ends cancelled")
 			})
 		}
 	})
@@ -245,7 +245,7 @@ func TestCancelRaces(t *testing.T) {
 				return nil
 			})
 			require.NoError(c, err)
-		}, time.Minute, 20*time.Millisecond)
+		}, waitCeiling, 20*time.Millisecond)
 		require.Len(t, final, len(all))
 		wg.Wait()
 		close(errs)
@@ -308,7 +308,7 @@ func waitBlockedBy(ctx context.Context, tb testing.TB, pid int32) int32 {
 	require.EventuallyWithT(tb, func(c *assert.CollectT) {
 		err := testPool.QueryRow(ctx, "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1", pid).Scan(&waiter)
 		require.NoError(c, err, "no session waits for %d", pid)
-	}, time.Minute, 5*time.Millisecond)
+	}, waitCeiling, 5*time.Millisecond)
 	return waiter
 }
 

@@ -71,7 +71,7 @@ func TestCancelMessage(t *testing.T) {
 		marker := mustTrigger(ctx, t, b.client, 3, &outbound.TriggerOpts{TemplateID: "recovery"})
 		waitForStatus(t, b.client, []uuid.UUID{marker.Message.ID}, outbound.MessageStatusSent)
 		require.Eventually(t, func() bool { return jobByID(t, schema, orphan.Message.JobID).State == "cancelled" },
-			30*time.Second, 20*time.Millisecond)
+			waitCeiling, 20*time.Millisecond)
 
 		calls := notifier.Calls()
 		require.Len(t, calls, 1, "only the marker is delivered")
@@ -395,7 +395,7 @@ func TestCancelEnvelope(t *testing.T) {
 				job, err := hostRiver(t, b.schema).JobGet(ctx, failed.JobID)
 				require.NoError(t, err)
 				return job.State == rivertype.JobStateCancelled
-			}, 10*time.Second, 10*time.Millisecond, "the failed attempt's job was not cancelled")
+			}, waitCeiling, 10*time.Millisecond, "the failed attempt's job was not cancelled")
 
 			progress, err := b.client.EnvelopeProgress(ctx, b.bulk.Envelope.ID)
 			require.NoError(t, err)

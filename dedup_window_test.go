@@ -122,16 +122,17 @@ func TestDedupWindow(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		notifier := &recordingNotifier{}
-		const window = 2 * time.Second
+		// A window no machine outruns; the sent message is then moved past
+		// it in the database rather than waited for.
+		const window = time.Hour
 		b := setup(t, working(), withConfig(&outbound.Config{DedupWindow: window, Notifier: notifier}))
 		first := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "one"})
-		sent := waitForStatus(t, b.client, []uuid.UUID{first.Message.ID}, outbound.MessageStatusSent)[0]
+		waitForStatus(t, b.client, []uuid.UUID{first.Message.ID}, outbound.MessageStatusSent)
 
 		dup := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
 		require.True(t, dup.Duplicate, "inside the window")
-		require.Less(t, time.Since(sent.SentAt), window, "the duplicate was tried inside the window")
 
-		time.Sleep(time.Until(sent.SentAt.Add(window + 100*time.Millisecond)))
+		b.factory.ageMessage(t, first.Message.ID, outbound.MessageStatusSent, window+time.Second)
 		second := mustTrigger(ctx, t, b.client, 5, &outbound.TriggerOpts{TemplateID: "t", Content: "two"})
 		require.False(t, second.Duplicate)
 		waitForStatus(t, b.client, []uuid.UUID{second.Message.ID}, outbound.MessageStatusSent)

@@ -36,12 +36,12 @@ func TestPriority(t *testing.T) {
 			})}))
 
 		mustBulkTrigger(ctx, t, b.client, conversations(bulkSize), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
-		require.Eventually(t, func() bool { return order.len() >= 2 }, 30*time.Second, 5*time.Millisecond, "the bulk is being delivered")
+		require.Eventually(t, func() bool { return order.len() >= 2 }, waitCeiling, 5*time.Millisecond, "the bulk is being delivered")
 		mustTrigger(ctx, t, b.client, single, &outbound.TriggerOpts{TemplateID: "recovery"})
 		// Counted once the trigger has committed, so that a slow call does
 		// not count against the priority.
 		deliveredBefore := order.len()
-		require.Eventually(t, func() bool { return order.position(single) >= 0 }, 30*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return order.position(single) >= 0 }, waitCeiling, 5*time.Millisecond)
 
 		// When the single commits, the two workers may hold two bulk
 		// recipients, and a fetch already under way may bring two more;
@@ -91,7 +91,7 @@ func TestPriority(t *testing.T) {
 				require.Equal(t, want.priority, jobByID(t, b.schema, m.JobID).Priority, "conversation %d", m.ConversationID)
 			}
 		}
-		require.Eventually(t, func() bool { return order.len() == 7 }, 30*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return order.len() == 7 }, waitCeiling, 5*time.Millisecond)
 		require.Equal(t, []int64{1, 2, 3, 10, 4, 5, 20}, order.all())
 	})
 }
@@ -205,7 +205,7 @@ func TestMaxAttempts(t *testing.T) {
 	for _, m := range discarded {
 		require.Equal(t, "smtp: 451 try again later", m.LastError)
 		require.Eventually(t, func() bool { return jobByID(t, b.schema, m.JobID).State == "discarded" },
-			10*time.Second, 10*time.Millisecond, "River discards the job after its last attempt")
+			waitCeiling, 10*time.Millisecond, "River discards the job after its last attempt")
 	}
 }
 

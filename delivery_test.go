@@ -87,7 +87,7 @@ func TestDeliveryLease(t *testing.T) {
 
 		// River itself takes a connection now and then, to fetch and to elect
 		// a leader, and gives it back at once; the deliveries hold none.
-		require.Eventually(t, func() bool { return pool.Stat().AcquiredConns() == 0 }, 10*time.Second, time.Millisecond,
+		require.Eventually(t, func() bool { return pool.Stat().AcquiredConns() == 0 }, waitCeiling, time.Millisecond,
 			"the pool never had all its connections back while the notifiers ran")
 
 		gate.Open()
@@ -118,7 +118,7 @@ func TestDeliveryLease(t *testing.T) {
 			job, err := jobs.JobGet(ctx, res.Message.JobID)
 			require.NoError(t, err)
 			return job.State == rivertype.JobStateScheduled && job.Metadata != nil && string(job.Metadata) != "{}"
-		}, 30*time.Second, 10*time.Millisecond, "the second attempt did not snooze")
+		}, waitCeiling, 10*time.Millisecond, "the second attempt did not snooze")
 		job, err := jobs.JobGet(ctx, res.Message.JobID)
 		require.NoError(t, err)
 		require.Contains(t, string(job.Metadata), `"snoozes": 1`)
@@ -139,7 +139,7 @@ func TestDeliveryLease(t *testing.T) {
 			job, err := jobs.JobGet(ctx, res.Message.JobID)
 			require.NoError(t, err)
 			return job.State == rivertype.JobStateCompleted
-		}, 60*time.Second, 20*time.Millisecond, "the snoozed job never completed")
+		}, waitCeiling, 20*time.Millisecond, "the snoozed job never completed")
 		_, oneMessage := gate.MaxInFlight()
 		require.Equal(t, 1, oneMessage, "two calls for the message at once")
 		require.Equal(t, 1, gate.CallsFor(res.Message.ID))
@@ -181,7 +181,7 @@ func TestDeliveryLease(t *testing.T) {
 
 		close(release)
 		require.Eventually(t, func() bool { return deliveryCounts(t, reader)["failed/claim_lost"] == 1 },
-			30*time.Second, 10*time.Millisecond, "the first attempt's result: %v", deliveryCounts(t, reader))
+			waitCeiling, 10*time.Millisecond, "the first attempt's result: %v", deliveryCounts(t, reader))
 		after, err := first.Message(ctx, res.Message.ID)
 		require.NoError(t, err)
 		require.Equal(t, sent, after, "the first attempt's late failure changed the message")
@@ -298,7 +298,7 @@ func TestDeliveryLease(t *testing.T) {
 					progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
 					require.NoError(t, err)
 					return progress.Sent == tc.messages
-				}, 60*time.Second, 50*time.Millisecond)
+				}, waitCeiling, 50*time.Millisecond)
 				all, oneMessage := gate.MaxInFlight()
 				require.Equal(t, tc.inFlight, all)
 				require.Equal(t, 1, oneMessage)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -431,7 +432,7 @@ func (g *gateNotifier) CallsFor(id uuid.UUID) int {
 // waitInFlight waits until n calls are waiting at the gate.
 func (g *gateNotifier) waitInFlight(tb testing.TB, n int) {
 	tb.Helper()
-	require.Eventually(tb, func() bool { return g.InFlight() >= n }, 60*time.Second, 5*time.Millisecond,
+	require.Eventually(tb, func() bool { return g.InFlight() >= n }, waitCeiling, 5*time.Millisecond,
 		"%d notifier calls in flight, want %d", g.InFlight(), n)
 }
 
@@ -448,7 +449,7 @@ func waitForStatus(tb testing.TB, client *outbound.Client, ids []uuid.UUID, stat
 			require.Contains(c, statuses, msg.Status, "message %s", id)
 			msgs = append(msgs, msg)
 		}
-	}, 60*time.Second, 20*time.Millisecond)
+	}, waitCeiling, 20*time.Millisecond)
 	return msgs
 }
 
@@ -568,6 +569,11 @@ const (
 	// workerRateLimitEnv, with workerProviderURLEnv, is the worker's
 	// RateLimits for the key "", as LIMIT/PER such as 100/1s; unset, none.
 	workerRateLimitEnv = "OUTBOUND_TEST_WORKER_RATE_LIMIT"
+	// workerKillAtCallEnv, when set to N, has the worker's notifier kill
+	// its own process with SIGKILL inside its Nth call, once the call is
+	// recorded: a crash between a provider's call and the record of its
+	// result, made to happen rather than hoped for.
+	workerKillAtCallEnv = "OUTBOUND_TEST_WORKER_KILL_AT_CALL"
 )
 
 // runWorkerProcess works deliveries of one schema until SIGTERM or SIGINT.
@@ -604,12 +610,18 @@ func runWorkerProcess(schema string) int {
 	if d, err := time.ParseDuration(os.Getenv(workerNotifyDelayEnv)); err == nil {
 		delay = d
 	}
+	killAt, _ := strconv.ParseInt(os.Getenv(workerKillAtCallEnv), 10, 64)
+	var calls atomic.Int64
 	config := &outbound.Config{
 		Schema:     schema,
 		MaxWorkers: 4,
 		Notifier: outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
 			if _, err := pool.Exec(ctx, insert, msg.ID, msg.ConversationID, msg.Attempts, pid); err != nil {
 				return err
+			}
+			if calls.Add(1) == killAt {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				select {} // the signal lands before this call can return
 			}
 			time.Sleep(delay)
 			return nil

@@ -29,7 +29,7 @@ func TestDurationHistogramBuckets(t *testing.T) {
 	// The attempt records its telemetry after its result is committed, which
 	// the status shows: wait for the attempt to end, not for the row.
 	require.Eventually(t, func() bool { return len(histogramBounds(t, reader, "outbound.delivery.duration")) > 0 },
-		time.Minute, 5*time.Millisecond, "outbound.delivery.duration was recorded")
+		waitCeiling, 5*time.Millisecond, "outbound.delivery.duration was recorded")
 
 	for _, name := range []string{"outbound.trigger.duration", "outbound.bulk_trigger.duration", "outbound.delivery.duration"} {
 		all := histogramBounds(t, reader, name)
@@ -173,7 +173,7 @@ func TestOldestPendingAge(t *testing.T) {
 	require.NoError(t, err)
 	first := oldestPendingAge(t, reader)
 	require.GreaterOrEqual(t, first, 60.0, "no worker runs: the message has waited a minute")
-	require.Eventually(t, func() bool { return oldestPendingAge(t, reader) > first }, time.Minute, 10*time.Millisecond, "the age rises while no worker runs")
+	require.Eventually(t, func() bool { return oldestPendingAge(t, reader) > first }, waitCeiling, 10*time.Millisecond, "the age rises while no worker runs")
 
 	// A worker delivers it: the gauge falls to 0 (the later message is not
 	// due), and the message's time to sent is recorded, a minute or more.
@@ -183,7 +183,7 @@ func TestOldestPendingAge(t *testing.T) {
 	require.Zero(t, oldestPendingAge(t, reader))
 	// The attempt records its telemetry after its result is committed.
 	require.Eventually(t, func() bool { return len(findMetrics(t, reader, "outbound.message.duration")) > 0 },
-		time.Minute, 5*time.Millisecond, "outbound.message.duration was recorded")
+		waitCeiling, 5*time.Millisecond, "outbound.message.duration was recorded")
 	var recorded bool
 	for _, m := range findMetrics(t, reader, "outbound.message.duration") {
 		require.Equal(t, "s", m.Unit)

@@ -71,7 +71,7 @@ func TestNotifierErrors(t *testing.T) {
 			job, err := jobs.JobGet(ctx, msg.JobID)
 			require.NoError(t, err)
 			return job.FinalizedAt != nil
-		}, 10*time.Second, 10*time.Millisecond)
+		}, waitCeiling, 10*time.Millisecond)
 		job, err := jobs.JobGet(ctx, msg.JobID)
 		require.NoError(t, err)
 		require.Equal(t, rivertype.JobStateCancelled, job.State, "River has no way for a worker to discard a job at once")
@@ -145,7 +145,7 @@ func TestNotifierErrors(t *testing.T) {
 			job, err := jobs.JobGet(ctx, msg.JobID)
 			require.NoError(t, err)
 			return job.State == rivertype.JobStateDiscarded
-		}, 10*time.Second, 10*time.Millisecond)
+		}, waitCeiling, 10*time.Millisecond)
 		job, err := jobs.JobGet(ctx, msg.JobID)
 		require.NoError(t, err)
 		require.Len(t, job.Errors, 2)

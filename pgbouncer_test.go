@@ -163,7 +163,7 @@ func TestPollOnlyHoldsNoListener(t *testing.T) {
 	listening, polling := schema+"_listen", schema+"_poll"
 	start(listening, false)
 	start(polling, true)
-	require.Eventually(t, func() bool { return listeners(listening) > 0 }, 30*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return listeners(listening) > 0 }, waitCeiling, 20*time.Millisecond,
 		"without PollOnly, River listens")
 	// Both clients have started; the polling one has had as long.
 	require.Zero(t, listeners(polling))

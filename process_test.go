@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,10 +57,26 @@ func startWorkerProcess(t testing.TB, schema string, env ...string) *workerProce
 	select {
 	case err := <-ready:
 		require.NoError(t, err, "worker process stderr: %s", p.stderr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("worker process not ready after 60s; stderr: %s", p.stderr.String())
+	case <-time.After(waitCeiling):
+		t.Fatalf("worker process not ready after %s; stderr: %s", waitCeiling, p.stderr.String())
 	}
 	return p
+}
+
+// waitKilled waits for a process started with workerKillAtCallEnv to kill
+// itself, and reaps it.
+func (p *workerProcess) waitKilled(t *testing.T) {
+	t.Helper()
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(waitCeiling):
+		t.Fatalf("worker process did not kill itself within %s; stderr: %s", waitCeiling, p.stderr.String())
+	}
+	status, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	require.True(t, ok && status.Signaled() && status.Signal() == syscall.SIGKILL,
+		"worker process ended %s, not by its own SIGKILL; stderr: %s", p.cmd.ProcessState, p.stderr.String())
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -67,14 +84,6 @@ func (p *workerProcess) stop(t testing.TB) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, p.cmd.Wait(), "worker process stderr: %s", p.stderr.String())
-}
-
-// kill ends the process at once with SIGKILL, as a crash or an OOM kill
-// would, and reaps it.
-func (p *workerProcess) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Kill())
-	_ = p.cmd.Wait() // "signal: killed"
 }
 
 // createDeliveriesTable makes the table worker processes record calls in.
@@ -109,7 +118,7 @@ func TestWorkerProcesses(t *testing.T) {
 			progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
 			require.NoError(t, err)
 			return progress.Sent == n
-		}, 120*time.Second, 50*time.Millisecond)
+		}, waitCeiling, 50*time.Millisecond)
 		for _, w := range workers {
 			w.stop(t)
 		}
@@ -146,13 +155,16 @@ func TestWorkerProcesses(t *testing.T) {
 		}
 	})
 
-	// Killed kills worker processes with SIGKILL mid-delivery,
-	// again and again, then lets one finish, with River's rescue at the library's
-	// defaults. Every message ends sent, none is lost, every notifier call for a
-	// message carried that message's id, so a provider can drop the repeats that
-	// a crash between its call and the recorded result causes, and a message a
-	// dead worker was delivering is attempted again within NotifyTimeout + 2
-	// minutes of its first call.
+	// Killed kills worker processes with SIGKILL mid-delivery, again and
+	// again, then lets one finish, with River's rescue at the library's
+	// defaults. Each process kills itself from inside a notifier call, once
+	// the call is recorded, so that every kill lands between a call and the
+	// record of its result, whatever the machine's speed. Every message ends
+	// sent, none is lost, every notifier call for a message carried that
+	// message's id, so a provider can drop the repeats that such a crash
+	// causes, and a message a dead worker was delivering is attempted again
+	// within NotifyTimeout + 2 minutes of its first call, or of a worker
+	// running again if none ran then.
 	t.Run("Killed", func(t *testing.T) {
 		t.Parallel()
 		notifyTimeout := time.Second
@@ -180,11 +192,11 @@ func TestWorkerProcesses(t *testing.T) {
 		bulk := mustBulkTrigger(ctx, t, client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 
 		for range kills {
-			w := startWorkerProcess(t, schema, env...)
-			// Long enough to be delivering (4 workers, 50ms a call), too short
-			// to finish the bulk.
-			time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
-			w.kill(t)
+			// Killed within its first 25 calls, far short of the bulk, while
+			// its other workers are mid-call too (4 workers, 50ms a call).
+			killAt := 5 + rand.IntN(20)
+			w := startWorkerProcess(t, schema, append(env, workerKillAtCallEnv+"="+strconv.Itoa(killAt))...)
+			w.waitKilled(t)
 		}
 		var stuck int
 		require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
@@ -208,6 +220,8 @@ func TestWorkerProcesses(t *testing.T) {
 			ageDeadWorkers(t, schema, rescueAfter)
 		}
 		final := startWorkerProcess(t, schema, append(env, workerDebugLogEnv+"=1")...)
+		var finalReady time.Time
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT now()").Scan(&finalReady))
 		started, lastLog := time.Now(), time.Now()
 		for {
 			progress, err := client.EnvelopeProgress(ctx, bulk.Envelope.ID)
@@ -240,7 +254,7 @@ func TestWorkerProcesses(t *testing.T) {
 		t.Logf("notifier calls: %d for %d messages; %d messages called again after a kill", calls, messages, repeated)
 		require.Equal(t, n, messages, "a message never reached a notifier")
 		require.Zero(t, conversationsWithTwoIDs, "one conversation's calls carried different message ids")
-		require.NotZero(t, repeated, "no kill landed between a notifier call and its record")
+		require.GreaterOrEqual(t, repeated, kills, "a kill inside a notifier call left its message uncalled again")
 		for _, msg := range bulk.Messages {
 			stored, err := client.Message(ctx, msg.ID)
 			require.NoError(t, err)
@@ -252,11 +266,13 @@ func TestWorkerProcesses(t *testing.T) {
 		}
 
 		// How long a dead worker's message waited: from its first call, in the
-		// worker that died, to its next.
+		// worker that died, to its next; or, when the test had not started
+		// the last worker yet, from when it had, since a rescue needs a
+		// worker running.
 		var fastest, median, slowest float64
 		require.NoError(t, testPool.QueryRow(ctx, `SELECT min(gap), percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), max(gap) FROM (
-		SELECT extract(epoch FROM (array_agg(at ORDER BY at))[2] - min(at)) AS gap
-		FROM `+deliveries+` GROUP BY message_id HAVING count(*) > 1) g`).Scan(&fastest, &median, &slowest))
+		SELECT extract(epoch FROM (array_agg(at ORDER BY at))[2] - greatest(min(at), $1)) AS gap
+		FROM `+deliveries+` GROUP BY message_id HAVING count(*) > 1) g`, finalReady).Scan(&fastest, &median, &slowest))
 		t.Logf("NotifyTimeout %s: a dead worker's message was attempted again %.1fs to %.1fs (median %.1fs) after its first call",
 			notifyTimeout, fastest, slowest, median)
 		require.LessOrEqual(t, time.Duration(slowest*float64(time.Second)), bound,

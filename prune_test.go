@@ -178,7 +178,7 @@ func TestPrune(t *testing.T) {
 		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{Retention: 30 * day}))
 		require.Len(t, b.client.PeriodicJobs(), 2)
 		// The job runs when the client starts, then every PruneInterval.
-		require.Eventually(t, func() bool { return !messageExists(t, b.client, old) }, 30*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool { return !messageExists(t, b.client, old) }, waitCeiling, 50*time.Millisecond)
 		require.True(t, messageExists(t, b.client, young))
 	})
 }

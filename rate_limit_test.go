@@ -138,7 +138,7 @@ func TestRateLimits(t *testing.T) {
 			require.Eventually(t, func() bool {
 				job = jobByID(t, b.schema, m.JobID)
 				return job.State != "running"
-			}, time.Minute, 5*time.Millisecond)
+			}, waitCeiling, 5*time.Millisecond)
 			// Snoozed one hop (a few seconds) towards its slot.
 			require.Contains(t, []string{"available", "scheduled"}, job.State)
 			require.True(t, job.ScheduledAt.After(time.Now()), "job due at %s", job.ScheduledAt)
@@ -184,30 +184,38 @@ func TestRateLimits(t *testing.T) {
 		require.Equal(t, 1, rows, "an unlimited key has no row")
 	})
 
+	// WaitingIsNotPolling: a message waiting for its slot sleeps until the
+	// slot, in hops, and is not fetched again on each of River's polls.
+	// Slots an hour apart make every message wait, however slow the
+	// machine; then two seconds of River polling every 10ms (200 polls)
+	// may wake each waiting message once at most, when its hop of a few
+	// seconds ends.
 	t.Run("WaitingIsNotPolling", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		reader, providers := newTelemetryRecorder()
 		notifier := &recordingNotifier{}
-		limit := outbound.RateLimit{Limit: 1, Per: 400 * time.Millisecond, Burst: 1}
 		b := setup(t, working(), withConfig(&outbound.Config{
 			Notifier:          notifier,
-			RateLimits:        map[string]outbound.RateLimit{"": limit},
+			RateLimits:        map[string]outbound.RateLimit{"": {Limit: 1, Per: time.Hour, Burst: 1}},
 			FetchCooldown:     5 * time.Millisecond,
 			FetchPollInterval: 10 * time.Millisecond,
 			MeterProvider:     providers.meter,
 		}))
-		res := mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
-		waitForStatus(t, b.client, messageIDs(res.Messages), outbound.MessageStatusSent)
-		grants := grants(notifier)
-		requireWithinLimit(t, grants, limit)
-		// The second waits one slot and the third two, each woken once at
-		// its slot even though River polls every 10ms: 40 polls of each
-		// 400ms wait, and one fetch. A wake that finds the slot taken by a
-		// late waker books again, once.
-		waits := deliveries(t, reader, "deferred", "rate_limit_wait")
-		require.GreaterOrEqual(t, waits, int64(2))
-		require.LessOrEqual(t, waits, int64(4), "a waiting message was fetched again and again")
+		first := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		waitForStatus(t, b.client, []uuid.UUID{first.Message.ID}, outbound.MessageStatusSent)
+		res := mustBulkTrigger(ctx, t, b.client, []int64{2, 3, 4}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		for _, m := range res.Messages {
+			waitForRateLimited(t, b.client, m.ID)
+		}
+		// Each waited once; the telemetry follows the wait's commit.
+		require.Eventually(t, func() bool { return deliveries(t, reader, "deferred", "rate_limit_wait") >= 3 },
+			waitCeiling, 5*time.Millisecond)
+		before := deliveries(t, reader, "deferred", "rate_limit_wait")
+		time.Sleep(2 * time.Second)
+		woken := deliveries(t, reader, "deferred", "rate_limit_wait") - before
+		require.LessOrEqual(t, woken, int64(len(res.Messages)), "a waiting message was fetched again and again")
+		require.Len(t, notifier.Calls(), 1, "a waiting message was sent before its slot")
 	})
 
 	t.Run("RateLimitedPausesTheKeyEverywhere", func(t *testing.T) {
@@ -244,7 +252,12 @@ func TestRateLimits(t *testing.T) {
 		require.Equal(t, 0, m.Attempts, "RateLimited is not an attempt")
 		require.Contains(t, m.LastError, "429 too many requests")
 		until := pausedUntil(t, first.schema, "")
-		require.WithinDuration(t, refusedAt.Add(pause), until, pause/2)
+		// The pause runs from when the attempt recorded it, between the claim
+		// and now, by the database's clock.
+		var dbNow time.Time
+		require.NoError(t, testPool.QueryRow(ctx, "SELECT now()").Scan(&dbNow))
+		require.False(t, until.Before(refusedAt.Add(pause)), "the pause ends %s, before the claim plus the pause", until)
+		require.False(t, until.After(dbNow.Add(pause)), "the pause ends %s, after now plus the pause", until)
 
 		rest := mustBulkTrigger(ctx, t, first.client, conversations(20), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
 		ids := append(messageIDs(rest.Messages), lead.Message.ID)
@@ -286,7 +299,7 @@ func TestRateLimits(t *testing.T) {
 		waitForStatus(t, b.client, []uuid.UUID{limited.Message.ID}, outbound.MessageStatusSent)
 		// An attempt records its telemetry after its result is committed.
 		require.Eventually(t, func() bool { return deliveries(t, reader, "discarded", "notifier_retry_after") == 1 },
-			time.Minute, 5*time.Millisecond, "the discarded attempt was counted")
+			waitCeiling, 5*time.Millisecond, "the discarded attempt was counted")
 		require.Equal(t, int64(1), deliveries(t, reader, "deferred", "notifier_rate_limited"))
 	})
 
@@ -319,7 +332,7 @@ func waitForRateLimited(t *testing.T, client *outbound.Client, id uuid.UUID) *ou
 		m, err = client.Message(context.Background(), id)
 		require.NoError(t, err)
 		return !m.RateLimitedUntil.IsZero()
-	}, time.Minute, 5*time.Millisecond, "message %s never waited for its rate limit", id)
+	}, waitCeiling, 5*time.Millisecond, "message %s never waited for its rate limit", id)
 	return m
 }
 
@@ -336,5 +349,5 @@ func waitForStatusCount(t *testing.T, client *outbound.Client, ids []uuid.UUID, 
 			}
 		}
 		return n == want
-	}, time.Minute, 10*time.Millisecond, "never %d messages %s", want, status)
+	}, waitCeiling, 10*time.Millisecond, "never %d messages %s", want, status)
 }

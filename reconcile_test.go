@@ -158,7 +158,7 @@ func TestReconcile(t *testing.T) {
 		res := mustTrigger(ctx, t, b.client, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		require.Eventually(t, func() bool { return jobByID(t, schema, res.Message.JobID).State == "discarded" },
-			30*time.Second, 20*time.Millisecond)
+			waitCeiling, 20*time.Millisecond)
 		msg, err := b.client.Message(ctx, res.Message.ID)
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusDelivering, msg.Status, "the attempt's result was not recorded")

@@ -135,7 +135,7 @@ func TestDelivery(t *testing.T) {
 		require.Equal(t, "discarded", msg.Metadata["status"])
 		require.Len(t, notifier.callsFor(msg.ID), 3)
 		require.Eventually(t, func() bool { return jobByID(t, b.schema, msg.JobID).State == "discarded" },
-			30*time.Second, 20*time.Millisecond)
+			waitCeiling, 20*time.Millisecond)
 
 		// Discarding frees the dedup key: the same trigger writes a new message.
 		again := mustTrigger(ctx, t, b.client, 9, &outbound.TriggerOpts{TemplateID: "recovery"})
@@ -238,7 +238,7 @@ func TestDelivery(t *testing.T) {
 		notifier := &recordingNotifier{}
 		setup(t, working(), onSchema(b.schema), withConfig(&outbound.Config{Notifier: notifier}))
 		require.Eventually(t, func() bool { return jobByID(t, b.schema, res.Message.JobID).State == "completed" },
-			10*time.Second, 10*time.Millisecond)
+			waitCeiling, 10*time.Millisecond)
 
 		require.Empty(t, notifier.Calls())
 		after, err := b.client.Message(ctx, res.Message.ID)
@@ -306,7 +306,7 @@ func TestDelivery(t *testing.T) {
 			require.NoError(t, testPool.QueryRow(ctx, "SELECT count(*) FROM "+table(schema, "river_job")+
 				" WHERE kind = $1 AND state = 'completed'", outbound.ReconcileJobKind).Scan(&n))
 			return n > 0
-		}, 30*time.Second, 20*time.Millisecond)
+		}, waitCeiling, 20*time.Millisecond)
 
 		// A second registration is refused, as River refuses any.
 		require.Panics(t, func() { client.AddWorkers(workers) })
@@ -406,7 +406,7 @@ func TestDelivery(t *testing.T) {
 			table(schema, "river_job")+", jsonb_array_elements(to_jsonb(errors)) AS e WHERE id = $1", msg.JobID).Scan(&errs))
 		require.Len(t, errs, 1)
 		require.Contains(t, errs[0], "injected failure recording sent")
-		require.Eventually(t, func() bool { return jobByID(t, schema, msg.JobID).State == "completed" }, 30*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return jobByID(t, schema, msg.JobID).State == "completed" }, waitCeiling, 20*time.Millisecond)
 	})
 
 	// SeparateRiverSchema works, cancels and reconciles with River's

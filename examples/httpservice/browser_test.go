@@ -47,7 +47,7 @@ func TestBrowser(t *testing.T) {
 		var env envelopeResponse
 		api.do("GET", "/outbound/envelopes/"+delivered.Envelope.ID.String(), "", nil, http.StatusOK, &env)
 		return env.Progress.Sent == 3
-	}, 60*time.Second, 50*time.Millisecond)
+	}, waitCeiling, 50*time.Millisecond)
 	api.do("POST", "/outbound/bulk", `{"conversation_ids": [201, 202, 203, 204, 205], "template_id": "survey", "rendered_body": "How did we do?", "actor": "agent:9", "schedule_in_seconds": 3600}`, nil, http.StatusCreated, &later)
 	api.do("POST", "/outbound/messages/"+later.Messages[0].ID.String()+"/cancel", "", nil, http.StatusOK, &struct{ Message *messageJSON }{})
 	ids := make([]string, 40)

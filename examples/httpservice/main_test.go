@@ -90,7 +90,7 @@ func TestService(t *testing.T) {
 			var env envelopeResponse
 			c.do("GET", "/outbound/envelopes/"+key, "", nil, http.StatusOK, &env)
 			return env.Progress.Sent == 3 && env.Progress.Total == 3
-		}, 60*time.Second, 50*time.Millisecond)
+		}, waitCeiling, 50*time.Millisecond)
 	})
 
 	var refusedID uuid.UUID
@@ -202,7 +202,7 @@ func TestService(t *testing.T) {
 				reason = "cancel_message"
 			}
 			line := `msg="outbound message not delivered" outcome=message_cancelled reason=` + reason + " message_id=" + m.ID.String()
-			require.Eventually(t, func() bool { return strings.Contains(logs.String(), line) }, 10*time.Second, 10*time.Millisecond, line)
+			require.Eventually(t, func() bool { return strings.Contains(logs.String(), line) }, waitCeiling, 10*time.Millisecond, line)
 		}
 
 		// A sent message cannot be cancelled.
@@ -336,6 +336,10 @@ func TestService(t *testing.T) {
 }
 
 // testCreds are the UIs' credentials in the tests.
+// waitCeiling bounds a wait for behaviour against a hang: a broken build
+// hits it, a busy machine never does.
+const waitCeiling = 3 * time.Minute
+
 var testCreds = credentials{username: "operator", password: "correct horse"}
 
 // service is the example service running on a throwaway PostgreSQL.
@@ -458,7 +462,7 @@ func (c *apiClient) waitForMessage(id uuid.UUID, status string) {
 		var res struct{ Message *messageJSON }
 		c.do("GET", "/outbound/messages/"+id.String(), "", nil, http.StatusOK, &res)
 		return res.Message.Status == status
-	}, 60*time.Second, 50*time.Millisecond)
+	}, waitCeiling, 50*time.Millisecond)
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.

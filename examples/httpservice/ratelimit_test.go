@@ -64,5 +64,5 @@ func TestServiceRateLimit(t *testing.T) {
 			}
 		}
 		return sent == 1 && waiting == 2
-	}, time.Minute, 20*time.Millisecond, "sent %d, waiting %d", sent, waiting)
+	}, waitCeiling, 20*time.Millisecond, "sent %d, waiting %d", sent, waiting)
 }

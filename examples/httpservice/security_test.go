@@ -109,17 +109,19 @@ func TestServerTimeouts(t *testing.T) {
 
 	const short = 200 * time.Millisecond
 	// start serves handler with only the timeout under test set short, the
-	// others long, so that the cut-off is that timeout's.
-	start := func(t *testing.T, handler http.HandlerFunc, set func(*timeouts)) string {
+	// others long, so that the cut-off is that timeout's. It returns the
+	// address and the listener, which tells when the server accepted.
+	start := func(t *testing.T, handler http.HandlerFunc, set func(*timeouts)) (string, *acceptClock) {
 		long := time.Hour
 		tt := timeouts{readHeader: long, read: long, write: long, idle: long}
 		set(&tt)
 		listener, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
+		clock := &acceptClock{Listener: listener, accepted: make(chan time.Time, 1)}
 		server := newServer(handler, tt)
-		go func() { _ = server.Serve(listener) }()
+		go func() { _ = server.Serve(clock) }()
 		t.Cleanup(func() { _ = server.Close() })
-		return listener.Addr().String()
+		return listener.Addr().String(), clock
 	}
 	ok := func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -144,17 +146,20 @@ func TestServerTimeouts(t *testing.T) {
 
 	t.Run("ReadHeaderTimeout", func(t *testing.T) {
 		t.Parallel()
-		conn := dial(t, start(t, ok, func(tt *timeouts) { tt.readHeader = short }))
-		start := time.Now()
+		addr, clock := start(t, ok, func(tt *timeouts) { tt.readHeader = short })
+		conn := dial(t, addr)
 		_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: localhost\r\n") // and never the blank line
 		require.NoError(t, err)
 		requireClosed(t, conn)
-		require.GreaterOrEqual(t, time.Since(start), short)
+		// From the server's side: its clock starts when it accepts, which
+		// on a busy machine can come before the client's dial returns.
+		require.GreaterOrEqual(t, time.Since(<-clock.accepted), short)
 	})
 
 	t.Run("ReadTimeout", func(t *testing.T) {
 		t.Parallel()
-		conn := dial(t, start(t, ok, func(tt *timeouts) { tt.read = short }))
+		addr, _ := start(t, ok, func(tt *timeouts) { tt.read = short })
+		conn := dial(t, addr)
 		// The headers promise a body that never comes.
 		_, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nab")
 		require.NoError(t, err)
@@ -173,7 +178,8 @@ func TestServerTimeouts(t *testing.T) {
 				}
 			}
 		}
-		conn := dial(t, start(t, endless, func(tt *timeouts) { tt.write = short }))
+		addr, _ := start(t, endless, func(tt *timeouts) { tt.write = short })
+		conn := dial(t, addr)
 		_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
 		require.NoError(t, err)
 		// Wait past the timeout without reading, then read: the answer
@@ -184,7 +190,8 @@ func TestServerTimeouts(t *testing.T) {
 
 	t.Run("IdleTimeout", func(t *testing.T) {
 		t.Parallel()
-		conn := dial(t, start(t, ok, func(tt *timeouts) { tt.idle = short }))
+		addr, _ := start(t, ok, func(tt *timeouts) { tt.idle = short })
+		conn := dial(t, addr)
 		_, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
 		require.NoError(t, err)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -195,4 +202,23 @@ func TestServerTimeouts(t *testing.T) {
 		// Kept alive, then idle: the server closes it.
 		requireClosed(t, conn)
 	})
+}
+
+// acceptClock is a listener that tells when it accepted its first
+// connection, the moment an http.Server's timeouts count from.
+type acceptClock struct {
+	net.Listener
+	accepted chan time.Time
+}
+
+// Accept implements net.Listener.
+func (l *acceptClock) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err == nil {
+		select {
+		case l.accepted <- time.Now():
+		default:
+		}
+	}
+	return conn, err
 }
