@@ -35,7 +35,8 @@ type BulkTriggerOpts struct {
 	// Data is host data every recipient's message carries, a JSON object
 	// the Notifier receives as Message.Data (the channel, a tenant); a
 	// recipient's own Data is laid over it. At most Config.MaxDataBytes as
-	// JSON. Never in telemetry.
+	// JSON. Never in telemetry. It must read back as given, as
+	// TriggerOpts.Data must.
 	Data map[string]any
 
 	// Actor is who asked, at most MaxActorBytes (256) bytes; recorded as the

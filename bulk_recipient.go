@@ -21,7 +21,8 @@ type BulkRecipient struct {
 	// Data is this recipient's host data, such as its phone number, a JSON
 	// object that the Notifier receives as Message.Data. Its keys are laid
 	// over BulkTriggerOpts.Data's. At most Config.MaxDataBytes as JSON, once
-	// merged.
+	// merged. It must read back as given, as TriggerOpts.Data must; an error
+	// names the recipient, as Recipients[42].Data.
 	Data map[string]any
 
 	// ScheduledAt is when this recipient's delivery may start, such as 9:00

@@ -74,7 +74,7 @@ type Envelope struct {
 	RenderedBodyBytes int
 	// Data is the host data every recipient shares (BulkTriggerOpts.Data),
 	// nil for none; each message's Data holds it merged with the
-	// recipient's own.
+	// recipient's own. It reads as Message.Data does.
 	Data map[string]any
 	// RecipientConversationIDs are the requested conversations in the
 	// caller's order. A refused envelope keeps only the first
@@ -269,14 +269,16 @@ func scanEnvelope(row pgx.Row, extra ...any) (*Envelope, error) {
 		cancelledBy   *string
 		cancelledAt   *time.Time
 		body          pgtype.Text
+		data          []byte
 	)
 	dest := append([]any{&e.ID, &e.TemplateID, &body, &e.RecipientConversationIDs, &e.Count,
 		&e.EffectiveCap, &requestedBy, &e.RequestedAt, &status, &refusedReason, &e.CreatedAt, &e.UpdatedAt, &e.recipientsDigest, &e.scheduleIn,
-		&e.scheduledAt, &e.priority, &e.maxAttempts, &cancelledBy, &cancelledAt, &e.Data, &e.dataDigest, &e.recipientDigests,
+		&e.scheduledAt, &e.priority, &e.maxAttempts, &cancelledBy, &cancelledAt, &data, &e.dataDigest, &e.recipientDigests,
 		&e.RenderedBodyBytes}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
+	e.Data = decodeData(data)
 	e.RenderedBody, e.Status = body.String, EnvelopeStatus(status)
 	e.CancelledBy, e.CancelledAt = deref(cancelledBy), deref(cancelledAt)
 	if requestedBy != nil {

@@ -2,9 +2,12 @@ package outbound_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +208,44 @@ func FuzzSchemaName(f *testing.F) {
 		require.NoError(t, err)
 		mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "t"})
 		require.Equal(t, 1, countRows(t, unique, "messages"))
+	})
+}
+
+// jsonNumber is JSON's grammar of a number.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// FuzzDataNumber gives Trigger a number in host data, as JSON text: it is
+// refused, or every read gives back the float64 the text parses to, never
+// a json.Number. jsonb keeps numbers as numeric and prints them in a form of
+// its own (1e300 in full), so this checks that the trigger's judgement and
+// the read's agree.
+func FuzzDataNumber(f *testing.F) {
+	client, _ := fuzzClient(f, nil)
+	for _, seed := range []string{
+		"0", "-0", "0.1", "12.50", "1e300", "1.5e300", "-1e300", "1.7976931348623157e308", "1e308", "5e-324", "2.5e-324",
+		"9007199254740992", "9007199254740993", "-9007199254740993", "1152921504606846976", "9223372036854775807",
+		"18446744073709551616", "123456789012345678901234567890", "9007199254740992.5", "1e400", "1e-400", "0e400",
+	} {
+		f.Add(seed)
+	}
+	var conversation atomic.Int64
+	f.Fuzz(func(t *testing.T, lit string) {
+		if !jsonNumber.MatchString(lit) {
+			return // not a JSON number
+		}
+		ctx := ctxT(t)
+		res, err := client.Trigger(ctx, conversation.Add(1), &outbound.TriggerOpts{TemplateID: "t",
+			Data: map[string]any{"v": json.Number(lit)}})
+		if err != nil {
+			require.ErrorIs(t, err, outbound.ErrInvalidArgument)
+			require.ErrorContains(t, err, "send it as a string")
+			return
+		}
+		want, err := strconv.ParseFloat(lit, 64)
+		require.NoError(t, err, "accepted a number float64 cannot hold")
+		msg, err := client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, want, msg.Data["v"], "%s read back as %v", lit, msg.Data["v"])
+		require.Equal(t, want, res.Message.Data["v"])
 	})
 }

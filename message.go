@@ -54,6 +54,12 @@ type Message struct {
 	// Data is the host's data for the message, as given to TriggerOpts.Data
 	// or a bulk's data: a JSON object, decoded as encoding/json decodes into
 	// a map (numbers are float64). Nil for none. It is never in telemetry.
+	//
+	// Every read gives it back as written: a trigger refuses data that would
+	// not (a number float64 cannot hold exactly, nesting deeper than
+	// MaxDataDepth, invalid UTF-8). Data stored before that check may hold
+	// such a number, which reads as a json.Number of its text, and may nest
+	// deeper, which reads in full; no read fails on it.
 	Data map[string]any
 	// CancelledBy is the Actor of the cancel that ended the message
 	// cancelled (CancelOpts.Actor), empty for a cancel without one;
@@ -82,13 +88,15 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 		cancelledBy   pgtype.Text
 		cancelledAt   pgtype.Timestamptz
 		rendered      pgtype.Bool
+		data          []byte
 	)
 	dest := append([]any{&m.ID, &m.ConversationID, &m.Role, &m.TemplateID, &content, &status, &envelope,
 		&m.Metadata, &jobID, &m.ScheduledAt, &m.Attempts, &lastError, &sentAt, &m.CreatedAt, &m.UpdatedAt, &rateWaitUntil,
-		&cancelledBy, &cancelledAt, &m.Data, &rendered, &m.ContentBytes}, extra...)
+		&cancelledBy, &cancelledAt, &data, &rendered, &m.ContentBytes}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
+	m.Data = decodeData(data)
 	m.Content, m.Status = content.String, MessageStatus(status)
 	m.CancelledBy, m.CancelledAt, m.Rendered = cancelledBy.String, cancelledAt.Time, rendered.Bool
 	if envelope != nil {

@@ -28,7 +28,12 @@ type TriggerOpts struct {
 	// receives as Message.Data: the recipient's address, the channel, a
 	// locale, a tenant. At most Config.MaxDataBytes (8 KiB by default) as
 	// JSON. It is kept on the row, shown on the dashboard's message page,
-	// and never in telemetry.
+	// and never in telemetry. It must read back as given (see
+	// Message.Data): a number float64 cannot hold exactly (an integer above
+	// 2^53 that float64 would change, json.Number("1e400"), a big.Int of 400
+	// digits), nesting deeper than MaxDataDepth, or invalid UTF-8 in a key
+	// or string is ErrInvalidArgument naming where; send such a number as a
+	// string.
 	Data map[string]any
 
 	// ScheduleIn delays delivery: the message is not delivered before

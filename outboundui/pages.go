@@ -313,12 +313,39 @@ func indentedJSON(data map[string]any) string {
 	if data == nil {
 		return ""
 	}
+	if depthOf(data) > outbound.MaxDataDepth {
+		// Data stored before the library bounded its depth: indenting it
+		// would grow as its depth squared.
+		text, err := json.Marshal(data)
+		if err != nil {
+			return fmt.Sprint(data)
+		}
+		return string(text)
+	}
 	text, err := json.MarshalIndent(data, "", "  ")
 	if err != nil {
 		// It was decoded from JSON: it encodes.
 		return fmt.Sprint(data)
 	}
 	return string(text)
+}
+
+// depthOf is how deeply a decoded JSON value nests objects and arrays.
+func depthOf(v any) int {
+	deepest := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, e := range v {
+			deepest = max(deepest, depthOf(e))
+		}
+	case []any:
+		for _, e := range v {
+			deepest = max(deepest, depthOf(e))
+		}
+	default:
+		return 0
+	}
+	return deepest + 1
 }
 
 // cancelOpts are the options of a cancel the request makes: its actor, as
