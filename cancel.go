@@ -244,16 +244,8 @@ func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query str
 	if err != nil {
 		return nil, fmt.Errorf("outbound: cancel messages: %w", err)
 	}
-	jobIDs := make([]int64, 0, len(cancelled))
-	for _, msg := range cancelled {
-		if msg.JobID != 0 {
-			jobIDs = append(jobIDs, msg.JobID)
-		}
-	}
-	if len(jobIDs) > 0 {
-		if err := c.cancelJobs(ctx, tx, jobIDs); err != nil {
-			return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
-		}
+	if err := c.cancelJobs(ctx, tx, cancelled); err != nil {
+		return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
 	}
 	return cancelled, nil
 }

@@ -43,6 +43,17 @@ func (ReconcileArgs) Kind() string { return ReconcileJobKind }
 //     last attempt called, or was about to call, the Notifier and never
 //     recorded the result, so it may have been delivered. It keeps its dedup
 //     key, so that triggering it again does not send it a second time.
+//   - A delivering message whose claim holds is left alone, whatever its
+//     job's state: its attempt is alive (it renews the claim while its
+//     Notifier call runs past NotifyTimeout), and records what the call
+//     returns, sent included, even after River's rescuer has discarded the
+//     job of a last attempt older than RescueStuckJobsAfter.
+//
+// A job is a message's only if it is what the message's job id names in
+// Config.RiverSchema, of kind DeliveryJobKind, with the message's id in its
+// args. A message written while Config.RiverSchema named another schema
+// recorded a job id that here may name one of the host's jobs: its job is
+// missing, and it is settled as a message whose job is gone.
 //
 // LastError says which case it was. Start runs Reconcile every
 // ReconcileInterval; a host with its own River client adds PeriodicJobs to

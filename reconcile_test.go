@@ -1,6 +1,8 @@
 package outbound_test
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,4 +190,111 @@ func TestReconcile(t *testing.T) {
 		require.Zero(t, n)
 		require.Len(t, notifier.Calls(), 1, "an unconfirmed message is never attempted again")
 	})
+
+	// MatchesJobsByWhatTheyAre: a message written while the client's River
+	// schema was another records a job id that, in the River schema
+	// configured later, names the host's own jobs. Reconcile used to take
+	// such a job for the message's, find it live, and leave the message
+	// pending for ever; a cancel would cancel the host's job. A job is now
+	// the message's only if it is a delivery job for that message.
+	t.Run("MatchesJobsByWhatTheyAre", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		schema, firstRiver, hostRiverSchema := newSchemaName(), newSchemaName(), newSchemaName()
+		t.Cleanup(func() { dropSchema(schema); dropSchema(firstRiver); dropSchema(hostRiverSchema) })
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: firstRiver}))
+		misconfigured, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: firstRiver})
+		require.NoError(t, err)
+		stranded := mustTrigger(ctx, t, misconfigured, 1, &outbound.TriggerOpts{TemplateID: "recovery"}).Message
+		cancelled := mustTrigger(ctx, t, misconfigured, 2, &outbound.TriggerOpts{TemplateID: "recovery"}).Message
+
+		// The host's River holds, under those two ids, a job of its own and
+		// another message's delivery job.
+		require.NoError(t, outbound.Migrate(ctx, testPool, &outbound.MigrateOpts{Schema: schema, RiverSchema: hostRiverSchema}))
+		host := hostRiver(t, hostRiverSchema)
+		own, err := host.Insert(ctx, hostSyncArgs{Account: "acme"}, nil)
+		require.NoError(t, err)
+		other, err := host.Insert(ctx, outbound.DeliveryArgs{MessageID: uuid.New(), ConversationID: 2, TemplateID: "recovery"}, nil)
+		require.NoError(t, err)
+		for _, move := range []struct{ from, to int64 }{{own.Job.ID, -stranded.JobID}, {other.Job.ID, -cancelled.JobID}, {-stranded.JobID, stranded.JobID}, {-cancelled.JobID, cancelled.JobID}} {
+			_, err := testPool.Exec(ctx, "UPDATE "+table(hostRiverSchema, "river_job")+" SET id = $2 WHERE id = $1", move.from, move.to)
+			require.NoError(t, err)
+		}
+
+		client, err := outbound.New(testPool, &outbound.Config{Schema: schema, RiverSchema: hostRiverSchema})
+		require.NoError(t, err)
+		require.NoError(t, client.CancelMessage(ctx, cancelled.ID, nil))
+		n, err := client.Reconcile(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		msg, err := client.Message(ctx, stranded.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusDiscarded, msg.Status, "a host's job is not the message's")
+		require.Equal(t, "delivery job no longer exists", msg.LastError)
+		again := mustTrigger(ctx, t, client, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
+		require.False(t, again.Duplicate, "the stranded message's dedup key is free")
+		for _, id := range []int64{stranded.JobID, cancelled.JobID} {
+			require.Equal(t, "available", jobByID(t, hostRiverSchema, id).State, "the host's job %d was touched", id)
+		}
+	})
+
+	// LateSuccessOnTheLastAttempt: a Notifier call on the message's last
+	// attempt runs past RescueStuckJobsAfter, its claim renewed, and
+	// River's rescuer discards the job. Reconcile used to mark the message
+	// unconfirmed then, and the success the call returned was lost. While
+	// the claim holds, Reconcile now leaves the message alone, and the
+	// success is recorded: sent, though its job has ended.
+	t.Run("LateSuccessOnTheLastAttempt", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		release := make(chan struct{})
+		var released sync.Once
+		notifier := newGateNotifier(func(context.Context, *outbound.Message) error {
+			<-release // ignores its context
+			return nil
+		})
+		notifier.Open()
+		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, NotifyTimeout: time.Second, MaxAttempts: 1}))
+		// Registered after setup's, so run before the worker stops.
+		t.Cleanup(func() { released.Do(func() { close(release) }) })
+		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "recovery"})
+		notifier.waitInFlight(t, 1)
+
+		// The call has run, by its job's clock, an hour, far past
+		// RescueStuckJobsAfter. River's rescuer runs when its client becomes
+		// the leader: the leadership is made vacant, and a second client
+		// started, so that the leader's first run comes now.
+		_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "river_job")+" SET attempted_at = attempted_at - interval '1 hour' WHERE id = $1",
+			res.Message.JobID)
+		require.NoError(t, err)
+		_, err = testPool.Exec(ctx, "DELETE FROM "+table(b.schema, "river_leader"))
+		require.NoError(t, err)
+		setup(t, working(), onSchema(b.schema), withConfig(&outbound.Config{Notifier: notifier, NotifyTimeout: time.Second, MaxAttempts: 1}))
+		require.Eventually(t, func() bool { return jobByID(t, b.schema, res.Message.JobID).State == "discarded" },
+			waitCeiling, 20*time.Millisecond, "River's rescuer did not discard the job of the last attempt")
+
+		n, err := b.client.Reconcile(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n, "Reconcile settled a message whose attempt is alive")
+		msg, err := b.client.Message(ctx, res.Message.ID)
+		require.NoError(t, err)
+		require.Equal(t, outbound.MessageStatusDelivering, msg.Status)
+
+		released.Do(func() { close(release) })
+		msg = waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent, outbound.MessageStatusUnconfirmed)[0]
+		require.Equal(t, outbound.MessageStatusSent, msg.Status, "the late success was recorded")
+		require.Equal(t, 1, msg.Attempts)
+		require.Equal(t, 1, notifier.CallsFor(msg.ID))
+		require.Equal(t, "discarded", jobByID(t, b.schema, res.Message.JobID).State, "River's record of the job stays as its rescuer left it")
+		n, err = b.client.Reconcile(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n)
+	})
 }
+
+// hostSyncArgs are a host's own River job, beside the library's.
+type hostSyncArgs struct {
+	Account string `json:"account"`
+}
+
+func (hostSyncArgs) Kind() string { return "host_sync" }

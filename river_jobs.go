@@ -19,10 +19,21 @@ func (c *Client) deleteUnusedJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64
 	return err
 }
 
-// cancelJobs cancels the delivery jobs that are not running or finalized, as
-// River's JobCancel does for them.
-func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64) error {
-	_, err := tx.Exec(ctx, c.queries.CancelJobs, jobIDs)
+// cancelJobs cancels the delivery jobs of messages, those that are not
+// running or finalized, as River's JobCancel does for them.
+func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, messages []*Message) error {
+	jobIDs := make([]int64, 0, len(messages))
+	messageIDs := make([]string, 0, len(messages))
+	for _, msg := range messages {
+		if msg.JobID != 0 {
+			jobIDs = append(jobIDs, msg.JobID)
+			messageIDs = append(messageIDs, msg.ID.String())
+		}
+	}
+	if len(jobIDs) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, c.queries.CancelJobs, jobIDs, messageIDs)
 	return err
 }
 

@@ -195,3 +195,11 @@ func requireJSONTime(t *testing.T, jsonValue any, want time.Time) {
 	require.NoError(t, err)
 	require.True(t, got.Equal(want), "column %v, scanned %v", got, want)
 }
+
+// TestDeliveryJobKind: the statements that tell a message's delivery job by
+// its kind name the kind the worker registers.
+func TestDeliveryJobKind(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, outbound.DeliveryJobKind, sqltext.DeliveryJobKind)
+	require.Equal(t, outbound.DeliveryJobKind, outbound.DeliveryArgs{}.Kind())
+}

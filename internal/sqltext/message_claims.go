@@ -47,8 +47,10 @@ type MessageClaims struct {
 	// ids after $2, and settles those whose River job ended or is gone
 	// without recording a result. A pending or failed message becomes
 	// cancelled (its job was cancelled) or discarded (its job was discarded
-	// or deleted). A delivering message becomes unconfirmed: the attempt
-	// that claimed it may have delivered it. Rows locked by a running
+	// or deleted, or is not this message's). A delivering message whose
+	// claim has run out becomes unconfirmed: the attempt that claimed it
+	// may have delivered it; one whose claim holds is left to its attempt,
+	// which is alive, whatever its job's state. Rows locked by a running
 	// statement are skipped until a later run. It returns one row per
 	// message settled, or a single row when none was: how many it looked
 	// at, the last id it looked at (the next batch's $2), then the settled
@@ -96,10 +98,14 @@ SET ` + setStatus(`'unconfirmed'`) + `, claimed_until = NULL,
 WHERE id = $1 AND status = 'delivering' AND claimed_until <= now() AND cancel_requested_at IS NOT NULL
 RETURNING last_error`),
 
-		// A finalized job has no attempt running: River finalizes a job when
-		// its attempt returns, or when its rescuer gives up on one older than
-		// the claim's length. A job that is gone says nothing, so its
-		// message's claim must have run out too. The batch walks the
+		// A delivering message is settled only once its claim has run out:
+		// while the claim holds, its attempt is alive (it renews the claim
+		// while its Notifier call runs), even when River has finished with
+		// the job (its rescuer discards the job of a last attempt older than
+		// RescueStuckJobsAfter), and what the call returns is recorded on the
+		// message. A job counts only if it is the message's delivery job
+		// (isDeliveryJobOf): an id alone may name a host's job in a River
+		// schema the message was not written for. The batch walks the
 		// awaiting_result index in id order from a cursor, so that each
 		// statement looks at a bounded number of rows however many are
 		// waiting, and a run visits each waiting message once. The batch is
@@ -128,11 +134,11 @@ WITH batch AS (
 		END AS reason,
 		j.state::text AS job_state
 	FROM {s}.messages m
-	LEFT JOIN {rs}.river_job j ON j.id = m.job_id
+	LEFT JOIN {rs}.river_job j ON ` + isDeliveryJobOf("j", "m.job_id", "m.id::text") + `
 	WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
 		AND ((m.status IN {undelivered} AND (j.id IS NULL OR j.state IN ('cancelled', 'discarded')))
-			OR (m.status = 'delivering' AND (j.state IN ('cancelled', 'completed', 'discarded')
-				OR (j.id IS NULL AND m.claimed_until <= now()))))
+			OR (m.status = 'delivering' AND m.claimed_until <= now()
+				AND (j.id IS NULL OR j.state IN ('cancelled', 'completed', 'discarded'))))
 	FOR UPDATE OF m SKIP LOCKED
 ), settled AS (
 	UPDATE {s}.messages m

@@ -34,9 +34,11 @@ type RiverJobs struct {
 	// $1 message id, $2 claim id, $3 job id.
 	RecordSentCompleteJob string
 
-	// CancelJobs cancels River jobs that are not running or finalized, as
-	// River's own JobCancel does for them. A running job is left to its
-	// worker, which finds its message cancelled. $1 job ids.
+	// CancelJobs cancels messages' delivery jobs that are not running or
+	// finalized, as River's own JobCancel does for them. A running job is
+	// left to its worker, which finds its message cancelled, and a job that
+	// is not the message's delivery job (isDeliveryJobOf) is left alone. $1
+	// job ids, $2 the ids of their messages, as text, in the same order.
 	CancelJobs string
 }
 
@@ -60,10 +62,12 @@ WITH sent AS (
 SELECT EXISTS (SELECT 1 FROM sent)`),
 
 		CancelJobs: r.Replace(`
-UPDATE {rs}.river_job
+UPDATE {rs}.river_job j
 SET state = 'cancelled', finalized_at = now(),
-	metadata = jsonb_set(metadata, '{cancel_attempted_at}', to_jsonb(now()), true)
-WHERE id = ANY($1::bigint[]) AND state IN ('available', 'pending', 'retryable', 'scheduled')`),
+	metadata = jsonb_set(j.metadata, '{cancel_attempted_at}', to_jsonb(now()), true)
+FROM unnest($1::bigint[], $2::text[]) AS mine(job_id, message_id)
+WHERE ` + isDeliveryJobOf("j", "mine.job_id", "mine.message_id") + `
+	AND j.state IN ('available', 'pending', 'retryable', 'scheduled')`),
 	}
 }
 

@@ -25,6 +25,20 @@ var AwaitingStatuses = []string{"pending", "delivering", "failed"}
 // them.
 var UndeliveredStatuses = []string{"pending", "failed"}
 
+// DeliveryJobKind is the kind of the River jobs that deliver messages, as
+// outbound.DeliveryJobKind names it.
+const DeliveryJobKind = "outbound_delivery"
+
+// isDeliveryJobOf is the rule by which a River job is a message's delivery
+// job: a row of river_job, aliased job, whose id the message recorded, of
+// the delivery kind, whose args name the message, given as text. The id
+// alone is not enough: a message written while Config.RiverSchema named
+// another schema recorded an id that, in this one, may be a host's job.
+func isDeliveryJobOf(job, jobID, messageIDText string) string {
+	return job + ".id = " + jobID + " AND " + job + ".kind = '" + DeliveryJobKind + "' AND " +
+		job + ".args->>'message_id' = " + messageIDText
+}
+
 // NilEnvelopeKey stands for a missing envelope id in the dedup key, as the
 // dedup index's coalesce(bulk_envelope_id, ...) does.
 const NilEnvelopeKey = `'00000000-0000-0000-0000-000000000000'::uuid`
