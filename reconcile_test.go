@@ -157,19 +157,17 @@ func TestReconcile(t *testing.T) {
 
 		notifier := &recordingNotifier{}
 		b := setup(t, working(), onSchema(schema), withConfig(&outbound.Config{Notifier: notifier, MaxAttempts: 1}))
+		events := mustSubscribe(t, b.client, allEventKinds...)
 		res := mustTrigger(ctx, t, b.client, 18, &outbound.TriggerOpts{TemplateID: "recovery"})
 
 		require.Eventually(t, func() bool { return jobByID(t, schema, res.Message.JobID).State == "discarded" },
 			waitCeiling, 20*time.Millisecond)
-		msg, err := b.client.Message(ctx, res.Message.ID)
-		require.NoError(t, err)
-		require.Equal(t, outbound.MessageStatusDelivering, msg.Status, "the attempt's result was not recorded")
-
-		events := mustSubscribe(t, b.client, allEventKinds...)
+		// The worker's own periodic Reconcile, which runs when its River
+		// client starts leading, may settle the message before this one.
 		n, err := b.client.Reconcile(ctx)
 		require.NoError(t, err)
-		require.Equal(t, 1, n)
-		msg, err = b.client.Message(ctx, res.Message.ID)
+		require.LessOrEqual(t, n, 1)
+		msg, err := b.client.Message(ctx, res.Message.ID)
 		require.NoError(t, err)
 		require.Equal(t, outbound.MessageStatusUnconfirmed, msg.Status)
 		require.Equal(t, "unconfirmed", msg.Metadata["status"])
