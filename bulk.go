@@ -51,8 +51,9 @@ type BulkTriggerOpts struct {
 	ScheduleIn time.Duration
 
 	// ScheduledAt is when delivery of every recipient's message may start,
-	// as an absolute time; a time already past means now. Setting both it
-	// and ScheduleIn is ErrInvalidArgument. The zero time means now.
+	// as an absolute time; a time already past means now, however long past.
+	// A time in the year 10000 or later, or setting both it and ScheduleIn,
+	// is ErrInvalidArgument. The zero time means now.
 	ScheduledAt time.Time
 
 	// Priority is the River priority of every recipient's delivery job,
@@ -77,7 +78,7 @@ type BulkTriggerOpts struct {
 
 // deliveryOptions returns the options about delivery.
 func (o *BulkTriggerOpts) deliveryOptions() deliveryOpts {
-	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: o.ScheduledAt, priority: o.Priority, maxAttempts: o.MaxAttempts}
+	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: clampLongPast(o.ScheduledAt), priority: o.Priority, maxAttempts: o.MaxAttempts}
 }
 
 // envelopeRequest is what the call asks of envelope id for these
@@ -93,7 +94,7 @@ func (o *BulkTriggerOpts) envelopeRequest(id uuid.UUID, conversationIDs []int64,
 		actor:       o.Actor,
 		status:      EnvelopeStatusSubmitted,
 		scheduleIn:  o.ScheduleIn,
-		scheduledAt: o.ScheduledAt,
+		scheduledAt: clampLongPast(o.ScheduledAt),
 		priority:    o.Priority,
 		maxAttempts: o.MaxAttempts,
 		data:        data,
@@ -355,20 +356,19 @@ func validateBulkTrigger(conversationIDs []int64, opts *BulkTriggerOpts, maxCont
 	for _, f := range []struct {
 		name, value string
 		maxBytes    int
-		notBlank    bool
 	}{
-		{"BulkTriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes, true},
-		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody, maxContentBytes, true},
-		{"BulkTriggerOpts.Actor", opts.Actor, MaxActorBytes, false},
+		{"BulkTriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes},
+		{"BulkTriggerOpts.RenderedBody", opts.RenderedBody, maxContentBytes},
 	} {
 		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
 			return err
 		}
-		if f.notBlank {
-			if err := validateNotBlank(f.name, f.value); err != nil {
-				return err
-			}
+		if err := validateNotBlank(f.name, f.value); err != nil {
+			return err
 		}
+	}
+	if err := validateActor("BulkTriggerOpts.Actor", opts.Actor); err != nil {
+		return err
 	}
 	if err := opts.deliveryOptions().validate("BulkTriggerOpts"); err != nil {
 		return err

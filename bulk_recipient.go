@@ -27,7 +27,8 @@ type BulkRecipient struct {
 
 	// ScheduledAt is when this recipient's delivery may start, such as 9:00
 	// in its own time zone, in place of the bulk's schedule; a time already
-	// past means now. The zero time means the bulk's schedule.
+	// past means now, however long past, and one in the year 10000 or later
+	// is ErrInvalidArgument. The zero time means the bulk's schedule.
 	ScheduledAt time.Time
 }
 
@@ -99,8 +100,8 @@ func prepareRecipients(conversationIDs []int64, recipients map[int64]BulkRecipie
 		if r.RenderedBody != "" {
 			p.content = &r.RenderedBody
 		}
-		p.data, p.scheduledAt = own, r.ScheduledAt
-		out.digests[i] = recipientDigest(r.RenderedBody, own, r.ScheduledAt)
+		p.data, p.scheduledAt = own, clampLongPast(r.ScheduledAt)
+		out.digests[i] = recipientDigest(r.RenderedBody, own, p.scheduledAt)
 	}
 	return out, nil
 }
@@ -116,6 +117,9 @@ func (r *BulkRecipient) check(shared sharedParts, maxContentBytes, maxDataBytes 
 	}
 	if r.RenderedBody == "" && shared.body == "" {
 		return nil, invalidArgument("RenderedBody", "is required when the bulk has no body for every recipient")
+	}
+	if err := validateScheduledAt("ScheduledAt", r.ScheduledAt); err != nil {
+		return nil, err
 	}
 	own, err := encodeData("Data", r.Data, maxDataBytes)
 	if err != nil || own == nil || len(shared.data) == 0 {

@@ -31,7 +31,7 @@ func (o *CancelOpts) validate() error {
 	if o == nil {
 		return nil
 	}
-	return validateBoundedText("CancelOpts.Actor", o.Actor, MaxActorBytes)
+	return validateActor("CancelOpts.Actor", o.Actor)
 }
 
 // actor is the options' Actor, "" for nil options.

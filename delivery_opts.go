@@ -18,7 +18,35 @@ const (
 	// maxMaxAttempts is the largest MaxAttempts accepted: River keeps a
 	// job's attempts in a smallint.
 	maxMaxAttempts = math.MaxInt16
+
+	// scheduledAtYearLimit is the first year a ScheduledAt may not be in:
+	// RFC 3339, and so JSON's encoding of a time (an event, the example
+	// service's answers), stops at 9999, well inside PostgreSQL's
+	// timestamptz, which stops at 294276.
+	scheduledAtYearLimit = 10000
 )
+
+// longPast stands for a ScheduledAt before the year 1. Like any time past,
+// it means now; but PostgreSQL's timestamptz starts at 4713 BC, so such a
+// time is kept as the Unix epoch, itself past and storable, so that the
+// request an envelope records, and a replay of it, hold the same time.
+var longPast = time.Unix(0, 0).UTC()
+
+// clampLongPast returns t, or longPast for a time before the year 1.
+func clampLongPast(t time.Time) time.Time {
+	if !t.IsZero() && t.Year() < 1 {
+		return longPast
+	}
+	return t
+}
+
+// validateScheduledAt refuses a time beyond what every store of it holds.
+func validateScheduledAt(field string, t time.Time) error {
+	if t.Year() >= scheduledAtYearLimit {
+		return invalidArgument(field, "must be before the year %d, got the year %d", scheduledAtYearLimit, t.Year())
+	}
+	return nil
+}
 
 // deliveryOpts are the options that Trigger and BulkTrigger share about when
 // and how their messages are delivered, as the caller gave them.
@@ -36,6 +64,9 @@ func (o deliveryOpts) validate(owner string) error {
 	}
 	if o.scheduleIn != 0 && !o.scheduledAt.IsZero() {
 		return invalidArgument(owner+".ScheduledAt", "must not be set together with %s.ScheduleIn (%s): set one or the other", owner, o.scheduleIn)
+	}
+	if err := validateScheduledAt(owner+".ScheduledAt", o.scheduledAt); err != nil {
+		return err
 	}
 	if o.priority != 0 && (o.priority < minPriority || o.priority > maxPriority) {
 		return invalidArgument(owner+".Priority", "must be between %d (highest) and %d, River's priorities, or 0 for the default; got %d", minPriority, maxPriority, o.priority)

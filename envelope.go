@@ -583,7 +583,7 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 		return nil, nil, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
 	}
 	if env.Status == EnvelopeStatusRefusedCapExceeded {
-		return nil, nil, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID}
+		return nil, nil, &BatchTooLargeError{Count: env.Count, Cap: env.EffectiveCap, EnvelopeID: env.ID, Replayed: true}
 	}
 
 	rows, err := tx.Query(ctx, c.queries.SelectMessagesByEnvelope, envelopeID, env.TemplateID)

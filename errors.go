@@ -50,10 +50,19 @@ type BatchTooLargeError struct {
 	// EnvelopeID is the id of the durable refused envelope, or uuid.Nil when
 	// the refusal could not be recorded.
 	EnvelopeID uuid.UUID
+	// Replayed is true when BulkTriggerOpts.EnvelopeID named an envelope
+	// refused earlier: the call replays that refusal, with the count and
+	// the cap of then, whatever the cap is now. Submitting the bulk needs a
+	// new envelope id.
+	Replayed bool
 }
 
 // Error implements error.
 func (e *BatchTooLargeError) Error() string {
+	if e.Replayed {
+		return fmt.Sprintf("outbound: envelope %s was refused when first requested (batch size %d exceeded cap %d), and this call replays that refusal whatever the cap is now; to submit the bulk, use a new envelope id",
+			e.EnvelopeID, e.Count, e.Cap)
+	}
 	if e.EnvelopeID == uuid.Nil {
 		return fmt.Sprintf("outbound: batch size %d exceeds cap %d (the refusal could not be recorded); split the bulk or raise MaxBatchSize", e.Count, e.Cap)
 	}

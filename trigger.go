@@ -41,8 +41,9 @@ type TriggerOpts struct {
 	ScheduleIn time.Duration
 
 	// ScheduledAt is when delivery may start, as an absolute time ("at 9:00
-	// tomorrow"); a time already past means now. Setting both it and
-	// ScheduleIn is ErrInvalidArgument. The zero time means now.
+	// tomorrow"); a time already past means now, however long past. A time
+	// in the year 10000 or later, or setting both it and ScheduleIn, is
+	// ErrInvalidArgument. The zero time means now.
 	ScheduledAt time.Time
 
 	// Priority is the River priority of the delivery job, from 1, the
@@ -69,7 +70,7 @@ type TriggerOpts struct {
 
 // deliveryOptions returns the options about delivery.
 func (o *TriggerOpts) deliveryOptions() deliveryOpts {
-	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: o.ScheduledAt, priority: o.Priority, maxAttempts: o.MaxAttempts}
+	return deliveryOpts{scheduleIn: o.ScheduleIn, scheduledAt: clampLongPast(o.ScheduledAt), priority: o.Priority, maxAttempts: o.MaxAttempts}
 }
 
 // TriggerResult is the result of Trigger and TriggerTx.
@@ -198,20 +199,19 @@ func validateTrigger(conversationID int64, opts *TriggerOpts, maxContentBytes in
 	for _, f := range []struct {
 		name, value string
 		maxBytes    int
-		notBlank    bool
 	}{
-		{"TriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes, true},
-		{"TriggerOpts.Content", opts.Content, maxContentBytes, true},
-		{"TriggerOpts.Actor", opts.Actor, MaxActorBytes, false},
+		{"TriggerOpts.TemplateID", opts.TemplateID, MaxTemplateIDBytes},
+		{"TriggerOpts.Content", opts.Content, maxContentBytes},
 	} {
 		if err := validateBoundedText(f.name, f.value, f.maxBytes); err != nil {
 			return err
 		}
-		if f.notBlank {
-			if err := validateNotBlank(f.name, f.value); err != nil {
-				return err
-			}
+		if err := validateNotBlank(f.name, f.value); err != nil {
+			return err
 		}
+	}
+	if err := validateActor("TriggerOpts.Actor", opts.Actor); err != nil {
+		return err
 	}
 	return opts.deliveryOptions().validate("TriggerOpts")
 }

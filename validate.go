@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -49,6 +50,30 @@ func validateText(field, s string) error {
 		return invalidArgument(field, "must be valid UTF-8")
 	}
 	return nil
+}
+
+// validateActor rejects an actor longer than MaxActorBytes, what
+// validateText rejects, and control characters: an actor names who asked,
+// goes to the Auditor, onto the rows and the dashboard, and into a host's
+// logs, where an escape sequence, a line break or a bidirectional override
+// could forge or hide what is written next to it. The message never
+// repeats the actor.
+func validateActor(field, s string) error {
+	if err := validateBoundedText(field, s, MaxActorBytes); err != nil {
+		return err
+	}
+	for i, r := range s {
+		if unicode.IsControl(r) || isBidiControl(r) {
+			return invalidArgument(field, "must not contain control characters (such as ESC, CR, LF or a bidirectional override), got %U at byte %d", r, i)
+		}
+	}
+	return nil
+}
+
+// isBidiControl reports whether r is one of Unicode's explicit
+// bidirectional formatting characters, which reorder the text around them.
+func isBidiControl(r rune) bool {
+	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') || r == '\u200e' || r == '\u200f' || r == '\u061c'
 }
 
 func validateConversationID(field string, id int64) error {
