@@ -59,7 +59,7 @@ FROM generate_series(1, `+fmt.Sprint(readsRows)+`) i,
 	require.NoError(tb, err)
 }
 
-// BenchmarkReads times the outbound.message.count gauges's query and ListMessages
+// BenchmarkReads times the outbound.message.backlog gauges's query and ListMessages
 // under each kind of filter, on 1,000,000 messages, and ListEnvelopes on
 // 10,000 envelopes. Before timing, it logs each statement's EXPLAIN ANALYZE
 // and fails if one scans a whole table.

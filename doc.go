@@ -252,7 +252,7 @@ only attributes from fixed vocabularies, never an id, an actor or a body:
     conventions have;
   - outbound.message.duration is a histogram of the time from a message's
     trigger to the final status an attempt gave it, by that status;
-  - outbound.message.count is a gauge of the backlog by status (pending,
+  - outbound.message.backlog is a gauge of the backlog by status (pending,
     delivering, failed), and outbound.message.oldest_pending.age the age in
     seconds of the oldest due pending message, which rises while no worker
     delivers; both are read with one query over an index at most once per

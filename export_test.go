@@ -6,7 +6,7 @@ import "time"
 // it against the database's own rule, the messages.holds_dedup_key column.
 func HoldsDedupKey(s MessageStatus) bool { return s.holdsDedupKey() }
 
-// SetStatusGaugeMinInterval changes how often the outbound.message.count gauges may
+// SetStatusGaugeMinInterval changes how often the outbound.message.backlog gauges may
 // query, so that a test need not wait StatusGaugeMinInterval between two.
 func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
 	c.statusGauge.mu.Lock()

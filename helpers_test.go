@@ -897,7 +897,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) metricdata.ResourceMe
 }
 
 // findMetrics returns every recorded metric with the given name. A
-// callback's error, such as the outbound.message.count gauge's on a client whose
+// callback's error, such as the outbound.message.backlog gauge's on a client whose
 // schema is not migrated, is logged: it leaves the other metrics collected.
 func findMetrics(t *testing.T, reader *sdkmetric.ManualReader, name string) []metricdata.Metrics {
 	t.Helper()
@@ -1033,14 +1033,14 @@ func histogramBounds(t *testing.T, reader *sdkmetric.ManualReader, name string) 
 	return bounds
 }
 
-// gaugeByStatus reads outbound.message.count by status.
+// gaugeByStatus reads outbound.message.backlog by status.
 func gaugeByStatus(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	for _, m := range findMetrics(t, reader, "outbound.message.count") {
+	for _, m := range findMetrics(t, reader, "outbound.message.backlog") {
 		require.Equal(t, "{message}", m.Unit)
 		gauge, ok := m.Data.(metricdata.Gauge[int64])
-		require.True(t, ok, "outbound.message.count is an int64 gauge, got %T", m.Data)
+		require.True(t, ok, "outbound.message.backlog is an int64 gauge, got %T", m.Data)
 		for _, dp := range gauge.DataPoints {
 			require.Equal(t, 1, dp.Attributes.Len(), "status is the only attribute")
 			s, _ := dp.Attributes.Value("status")

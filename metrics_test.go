@@ -103,7 +103,7 @@ FOR EACH ROW WHEN (NEW.template_id = 'refused') EXECUTE FUNCTION `+table(b.schem
 	})
 }
 
-// TestStatusGauge checks outbound.message.count: the messages awaiting a result
+// TestStatusGauge checks outbound.message.backlog: the messages awaiting a result
 // by status, counted by one query per collection at most, and by none when
 // the last query is younger than StatusGaugeMinInterval.
 func TestStatusGauge(t *testing.T) {
@@ -140,10 +140,10 @@ func TestStatusGauge(t *testing.T) {
 	// A query that fails reports nothing, rather than the last counts.
 	pool.Close()
 	var rm metricdata.ResourceMetrics
-	require.ErrorContains(t, reader.Collect(ctx, &rm), "outbound.message.count gauges: closed pool")
+	require.ErrorContains(t, reader.Collect(ctx, &rm), "outbound.message.backlog gauges: closed pool")
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			require.NotEqual(t, "outbound.message.count", m.Name)
+			require.NotEqual(t, "outbound.message.backlog", m.Name)
 			require.NotEqual(t, "outbound.message.oldest_pending.age", m.Name)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // StatusGaugeMinInterval is the shortest time between two queries of the
-// outbound.message.count and outbound.message.oldest_pending.age gauges,
+// outbound.message.backlog and outbound.message.oldest_pending.age gauges,
 // which one query reads. A collection sooner than that after the
 // last query reports the last query's counts, so that several readers, or
 // scrapers, collecting at once cost the database one query.
@@ -35,7 +35,7 @@ type backlog struct {
 	oldestPendingAge float64
 }
 
-// statusGauge is the outbound.message.count observable gauge, the number of
+// statusGauge is the outbound.message.backlog observable gauge, the number of
 // messages pending, in flight (delivering) and failed awaiting a retry, and
 // outbound.message.oldest_pending.age, how long the oldest pending message
 // that is due has waited: the age an alert watches for a delivery that has
@@ -57,7 +57,7 @@ func (t *telemetry) observeStatuses(count func(ctx context.Context) (*backlog, e
 	for _, s := range gaugedStatuses {
 		g.sets = append(g.sets, metric.WithAttributeSet(attribute.NewSet(metricStatus.String(string(s)))))
 	}
-	gauge, err := t.meter.Int64ObservableGauge(metricMessageCount,
+	gauge, err := t.meter.Int64ObservableGauge(metricMessageBacklog,
 		metric.WithDescription("Messages awaiting a delivery result, by status: pending, delivering (in flight) and failed (awaiting a retry)."),
 		metric.WithUnit("{message}"))
 	if err != nil {
@@ -101,7 +101,7 @@ func (g *statusGauge) read(ctx context.Context) (*backlog, error) {
 	b, err := g.count(ctx)
 	if err != nil {
 		g.last = nil
-		return nil, fmt.Errorf("outbound: %s gauges: %w", metricMessageCount, err)
+		return nil, fmt.Errorf("outbound: %s gauges: %w", metricMessageBacklog, err)
 	}
 	g.last, g.countAt = b, time.Now()
 	return b, nil

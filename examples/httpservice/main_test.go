@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,7 +319,7 @@ func TestService(t *testing.T) {
 			"\noutbound_message_oldest_pending_age_seconds{",
 			`outbound_message_duration_seconds_count{`,
 			`status="sent"`,
-			`outbound_message_count{`,
+			`outbound_message_backlog{`,
 		} {
 			require.Contains(t, metrics, want)
 		}
@@ -326,6 +327,8 @@ func TestService(t *testing.T) {
 		for _, leak := range []string{refusedID.String(), "agent:7", "Back up.", "recovery", "conversation_id"} {
 			require.NotContains(t, metrics, leak)
 		}
+		// Prometheus's own linter finds nothing to say of the names.
+		require.Empty(t, promtoolCheckMetrics(t, metrics))
 	})
 
 	// Graceful shutdown: run returns nil and the port is closed.
@@ -499,4 +502,18 @@ func TestSchemaMismatchAnswers503(t *testing.T) {
 	require.Equal(t, "schema_mismatch", body.Error.Code)
 	require.Contains(t, body.Error.Message, "run outbound.Migrate")
 	require.Contains(t, logs.String(), "run outbound.Migrate")
+}
+
+// promtoolCheckMetrics runs Prometheus's linter, promtool check metrics
+// (from Debian's prometheus package), on an exposition, and returns what
+// it reports.
+func promtoolCheckMetrics(t *testing.T, exposition string) string {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	require.NoError(t, err, "promtool was not found on PATH; install it (Debian/Ubuntu: apt-get install prometheus)")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool check metrics: %s", out)
+	return strings.TrimSpace(string(out))
 }
