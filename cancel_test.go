@@ -112,7 +112,7 @@ func TestCancelMessage(t *testing.T) {
 		gate.waitInFlight(t, 1)
 
 		// A cancel that waited for the notifier would run into this deadline.
-		cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cancelCtx, cancel := context.WithTimeout(ctx, waitCeiling)
 		defer cancel()
 		err := client.CancelMessage(cancelCtx, res.Message.ID, nil)
 		require.ErrorIs(t, err, outbound.ErrNotCancellable)
@@ -369,7 +369,7 @@ func TestCancelEnvelope(t *testing.T) {
 			events := mustSubscribe(t, b.client, allEventKinds...)
 
 			// A cancel that waited for the notifiers would run into this.
-			cancelCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			cancelCtx, cancel := context.WithTimeout(ctx, waitCeiling)
 			defer cancel()
 			n, err := b.client.CancelEnvelope(cancelCtx, b.bulk.Envelope.ID, &outbound.CancelOpts{Actor: "agent:7"})
 			require.NoError(t, err)

@@ -233,7 +233,7 @@ func TestSubscribe(t *testing.T) {
 func receiveEvents(tb testing.TB, events <-chan *outbound.Event, n int) []*outbound.Event {
 	tb.Helper()
 	got := make([]*outbound.Event, 0, n)
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(waitCeiling)
 	for len(got) < n {
 		select {
 		case ev := <-events:

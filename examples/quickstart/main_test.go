@@ -15,7 +15,7 @@ import (
 // TestQuickstart runs the quickstart against a throwaway cluster, checks its
 // report, and checks that it dropped its schema.
 func TestQuickstart(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	cluster, err := devpg.Start(ctx)

@@ -92,13 +92,18 @@ func SchemaName(prefix string) string {
 }
 
 // defaultParallel is how many parallel tests run at once when go test is
-// given no -parallel. Its own default, GOMAXPROCS, suits tests that compute;
+// given no -parallel: testsPerCore for each of the machine's cores, at most
+// maxParallel. go test's own default, GOMAXPROCS, suits tests that compute;
 // these mostly wait, on PostgreSQL, on River's fetch and scheduler, and on
 // worker processes, so that more of them can run side by side than there
-// are cores.
-const defaultParallel = 16
+// are cores. The ceiling keeps the connections they open (a working test
+// opens a pool of its own) well inside the throwaway cluster's 300.
+func defaultParallel() int {
+	const testsPerCore, maxParallel = 8, 24
+	return min(testsPerCore*runtime.GOMAXPROCS(0), maxParallel)
+}
 
-// runMoreInParallel raises -parallel to defaultParallel unless the command
+// runMoreInParallel sets -parallel to defaultParallel unless the command
 // line set it.
 func runMoreInParallel() {
 	if !flag.Parsed() {
@@ -107,7 +112,7 @@ func runMoreInParallel() {
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
 	if !set {
-		_ = flag.Set("test.parallel", strconv.Itoa(max(defaultParallel, runtime.GOMAXPROCS(0))))
+		_ = flag.Set("test.parallel", strconv.Itoa(defaultParallel()))
 	}
 }
 
