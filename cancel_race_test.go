@@ -69,7 +69,10 @@ func TestCancelRaces(t *testing.T) {
 	// failure then lands between what the cancel saw first and what it does
 	// next. Before the fix CancelEnvelope returned nil having neither
 	// cancelled the failed message nor asked for its cancel, and River's
-	// retry sent it.
+	// retry sent it. The retry is an hour away, so that it cannot claim the
+	// message before the cancel has run, however slow the machine; once the
+	// cancel has returned, the test runs it at once, as River's JobRetry
+	// does: it must find the message cancelled and call no one.
 	t.Run("AttemptFailsWhileCancelRuns", func(t *testing.T) {
 		t.Parallel()
 		for _, cc := range cancelCalls {
@@ -77,8 +80,7 @@ func TestCancelRaces(t *testing.T) {
 				t.Parallel()
 				ctx := ctxT(t)
 				schema := migratedSchema(t)
-				// The first call for a message fails; any later one succeeds,
-				// so that a retry the cancel failed to stop ends sent.
+				// The first call for a message fails; any later one succeeds.
 				var gate *gateNotifier
 				gate = newGateNotifier(func(_ context.Context, msg *outbound.Message) error {
 					if gate.CallsFor(msg.ID) == 1 {
@@ -87,7 +89,7 @@ func TestCancelRaces(t *testing.T) {
 					return nil
 				})
 				client := startClient(t, newTestPool(t, 4), &outbound.Config{Schema: schema, Notifier: gate, MaxWorkers: 1,
-					RetryPolicy: fixedRetry(20 * time.Millisecond)}, gate)
+					RetryPolicy: fixedRetry(time.Hour)}, gate)
 				bulk := mustBulkTrigger(ctx, t, client, []int64{1, 2}, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 				gate.waitInFlight(t, 1)
 				inFlight, other := bulk.Messages[0], bulk.Messages[1]
@@ -126,18 +128,31 @@ func TestCancelRaces(t *testing.T) {
 				require.NoError(t, <-cancelled, "the cancel")
 				returned := gate.CallsFor(inFlight.ID)
 
-				final := waitForStatus(t, client, []uuid.UUID{inFlight.ID, other.ID},
+				final := waitForStatus(t, client, []uuid.UUID{inFlight.ID},
 					outbound.MessageStatusSent, outbound.MessageStatusCancelled, outbound.MessageStatusDiscarded, outbound.MessageStatusUnconfirmed)
 				require.Equal(t, outbound.MessageStatusCancelled, final[0].Status, "the failed message after a cancel that returned nil")
 				require.Equal(t, "smtp: 451 try again later", final[0].LastError)
 				require.Equal(t, 1, final[0].Attempts, "no attempt after the cancel")
 				require.Equal(t, returned, gate.CallsFor(inFlight.ID), "the notifier was called after the cancel returned")
 				if cc.envelope {
-					require.Equal(t, outbound.MessageStatusCancelled, final[1].Status)
+					requireStatus(ctx, t, client, other.ID, outbound.MessageStatusCancelled)
 					require.Zero(t, gate.CallsFor(other.ID))
+				}
+				// The cancel cancels the job when River has recorded the
+				// failed attempt; when not yet, the retry finds the message
+				// cancelled and cancels it.
+				var state string
+				require.Eventually(t, func() bool {
+					state = jobByID(t, schema, inFlight.JobID).State
+					return state == "retryable" || state == "cancelled"
+				}, waitCeiling, 10*time.Millisecond, "River never recorded the failed attempt")
+				if state == "retryable" {
+					_, err := hostRiver(t, schema).JobRetry(ctx, inFlight.JobID)
+					require.NoError(t, err)
 				}
 				require.Eventually(t, func() bool { return jobByID(t, schema, inFlight.JobID).State == "cancelled" },
 					waitCeiling, 10*time.Millisecond, "the failed message's job ends cancelled")
+				require.Equal(t, returned, gate.CallsFor(inFlight.ID), "the retry called the notifier after the cancel")
 			})
 		}
 	})
