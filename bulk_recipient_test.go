@@ -214,8 +214,14 @@ func TestHostData(t *testing.T) {
 		}})
 	reference := mustTrigger(ctx, t, b.client, 4, &outbound.TriggerOpts{TemplateID: "recovery", Data: map[string]any{"channel": "email", "address": "di@example.com"}})
 
-	// One SMS and both emails are sent; the other SMS waits for its limit.
+	// One SMS and both emails are sent; the other SMS waits for its limit,
+	// once its claim has asked RateLimitKey for its key.
 	waitForStatusCount(t, b.client, messageIDs(append(bulk.Messages, reference.Message)), outbound.MessageStatusSent, 3)
+	for _, m := range bulk.Messages[:2] {
+		if msg, err := b.client.Message(ctx, m.ID); err == nil && msg.Status != outbound.MessageStatusSent {
+			waitForRateLimited(t, b.client, m.ID)
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	require.Contains(t, got, int64(3))
