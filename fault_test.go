@@ -197,14 +197,17 @@ func TestKilledConnections(t *testing.T) {
 		started := time.Now()
 		for time.Since(started) < waitCeiling {
 			time.Sleep(10 * time.Millisecond)
-			if time.Since(started) >= 3*time.Second && kills.Load() > 0 && load.sawEveryOutcome() {
+			if time.Since(started) >= 2*time.Second && kills.Load() > 0 && load.sawEveryOutcome() {
 				return
 			}
 		}
 	})
 	wg.Go(func() {
 		for ctx.Err() == nil {
-			time.Sleep(time.Duration(2+rand.IntN(25)) * time.Millisecond)
+			// Every 20 to 100ms: each kill costs the server a new backend,
+			// and calls last a few milliseconds, so that kills land in calls
+			// often enough, and the load runs on until one has.
+			time.Sleep(time.Duration(20+rand.IntN(80)) * time.Millisecond)
 			var killed int
 			err := testPool.QueryRow(context.Background(), `SELECT count(*) FROM (
 				SELECT pg_terminate_backend(pid) FROM pg_stat_activity
