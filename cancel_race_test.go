@@ -157,16 +157,19 @@ func TestCancelRaces(t *testing.T) {
 		}
 	})
 
-	// Stress cancels 300 envelopes of 1 to 4 messages while 8 workers
-	// deliver them through a notifier that fails half its calls: half the
-	// envelopes from inside a notifier call for one of their messages, so
-	// that the cancel runs while that attempt records its result, the others
-	// at a random moment. After each cancel returns nil it reads the
+	// Stress cancels 300 envelopes (100 under -short) of 1 to 4 messages
+	// while 8 workers deliver them through a notifier that fails half its
+	// calls: half the envelopes from inside a notifier call for one of their
+	// messages, so that the cancel runs while that attempt records its
+	// result, the others at a random moment. After each cancel returns nil it reads the
 	// envelope's messages, then checks that none was attempted again.
 	t.Run("Stress", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
-		const envelopes = 300
+		envelopes := 300
+		if testing.Short() {
+			envelopes = 100
+		}
 		type seen struct {
 			status   outbound.MessageStatus
 			attempts int
