@@ -200,6 +200,8 @@ func TestCancelEnvelope(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		// The first two recipients fail every attempt; the rest are delivered.
+		// Their retries are an hour away, so that they stay failed, not in
+		// flight, for the cancel.
 		recipients := conversations(5)
 		notifier := &recordingNotifier{fn: func(_ context.Context, msg *outbound.Message) error {
 			if msg.ConversationID == recipients[0] || msg.ConversationID == recipients[1] {
@@ -207,7 +209,7 @@ func TestCancelEnvelope(t *testing.T) {
 			}
 			return nil
 		}}
-		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier}))
+		b := setup(t, working(), withConfig(&outbound.Config{Notifier: notifier, RetryPolicy: fixedRetry(time.Hour)}))
 
 		bulk := mustBulkTrigger(ctx, t, b.client, recipients, &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		ids := messageIDs(bulk.Messages)
