@@ -147,13 +147,18 @@ func TestDedupKeyFreedDuringTrigger(t *testing.T) {
 	t.Parallel()
 
 	// Racing: 8 goroutines trigger one key and cancel whatever message they
-	// are handed, so that keys are taken and freed between any two
-	// statements of any call. Every trigger succeeds.
+	// are handed, 250 times each (100 under -short), so that keys are taken
+	// and freed between any two statements of any call. Every trigger
+	// succeeds.
 	t.Run("Racing", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
 		b := setup(t)
-		const racers, rounds = 8, 250
+		const racers = 8
+		rounds := 250
+		if testing.Short() {
+			rounds = 100
+		}
 		var (
 			wg   sync.WaitGroup
 			errs = make(chan error, racers*rounds)
