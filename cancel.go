@@ -244,8 +244,17 @@ func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query str
 	if err != nil {
 		return nil, fmt.Errorf("outbound: cancel messages: %w", err)
 	}
-	if err := c.cancelJobs(ctx, tx, cancelled); err != nil {
-		return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
+	jobIDs := make([]int64, 0, len(cancelled))
+	messageIDs := make([]string, 0, len(cancelled))
+	for _, msg := range cancelled {
+		if msg.JobID != 0 {
+			jobIDs, messageIDs = append(jobIDs, msg.JobID), append(messageIDs, msg.ID.String())
+		}
+	}
+	if len(jobIDs) > 0 {
+		if err := c.cancelJobs(ctx, tx, jobIDs, messageIDs); err != nil {
+			return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
+		}
 	}
 	return cancelled, nil
 }

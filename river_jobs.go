@@ -19,20 +19,10 @@ func (c *Client) deleteUnusedJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64
 	return err
 }
 
-// cancelJobs cancels the delivery jobs of messages, those that are not
-// running or finalized, as River's JobCancel does for them.
-func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, messages []*Message) error {
-	jobIDs := make([]int64, 0, len(messages))
-	messageIDs := make([]string, 0, len(messages))
-	for _, msg := range messages {
-		if msg.JobID != 0 {
-			jobIDs = append(jobIDs, msg.JobID)
-			messageIDs = append(messageIDs, msg.ID.String())
-		}
-	}
-	if len(jobIDs) == 0 {
-		return nil
-	}
+// cancelJobs cancels delivery jobs that are not running or finalized, as
+// River's JobCancel does for them: each job of jobIDs that is the delivery
+// job of the message at the same index of messageIDs.
+func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64, messageIDs []string) error {
 	_, err := tx.Exec(ctx, c.queries.CancelJobs, jobIDs, messageIDs)
 	return err
 }
