@@ -50,7 +50,9 @@ func TestPgBouncer(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make([]error, 3)
 			for i := range errs {
-				wg.Go(func() { errs[i] = outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}) })
+				wg.Go(func() {
+					errs[i] = outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema})
+				})
 			}
 			wg.Wait()
 			for _, err := range errs {
@@ -129,7 +131,7 @@ WHERE l.locktype = 'advisory' AND a.state = 'idle'`).Scan(&idleWithLocks))
 			_, err = client.Prune(ctx, &outbound.PruneParams{OlderThan: time.Hour, AuditEventsOlderThan: time.Hour})
 			require.NoError(t, err)
 			require.NoError(t, outbound.MigrateDown(ctx, pool, &outbound.MigrateOpts{Schema: schema}))
-			require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}))
+			require.NoError(t, outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema, RiverSchema: schema}))
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -45,6 +46,7 @@ func Main(m *testing.M, maxConns int32, migrate Migrator, ready func(pool *pgxpo
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	url = withEmptySearchPath(url)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -82,6 +84,22 @@ func Main(m *testing.M, maxConns int32, migrate Migrator, ready func(pool *pgxpo
 		}
 	}
 	return code
+}
+
+// withEmptySearchPath returns the URL of the tests' database with an empty
+// search_path, for every connection the tests make from it. The tests name
+// every schema they use; and a server of a developer's own (DATABASE_URL)
+// may hold a River in public, which Migrate, asked for no River schema,
+// would rightly refuse to make a second one beside.
+func withEmptySearchPath(databaseURL string) string {
+	if u, err := neturl.Parse(databaseURL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", "")
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	// A keyword/value connection string.
+	return databaseURL + " search_path=''"
 }
 
 var seq atomic.Int64
