@@ -164,6 +164,8 @@ func TestSubscribe(t *testing.T) {
 
 		bulk := mustBulkTrigger(ctx, t, b.client, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "outage", RenderedBody: "Back up."})
 		waitForStatus(t, b.client, messageIDs(bulk.Messages), outbound.MessageStatusSent)
+		// An attempt publishes its event after its result commits.
+		require.Eventually(t, func() bool { return eventsDropped(t, reader)["message_sent"] >= 8 }, waitCeiling, 5*time.Millisecond)
 
 		require.Len(t, events, 2)
 		require.Equal(t, map[string]int64{"message_sent": 8}, eventsDropped(t, reader))
