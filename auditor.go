@@ -12,51 +12,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Audit actions, one per kind of event the library emits.
-const (
-	// AuditActionTrigger is emitted by Trigger and TriggerTx with metadata
-	// keys conversation_id and template_id.
-	AuditActionTrigger = "outbound_trigger"
-
-	// AuditActionBulkTrigger is emitted by BulkTrigger for a submitted
-	// envelope with metadata keys bulk_envelope_id, count and template_id.
-	AuditActionBulkTrigger = "bulk_outbound_trigger"
-
-	// AuditActionBulkRefused is emitted by BulkTrigger for a refused envelope
-	// with metadata keys bulk_envelope_id, count, effective_cap and
-	// template_id.
-	AuditActionBulkRefused = "bulk_outbound_refused"
-)
-
-// Auditor records who triggered what. Audit runs inside the trigger's
-// transaction: an event stored through tx commits or rolls back with the
-// messages, and a returned error rolls the whole call back.
-type Auditor interface {
-	Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) error
-}
-
-// AuditEvent is one audited action. Metadata holds ids and counts only, never
-// a message body.
-type AuditEvent struct {
-	Action     string
-	Actor      string
-	Metadata   map[string]any
-	OccurredAt time.Time
-}
-
 // NoopAuditor discards every event. It is the default Auditor.
 type NoopAuditor struct{}
 
 // Audit implements Auditor and does nothing.
 func (NoopAuditor) Audit(context.Context, pgx.Tx, AuditEvent) error { return nil }
-
-// AuditorFunc adapts a function to the Auditor interface.
-type AuditorFunc func(ctx context.Context, tx pgx.Tx, event AuditEvent) error
-
-// Audit implements Auditor by calling f.
-func (f AuditorFunc) Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) error {
-	return f(ctx, tx, event)
-}
 
 // TableAuditor stores events in the audit_events table that Migrate creates
 // in the library's schema, in the trigger's own transaction.

@@ -9,15 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// AuditActionCancel is emitted inside the cancel's transaction by
-// CancelMessage and CancelMessageTx when they cancel the message, with
-// metadata keys message_id, conversation_id and template_id, and
-// bulk_envelope_id when the message has one; and by every CancelEnvelope and
-// CancelEnvelopeTx that succeeds, with bulk_envelope_id, template_id and
-// count, the number of messages it cancelled, which is 0 when it found only
-// messages in flight (whose cancel it asked for) or none left.
-const AuditActionCancel = "outbound_cancel"
-
 // CancelOpts are the options of a cancel. A nil *CancelOpts means none.
 type CancelOpts struct {
 	// Actor is who cancelled, at most MaxActorBytes (256) bytes. It is kept

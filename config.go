@@ -111,10 +111,6 @@ const (
 	// DefaultSubscribeChanSize is the buffer of a subscription's channel when
 	// SubscribeConfig.ChanSize is zero, as in River's Subscribe.
 	DefaultSubscribeChanSize = 1000
-
-	// defaultRateLimitedPause is the pause of RateLimited with a d of zero
-	// or less.
-	defaultRateLimitedPause = time.Second
 )
 
 var (

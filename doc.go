@@ -273,5 +273,15 @@ messages, and cancel buttons, rendered on the server without JavaScript.
 Package [github.com/cairnloop/outbound/outboundtest] asserts, in a host's own
 tests, that its code triggered the right messages, and runs a message's
 delivery inline, as River's rivertest does for jobs.
+
+# Shared types
+
+The types every part of the library shares (the message and envelope
+records, statuses, events, errors, the Notifier and Auditor contracts,
+RateLimit and the job args) are defined in package
+[github.com/cairnloop/outbound/outboundtype], a leaf that imports nothing of
+the library's, as River's rivertype is, and re-exported here by alias:
+outbound.Message and outboundtype.Message are one type, and a host needs
+only this package.
 */
 package outbound

@@ -16,91 +16,16 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// EnvelopeStatus is the state of a bulk envelope.
-type EnvelopeStatus string
-
-// Envelope statuses.
-const (
-	// EnvelopeStatusSubmitted: the envelope's messages and jobs were written.
-	EnvelopeStatusSubmitted EnvelopeStatus = "submitted"
-	// EnvelopeStatusRefusedCapExceeded: the bulk was over the cap; only the
-	// envelope was written, as a durable record of the refusal.
-	EnvelopeStatusRefusedCapExceeded EnvelopeStatus = "refused_cap_exceeded"
-	// EnvelopeStatusCancelled: every recipient of the envelope was cancelled.
-	EnvelopeStatusCancelled EnvelopeStatus = "cancelled"
-)
-
-// EnvelopeOutcome is how an envelope's bulk went, derived from its
-// messages' statuses when the envelope is read.
-type EnvelopeOutcome string
-
-// Envelope outcomes.
-const (
-	// EnvelopeOutcomeInProgress: some message still awaits a result
-	// (pending, delivering, or failed awaiting a retry).
-	EnvelopeOutcomeInProgress EnvelopeOutcome = "in_progress"
-	// EnvelopeOutcomeCompleted: every message was sent.
-	EnvelopeOutcomeCompleted EnvelopeOutcome = "completed"
-	// EnvelopeOutcomeCompletedWithFailures: every message is final, none was
-	// cancelled, and some were not sent (discarded or unconfirmed).
-	EnvelopeOutcomeCompletedWithFailures EnvelopeOutcome = "completed_with_failures"
-	// EnvelopeOutcomeCancelled: every message was cancelled.
-	EnvelopeOutcomeCancelled EnvelopeOutcome = "cancelled"
-	// EnvelopeOutcomePartlyCancelled: every message is final, some were
-	// cancelled and some were not: sent before the cancel, or ended by
-	// their own permanent failure.
-	EnvelopeOutcomePartlyCancelled EnvelopeOutcome = "partly_cancelled"
-	// EnvelopeOutcomeRefused: the bulk was refused; it has no messages.
-	EnvelopeOutcomeRefused EnvelopeOutcome = "refused"
-)
-
 // envelopeOutcomes lists every EnvelopeOutcome, in the order above.
 var envelopeOutcomes = []EnvelopeOutcome{
 	EnvelopeOutcomeInProgress, EnvelopeOutcomeCompleted, EnvelopeOutcomeCompletedWithFailures,
 	EnvelopeOutcomeCancelled, EnvelopeOutcomePartlyCancelled, EnvelopeOutcomeRefused,
 }
 
-// Envelope is the durable record of one BulkTrigger call, submitted or
-// refused.
-type Envelope struct {
-	ID         uuid.UUID
-	TemplateID string
-	// RenderedBody is the bulk's body. ListEnvelopes leaves it empty unless
-	// asked for it (ListEnvelopesParams.IncludeBody), and EnvelopePreview
-	// reads only its start; RenderedBodyBytes is its whole length.
-	RenderedBody string
-	// RenderedBodyBytes is the length of the whole RenderedBody in bytes,
-	// filled in by every read.
-	RenderedBodyBytes int
-	// Data is the host data every recipient shares (BulkTriggerOpts.Data),
-	// nil for none; each message's Data holds it merged with the
-	// recipient's own. It reads as Message.Data does.
-	Data map[string]any
-	// RecipientConversationIDs are the requested conversations in the
-	// caller's order. A refused envelope keeps only the first
-	// MaxRefusedRecipientsKept (1,000); Count says how many were asked for.
-	RecipientConversationIDs []int64
-	// Count is the number of conversations requested.
-	Count int
-	// EffectiveCap is the cap in force when the envelope was written.
-	EffectiveCap int
-	RequestedBy  string
-	RequestedAt  time.Time
-	Status       EnvelopeStatus
-	// RefusedReason says why a refused envelope was refused, e.g.
-	// "batch_size 26 exceeds cap 25".
-	RefusedReason string
-	// Outcome is how the bulk went, derived from its messages when the
-	// envelope was read; Status says only what was done to the envelope.
-	Outcome EnvelopeOutcome
-	// CancelledBy is the Actor of the envelope's first CancelEnvelope, or of
-	// the cancel of its last message left; CancelledAt is when, zero when
-	// no cancel has touched the envelope. CancelledBy is empty for a cancel
-	// without an Actor.
-	CancelledBy string
-	CancelledAt time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+// envelopeRecord is an envelope as stored: the Envelope every read returns,
+// and the request it was made with, which only a replay compares.
+type envelopeRecord struct {
+	*Envelope
 
 	// recipientsDigest is the SHA-256 of a refused envelope's whole list,
 	// which a retry of the same request is compared against.
@@ -249,20 +174,39 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 // scanEnvelopeWithOutcome scans one row of sqltext.EnvelopeColumns followed
 // by the envelope's outcome.
 func scanEnvelopeWithOutcome(row pgx.Row) (*Envelope, error) {
-	var outcome string
-	e, err := scanEnvelope(row, &outcome)
+	rec, err := scanEnvelopeRecordWithOutcome(row)
 	if err != nil {
 		return nil, err
 	}
-	e.Outcome = EnvelopeOutcome(outcome)
-	return e, nil
+	return rec.Envelope, nil
+}
+
+// scanEnvelopeRecordWithOutcome is scanEnvelopeWithOutcome, keeping the
+// stored request for a replay to compare.
+func scanEnvelopeRecordWithOutcome(row pgx.Row) (*envelopeRecord, error) {
+	var outcome string
+	rec, err := scanEnvelopeRecord(row, &outcome)
+	if err != nil {
+		return nil, err
+	}
+	rec.Outcome = EnvelopeOutcome(outcome)
+	return rec, nil
 }
 
 // scanEnvelope scans one row of sqltext.EnvelopeColumns, followed by the
 // columns extra scans into, if any.
 func scanEnvelope(row pgx.Row, extra ...any) (*Envelope, error) {
+	rec, err := scanEnvelopeRecord(row, extra...)
+	if err != nil {
+		return nil, err
+	}
+	return rec.Envelope, nil
+}
+
+// scanEnvelopeRecord is scanEnvelope, keeping the stored request.
+func scanEnvelopeRecord(row pgx.Row, extra ...any) (*envelopeRecord, error) {
 	var (
-		e             Envelope
+		e             = &envelopeRecord{Envelope: &Envelope{}}
 		status        string
 		requestedBy   *string
 		refusedReason *string
@@ -287,23 +231,7 @@ func scanEnvelope(row pgx.Row, extra ...any) (*Envelope, error) {
 	if refusedReason != nil {
 		e.RefusedReason = *refusedReason
 	}
-	return &e, nil
-}
-
-// Progress counts one envelope's messages by status.
-type Progress struct {
-	Pending     int
-	Delivering  int
-	Sent        int
-	Failed      int
-	Unconfirmed int
-	Discarded   int
-	Cancelled   int
-}
-
-// Total is the number of the envelope's messages.
-func (p *Progress) Total() int {
-	return p.Pending + p.Delivering + p.Sent + p.Failed + p.Unconfirmed + p.Discarded + p.Cancelled
+	return e, nil
 }
 
 // EnvelopeProgress counts the envelope's messages by status, or returns
@@ -408,7 +336,7 @@ func (c *Client) insertEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 // requestDiffers names the first parameter of a bulk request that differs
 // from the one that created the envelope, or returns "" for the same request.
 // An envelope recorded before migration 007 has no schedule to compare.
-func (e *Envelope) requestDiffers(req *envelopeRequest) string {
+func (e *envelopeRecord) requestDiffers(req *envelopeRequest) string {
 	switch {
 	case e.TemplateID != req.templateID:
 		return "template"
@@ -439,7 +367,7 @@ func (e *Envelope) requestDiffers(req *envelopeRequest) string {
 // recipientDiffers returns the first recipient, in the request's order,
 // whose own body, data or time differs from the envelope's. A refused
 // envelope keeps none, and is compared by its recipients alone.
-func (e *Envelope) recipientDiffers(req *envelopeRequest) (int64, bool) {
+func (e *envelopeRecord) recipientDiffers(req *envelopeRequest) (int64, bool) {
 	if e.Status == EnvelopeStatusRefusedCapExceeded || (e.recipientDigests == nil && req.recipientDigests == nil) {
 		return 0, false
 	}
@@ -502,7 +430,7 @@ func recipientsDigest(ids []int64) [sha256.Size]byte {
 // sameRecipients reports whether the envelope was made for these recipients:
 // the same set for a submitted envelope, which keeps its whole list, and the
 // same list in the same order for a refused one, which keeps a digest.
-func (e *Envelope) sameRecipients(ids []int64) bool {
+func (e *envelopeRecord) sameRecipients(ids []int64) bool {
 	if e.recipientsDigest != nil {
 		digest := recipientsDigest(ids)
 		return e.Count == len(ids) && bytes.Equal(e.recipientsDigest, digest[:])
@@ -575,11 +503,12 @@ func (c *EnvelopeListCursor) UnmarshalText(text []byte) error {
 // other request is ErrIdempotencyConflict.
 func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeRequest) (*Envelope, []*Message, error) {
 	envelopeID, conversationIDs := req.id, req.recipients
-	env, err := scanEnvelopeWithOutcome(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
+	rec, err := scanEnvelopeRecordWithOutcome(tx.QueryRow(ctx, c.queries.SelectEnvelope, envelopeID))
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound: read envelope %s: %w", envelopeID, err)
 	}
-	if differs := env.requestDiffers(req); differs != "" {
+	env := rec.Envelope
+	if differs := rec.requestDiffers(req); differs != "" {
 		return nil, nil, fmt.Errorf("%w: envelope %s was created with a different %s", ErrIdempotencyConflict, envelopeID, differs)
 	}
 	if env.Status == EnvelopeStatusRefusedCapExceeded {
@@ -597,7 +526,7 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 	// Oldest first, so a later live message replaces an earlier cancelled one.
 	byConversation := make(map[int64]*Message, len(stored))
 	for _, m := range stored {
-		if prev, ok := byConversation[m.ConversationID]; !ok || !prev.Status.holdsDedupKey() || m.Status.holdsDedupKey() {
+		if prev, ok := byConversation[m.ConversationID]; !ok || !holdsDedupKey(prev.Status) || holdsDedupKey(m.Status) {
 			byConversation[m.ConversationID] = m
 		}
 	}

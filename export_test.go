@@ -1,10 +1,15 @@
 package outbound
 
-import "time"
+import (
+	"context"
+	"time"
 
-// HoldsDedupKey exposes MessageStatus.holdsDedupKey to the tests, which check
+	"github.com/google/uuid"
+)
+
+// HoldsDedupKey exposes holdsDedupKey to the tests, which check
 // it against the database's own rule, the messages.holds_dedup_key column.
-func HoldsDedupKey(s MessageStatus) bool { return s.holdsDedupKey() }
+func HoldsDedupKey(s MessageStatus) bool { return holdsDedupKey(s) }
 
 // SetStatusGaugeMinInterval changes how often the outbound.message.backlog gauges may
 // query, so that a test need not wait StatusGaugeMinInterval between two.
@@ -16,7 +21,7 @@ func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
 
 // AwaitingResult exposes MessageStatus.awaitingResult to the tests, which
 // check it against the messages.awaiting_result column.
-func AwaitingResult(s MessageStatus) bool { return s.awaitingResult() }
+func AwaitingResult(s MessageStatus) bool { return awaitingResult(s) }
 
 // StoredRequest is the part of an envelope that only replays read.
 type StoredRequest struct {
@@ -27,8 +32,12 @@ type StoredRequest struct {
 	MaxAttempts      *int
 }
 
-// EnvelopeStoredRequest exposes the parts of an envelope that only replays
-// read, for the test that checks scanEnvelope against the row.
-func EnvelopeStoredRequest(e *Envelope) StoredRequest {
-	return StoredRequest{e.recipientsDigest, e.scheduleIn, e.scheduledAt, e.priority, e.maxAttempts}
+// EnvelopeStoredRequest reads the parts of an envelope that only replays
+// read, for the test that checks scanEnvelopeRecord against the row.
+func (c *Client) EnvelopeStoredRequest(ctx context.Context, id uuid.UUID) (StoredRequest, error) {
+	e, err := scanEnvelopeRecordWithOutcome(c.pool.QueryRow(ctx, c.queries.SelectEnvelope, id))
+	if err != nil {
+		return StoredRequest{}, err
+	}
+	return StoredRequest{e.recipientsDigest, e.scheduleIn, e.scheduledAt, e.priority, e.maxAttempts}, nil
 }

@@ -101,7 +101,7 @@ func (c *Client) listMessages(ctx context.Context, q querier, params *ListMessag
 	}
 	if params.Status != "" {
 		filter.Status = sqltext.FinalStatus
-		if params.Status.awaitingResult() {
+		if awaitingResult(params.Status) {
 			filter.Status = sqltext.AwaitingStatus
 		}
 		args = append(args, string(params.Status))

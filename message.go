@@ -9,67 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// RoleSystemOutbound is the role of every message the library writes.
-const RoleSystemOutbound = "system_outbound"
-
-// Message is one outbound message row.
-type Message struct {
-	ID             uuid.UUID
-	ConversationID int64
-	// Role is always RoleSystemOutbound.
-	Role       string
-	TemplateID string
-	// Content is the message's body: the body the caller rendered when
-	// Rendered is true; otherwise the original library's template
-	// reference, "Outbound message using template: <TemplateID>", kept for
-	// its consumers, which no customer should receive. Reads that list
-	// messages leave it empty unless asked for it
-	// (ListMessagesParams.IncludeContent), and MessagePreview reads only its
-	// start; ContentBytes is its whole length.
-	Content string
-	// Rendered reports whether Content is a body the caller rendered and
-	// passed (TriggerOpts.Content, a bulk's bodies). When false, the message
-	// was triggered without a body, and the Notifier renders it from
-	// TemplateID (and Data).
-	Rendered bool
-	// ContentBytes is the length of the whole Content in bytes, filled in by
-	// every read, including those that do not read Content.
-	ContentBytes int
-	Status       MessageStatus
-	// BulkEnvelopeID is uuid.Nil for a message triggered without one.
-	BulkEnvelopeID uuid.UUID
-	// Metadata keeps the keys "template_id", "status" and "bulk_envelope_id"
-	// for consumers ported from the original library.
-	Metadata    map[string]any
-	JobID       int64
-	ScheduledAt time.Time
-	Attempts    int
-	LastError   string
-	// SentAt is zero until the message is sent.
-	SentAt time.Time
-	// RateLimitedUntil is when a pending or failed message held back by its
-	// rate limit (Config.RateLimits), or by a Notifier's RateLimited, is
-	// booked to be tried again; zero when it is not waiting for one.
-	RateLimitedUntil time.Time
-	// Data is the host's data for the message, as given to TriggerOpts.Data
-	// or a bulk's data: a JSON object, decoded as encoding/json decodes into
-	// a map (numbers are float64). Nil for none. It is never in telemetry.
-	//
-	// Every read gives it back as written: a trigger refuses data that would
-	// not (a number float64 cannot hold exactly, nesting deeper than
-	// MaxDataDepth, invalid UTF-8). Data stored before that check may hold
-	// such a number, which reads as a json.Number of its text, and may nest
-	// deeper, which reads in full; no read fails on it.
-	Data map[string]any
-	// CancelledBy is the Actor of the cancel that ended the message
-	// cancelled (CancelOpts.Actor), empty for a cancel without one;
-	// CancelledAt is when, zero unless the message is cancelled.
-	CancelledBy string
-	CancelledAt time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-}
-
 // scanMessage scans one row of sqltext.MessageColumns, or of one of its
 // forms without the whole content, followed by the columns extra scans
 // into, if any.

@@ -12,9 +12,6 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// PruneJobKind is the River job kind of the periodic prune job.
-const PruneJobKind = "outbound_prune"
-
 // PruneInterval is how often the periodic prune job runs when
 // Config.Retention or Config.AuditRetention is set.
 const PruneInterval = time.Hour
@@ -163,12 +160,6 @@ func firstUUIDv7At(t time.Time) uuid.UUID {
 	id[6] = 0x70 // version 7, the rest zero
 	return id
 }
-
-// PruneArgs are the (empty) args of the periodic prune job.
-type PruneArgs struct{}
-
-// Kind implements river.JobArgs.
-func (PruneArgs) Kind() string { return PruneJobKind }
 
 // pruneWorker is the River worker of the periodic prune job.
 type pruneWorker struct {

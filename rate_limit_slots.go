@@ -77,8 +77,8 @@ func (c *Client) claimRated(ctx context.Context, id, claimID uuid.UUID, attempt 
 		"attempt":        attempt,
 		"claim_secs":     claimLength(c.config).Seconds(),
 		"key":            lim.key,
-		"interval_secs":  lim.limit.interval().Seconds(),
-		"tolerance_secs": lim.limit.tolerance().Seconds(),
+		"interval_secs":  interval(lim.limit).Seconds(),
+		"tolerance_secs": tolerance(lim.limit).Seconds(),
 	}
 	// Retrying is safe: a retried claim whose first commit went through
 	// finds its own claim id, and takes no second slot.

@@ -12,20 +12,11 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// ReconcileJobKind is the River job kind of the periodic reconcile job.
-const ReconcileJobKind = "outbound_reconcile"
-
 // ReconcileInterval is how often the periodic reconcile job runs.
 const ReconcileInterval = time.Minute
 
 // reconcileBatchSize bounds the rows one reconcile statement locks.
 const reconcileBatchSize = 1000
-
-// ReconcileArgs are the (empty) args of the periodic reconcile job.
-type ReconcileArgs struct{}
-
-// Kind implements river.JobArgs.
-func (ReconcileArgs) Kind() string { return ReconcileJobKind }
 
 // Reconcile settles messages whose River job has ended or is gone without
 // recording a result, and returns how many it settled.

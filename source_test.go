@@ -73,3 +73,21 @@ func insideDecl(f *ast.File, cg *ast.CommentGroup) bool {
 	}
 	return false
 }
+
+// TestSharedTypesAreALeaf checks that package outboundtype imports nothing
+// of the library's: it holds the types every other package shares, so any
+// of them, internal ones included, can import it.
+func TestSharedTypesAreALeaf(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join("outboundtype", "*.go"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, path := range files {
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		require.NoError(t, err)
+		for _, imp := range f.Imports {
+			require.False(t, strings.HasPrefix(strings.Trim(imp.Path.Value, `"`), "github.com/cairnloop/outbound"),
+				"%s imports %s: the shared types must not depend on the rest of the library", path, imp.Path.Value)
+		}
+	}
+}

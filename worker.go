@@ -7,26 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 )
-
-// DeliveryArgs are the River job args of a message's delivery job: the
-// contract between a trigger, which inserts the job, and the worker. All four
-// fields are always present; BulkEnvelopeID is null for a message triggered
-// without an envelope.
-type DeliveryArgs struct {
-	MessageID      uuid.UUID  `json:"message_id"`
-	ConversationID int64      `json:"conversation_id"`
-	TemplateID     string     `json:"template_id"`
-	BulkEnvelopeID *uuid.UUID `json:"bulk_envelope_id"`
-}
-
-// DeliveryJobKind is the River job kind of delivery jobs.
-const DeliveryJobKind = "outbound_delivery"
-
-// Kind implements river.JobArgs.
-func (DeliveryArgs) Kind() string { return DeliveryJobKind }
 
 // deliveryWorker is the River worker of DeliveryArgs jobs.
 type deliveryWorker struct {
