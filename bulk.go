@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
@@ -152,16 +153,16 @@ func (c *Client) bulkTrigger(ctx context.Context, callerTx pgx.Tx, conversationI
 	if opts == nil {
 		opts = &BulkTriggerOpts{}
 	}
-	ctx, span := c.telemetry.tracer.Start(ctx, spanBulkTrigger, trace.WithAttributes(
-		attrTemplateID.String(opts.TemplateID),
-		attrCount.Int(len(conversationIDs)),
+	ctx, span := c.telemetry.Tracer().Start(ctx, telemetry.SpanBulkTrigger, trace.WithAttributes(
+		telemetry.AttrTemplateID.String(opts.TemplateID),
+		telemetry.AttrCount.Int(len(conversationIDs)),
 	))
 	res, duplicates, err := c.stageBulkTrigger(ctx, callerTx, conversationIDs, opts)
 	tally := classifyBulk(len(conversationIDs), res, duplicates, err)
 	if callerTx != nil {
-		tally = tally.staged()
+		tally = tally.Staged()
 	}
-	c.telemetry.recordBulk(ctx, span, len(conversationIDs), tally, err, start)
+	c.telemetry.RecordBulk(ctx, span, len(conversationIDs), tally, err, start)
 	return res, err
 }
 
@@ -195,7 +196,7 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 			return nil, 0, fmt.Errorf("outbound: envelope id: %w", err)
 		}
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attrBulkEnvelopeID.String(envelopeID.String()))
+	trace.SpanFromContext(ctx).SetAttributes(telemetry.AttrBulkEnvelopeID.String(envelopeID.String()))
 	req := opts.envelopeRequest(envelopeID, conversationIDs, batchCap, data, recipients)
 
 	if len(conversationIDs) > batchCap {
@@ -326,20 +327,20 @@ func (c *Client) auditBulk(ctx context.Context, tx pgx.Tx, action string, env *E
 // returned, and by how many of the recipients' dedup keys were already held.
 // A refusal is not a failure: the refused envelope is its durable result,
 // unless it could not be recorded (EnvelopeID is uuid.Nil).
-func classifyBulk(count int, res *BulkTriggerResult, duplicates int, err error) triggerTally {
+func classifyBulk(count int, res *BulkTriggerResult, duplicates int, err error) telemetry.TriggerTally {
 	var tooLarge *BatchTooLargeError
 	switch {
 	case errors.As(err, &tooLarge) && tooLarge.EnvelopeID == uuid.Nil:
-		return triggerTally{outcome: outcomeRefusedCapExceededAuditFailed, reason: reasonBatchTooLarge}
+		return telemetry.TriggerTally{Outcome: telemetry.OutcomeRefusedCapExceededAuditFailed, Reason: telemetry.ReasonBatchTooLarge}
 	case errors.As(err, &tooLarge):
-		return triggerTally{outcome: outcomeRefusedCapExceeded, reason: reasonBatchTooLarge}
+		return telemetry.TriggerTally{Outcome: telemetry.OutcomeRefusedCapExceeded, Reason: telemetry.ReasonBatchTooLarge}
 	case err != nil:
-		return triggerTally{outcome: outcomeFailed, reason: reasonOf(err)}
+		return telemetry.TriggerTally{Outcome: telemetry.OutcomeFailed, Reason: reasonOf(err)}
 	case res.Replayed:
 		// Nothing new was written: every recipient already had its message.
-		return triggerTally{outcome: outcomeReplayed, duplicates: count}
+		return telemetry.TriggerTally{Outcome: telemetry.OutcomeReplayed, Duplicates: count}
 	}
-	return triggerTally{outcome: outcomeSubmitted, triggered: count - duplicates, duplicates: duplicates}
+	return telemetry.TriggerTally{Outcome: telemetry.OutcomeSubmitted, Triggered: count - duplicates, Duplicates: duplicates}
 }
 
 // validateBulkTrigger checks a bulk request. The options are checked first.

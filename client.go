@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,10 +23,10 @@ type Client struct {
 	config       *Config
 	queries      *sqltext.Queries
 	river        *river.Client[pgx.Tx]
-	telemetry    *telemetry
+	telemetry    *telemetry.Telemetry
 	maxBatchSize atomic.Int64
 	schema       schemaState
-	statusGauge  *statusGauge
+	statusGauge  *telemetry.BacklogGauge
 	// subscriptions are the subscribers to final outcomes (Subscribe).
 	subscriptions subscriptions
 	// rateLimitRows are the rate limit keys whose rows this process has
@@ -53,7 +54,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		pool:      pool,
 		config:    cfg,
 		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
-		telemetry: newTelemetry(cfg.TracerProvider, cfg.MeterProvider),
+		telemetry: telemetry.New(cfg.TracerProvider, cfg.MeterProvider),
 	}
 	// One River client both enqueues delivery jobs in callers' transactions
 	// and, once Start is called, works them. Until then it only inserts.
@@ -80,8 +81,8 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	}
 	c.river = riverClient
 	c.subscriptions.logger = cfg.Logger
-	c.subscriptions.dropped = c.telemetry.recordDroppedEvent
-	c.statusGauge = c.telemetry.observeStatuses(c.readBacklog)
+	c.subscriptions.dropped = c.telemetry.RecordDroppedEvent
+	c.statusGauge = c.telemetry.ObserveBacklog(gaugedStatuses, c.readBacklog)
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
 }

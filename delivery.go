@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -20,8 +21,8 @@ import (
 // worker returns to River, the outcome and reason of its span and metrics,
 // and the final outcome Subscribe reports.
 type deliveryResult struct {
-	outcome outcome
-	reason  reason
+	outcome telemetry.Outcome
+	reason  telemetry.Reason
 	// err is what Work returns to River: nil, an error carrying no more of
 	// the Notifier's text than last_error, river.JobCancel or
 	// river.JobSnooze.
@@ -56,7 +57,7 @@ func (f finalOutcome) event() *Event {
 // attempt failed when the Notifier or the database failed it, whatever the
 // message became.
 func (r deliveryResult) failure() error {
-	if r.outcome == outcomeFailed || r.outcome == outcomeDiscarded || r.outcome == outcomeCancelled {
+	if r.outcome == telemetry.OutcomeFailed || r.outcome == telemetry.OutcomeDiscarded || r.outcome == telemetry.OutcomeCancelled {
 		return r.err
 	}
 	return nil
@@ -102,18 +103,20 @@ type attemptFacts struct {
 func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deliveryResult {
 	start := time.Now()
 	args := job.Args
-	ctx, span := c.telemetry.tracer.Start(ctx, spanDeliver, trace.WithAttributes(
-		attrMessageID.String(args.MessageID.String()),
-		attrConversationID.Int64(args.ConversationID),
-		attrTemplateID.String(args.TemplateID),
-		attrAttempt.Int(job.Attempt),
+	ctx, span := c.telemetry.Tracer().Start(ctx, telemetry.SpanDeliver, trace.WithAttributes(
+		telemetry.AttrMessageID.String(args.MessageID.String()),
+		telemetry.AttrConversationID.Int64(args.ConversationID),
+		telemetry.AttrTemplateID.String(args.TemplateID),
+		telemetry.AttrAttempt.Int(job.Attempt),
 	))
 	if args.BulkEnvelopeID != nil {
-		span.SetAttributes(attrBulkEnvelopeID.String(args.BulkEnvelopeID.String()))
+		span.SetAttributes(telemetry.AttrBulkEnvelopeID.String(args.BulkEnvelopeID.String()))
 	}
 	res := classify(job, c.attempt(ctx, job))
-	c.telemetry.recordDelivery(ctx, span, res.outcome, res.reason, res.failure(), start)
-	c.telemetry.recordFinal(ctx, res.final)
+	c.telemetry.RecordDelivery(ctx, span, res.outcome, res.reason, res.failure(), start)
+	if res.final.msg != nil {
+		c.telemetry.RecordFinal(ctx, res.final.msg, res.final.status)
+	}
 	if c.subscriptions.listening() {
 		if ev := res.final.event(); ev != nil {
 			c.subscriptions.publish(ctx, ev)
@@ -184,29 +187,29 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 	cl := f.claim
 	switch {
 	case f.dbErr != nil:
-		r := reasonDatabaseError
+		r := telemetry.ReasonDatabaseError
 		if f.stopped && !f.notified {
-			r = reasonWorkerStopped // stopped before the notifier was reached
+			r = telemetry.ReasonWorkerStopped // stopped before the notifier was reached
 		}
 		err := fmt.Errorf("outbound: deliver message %s: %w", id, f.dbErr)
 		if f.notified && f.notify.err != nil {
 			err = fmt.Errorf("outbound: deliver message %s: %s; then %w", id, boundedErrorText(f.notify.err.Error()), f.dbErr)
 		}
-		return deliveryResult{outcome: outcomeFailed, reason: r, err: err}
+		return deliveryResult{outcome: telemetry.OutcomeFailed, reason: r, err: err}
 
 	case !cl.claimed:
 		return classifyUnclaimed(id, cl)
 
 	case f.claimLost:
-		return deliveryResult{outcome: outcomeFailed, reason: reasonClaimLost,
+		return deliveryResult{outcome: telemetry.OutcomeFailed, reason: telemetry.ReasonClaimLost,
 			err: fmt.Errorf("outbound: deliver message %s: another attempt took over the claim before this one recorded its result", id)}
 
 	case f.recorded == MessageStatusSent && !f.notified:
-		return deliveryResult{outcome: outcomeNoOp, reason: reasonNoNotifierConfigured,
+		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonNoNotifierConfigured,
 			final: finalOutcome{msg: cl.msg, status: MessageStatusSent, reason: EventReasonNoNotifier}}
 
 	case f.recorded == MessageStatusSent:
-		return deliveryResult{outcome: outcomeSent, reason: reasonNotifierOK,
+		return deliveryResult{outcome: telemetry.OutcomeSent, reason: telemetry.ReasonNotifierOK,
 			final: finalOutcome{msg: cl.msg, status: MessageStatusSent, reason: EventReasonNotifierOK}}
 
 	case f.recorded == MessageStatusPending:
@@ -217,7 +220,7 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 		if cl.limit.limited {
 			snooze = snoozeFor(snooze)
 		}
-		return deliveryResult{outcome: outcomeDeferred, reason: reasonNotifierRateLimited, err: river.JobSnooze(max(snooze, time.Microsecond))}
+		return deliveryResult{outcome: telemetry.OutcomeDeferred, reason: telemetry.ReasonNotifierRateLimited, err: river.JobSnooze(max(snooze, time.Microsecond))}
 	}
 
 	// The Notifier failed, and the failure is recorded; last_error as
@@ -226,13 +229,13 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 	final := finalOutcome{msg: cl.msg, status: f.recorded, lastError: boundedErrorText(f.notify.err.Error())}
 	switch f.recorded {
 	case MessageStatusCancelled:
-		res.outcome = outcomeCancelled
+		res.outcome = telemetry.OutcomeCancelled
 		res.err = river.JobCancel(res.err)
 		// Only CancelEnvelope cancels a message in flight.
 		final.reason = EventReasonCancelEnvelope
 		res.final = final
 	case MessageStatusDiscarded:
-		res.outcome = outcomeDiscarded
+		res.outcome = telemetry.OutcomeDiscarded
 		final.reason = EventReasonAttemptsExhausted
 		if f.notify.permanent() {
 			// River has no way for a worker to discard a job at once;
@@ -242,7 +245,7 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 		}
 		res.final = final
 	default:
-		res.outcome = outcomeFailed
+		res.outcome = telemetry.OutcomeFailed
 		if d := f.notify.retryAfter(); d > 0 {
 			res.retryAt = time.Now().Add(d)
 		}
@@ -256,33 +259,33 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 	switch {
 	case cl.msg == nil:
 		// Someone deleted the row; retrying cannot bring it back.
-		return deliveryResult{outcome: outcomeDiscarded, reason: reasonMessageNotFound,
+		return deliveryResult{outcome: telemetry.OutcomeDiscarded, reason: telemetry.ReasonMessageNotFound,
 			err: river.JobCancel(fmt.Errorf("outbound: deliver: message %s not found", id))}
 	case cl.rateWait > 0:
 		// Held back by its rate limit: booked a slot, and back then.
-		return deliveryResult{outcome: outcomeDeferred, reason: reasonRateLimitWait, err: river.JobSnooze(snoozeFor(cl.rateWait))}
+		return deliveryResult{outcome: telemetry.OutcomeDeferred, reason: telemetry.ReasonRateLimitWait, err: river.JobSnooze(snoozeFor(cl.rateWait))}
 	case cl.heldFor > 0:
 		// Another attempt holds the claim: River rescued this job while that
 		// attempt still runs, or that attempt could not record its result.
 		// Come back when its claim runs out.
-		return deliveryResult{outcome: outcomeNoOp, reason: reasonClaimedElsewhere, err: river.JobSnooze(cl.heldFor)}
+		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonClaimedElsewhere, err: river.JobSnooze(cl.heldFor)}
 	case cl.endedUnconfirmed:
-		return deliveryResult{outcome: outcomeUnconfirmed, reason: reasonCancelled,
+		return deliveryResult{outcome: telemetry.OutcomeUnconfirmed, reason: telemetry.ReasonCancelled,
 			err:   river.JobCancel(fmt.Errorf("outbound: message %s was cancelled while an attempt that never recorded its result was in flight", id)),
 			final: finalOutcome{msg: cl.msg, status: MessageStatusUnconfirmed, reason: EventReasonResultUnrecorded, lastError: cl.msg.LastError}}
 	case cl.msg.Status == MessageStatusCancelled:
-		return deliveryResult{outcome: outcomeNoOp, reason: reasonCancelled,
+		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonCancelled,
 			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled", id))}
 	case cl.msg.Status == MessageStatusSent:
 		// A job run again for a message already sent, as from River's UI:
 		// River completes it.
-		return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal}
+		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonAlreadyFinal}
 	case cl.msg.Status == MessageStatusUnconfirmed:
-		return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal,
+		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonAlreadyFinal,
 			err: river.JobCancel(fmt.Errorf("outbound: message %s is unconfirmed: an attempt that never recorded its result may have delivered it, so it is not attempted again", id))}
 	}
 	// Discarded: final, and its dedup key is free.
-	return deliveryResult{outcome: outcomeNoOp, reason: reasonAlreadyFinal,
+	return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonAlreadyFinal,
 		err: river.JobCancel(fmt.Errorf("outbound: message %s was discarded; trigger it again to resend", id))}
 }
 

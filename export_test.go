@@ -13,11 +13,7 @@ func HoldsDedupKey(s MessageStatus) bool { return holdsDedupKey(s) }
 
 // SetStatusGaugeMinInterval changes how often the outbound.message.backlog gauges may
 // query, so that a test need not wait StatusGaugeMinInterval between two.
-func SetStatusGaugeMinInterval(c *Client, d time.Duration) {
-	c.statusGauge.mu.Lock()
-	defer c.statusGauge.mu.Unlock()
-	c.statusGauge.minInterval = d
-}
+func SetStatusGaugeMinInterval(c *Client, d time.Duration) { c.statusGauge.SetMinInterval(d) }
 
 // AwaitingResult exposes MessageStatus.awaitingResult to the tests, which
 // check it against the messages.awaiting_result column.

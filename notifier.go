@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cairnloop/outbound/internal/telemetry"
 )
 
 // MaxLastErrorBytes bounds Message.LastError, and so what of a Notifier's
@@ -71,24 +73,24 @@ func (n notifyResult) rateLimited() time.Duration {
 }
 
 // reason classifies the call for telemetry.
-func (n notifyResult) reason() reason {
+func (n notifyResult) reason() telemetry.Reason {
 	switch {
 	case n.err == nil:
-		return reasonNotifierOK
+		return telemetry.ReasonNotifierOK
 	case n.panicked:
-		return reasonNotifierPanicked
+		return telemetry.ReasonNotifierPanicked
 	case n.permanent():
-		return reasonNotifierPermanentError
+		return telemetry.ReasonNotifierPermanentError
 	case n.stopped:
-		return reasonWorkerStopped
+		return telemetry.ReasonWorkerStopped
 	case n.timedOut:
-		return reasonNotifierTimeout
+		return telemetry.ReasonNotifierTimeout
 	case n.rateLimited() > 0:
-		return reasonNotifierRateLimited
+		return telemetry.ReasonNotifierRateLimited
 	case n.retryAfter() > 0:
-		return reasonNotifierRetryAfter
+		return telemetry.ReasonNotifierRetryAfter
 	}
-	return reasonNotifierReturnedError
+	return telemetry.ReasonNotifierReturnedError
 }
 
 // notify calls the notifier under NotifyTimeout and waits for it to return.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
@@ -33,12 +34,12 @@ type recorded struct {
 
 // recordOnce runs record on fresh in-memory providers, with a span named
 // name, and returns what the span and the counter metric hold.
-func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry, span trace.Span)) recorded {
+func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry.Telemetry, span trace.Span)) recorded {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	spans := tracetest.NewSpanRecorder()
-	tel := newTelemetry(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
-	_, span := tel.tracer.Start(context.Background(), name)
+	tel := telemetry.New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	_, span := tel.Tracer().Start(context.Background(), name)
 	record(tel, span)
 
 	ended := spans.Ended()
@@ -46,11 +47,11 @@ func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry, s
 	out := recorded{spanStatus: ended[0].Status().Code, counts: map[attribute.Set]int64{}}
 	for _, kv := range ended[0].Attributes() {
 		switch kv.Key {
-		case attrOutcome:
+		case telemetry.AttrOutcome:
 			out.spanOutcome = kv.Value.AsString()
-		case attrReason:
+		case telemetry.AttrReason:
 			out.spanReason = kv.Value.AsString()
-		case attrErrorType:
+		case telemetry.AttrErrorType:
 			out.spanErrorType = kv.Value.AsString()
 		}
 	}
@@ -78,11 +79,11 @@ func recordOnce(t *testing.T, name, metric string, record func(tel *telemetry, s
 }
 
 // set is a metric attribute set: outcome, and reason unless empty.
-func set(o outcome, r reason) attribute.Set {
+func set(o telemetry.Outcome, r telemetry.Reason) attribute.Set {
 	if r == "" {
-		return attribute.NewSet(metricOutcome.String(string(o)))
+		return attribute.NewSet(telemetry.MetricOutcome.String(string(o)))
 	}
-	return attribute.NewSet(metricOutcome.String(string(o)), metricReason.String(string(r)))
+	return attribute.NewSet(telemetry.MetricOutcome.String(string(o)), telemetry.MetricReason.String(string(r)))
 }
 
 // requireOneVocabulary checks that the span names the call's outcome and
@@ -91,14 +92,14 @@ func set(o outcome, r reason) attribute.Set {
 // library does not know.
 func requireOneVocabulary(t *testing.T, got recorded, want attribute.Set) {
 	t.Helper()
-	outcome, _ := want.Value(metricOutcome)
+	outcome, _ := want.Value(telemetry.MetricOutcome)
 	require.Equal(t, outcome.AsString(), got.spanOutcome, "the span's outcome")
-	reason, _ := want.Value(metricReason)
+	reason, _ := want.Value(telemetry.MetricReason)
 	require.Equal(t, reason.AsString(), got.spanReason, "the span's reason")
 	switch {
 	case got.spanStatus != codes.Error:
 		require.Empty(t, got.spanErrorType, "error.type on a span that did not fail")
-	case reason.AsString() == string(reasonDatabaseError):
+	case reason.AsString() == string(telemetry.ReasonDatabaseError):
 		require.Equal(t, "*pgconn.PgError", got.spanErrorType, "a database error's error.type")
 	default:
 		require.Equal(t, reason.AsString(), got.spanErrorType, "error.type is the metric's reason")
@@ -123,39 +124,39 @@ func TestTelemetryClassification(t *testing.T) {
 			status codes.Code
 			want   attribute.Set
 		}{
-			{"Triggered", &TriggerResult{Message: msg}, nil, codes.Unset, set(outcomeTriggered, "")},
-			{"Duplicate", &TriggerResult{Message: msg, Duplicate: true}, nil, codes.Unset, set(outcomeDuplicate, "")},
-			{"InvalidArgument", nil, invalidArgument("TemplateID", "is required"), codes.Error, set(outcomeFailed, reasonInvalidArgument)},
-			{"SchemaMismatch", nil, schemaMismatch("s", "is old"), codes.Error, set(outcomeFailed, reasonSchemaMismatch)},
-			{"AuditorError", nil, &auditorError{errors.New("down")}, codes.Error, set(outcomeFailed, reasonAuditorError)},
-			{"ContextDone", nil, fmt.Errorf("outbound: begin: %w", context.DeadlineExceeded), codes.Error, set(outcomeFailed, reasonContextDone)},
-			{"DatabaseError", nil, fmt.Errorf("outbound: insert messages: %w", pgErr), codes.Error, set(outcomeFailed, reasonDatabaseError)},
-			{"NotFound", nil, fmt.Errorf("%w: message", ErrNotFound), codes.Error, set(outcomeFailed, reasonNotFound)},
+			{"Triggered", &TriggerResult{Message: msg}, nil, codes.Unset, set(telemetry.OutcomeTriggered, "")},
+			{"Duplicate", &TriggerResult{Message: msg, Duplicate: true}, nil, codes.Unset, set(telemetry.OutcomeDuplicate, "")},
+			{"InvalidArgument", nil, invalidArgument("TemplateID", "is required"), codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonInvalidArgument)},
+			{"SchemaMismatch", nil, schemaMismatch("s", "is old"), codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonSchemaMismatch)},
+			{"AuditorError", nil, &auditorError{errors.New("down")}, codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonAuditorError)},
+			{"ContextDone", nil, fmt.Errorf("outbound: begin: %w", context.DeadlineExceeded), codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonContextDone)},
+			{"DatabaseError", nil, fmt.Errorf("outbound: insert messages: %w", pgErr), codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonDatabaseError)},
+			{"NotFound", nil, fmt.Errorf("%w: message", ErrNotFound), codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonNotFound)},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				record := func(tel *telemetry, span trace.Span) {
-					tel.recordTrigger(context.Background(), span, classifyTrigger(tc.res, tc.err), tc.err, time.Now())
+				record := func(tel *telemetry.Telemetry, span trace.Span) {
+					tel.RecordTrigger(context.Background(), span, classifyTrigger(tc.res, tc.err), tc.err, time.Now())
 				}
-				got := recordOnce(t, spanTrigger, metricTriggerMessages, record)
+				got := recordOnce(t, telemetry.SpanTrigger, telemetry.MetricTriggerMessages, record)
 				require.Equal(t, tc.status, got.spanStatus)
 				requireOneVocabulary(t, got, tc.want)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts)
-				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, recordOnce(t, spanTrigger, metricTriggerDuration, record).counts)
+				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, recordOnce(t, telemetry.SpanTrigger, telemetry.MetricTriggerDuration, record).counts)
 			})
 		}
 		// TriggerTx's message is staged: its commit is the caller's.
 		t.Run("Staged", func(t *testing.T) {
 			t.Parallel()
-			got := recordOnce(t, spanTrigger, metricTriggerMessages, func(tel *telemetry, span trace.Span) {
-				tel.recordTrigger(context.Background(), span, classifyTrigger(&TriggerResult{Message: msg}, nil).staged(), nil, time.Now())
+			got := recordOnce(t, telemetry.SpanTrigger, telemetry.MetricTriggerMessages, func(tel *telemetry.Telemetry, span trace.Span) {
+				tel.RecordTrigger(context.Background(), span, classifyTrigger(&TriggerResult{Message: msg}, nil).Staged(), nil, time.Now())
 			})
-			require.Equal(t, map[attribute.Set]int64{set(outcomeStaged, ""): 1}, got.counts)
-			got = recordOnce(t, spanTrigger, metricTriggerMessages, func(tel *telemetry, span trace.Span) {
-				tel.recordTrigger(context.Background(), span, classifyTrigger(&TriggerResult{Message: msg, Duplicate: true}, nil).staged(), nil, time.Now())
+			require.Equal(t, map[attribute.Set]int64{set(telemetry.OutcomeStaged, ""): 1}, got.counts)
+			got = recordOnce(t, telemetry.SpanTrigger, telemetry.MetricTriggerMessages, func(tel *telemetry.Telemetry, span trace.Span) {
+				tel.RecordTrigger(context.Background(), span, classifyTrigger(&TriggerResult{Message: msg, Duplicate: true}, nil).Staged(), nil, time.Now())
 			})
-			require.Equal(t, map[attribute.Set]int64{set(outcomeDuplicate, ""): 1}, got.counts)
+			require.Equal(t, map[attribute.Set]int64{set(telemetry.OutcomeDuplicate, ""): 1}, got.counts)
 		})
 	})
 
@@ -174,45 +175,45 @@ func TestTelemetryClassification(t *testing.T) {
 			// five is five messages asked for.
 			messages map[attribute.Set]int64
 		}{
-			{"Submitted", submitted, 0, nil, codes.Unset, set(outcomeSubmitted, ""),
-				map[attribute.Set]int64{set(outcomeTriggered, ""): 5}},
-			{"SubmittedWithDuplicates", submitted, 2, nil, codes.Unset, set(outcomeSubmitted, ""),
-				map[attribute.Set]int64{set(outcomeTriggered, ""): 3, set(outcomeDuplicate, ""): 2}},
-			{"Replayed", &BulkTriggerResult{Envelope: &Envelope{}, Replayed: true}, 0, nil, codes.Unset, set(outcomeReplayed, ""),
-				map[attribute.Set]int64{set(outcomeReplayed, ""): 5}},
+			{"Submitted", submitted, 0, nil, codes.Unset, set(telemetry.OutcomeSubmitted, ""),
+				map[attribute.Set]int64{set(telemetry.OutcomeTriggered, ""): 5}},
+			{"SubmittedWithDuplicates", submitted, 2, nil, codes.Unset, set(telemetry.OutcomeSubmitted, ""),
+				map[attribute.Set]int64{set(telemetry.OutcomeTriggered, ""): 3, set(telemetry.OutcomeDuplicate, ""): 2}},
+			{"Replayed", &BulkTriggerResult{Envelope: &Envelope{}, Replayed: true}, 0, nil, codes.Unset, set(telemetry.OutcomeReplayed, ""),
+				map[attribute.Set]int64{set(telemetry.OutcomeReplayed, ""): 5}},
 			{"Refused", nil, 0, &BatchTooLargeError{Count: count, Cap: 2, EnvelopeID: uuid.New()}, codes.Error,
-				set(outcomeRefusedCapExceeded, reasonBatchTooLarge), map[attribute.Set]int64{set(outcomeRefused, ""): 5}},
+				set(telemetry.OutcomeRefusedCapExceeded, telemetry.ReasonBatchTooLarge), map[attribute.Set]int64{set(telemetry.OutcomeRefused, ""): 5}},
 			{"RefusalNotRecorded", nil, 0, errors.Join(&BatchTooLargeError{Count: count, Cap: 2}, pgErr), codes.Error,
-				set(outcomeRefusedCapExceededAuditFailed, reasonBatchTooLarge), map[attribute.Set]int64{set(outcomeRefused, ""): 5}},
+				set(telemetry.OutcomeRefusedCapExceededAuditFailed, telemetry.ReasonBatchTooLarge), map[attribute.Set]int64{set(telemetry.OutcomeRefused, ""): 5}},
 			{"IdempotencyConflict", nil, 0, fmt.Errorf("%w: different body", ErrIdempotencyConflict), codes.Error,
-				set(outcomeFailed, reasonIdempotencyConflict), map[attribute.Set]int64{set(outcomeFailed, reasonIdempotencyConflict): 5}},
+				set(telemetry.OutcomeFailed, telemetry.ReasonIdempotencyConflict), map[attribute.Set]int64{set(telemetry.OutcomeFailed, telemetry.ReasonIdempotencyConflict): 5}},
 			{"InvalidArgument", nil, 0, invalidArgument("conversationIDs", "repeats 7"), codes.Error,
-				set(outcomeFailed, reasonInvalidArgument), map[attribute.Set]int64{set(outcomeFailed, reasonInvalidArgument): 5}},
+				set(telemetry.OutcomeFailed, telemetry.ReasonInvalidArgument), map[attribute.Set]int64{set(telemetry.OutcomeFailed, telemetry.ReasonInvalidArgument): 5}},
 			{"DatabaseError", nil, 0, pgErr, codes.Error,
-				set(outcomeFailed, reasonDatabaseError), map[attribute.Set]int64{set(outcomeFailed, reasonDatabaseError): 5}},
+				set(telemetry.OutcomeFailed, telemetry.ReasonDatabaseError), map[attribute.Set]int64{set(telemetry.OutcomeFailed, telemetry.ReasonDatabaseError): 5}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				record := func(tel *telemetry, span trace.Span) {
-					tel.recordBulk(context.Background(), span, count, classifyBulk(count, tc.res, tc.duplicates, tc.err), tc.err, time.Now())
+				record := func(tel *telemetry.Telemetry, span trace.Span) {
+					tel.RecordBulk(context.Background(), span, count, classifyBulk(count, tc.res, tc.duplicates, tc.err), tc.err, time.Now())
 				}
-				got := recordOnce(t, spanBulkTrigger, metricBulkTriggerDuration, record)
+				got := recordOnce(t, telemetry.SpanBulkTrigger, telemetry.MetricBulkTriggerDuration, record)
 				require.Equal(t, tc.status, got.spanStatus)
 				requireOneVocabulary(t, got, tc.want)
 				require.Equal(t, map[attribute.Set]int64{tc.want: 1}, got.counts, "one call")
-				require.Equal(t, tc.messages, recordOnce(t, spanBulkTrigger, metricTriggerMessages, record).counts)
+				require.Equal(t, tc.messages, recordOnce(t, telemetry.SpanBulkTrigger, telemetry.MetricTriggerMessages, record).counts)
 			})
 		}
 		t.Run("Staged", func(t *testing.T) {
 			t.Parallel()
-			record := func(tel *telemetry, span trace.Span) {
-				tel.recordBulk(context.Background(), span, count, classifyBulk(count, submitted, 1, nil).staged(), nil, time.Now())
+			record := func(tel *telemetry.Telemetry, span trace.Span) {
+				tel.RecordBulk(context.Background(), span, count, classifyBulk(count, submitted, 1, nil).Staged(), nil, time.Now())
 			}
-			require.Equal(t, map[attribute.Set]int64{set(outcomeStaged, ""): 4, set(outcomeDuplicate, ""): 1},
-				recordOnce(t, spanBulkTrigger, metricTriggerMessages, record).counts)
-			require.Equal(t, map[attribute.Set]int64{set(outcomeStaged, ""): 1},
-				recordOnce(t, spanBulkTrigger, metricBulkTriggerDuration, record).counts)
+			require.Equal(t, map[attribute.Set]int64{set(telemetry.OutcomeStaged, ""): 4, set(telemetry.OutcomeDuplicate, ""): 1},
+				recordOnce(t, telemetry.SpanBulkTrigger, telemetry.MetricTriggerMessages, record).counts)
+			require.Equal(t, map[attribute.Set]int64{set(telemetry.OutcomeStaged, ""): 1},
+				recordOnce(t, telemetry.SpanBulkTrigger, telemetry.MetricBulkTriggerDuration, record).counts)
 		})
 	})
 
@@ -240,52 +241,52 @@ func TestTelemetryClassification(t *testing.T) {
 			eventReason EventReason
 		}{
 			{"Sent", job, attemptFacts{claim: claimed, notified: true, recorded: MessageStatusSent},
-				codes.Unset, set(outcomeSent, reasonNotifierOK), EventKindMessageSent, EventReasonNotifierOK},
+				codes.Unset, set(telemetry.OutcomeSent, telemetry.ReasonNotifierOK), EventKindMessageSent, EventReasonNotifierOK},
 			{"NoNotifier", job, attemptFacts{claim: claimed, recorded: MessageStatusSent},
-				codes.Unset, set(outcomeNoOp, reasonNoNotifierConfigured), EventKindMessageSent, EventReasonNoNotifier},
+				codes.Unset, set(telemetry.OutcomeNoOp, telemetry.ReasonNoNotifierConfigured), EventKindMessageSent, EventReasonNoNotifier},
 			{"Failed", job, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusFailed},
-				codes.Error, set(outcomeFailed, reasonNotifierReturnedError), "", ""},
+				codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonNotifierReturnedError), "", ""},
 			{"Discarded", lastJob, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusDiscarded},
-				codes.Error, set(outcomeDiscarded, reasonNotifierReturnedError), EventKindMessageDiscarded, EventReasonAttemptsExhausted},
+				codes.Error, set(telemetry.OutcomeDiscarded, telemetry.ReasonNotifierReturnedError), EventKindMessageDiscarded, EventReasonAttemptsExhausted},
 			{"DiscardedAsPermanent", job, attemptFacts{claim: claimed, notified: true, notify: permanentCall, recorded: MessageStatusDiscarded},
-				codes.Error, set(outcomeDiscarded, reasonNotifierPermanentError), EventKindMessageDiscarded, EventReasonPermanentError},
+				codes.Error, set(telemetry.OutcomeDiscarded, telemetry.ReasonNotifierPermanentError), EventKindMessageDiscarded, EventReasonPermanentError},
 			{"CancelledInFlight", job, attemptFacts{claim: claimed, notified: true, notify: failedCall, recorded: MessageStatusCancelled},
-				codes.Error, set(outcomeCancelled, reasonNotifierReturnedError), EventKindMessageCancelled, EventReasonCancelEnvelope},
+				codes.Error, set(telemetry.OutcomeCancelled, telemetry.ReasonNotifierReturnedError), EventKindMessageCancelled, EventReasonCancelEnvelope},
 			{"ClaimLost", job, attemptFacts{claim: claimed, notified: true, claimLost: true},
-				codes.Error, set(outcomeFailed, reasonClaimLost), "", ""},
+				codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonClaimLost), "", ""},
 			{"DatabaseError", job, attemptFacts{claim: claimed, notified: true, dbErr: pgErr},
-				codes.Error, set(outcomeFailed, reasonDatabaseError), "", ""},
+				codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonDatabaseError), "", ""},
 			{"StoppedBeforeNotifier", job, attemptFacts{dbErr: context.Canceled, stopped: true},
-				codes.Error, set(outcomeFailed, reasonWorkerStopped), "", ""},
+				codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonWorkerStopped), "", ""},
 			{"Unconfirmed", job, attemptFacts{claim: &claim{msg: msg, endedUnconfirmed: true}},
-				codes.Unset, set(outcomeUnconfirmed, reasonCancelled), EventKindMessageUnconfirmed, EventReasonResultUnrecorded},
+				codes.Unset, set(telemetry.OutcomeUnconfirmed, telemetry.ReasonCancelled), EventKindMessageUnconfirmed, EventReasonResultUnrecorded},
 			{"ClaimedElsewhere", job, attemptFacts{claim: &claim{msg: msg, heldFor: time.Second}},
-				codes.Unset, set(outcomeNoOp, reasonClaimedElsewhere), "", ""},
+				codes.Unset, set(telemetry.OutcomeNoOp, telemetry.ReasonClaimedElsewhere), "", ""},
 			{"MessageNotFound", job, attemptFacts{claim: &claim{}},
-				codes.Error, set(outcomeDiscarded, reasonMessageNotFound), "", ""},
+				codes.Error, set(telemetry.OutcomeDiscarded, telemetry.ReasonMessageNotFound), "", ""},
 			{"NotifierTimeout", job, attemptFacts{claim: claimed, notified: true, notify: timedOut, recorded: MessageStatusFailed},
-				codes.Error, set(outcomeFailed, reasonNotifierTimeout), "", ""},
+				codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonNotifierTimeout), "", ""},
 			{"NotifierPanicked", lastJob, attemptFacts{claim: claimed, notified: true, notify: panicked, recorded: MessageStatusDiscarded},
-				codes.Error, set(outcomeDiscarded, reasonNotifierPanicked), EventKindMessageDiscarded, EventReasonAttemptsExhausted},
+				codes.Error, set(telemetry.OutcomeDiscarded, telemetry.ReasonNotifierPanicked), EventKindMessageDiscarded, EventReasonAttemptsExhausted},
 			{"RetryAfter", job, attemptFacts{claim: claimed, notified: true, notify: retryAfter, recorded: MessageStatusFailed},
-				codes.Error, set(outcomeFailed, reasonNotifierRetryAfter), "", ""},
+				codes.Error, set(telemetry.OutcomeFailed, telemetry.ReasonNotifierRetryAfter), "", ""},
 			{"NotifierRateLimited", job, attemptFacts{claim: claimed, notified: true, notify: rateLimited, recorded: MessageStatusPending, rateWait: time.Second},
-				codes.Unset, set(outcomeDeferred, reasonNotifierRateLimited), "", ""},
+				codes.Unset, set(telemetry.OutcomeDeferred, telemetry.ReasonNotifierRateLimited), "", ""},
 			{"RateLimitWait", job, attemptFacts{claim: &claim{msg: msg, rateWait: time.Second}},
-				codes.Unset, set(outcomeDeferred, reasonRateLimitWait), "", ""},
+				codes.Unset, set(telemetry.OutcomeDeferred, telemetry.ReasonRateLimitWait), "", ""},
 			{"Cancelled", job, attemptFacts{claim: with(MessageStatusCancelled)},
-				codes.Unset, set(outcomeNoOp, reasonCancelled), "", ""},
+				codes.Unset, set(telemetry.OutcomeNoOp, telemetry.ReasonCancelled), "", ""},
 			{"AlreadySent", job, attemptFacts{claim: with(MessageStatusSent)},
-				codes.Unset, set(outcomeNoOp, reasonAlreadyFinal), "", ""},
+				codes.Unset, set(telemetry.OutcomeNoOp, telemetry.ReasonAlreadyFinal), "", ""},
 			{"AlreadyDiscarded", job, attemptFacts{claim: with(MessageStatusDiscarded)},
-				codes.Unset, set(outcomeNoOp, reasonAlreadyFinal), "", ""},
+				codes.Unset, set(telemetry.OutcomeNoOp, telemetry.ReasonAlreadyFinal), "", ""},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				res := classify(tc.job, tc.facts)
-				got := recordOnce(t, spanDeliver, metricDeliveryAttempts, func(tel *telemetry, span trace.Span) {
-					tel.recordDelivery(context.Background(), span, res.outcome, res.reason, res.failure(), time.Now())
+				got := recordOnce(t, telemetry.SpanDeliver, telemetry.MetricDeliveryAttempts, func(tel *telemetry.Telemetry, span trace.Span) {
+					tel.RecordDelivery(context.Background(), span, res.outcome, res.reason, res.failure(), time.Now())
 				})
 				require.Equal(t, tc.status, got.spanStatus)
 				requireOneVocabulary(t, got, tc.want)

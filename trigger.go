@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cairnloop/outbound/internal/sqltext"
+	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
@@ -112,19 +113,19 @@ func (c *Client) trigger(ctx context.Context, callerTx pgx.Tx, conversationID in
 	if opts == nil {
 		opts = &TriggerOpts{}
 	}
-	ctx, span := c.telemetry.tracer.Start(ctx, spanTrigger, trace.WithAttributes(
-		attrConversationID.Int64(conversationID),
-		attrTemplateID.String(opts.TemplateID),
+	ctx, span := c.telemetry.Tracer().Start(ctx, telemetry.SpanTrigger, trace.WithAttributes(
+		telemetry.AttrConversationID.Int64(conversationID),
+		telemetry.AttrTemplateID.String(opts.TemplateID),
 	))
 	if opts.BulkEnvelopeID != uuid.Nil {
-		span.SetAttributes(attrBulkEnvelopeID.String(opts.BulkEnvelopeID.String()))
+		span.SetAttributes(telemetry.AttrBulkEnvelopeID.String(opts.BulkEnvelopeID.String()))
 	}
 	res, err := c.stageTrigger(ctx, callerTx, conversationID, opts)
 	tally := classifyTrigger(res, err)
 	if callerTx != nil {
-		tally = tally.staged()
+		tally = tally.Staged()
 	}
-	c.telemetry.recordTrigger(ctx, span, tally, err, start)
+	c.telemetry.RecordTrigger(ctx, span, tally, err, start)
 	return res, err
 }
 
@@ -179,14 +180,14 @@ func (c *Client) stageTrigger(ctx context.Context, callerTx pgx.Tx, conversation
 }
 
 // classifyTrigger classifies a Trigger call by what it returned.
-func classifyTrigger(res *TriggerResult, err error) triggerTally {
+func classifyTrigger(res *TriggerResult, err error) telemetry.TriggerTally {
 	switch {
 	case err != nil:
-		return triggerTally{outcome: outcomeFailed, reason: reasonOf(err)}
+		return telemetry.TriggerTally{Outcome: telemetry.OutcomeFailed, Reason: reasonOf(err)}
 	case res.Duplicate:
-		return triggerTally{outcome: outcomeDuplicate, duplicates: 1}
+		return telemetry.TriggerTally{Outcome: telemetry.OutcomeDuplicate, Duplicates: 1}
 	}
-	return triggerTally{outcome: outcomeTriggered, triggered: 1}
+	return telemetry.TriggerTally{Outcome: telemetry.OutcomeTriggered, Triggered: 1}
 }
 
 func validateTrigger(conversationID int64, opts *TriggerOpts, maxContentBytes int) error {
