@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -56,7 +57,7 @@ func (a *TableAuditor) Audit(ctx context.Context, tx pgx.Tx, event AuditEvent) e
 	if err != nil {
 		return fmt.Errorf("outbound: encode audit event metadata: %w", err)
 	}
-	if _, err := tx.Exec(ctx, a.queries.InsertAuditEvent, id, event.Action, nullIfEmpty(event.Actor), string(metadata), event.OccurredAt); err != nil {
+	if _, err := tx.Exec(ctx, a.queries.InsertAuditEvent, id, event.Action, dbutil.NullIfEmpty(event.Actor), string(metadata), event.OccurredAt); err != nil {
 		return fmt.Errorf("outbound: insert audit event: %w", err)
 	}
 	return nil
@@ -85,7 +86,7 @@ func (a *TableAuditor) ListEvents(ctx context.Context, params *ListAuditEventsPa
 	if err != nil {
 		return nil, err
 	}
-	rows, err := a.pool.Query(ctx, a.queries.ListAuditEvents, nullIfEmpty(params.Action), limit)
+	rows, err := a.pool.Query(ctx, a.queries.ListAuditEvents, dbutil.NullIfEmpty(params.Action), limit)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list audit events: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -72,7 +73,7 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	actor := nullIfEmpty(opts.actor())
+	actor := dbutil.NullIfEmpty(opts.actor())
 	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		var envelopeID *uuid.UUID
@@ -91,7 +92,7 @@ func (c *Client) cancelMessage(ctx context.Context, callerTx pgx.Tx, id uuid.UUI
 			}
 		}
 
-		msg, err := scanMessage(tx.QueryRow(ctx, c.queries.LockMessage, id))
+		msg, err := dbutil.ScanMessage(tx.QueryRow(ctx, c.queries.LockMessage, id))
 		if err != nil {
 			return fmt.Errorf("outbound: cancel message: lock: %w", err)
 		}
@@ -165,7 +166,7 @@ func (c *Client) cancelEnvelope(ctx context.Context, callerTx pgx.Tx, id uuid.UU
 	if err := opts.validate(); err != nil {
 		return 0, err
 	}
-	actor := nullIfEmpty(opts.actor())
+	actor := dbutil.NullIfEmpty(opts.actor())
 	var cancelled []*Message
 	err := c.inTx(ctx, callerTx, func(tx pgx.Tx) error {
 		env, err := c.lockEnvelope(ctx, tx, id)
@@ -265,6 +266,6 @@ func scanSettled(row pgx.CollectableRow) (*Message, error) {
 	if envelope != nil {
 		m.BulkEnvelopeID = *envelope
 	}
-	m.LastError, m.JobID = deref(lastError), deref(jobID)
+	m.LastError, m.JobID = dbutil.Deref(lastError), dbutil.Deref(jobID)
 	return &m, nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
@@ -105,7 +106,7 @@ func (c *Client) Message(ctx context.Context, id uuid.UUID) (*Message, error) {
 	if err := c.checkSchema(ctx, c.pool); err != nil {
 		return nil, err
 	}
-	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessage, id))
+	msg, err := dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessage, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
 	}
@@ -129,7 +130,7 @@ func (c *Client) MessagePreview(ctx context.Context, id uuid.UUID, maxContentByt
 	}
 	// left() counts characters, each one to four bytes: reading as many
 	// characters as bytes wanted reads at most four times the bytes.
-	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessagePreview, id, maxContentBytes))
+	msg, err := dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessagePreview, id, maxContentBytes))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
 	}
@@ -182,7 +183,7 @@ func (c *Client) inTx(ctx context.Context, callerTx pgx.Tx, fn func(tx pgx.Tx) e
 // withTx runs fn in a transaction of its own on the pool, committing when fn
 // returns nil and rolling back otherwise.
 func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := beginTx(ctx, c.pool)
+	tx, err := dbutil.BeginTx(ctx, c.pool)
 	if err != nil {
 		return fmt.Errorf("outbound: begin: %w", err)
 	}

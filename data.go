@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+
+	"github.com/cairnloop/outbound/internal/hostdata"
 )
 
 // encodeData encodes host data (TriggerOpts.Data, a bulk's data) as the JSON
 // object the messages keep, or returns nil for none. Data that JSON cannot
 // encode, that PostgreSQL's jsonb cannot store (a NUL character), that is
 // longer than maxBytes once encoded, or that would not read back as given
-// (see checkReadsBack) is ErrInvalidArgument naming field; the message never
+// (see hostdata.CheckReadsBack) is ErrInvalidArgument naming field; the message never
 // repeats the data, which may be personal.
 func encodeData(field string, data map[string]any, maxBytes int) ([]byte, error) {
 	if data == nil {
@@ -27,7 +29,7 @@ func encodeData(field string, data map[string]any, maxBytes int) ([]byte, error)
 	if bytes.Contains(encoded, []byte(`\u0000`)) {
 		return nil, invalidArgument(field, "must not contain NUL characters")
 	}
-	if problem := checkReadsBack(encoded); problem != "" {
+	if problem := hostdata.CheckReadsBack(encoded); problem != "" {
 		return nil, invalidArgument(field, "%s", problem)
 	}
 	return encoded, nil
@@ -46,3 +48,9 @@ func mergeData(shared, own map[string]any) map[string]any {
 	maps.Copy(merged, own)
 	return merged
 }
+
+// MaxDataDepth is how deeply host data may nest, counting its own object as
+// the first level: far deeper than an address, a channel or a locale needs,
+// far inside the depth to which encoding/json decodes, so that what is
+// accepted reads back.
+const MaxDataDepth = hostdata.MaxDepth

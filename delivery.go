@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -167,7 +168,7 @@ func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f a
 func (c *Client) releaseClaim(ctx context.Context, cl *claim) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	_, _ = c.pool.Exec(ctx, c.queries.ReleaseClaim, pgUUID(cl.msg.ID), pgUUID(cl.id))
+	_, _ = c.pool.Exec(ctx, c.queries.ReleaseClaim, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id))
 }
 
 // failureStatus is the status a failed attempt leaves: discarded when the
@@ -371,8 +372,8 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 		} else {
 			// Retrying is safe: the claim id makes a claim that committed
 			// unacknowledged claimable again by the same attempt.
-			err = retryTransient(ctx, func(ctx context.Context) (err error) {
-				msg, err = scanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessage, pgUUID(id), pgUUID(cl.id), job.Attempt, seconds))
+			err = dbutil.RetryTransient(ctx, func(ctx context.Context) (err error) {
+				msg, err = dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessage, dbutil.PgUUID(id), dbutil.PgUUID(cl.id), job.Attempt, seconds))
 				return err
 			})
 		}
@@ -443,7 +444,7 @@ func (c *Client) readClaim(ctx context.Context, id uuid.UUID) (*foundClaim, erro
 		f           foundClaim
 		leftSeconds *float64
 	)
-	msg, err := scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessageClaim, id), &f.claimID, &f.cancelRequested, &leftSeconds)
+	msg, err := dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessageClaim, id), &f.claimID, &f.cancelRequested, &leftSeconds)
 	if err != nil {
 		return nil, err
 	}
@@ -462,7 +463,7 @@ func (c *Client) recordSent(ctx context.Context, job *river.Job[DeliveryArgs], c
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	var recorded bool
-	err := retryTransient(ctx, func(ctx context.Context) (err error) {
+	err := dbutil.RetryTransient(ctx, func(ctx context.Context) (err error) {
 		recorded, err = c.recordSentCompleteJob(ctx, cl.msg.ID, cl.id, job.ID)
 		return err
 	})
@@ -484,8 +485,8 @@ func (c *Client) recordFailure(ctx context.Context, cl *claim, status MessageSta
 	defer cancel()
 	lastError := boundedErrorText(cause.Error())
 	var rows int64
-	err := retryTransient(ctx, func(ctx context.Context) error {
-		tag, err := c.pool.Exec(ctx, c.queries.RecordFailed, pgUUID(cl.msg.ID), pgUUID(cl.id), status, lastError)
+	err := dbutil.RetryTransient(ctx, func(ctx context.Context) error {
+		tag, err := c.pool.Exec(ctx, c.queries.RecordFailed, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id), status, lastError)
 		rows = tag.RowsAffected()
 		return err
 	})
@@ -535,7 +536,7 @@ func (c *Client) renewClaim(ctx context.Context, cl *claim) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	tag, err := c.pool.Exec(ctx, c.queries.RenewClaim, pgx.NamedArgs{
-		"id": pgUUID(cl.msg.ID), "claim_id": pgUUID(cl.id), "claim_secs": claimLength(c.config).Seconds(),
+		"id": dbutil.PgUUID(cl.msg.ID), "claim_id": dbutil.PgUUID(cl.id), "claim_secs": claimLength(c.config).Seconds(),
 	})
 	if err != nil {
 		c.config.Logger.Warn("outbound: renew the claim of a notifier call past its deadline",

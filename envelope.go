@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
+	"github.com/cairnloop/outbound/internal/hostdata"
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -153,7 +155,7 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	}
 	if after != nil {
 		filter.After = true
-		args = append(args, after.requestedAt, pgUUID(after.id))
+		args = append(args, after.requestedAt, dbutil.PgUUID(after.id))
 	}
 	rows, err := c.pool.Query(ctx, c.queries.ListEnvelopes[filter], args...)
 	if err != nil {
@@ -222,9 +224,9 @@ func scanEnvelopeRecord(row pgx.Row, extra ...any) (*envelopeRecord, error) {
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	e.Data = decodeData(data)
+	e.Data = hostdata.Decode(data)
 	e.RenderedBody, e.Status = body.String, EnvelopeStatus(status)
-	e.CancelledBy, e.CancelledAt = deref(cancelledBy), deref(cancelledAt)
+	e.CancelledBy, e.CancelledAt = dbutil.Deref(cancelledBy), dbutil.Deref(cancelledAt)
 	if requestedBy != nil {
 		e.RequestedBy = *requestedBy
 	}
@@ -296,20 +298,20 @@ func (c *Client) insertEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 		digest = sum[:]
 	}
 	args := sqltext.InsertEnvelopeArgs{
-		ID:            pgUUID(req.id),
+		ID:            dbutil.PgUUID(req.id),
 		TemplateID:    req.templateID,
 		RenderedBody:  req.body,
 		Recipients:    kept,
 		Count:         len(req.recipients),
 		EffectiveCap:  req.cap,
-		RequestedBy:   nullIfEmpty(req.actor),
+		RequestedBy:   dbutil.NullIfEmpty(req.actor),
 		Status:        string(req.status),
-		RefusedReason: nullIfEmpty(req.refusedReason),
+		RefusedReason: dbutil.NullIfEmpty(req.refusedReason),
 		Digest:        digest,
 		ScheduleIn:    req.scheduleIn,
-		ScheduledAt:   nullIfZeroTime(req.scheduledAt),
-		Priority:      nullIfZero(req.priority),
-		MaxAttempts:   nullIfZero(req.maxAttempts),
+		ScheduledAt:   dbutil.NullIfZeroTime(req.scheduledAt),
+		Priority:      dbutil.NullIfZero(req.priority),
+		MaxAttempts:   dbutil.NullIfZero(req.maxAttempts),
 		DataDigest:    req.dataDigest,
 	}
 	if req.data != nil {
@@ -391,7 +393,7 @@ func (e *envelopeRecord) recipientDiffers(req *envelopeRequest) (int64, bool) {
 	return 0, false
 }
 
-// sameStoredTime reports whether a time stored by nullIfZeroTime is t, to
+// sameStoredTime reports whether a time stored by dbutil.NullIfZeroTime is t, to
 // the microsecond that timestamptz keeps.
 func sameStoredTime(stored *time.Time, t time.Time) bool {
 	if stored == nil {
@@ -400,7 +402,7 @@ func sameStoredTime(stored *time.Time, t time.Time) bool {
 	return stored.Equal(t.Truncate(time.Microsecond))
 }
 
-// sameStoredInt reports whether a number stored by nullIfZero is n.
+// sameStoredInt reports whether a number stored by dbutil.NullIfZero is n.
 func sameStoredInt(stored *int, n int) bool {
 	if stored == nil {
 		return n == 0
@@ -519,7 +521,7 @@ func (c *Client) replayEnvelope(ctx context.Context, tx pgx.Tx, req *envelopeReq
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound: read envelope messages: %w", err)
 	}
-	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return dbutil.ScanMessage(row) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound: read envelope messages: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -97,7 +98,7 @@ func (c *Client) listMessages(ctx context.Context, q querier, params *ListMessag
 	}
 	if params.BulkEnvelopeID != uuid.Nil {
 		filter.Envelope = true
-		args = append(args, pgUUID(params.BulkEnvelopeID))
+		args = append(args, dbutil.PgUUID(params.BulkEnvelopeID))
 	}
 	if params.Status != "" {
 		filter.Status = sqltext.FinalStatus
@@ -108,13 +109,13 @@ func (c *Client) listMessages(ctx context.Context, q querier, params *ListMessag
 	}
 	if params.After != nil {
 		filter.After = true
-		args = append(args, pgUUID(params.After.id))
+		args = append(args, dbutil.PgUUID(params.After.id))
 	}
 	rows, err := q.Query(ctx, c.queries.ListMessages[filter], args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list messages: %w", err)
 	}
-	messages, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+	messages, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return dbutil.ScanMessage(row) })
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list messages: %w", err)
 	}

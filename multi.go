@@ -8,6 +8,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
+	"github.com/cairnloop/outbound/internal/hostdata"
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -123,9 +125,9 @@ type insertedMessage struct {
 func (b *triggerBatch) init(conversationIDs []int64, p *stageParams) error {
 	*b = triggerBatch{
 		params:     p,
-		envelopeID: nullIfNilUUID(p.bulkEnvelopeID),
+		envelopeID: dbutil.NullIfNilUUID(p.bulkEnvelopeID),
 		metadata:   newMessageMetadata(p.templateID, p.bulkEnvelopeID),
-		data:       decodeData(p.data),
+		data:       hostdata.Decode(p.data),
 		recipients: recipientRows{
 			ids:             make([]pgtype.UUID, len(conversationIDs)),
 			conversationIDs: conversationIDs,
@@ -141,7 +143,7 @@ func (b *triggerBatch) init(conversationIDs []int64, p *stageParams) error {
 			return fmt.Errorf("outbound: message id: %w", err)
 		}
 		b.messageIDs[i] = id
-		b.recipients.ids[i] = pgUUID(id)
+		b.recipients.ids[i] = dbutil.PgUUID(id)
 	}
 	if p.each != nil {
 		r := &b.recipients
@@ -350,7 +352,7 @@ func (b *triggerBatch) fillMessage(m *Message, i int, row insertedMessage) {
 			if merged == nil {
 				merged = make(map[string]any)
 			}
-			maps.Copy(merged, decodeData(own.data))
+			maps.Copy(merged, hostdata.Decode(own.data))
 			data = merged
 		} else if data != nil {
 			data = maps.Clone(data)
@@ -408,7 +410,7 @@ func (c *Client) stageDuplicates(ctx context.Context, tx pgx.Tx, b *triggerBatch
 		if err != nil {
 			return fmt.Errorf("outbound: read existing messages: %w", err)
 		}
-		existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return scanMessage(row) })
+		existing, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Message, error) { return dbutil.ScanMessage(row) })
 		if err != nil {
 			return fmt.Errorf("outbound: read existing messages: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -34,7 +35,7 @@ func (c *Client) ensureRateLimitRow(ctx context.Context, key string) error {
 	if _, ok := c.rateLimitRows.Load(key); ok {
 		return nil
 	}
-	err := retryTransient(ctx, func(ctx context.Context) error {
+	err := dbutil.RetryTransient(ctx, func(ctx context.Context) error {
 		_, err := c.pool.Exec(ctx, c.queries.EnsureRateLimit, pgx.NamedArgs{"key": key})
 		return err
 	})
@@ -52,8 +53,8 @@ func (c *Client) readWait(ctx context.Context, id uuid.UUID) (*Message, time.Dur
 		msg  *Message
 		wait *float64
 	)
-	err := retryTransient(ctx, func(ctx context.Context) (err error) {
-		msg, err = scanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessageWait, pgx.NamedArgs{"id": pgUUID(id)}), &wait)
+	err := dbutil.RetryTransient(ctx, func(ctx context.Context) (err error) {
+		msg, err = dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessageWait, pgx.NamedArgs{"id": dbutil.PgUUID(id)}), &wait)
 		return err
 	})
 	if err != nil {
@@ -72,8 +73,8 @@ func (c *Client) claimRated(ctx context.Context, id, claimID uuid.UUID, attempt 
 		wait *float64
 	)
 	args := pgx.NamedArgs{
-		"id":             pgUUID(id),
-		"claim_id":       pgUUID(claimID),
+		"id":             dbutil.PgUUID(id),
+		"claim_id":       dbutil.PgUUID(claimID),
 		"attempt":        attempt,
 		"claim_secs":     claimLength(c.config).Seconds(),
 		"key":            lim.key,
@@ -82,8 +83,8 @@ func (c *Client) claimRated(ctx context.Context, id, claimID uuid.UUID, attempt 
 	}
 	// Retrying is safe: a retried claim whose first commit went through
 	// finds its own claim id, and takes no second slot.
-	err := retryTransient(ctx, func(ctx context.Context) (err error) {
-		msg, err = scanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessageRated, args), &wait)
+	err := dbutil.RetryTransient(ctx, func(ctx context.Context) (err error) {
+		msg, err = dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessageRated, args), &wait)
 		return err
 	})
 	if err != nil {
@@ -103,14 +104,14 @@ func (c *Client) claimRated(ctx context.Context, id, claimID uuid.UUID, attempt 
 // the wait until the booking, or false when nothing was recorded.
 func (c *Client) recordRateLimited(ctx context.Context, id, claimID uuid.UUID, lim messageLimit, pause time.Duration, lastError string) (time.Duration, bool, error) {
 	args := pgx.NamedArgs{
-		"id":         pgUUID(id),
-		"claim_id":   pgUUID(claimID),
+		"id":         dbutil.PgUUID(id),
+		"claim_id":   dbutil.PgUUID(claimID),
 		"key":        lim.key,
 		"pause_secs": pause.Seconds(),
 		"last_error": lastError,
 	}
 	var wait *float64
-	err := retryTransient(ctx, func(ctx context.Context) error {
+	err := dbutil.RetryTransient(ctx, func(ctx context.Context) error {
 		return c.pool.QueryRow(ctx, c.queries.RecordRateLimited, args).Scan(&wait)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -116,7 +117,7 @@ func (c *Client) reconcileBatch(ctx context.Context, cursor pgtype.UUID) (int, p
 			msg.BulkEnvelopeID = *envelope
 		}
 		final := MessageStatus(*status)
-		settled = append(settled, messageEvent(&msg, final, reconciledReason(final, jobState), deref(lastError)))
+		settled = append(settled, messageEvent(&msg, final, reconciledReason(final, jobState), dbutil.Deref(lastError)))
 		return nil
 	})
 	return looked, last, settled, err

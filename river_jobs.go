@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 
+	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -32,6 +33,6 @@ func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64, mess
 // river.JobCompleteTx would. It reports whether the message was recorded.
 func (c *Client) recordSentCompleteJob(ctx context.Context, messageID, claimID uuid.UUID, jobID int64) (bool, error) {
 	var recorded bool
-	err := c.pool.QueryRow(ctx, c.queries.RecordSentCompleteJob, pgUUID(messageID), pgUUID(claimID), jobID).Scan(&recorded)
+	err := c.pool.QueryRow(ctx, c.queries.RecordSentCompleteJob, dbutil.PgUUID(messageID), dbutil.PgUUID(claimID), jobID).Scan(&recorded)
 	return recorded, err
 }

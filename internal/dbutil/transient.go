@@ -1,4 +1,4 @@
-package outbound
+package dbutil
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// retryTransient runs fn until it succeeds, fails in a way that trying again
+// RetryTransient runs fn until it succeeds, fails in a way that trying again
 // would not mend, or ctx ends, with a short backoff between tries. Two
 // failures are mended by trying again. A lost connection: a pool hands out
 // idle connections without checking them, so one that the server or a pooler
@@ -21,11 +21,11 @@ import (
 // discards it. And a deadlock or serialization failure, which rolled the
 // statement back. fn must be safe to run again after a try whose commit may
 // have happened unacknowledged.
-func retryTransient(ctx context.Context, fn func(context.Context) error) error {
+func RetryTransient(ctx context.Context, fn func(context.Context) error) error {
 	backoff := 10 * time.Millisecond
 	for {
 		err := fn(ctx)
-		if err == nil || !transient(err) || ctx.Err() != nil {
+		if err == nil || !Transient(err) || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -37,10 +37,10 @@ func retryTransient(ctx context.Context, fn func(context.Context) error) error {
 	}
 }
 
-// transient reports whether err says the connection failed or could not be
+// Transient reports whether err says the connection failed or could not be
 // made, or the statement was rolled back by a deadlock or a serialization
 // failure.
-func transient(err error) bool {
+func Transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
@@ -51,29 +51,29 @@ func transient(err error) bool {
 	if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
 		return true
 	}
-	return errors.As(err, &connectErr) || connectionEnded(err)
+	return errors.As(err, &connectErr) || ConnectionEnded(err)
 }
 
-// beginTx begins a transaction on the pool. A connection that the server
+// BeginTx begins a transaction on the pool. A connection that the server
 // ended while it sat idle in the pool (a failover, a pooler's restart,
 // pg_terminate_backend) fails its BEGIN, the first statement sent on it, and
 // the pool discards it: BEGIN is then tried again on another connection, up
 // to once per connection the pool may hold. Nothing was done on a connection
 // whose BEGIN failed, so trying again is always safe. A database that cannot
 // be reached fails at once: a new connection's error is not tried again.
-func beginTx(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
+func BeginTx(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
 	tries := int(pool.Config().MaxConns) + 1
 	for try := 1; ; try++ {
 		tx, err := pool.Begin(ctx)
-		if err == nil || try == tries || !connectionEnded(err) || ctx.Err() != nil {
+		if err == nil || try == tries || !ConnectionEnded(err) || ctx.Err() != nil {
 			return tx, err
 		}
 	}
 }
 
-// connectionEnded reports whether err says an established connection was
+// ConnectionEnded reports whether err says an established connection was
 // ended by the server or lost, as opposed to one that could not be made.
-func connectionEnded(err error) bool {
+func ConnectionEnded(err error) bool {
 	var connectErr *pgconn.ConnectError
 	if errors.As(err, &connectErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false

@@ -1,20 +1,22 @@
-package outbound
+package dbutil
 
 import (
 	"slices"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/hostdata"
+	"github.com/cairnloop/outbound/outboundtype"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// scanMessage scans one row of sqltext.MessageColumns, or of one of its
+// ScanMessage scans one row of sqltext.MessageColumns, or of one of its
 // forms without the whole content, followed by the columns extra scans
 // into, if any.
-func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
+func ScanMessage(row pgx.Row, extra ...any) (*outboundtype.Message, error) {
 	var (
-		m         Message
+		m         outboundtype.Message
 		content   pgtype.Text
 		status    string
 		envelope  *uuid.UUID
@@ -35,8 +37,8 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	m.Data = decodeData(data)
-	m.Content, m.Status = content.String, MessageStatus(status)
+	m.Data = hostdata.Decode(data)
+	m.Content, m.Status = content.String, outboundtype.MessageStatus(status)
 	m.CancelledBy, m.CancelledAt, m.Rendered = cancelledBy.String, cancelledAt.Time, rendered.Bool
 	if envelope != nil {
 		m.BulkEnvelopeID = *envelope
@@ -50,7 +52,7 @@ func scanMessage(row pgx.Row, extra ...any) (*Message, error) {
 	if sentAt != nil {
 		m.SentAt = *sentAt
 	}
-	if rateWaitUntil.Valid && slices.Contains(undeliveredStatuses, m.Status) {
+	if rateWaitUntil.Valid && slices.Contains(UndeliveredStatuses, m.Status) {
 		m.RateLimitedUntil = rateWaitUntil.Time
 	}
 	return &m, nil

@@ -1,4 +1,8 @@
-package outbound
+// Package hostdata holds what the library knows of host data's JSON: which
+// of it reads back as written (CheckReadsBack, MaxDepth), and how every read
+// decodes it (Decode), losslessly for rows stored before the check. It names
+// nothing of the library's, so that every reader of a row can use it.
+package hostdata
 
 import (
 	"bytes"
@@ -10,25 +14,25 @@ import (
 	"unicode/utf8"
 )
 
-// MaxDataDepth is how deeply host data may nest, counting its own object as
+// MaxDepth is how deeply host data may nest, counting its own object as
 // the first level. Host data is an address, a channel, a locale; this is far
 // deeper than it needs, far inside the 10,000 levels to which encoding/json
 // decodes (so that what is accepted reads back), and shallow enough for the
 // dashboard to show indented.
-const MaxDataDepth = 100
+const MaxDepth = 100
 
-// decodeData decodes host data as every read gives it in Message.Data and
+// Decode decodes host data as every read gives it in Message.Data and
 // Envelope.Data, or returns nil for none. It never fails on a JSON object
 // PostgreSQL kept: data that encodeData accepted decodes as encoding/json
 // decodes into a map (numbers are float64); data stored before it checked
 // (a number float64 cannot give back as written, nesting deeper than
-// MaxDataDepth) decodes losslessly, such a number as a json.Number of its
+// MaxDepth) decodes losslessly, such a number as a json.Number of its
 // text, so that the row stays readable, cancellable and deliverable.
-func decodeData(encoded []byte) map[string]any {
+func Decode(encoded []byte) map[string]any {
 	if encoded == nil {
 		return nil
 	}
-	if checkReadsBack(encoded) == "" {
+	if CheckReadsBack(encoded) == "" {
 		var data map[string]any
 		if err := json.Unmarshal(encoded, &data); err == nil {
 			return data
@@ -96,7 +100,7 @@ func decodeValue(dec *json.Decoder) (any, error) {
 	return tok, nil // string, bool or nil
 }
 
-// dataFrame is one object or array that checkReadsBack is inside.
+// dataFrame is one object or array that CheckReadsBack is inside.
 type dataFrame struct {
 	object bool
 	// key is the span of the current member's quoted name, in an object.
@@ -106,15 +110,15 @@ type dataFrame struct {
 	index int
 }
 
-// checkReadsBack checks JSON text of host data in one pass, without
+// CheckReadsBack checks JSON text of host data in one pass, without
 // decoding it: that it is valid UTF-8, holds no string whose invalid UTF-8
 // json.Marshal replaced with U+FFFD (which it writes \ufffd, so that a
 // Marshaler writing that escape for a real U+FFFD is refused too), nests no
-// deeper than MaxDataDepth, and holds no number that a read, which decodes
+// deeper than MaxDepth, and holds no number that a read, which decodes
 // numbers as float64, would not give back as written. It returns what is
 // wrong and where, naming the member by its keys and indexes, or "" when
 // the data reads back.
-func checkReadsBack(encoded []byte) string {
+func CheckReadsBack(encoded []byte) string {
 	if !utf8.Valid(encoded) {
 		return "must be valid UTF-8"
 	}
@@ -133,8 +137,8 @@ func checkReadsBack(encoded []byte) string {
 			}
 			i = end
 		case c == '{' || c == '[':
-			if len(stack) == MaxDataDepth {
-				return fmt.Sprintf("must nest objects and arrays at most %d deep (MaxDataDepth)", MaxDataDepth)
+			if len(stack) == MaxDepth {
+				return fmt.Sprintf("must nest objects and arrays at most %d deep (MaxDataDepth)", MaxDepth)
 			}
 			stack = append(stack, dataFrame{object: c == '{', wantKey: c == '{'})
 		case c == '}' || c == ']':
