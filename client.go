@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/dbutil"
+	"github.com/cairnloop/outbound/internal/delivery"
 	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/cairnloop/outbound/internal/telemetry"
 	"github.com/google/uuid"
@@ -30,9 +30,8 @@ type Client struct {
 	statusGauge  *telemetry.BacklogGauge
 	// subscriptions are the subscribers to final outcomes (Subscribe).
 	subscriptions subscriptions
-	// rateLimitRows are the rate limit keys whose rows this process has
-	// created or found.
-	rateLimitRows sync.Map
+	// delivery makes the delivery attempts of the worker's jobs.
+	delivery *delivery.Executor
 }
 
 // New returns a Client writing to the tables that Migrate created in
@@ -56,6 +55,19 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		config:    cfg,
 		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
 		telemetry: telemetry.New(cfg.TracerProvider, cfg.MeterProvider),
+	}
+	c.delivery = &delivery.Executor{
+		Pool:          pool,
+		Queries:       c.queries,
+		Notifier:      cfg.Notifier,
+		NotifyTimeout: cfg.NotifyTimeout,
+		ClaimLength:   claimLength(cfg),
+		RateLimits:    cfg.RateLimits,
+		RateLimitKey:  cfg.RateLimitKey,
+		Logger:        cfg.Logger,
+		Telemetry:     c.telemetry,
+		WithTx:        c.withTx,
+		OnFinal:       c.publishFinal,
 	}
 	// One River client both enqueues delivery jobs in callers' transactions
 	// and, once Start is called, works them. Until then it only inserts.

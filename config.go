@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/delivery"
 	"github.com/riverqueue/river"
 
 	"go.opentelemetry.io/otel"
@@ -279,10 +280,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// recordTimeout bounds each step that records an attempt's result. The steps
-// run on a context detached from the job's, so that what the notifier did is
-// still recorded when the worker is being stopped.
-const recordTimeout = 10 * time.Second
+// MaxLastErrorBytes bounds Message.LastError, and so what of a Notifier's
+// error reaches the database, River's job errors and River's logs.
+const MaxLastErrorBytes = delivery.MaxLastErrorBytes
+
+// recordTimeout bounds each step that records an attempt's result
+// (delivery.RecordTimeout), and so the claim's length.
+const recordTimeout = delivery.RecordTimeout
 
 // claimLength is how long a claim holds a message: the longest an attempt may
 // take from its claim to its recorded result.

@@ -32,17 +32,3 @@ type auditorError struct{ err error }
 
 func (e *auditorError) Error() string { return "outbound: auditor: " + e.err.Error() }
 func (e *auditorError) Unwrap() error { return e.err }
-
-// attemptError is what Work returns to River for a failed Notifier call: the
-// message's last_error and nothing more of the Notifier's error, so that
-// River's logs and job errors hold no more than the message row does.
-type attemptError struct {
-	text string
-	// cause is context.Canceled for a stopped worker, so that River sees a
-	// soft stop and makes the job available again without using an attempt.
-	cause error
-}
-
-func (e *attemptError) Error() string { return e.text }
-
-func (e *attemptError) Unwrap() error { return e.cause }

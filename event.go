@@ -1,7 +1,10 @@
 package outbound
 
 import (
+	"context"
 	"time"
+
+	"github.com/cairnloop/outbound/internal/delivery"
 )
 
 // eventKindOf maps a final status to its event kind.
@@ -24,5 +27,13 @@ func messageEvent(msg *Message, status MessageStatus, reason EventReason, lastEr
 		Attempts:       msg.Attempts,
 		LastError:      lastError,
 		OccurredAt:     time.Now(),
+	}
+}
+
+// publishFinal publishes an attempt's final outcome to subscribers, building
+// its Event only when someone listens.
+func (c *Client) publishFinal(ctx context.Context, f delivery.Final) {
+	if c.subscriptions.listening() {
+		c.subscriptions.publish(ctx, messageEvent(f.Message, f.Status, f.Reason, f.LastError))
 	}
 }

@@ -5,30 +5,13 @@ import (
 	"sort"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cairnloop/outbound/internal/delivery"
 )
 
 // maxRateLimitKeyBytes bounds the keys of Config.RateLimits, which are
 // stored as the rate_limits table's primary key.
 const maxRateLimitKeyBytes = 256
-
-// rateLimitHop is the longest a message waiting for its limit is snoozed at
-// once. River holds a job snoozed for longer as scheduled until its
-// scheduler's next run, every 5 seconds, so that it would wake up to 5
-// seconds late; a shorter snooze leaves the job available to the first
-// fetch after its time. A longer wait is made of hops, each one fetch.
-const rateLimitHop = 4 * time.Second
-
-// rateWaitSlack is how early a booking counts as due: a process's clock that
-// runs a little ahead of the database's wakes a message that much early, and
-// it goes to the claim rather than back to sleep.
-const rateWaitSlack = 50 * time.Millisecond
-
-// interval is the time between two calls at the limit's steady rate.
-func interval(l RateLimit) time.Duration { return l.Per / time.Duration(l.Limit) }
-
-// tolerance is how far ahead of now a key's theoretical arrival time may be
-// for one more call to start: the burst, less the call itself.
-func tolerance(l RateLimit) time.Duration { return time.Duration(l.Burst-1) * interval(l) }
 
 // validateRateLimits checks Config.RateLimits, whose bursts withDefaults has
 // set, and names the first bad key in sorted order.
@@ -52,7 +35,7 @@ func validateRateLimits(limits map[string]RateLimit) error {
 			return invalidArgument(field+".Per", "must be at least 1ms, got %s", l.Per)
 		case l.Burst < 1:
 			return invalidArgument(field+".Burst", "must be at least 1 (0 means Limit), got %d", l.Burst)
-		case interval(l) < time.Microsecond:
+		case delivery.Interval(l) < time.Microsecond:
 			// PostgreSQL's timestamps resolve microseconds.
 			return invalidArgument(field, "must allow at most one call per microsecond, got %d per %s", l.Limit, l.Per)
 		}
@@ -84,16 +67,3 @@ func withBursts(limits map[string]RateLimit) map[string]RateLimit {
 	}
 	return out
 }
-
-// secondsOf turns a number of seconds the database computed into a
-// duration; nil is zero.
-func secondsOf(seconds *float64) time.Duration {
-	if seconds == nil {
-		return 0
-	}
-	return time.Duration(*seconds * float64(time.Second))
-}
-
-// snoozeFor is how long a message waiting d for its limit is snoozed: d, in
-// hops of at most rateLimitHop.
-func snoozeFor(d time.Duration) time.Duration { return min(d, rateLimitHop) }

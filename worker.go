@@ -22,11 +22,11 @@ type deliveryWorker struct {
 // Work makes one delivery attempt.
 func (w *deliveryWorker) Work(ctx context.Context, job *river.Job[DeliveryArgs]) error {
 	w.retryAt.Delete(job.ID) // left by an attempt River did not retry
-	res := w.client.deliver(ctx, job)
-	if !res.retryAt.IsZero() {
-		w.retryAt.Store(job.ID, res.retryAt)
+	res := w.client.delivery.Deliver(ctx, job)
+	if !res.RetryAt.IsZero() {
+		w.retryAt.Store(job.ID, res.RetryAt)
 	}
-	return res.err
+	return res.Err
 }
 
 // Timeout is the claim's length: the longest an attempt may take from its

@@ -1,4 +1,4 @@
-package outbound
+package delivery
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/telemetry"
+	"github.com/cairnloop/outbound/outboundtype"
 )
 
 // MaxLastErrorBytes bounds Message.LastError, and so what of a Notifier's
@@ -22,7 +23,7 @@ const truncatedMark = " …[truncated]"
 
 // boundedErrorText turns an error's text into what PostgreSQL can store (valid
 // UTF-8, no NUL) in at most MaxLastErrorBytes.
-func boundedErrorText(text string) string {
+func BoundedErrorText(text string) string {
 	text = strings.ToValidUTF8(text, "\uFFFD")
 	text = strings.ReplaceAll(text, "\x00", "\uFFFD")
 	if len(text) <= MaxLastErrorBytes {
@@ -47,13 +48,13 @@ type notifyResult struct {
 
 // permanent reports whether the Notifier said no retry can help.
 func (n notifyResult) permanent() bool {
-	var p *PermanentError
+	var p *outboundtype.PermanentError
 	return n.err != nil && errors.As(n.err, &p)
 }
 
 // retryAfter returns the delay a RetryAfter error asked for, or 0.
 func (n notifyResult) retryAfter() time.Duration {
-	var r *RetryAfterError
+	var r *outboundtype.RetryAfterError
 	if n.err != nil && !n.permanent() && errors.As(n.err, &r) {
 		return r.Delay
 	}
@@ -65,7 +66,7 @@ func (n notifyResult) rateLimited() time.Duration {
 	if n.err == nil {
 		return 0 // before r, which escapes: a success allocates nothing here
 	}
-	var r *RateLimitedError
+	var r *outboundtype.RateLimitedError
 	if !n.permanent() && !n.stopped && errors.As(n.err, &r) {
 		return r.Delay
 	}
@@ -99,21 +100,21 @@ func (n notifyResult) reason() telemetry.Reason {
 // message (renewed while it runs) and its worker, so that no other attempt
 // calls the notifier for the message beside it, and no more than MaxWorkers
 // calls run at once. What it returns late is what the attempt records.
-func (c *Client) notify(ctx context.Context, msg *Message, renew func(context.Context) bool) notifyResult {
-	timeout := c.config.NotifyTimeout
+func (e *Executor) notify(ctx context.Context, msg *outboundtype.Message, renew func(context.Context) bool) notifyResult {
+	timeout := e.NotifyTimeout
 	notifyCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	done := make(chan notifyResult, 1)
-	notifier := c.config.Notifier
+	notifier := e.Notifier
 	msgCopy := *msg
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
 				// The value may hold a body or personal data, and be of any
 				// size: it is logged as last_error keeps it, bounded.
-				text := boundedErrorText(fmt.Sprint(v))
-				c.config.Logger.Error("outbound: notifier panicked",
+				text := BoundedErrorText(fmt.Sprint(v))
+				e.Logger.Error("outbound: notifier panicked",
 					slog.String("message_id", msg.ID.String()),
 					slog.String("panic", text),
 					slog.String("stack", string(debug.Stack())))
@@ -147,7 +148,7 @@ func (c *Client) notify(ctx context.Context, msg *Message, renew func(context.Co
 // until renew says the claim is lost: the claim holds while the call runs,
 // and runs out a claim's length after its process dies.
 func awaitOverrun(ctx context.Context, done <-chan notifyResult, renew func(context.Context) bool) notifyResult {
-	ticker := time.NewTicker(recordTimeout)
+	ticker := time.NewTicker(RecordTimeout)
 	defer ticker.Stop()
 	holding := renew(ctx)
 	for {

@@ -1,4 +1,4 @@
-package outbound
+package delivery
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 
 	"github.com/cairnloop/outbound/internal/dbutil"
 	"github.com/cairnloop/outbound/internal/telemetry"
+	"github.com/cairnloop/outbound/outboundtype"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // deliveryResult is one attempt's result, computed once by classify: what the
@@ -40,18 +40,10 @@ type deliveryResult struct {
 // subscribers. It is kept as values, and made an Event only when someone
 // listens.
 type finalOutcome struct {
-	msg       *Message
-	status    MessageStatus
-	reason    EventReason
+	msg       *outboundtype.Message
+	status    outboundtype.MessageStatus
+	reason    outboundtype.EventReason
 	lastError string
-}
-
-// event is the Event of the outcome, or nil for none.
-func (f finalOutcome) event() *Event {
-	if f.msg == nil {
-		return nil
-	}
-	return messageEvent(f.msg, f.status, f.reason, f.lastError)
 }
 
 // failure is the error that failed the attempt, for its span, or nil: an
@@ -73,7 +65,7 @@ type attemptFacts struct {
 	notify   notifyResult
 	// recorded is the status the record step left the message in; empty
 	// when the step did not run or the claim was lost.
-	recorded MessageStatus
+	recorded outboundtype.MessageStatus
 	// claimLost: another attempt took the claim over before this one
 	// recorded its result.
 	claimLost bool
@@ -86,50 +78,10 @@ type attemptFacts struct {
 	rateWait time.Duration
 }
 
-// deliver makes one delivery attempt and records it in telemetry.
-//
-// An attempt is a lease, as River's own fetch is:
-//
-//  1. Claim: one short committed update makes the message delivering, under a
-//     claim id of the attempt's own, until a time after which a claim left
-//     by a dead worker may be taken over.
-//  2. Notify: the Notifier runs with nothing of the library's open.
-//  3. Record: an update guarded by the claim id, so that only the attempt
-//     holding the claim can record its result. Sent is recorded in the same
-//     statement that completes the River job.
-//
-// A cancel never waits for a Notifier: a message in flight is not
-// cancellable. The claim's expiry keeps an attempt that River rescued while
-// the first was still running from calling the Notifier beside it.
-func (c *Client) deliver(ctx context.Context, job *river.Job[DeliveryArgs]) deliveryResult {
-	start := time.Now()
-	args := job.Args
-	ctx, span := c.telemetry.Tracer().Start(ctx, telemetry.SpanDeliver, trace.WithAttributes(
-		telemetry.AttrMessageID.String(args.MessageID.String()),
-		telemetry.AttrConversationID.Int64(args.ConversationID),
-		telemetry.AttrTemplateID.String(args.TemplateID),
-		telemetry.AttrAttempt.Int(job.Attempt),
-	))
-	if args.BulkEnvelopeID != nil {
-		span.SetAttributes(telemetry.AttrBulkEnvelopeID.String(args.BulkEnvelopeID.String()))
-	}
-	res := classify(job, c.attempt(ctx, job))
-	c.telemetry.RecordDelivery(ctx, span, res.outcome, res.reason, res.failure(), start)
-	if res.final.msg != nil {
-		c.telemetry.RecordFinal(ctx, res.final.msg, res.final.status)
-	}
-	if c.subscriptions.listening() {
-		if ev := res.final.event(); ev != nil {
-			c.subscriptions.publish(ctx, ev)
-		}
-	}
-	return res
-}
-
 // attempt runs the three steps: claim, notify, record.
-func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f attemptFacts) {
+func (e *Executor) attempt(ctx context.Context, job *river.Job[outboundtype.DeliveryArgs]) (f attemptFacts) {
 	defer func() { f.stopped = stopping(ctx) }()
-	cl, err := c.claim(ctx, job)
+	cl, err := e.claim(ctx, job)
 	if err != nil {
 		f.dbErr = fmt.Errorf("claim: %w", err)
 		return f
@@ -143,20 +95,20 @@ func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f a
 		// Stopping: record the attempt failed without calling anyone, and
 		// River makes the job available again.
 		f.notify = notifyResult{err: fmt.Errorf("worker stopping before the notifier was called: %w", ctx.Err()), stopped: true}
-	case c.config.Notifier != nil:
+	case e.Notifier != nil:
 		f.notified = true
-		f.notify = c.notify(ctx, cl.msg, func(ctx context.Context) bool { return c.renewClaim(ctx, cl) })
+		f.notify = e.notify(ctx, cl.msg, func(ctx context.Context) bool { return e.renewClaim(ctx, cl) })
 	}
 	switch pause := f.notify.rateLimited(); {
 	case f.notify.err == nil:
-		f.recorded, f.dbErr = c.recordSent(ctx, job, cl)
+		f.recorded, f.dbErr = e.recordSent(ctx, job, cl)
 	case pause > 0:
-		f.recorded, f.rateWait, f.dbErr = c.recordPaused(ctx, cl, pause, f.notify.err)
+		f.recorded, f.rateWait, f.dbErr = e.recordPaused(ctx, cl, pause, f.notify.err)
 	default:
-		f.recorded, f.dbErr = c.recordFailure(ctx, cl, failureStatus(job, f.notify), f.notify.err)
+		f.recorded, f.dbErr = e.recordFailure(ctx, cl, failureStatus(job, f.notify), f.notify.err)
 	}
 	if f.dbErr != nil {
-		c.releaseClaim(ctx, cl)
+		e.releaseClaim(ctx, cl)
 	}
 	f.claimLost = f.dbErr == nil && f.recorded == ""
 	return f
@@ -165,25 +117,25 @@ func (c *Client) attempt(ctx context.Context, job *river.Job[DeliveryArgs]) (f a
 // releaseClaim ends the claim of an attempt that could not record its
 // result, so that River's retry may claim the message at once. It tries once:
 // if the database is still out of reach, the claim runs out by itself.
-func (c *Client) releaseClaim(ctx context.Context, cl *claim) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+func (e *Executor) releaseClaim(ctx context.Context, cl *claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	_, _ = c.pool.Exec(ctx, c.queries.ReleaseClaim, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id))
+	_, _ = e.Pool.Exec(ctx, e.Queries.ReleaseClaim, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id))
 }
 
 // failureStatus is the status a failed attempt leaves: discarded when the
 // Notifier said the failure is permanent or no attempt is left, else failed.
 // An attempt cut short by a stopping worker leaves failed even on the last
 // attempt: River makes the job available again without counting it.
-func failureStatus(job *river.Job[DeliveryArgs], n notifyResult) MessageStatus {
+func failureStatus(job *river.Job[outboundtype.DeliveryArgs], n notifyResult) outboundtype.MessageStatus {
 	if n.permanent() || (job.Attempt >= job.MaxAttempts && !n.stopped) {
-		return MessageStatusDiscarded
+		return outboundtype.MessageStatusDiscarded
 	}
-	return MessageStatusFailed
+	return outboundtype.MessageStatusFailed
 }
 
 // classify turns what an attempt did into its one result.
-func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
+func classify(job *river.Job[outboundtype.DeliveryArgs], f attemptFacts) deliveryResult {
 	id := job.Args.MessageID
 	cl := f.claim
 	switch {
@@ -194,7 +146,7 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 		}
 		err := fmt.Errorf("outbound: deliver message %s: %w", id, f.dbErr)
 		if f.notified && f.notify.err != nil {
-			err = fmt.Errorf("outbound: deliver message %s: %s; then %w", id, boundedErrorText(f.notify.err.Error()), f.dbErr)
+			err = fmt.Errorf("outbound: deliver message %s: %s; then %w", id, BoundedErrorText(f.notify.err.Error()), f.dbErr)
 		}
 		return deliveryResult{outcome: telemetry.OutcomeFailed, reason: r, err: err}
 
@@ -205,15 +157,15 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 		return deliveryResult{outcome: telemetry.OutcomeFailed, reason: telemetry.ReasonClaimLost,
 			err: fmt.Errorf("outbound: deliver message %s: another attempt took over the claim before this one recorded its result", id)}
 
-	case f.recorded == MessageStatusSent && !f.notified:
+	case f.recorded == outboundtype.MessageStatusSent && !f.notified:
 		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonNoNotifierConfigured,
-			final: finalOutcome{msg: cl.msg, status: MessageStatusSent, reason: EventReasonNoNotifier}}
+			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusSent, reason: outboundtype.EventReasonNoNotifier}}
 
-	case f.recorded == MessageStatusSent:
+	case f.recorded == outboundtype.MessageStatusSent:
 		return deliveryResult{outcome: telemetry.OutcomeSent, reason: telemetry.ReasonNotifierOK,
-			final: finalOutcome{msg: cl.msg, status: MessageStatusSent, reason: EventReasonNotifierOK}}
+			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusSent, reason: outboundtype.EventReasonNotifierOK}}
 
-	case f.recorded == MessageStatusPending:
+	case f.recorded == outboundtype.MessageStatusPending:
 		// RateLimited: not an attempt, so River's snooze, which does not
 		// count one either. A key without a limit has no booking to hop
 		// towards, so its message sleeps the whole pause.
@@ -227,22 +179,22 @@ func classify(job *river.Job[DeliveryArgs], f attemptFacts) deliveryResult {
 	// The Notifier failed, and the failure is recorded; last_error as
 	// recordFailure wrote it.
 	res := deliveryResult{reason: f.notify.reason(), err: attemptErrorOf(id, f.notify, f.stopped)}
-	final := finalOutcome{msg: cl.msg, status: f.recorded, lastError: boundedErrorText(f.notify.err.Error())}
+	final := finalOutcome{msg: cl.msg, status: f.recorded, lastError: BoundedErrorText(f.notify.err.Error())}
 	switch f.recorded {
-	case MessageStatusCancelled:
+	case outboundtype.MessageStatusCancelled:
 		res.outcome = telemetry.OutcomeCancelled
 		res.err = river.JobCancel(res.err)
 		// Only CancelEnvelope cancels a message in flight.
-		final.reason = EventReasonCancelEnvelope
+		final.reason = outboundtype.EventReasonCancelEnvelope
 		res.final = final
-	case MessageStatusDiscarded:
+	case outboundtype.MessageStatusDiscarded:
 		res.outcome = telemetry.OutcomeDiscarded
-		final.reason = EventReasonAttemptsExhausted
+		final.reason = outboundtype.EventReasonAttemptsExhausted
 		if f.notify.permanent() {
 			// River has no way for a worker to discard a job at once;
 			// cancelling it ends it the same way.
 			res.err = river.JobCancel(res.err)
-			final.reason = EventReasonPermanentError
+			final.reason = outboundtype.EventReasonPermanentError
 		}
 		res.final = final
 	default:
@@ -273,15 +225,15 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 	case cl.endedUnconfirmed:
 		return deliveryResult{outcome: telemetry.OutcomeUnconfirmed, reason: telemetry.ReasonCancelled,
 			err:   river.JobCancel(fmt.Errorf("outbound: message %s was cancelled while an attempt that never recorded its result was in flight", id)),
-			final: finalOutcome{msg: cl.msg, status: MessageStatusUnconfirmed, reason: EventReasonResultUnrecorded, lastError: cl.msg.LastError}}
-	case cl.msg.Status == MessageStatusCancelled:
+			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusUnconfirmed, reason: outboundtype.EventReasonResultUnrecorded, lastError: cl.msg.LastError}}
+	case cl.msg.Status == outboundtype.MessageStatusCancelled:
 		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonCancelled,
 			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled", id))}
-	case cl.msg.Status == MessageStatusSent:
+	case cl.msg.Status == outboundtype.MessageStatusSent:
 		// A job run again for a message already sent, as from River's UI:
 		// River completes it.
 		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonAlreadyFinal}
-	case cl.msg.Status == MessageStatusUnconfirmed:
+	case cl.msg.Status == outboundtype.MessageStatusUnconfirmed:
 		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonAlreadyFinal,
 			err: river.JobCancel(fmt.Errorf("outbound: message %s is unconfirmed: an attempt that never recorded its result may have delivered it, so it is not attempted again", id))}
 	}
@@ -291,7 +243,7 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 }
 
 func attemptErrorOf(id uuid.UUID, n notifyResult, stopped bool) error {
-	e := &attemptError{text: fmt.Sprintf("outbound: deliver message %s: %s", id, boundedErrorText(n.err.Error()))}
+	e := &attemptError{text: fmt.Sprintf("outbound: deliver message %s: %s", id, BoundedErrorText(n.err.Error()))}
 	if stopped {
 		e.cause = context.Canceled
 	}
@@ -304,7 +256,7 @@ type claim struct {
 	id uuid.UUID
 	// msg is the message as claimed, or as found when not claimed; nil when
 	// there is no such message.
-	msg     *Message
+	msg     *outboundtype.Message
 	claimed bool
 	// heldFor is how long another attempt's claim has left to run.
 	heldFor time.Duration
@@ -337,43 +289,43 @@ const claimRaces = 3
 
 // claim claims the message for this attempt in one committed statement, or
 // finds out why it cannot.
-func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*claim, error) {
+func (e *Executor) claim(ctx context.Context, job *river.Job[outboundtype.DeliveryArgs]) (*claim, error) {
 	id := job.Args.MessageID
 	cl := &claim{id: newClaimID()}
-	if len(c.config.RateLimits) > 0 {
+	if len(e.RateLimits) > 0 {
 		// The key comes from the message, so it is read first.
-		msg, wait, err := c.readWait(ctx, id)
+		msg, wait, err := e.readWait(ctx, id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return cl, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		cl.limit = c.limitOf(msg)
-		if cl.limit.limited && wait > rateWaitSlack && slices.Contains(undeliveredStatuses, msg.Status) {
+		cl.limit = e.limitOf(msg)
+		if cl.limit.limited && wait > rateWaitSlack && slices.Contains(dbutil.UndeliveredStatuses, msg.Status) {
 			// Woken before its booking, as a long wait's hop is: back to
 			// sleep without touching the key's row.
 			cl.msg, cl.rateWait = msg, wait
 			return cl, nil
 		}
 	}
-	seconds := claimLength(c.config).Seconds()
+	seconds := e.ClaimLength.Seconds()
 	for range claimRaces {
 		var (
-			msg  *Message
+			msg  *outboundtype.Message
 			wait time.Duration
 			err  error
 		)
 		if cl.limit.limited {
-			if err = c.ensureRateLimitRow(ctx, cl.limit.key); err != nil {
+			if err = e.ensureRateLimitRow(ctx, cl.limit.key); err != nil {
 				return nil, err
 			}
-			msg, wait, err = c.claimRated(ctx, id, cl.id, job.Attempt, cl.limit)
+			msg, wait, err = e.claimRated(ctx, id, cl.id, job.Attempt, cl.limit)
 		} else {
 			// Retrying is safe: the claim id makes a claim that committed
 			// unacknowledged claimable again by the same attempt.
 			err = dbutil.RetryTransient(ctx, func(ctx context.Context) (err error) {
-				msg, err = dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.ClaimMessage, dbutil.PgUUID(id), dbutil.PgUUID(cl.id), job.Attempt, seconds))
+				msg, err = dbutil.ScanMessage(e.Pool.QueryRow(ctx, e.Queries.ClaimMessage, dbutil.PgUUID(id), dbutil.PgUUID(cl.id), job.Attempt, seconds))
 				return err
 			})
 		}
@@ -389,7 +341,7 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 			return nil, err
 		}
 
-		found, err := c.readClaim(ctx, id)
+		found, err := e.readClaim(ctx, id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return cl, nil
 		}
@@ -398,11 +350,11 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 		}
 		cl.msg = found.msg
 		switch {
-		case found.msg.Status != MessageStatusDelivering:
-			if slices.Contains(undeliveredStatuses, found.msg.Status) {
+		case found.msg.Status != outboundtype.MessageStatusDelivering:
+			if slices.Contains(dbutil.UndeliveredStatuses, found.msg.Status) {
 				// Released between the update and the read, or the key's
 				// row was deleted since this process created it.
-				c.rateLimitRows.Delete(cl.limit.key)
+				e.rateLimitRows.Delete(cl.limit.key)
 				continue
 			}
 			return cl, nil
@@ -413,9 +365,9 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 			// Its last attempt may have delivered it, so it is not
 			// cancelled; the cancel forbids another attempt.
 			var lastError string
-			err := c.pool.QueryRow(ctx, c.queries.MarkUnconfirmed, id).Scan(&lastError)
+			err := e.Pool.QueryRow(ctx, e.Queries.MarkUnconfirmed, id).Scan(&lastError)
 			if err == nil {
-				cl.msg.Status, cl.msg.LastError, cl.endedUnconfirmed = MessageStatusUnconfirmed, lastError, true
+				cl.msg.Status, cl.msg.LastError, cl.endedUnconfirmed = outboundtype.MessageStatusUnconfirmed, lastError, true
 				return cl, nil
 			}
 			if !errors.Is(err, pgx.ErrNoRows) {
@@ -430,7 +382,7 @@ func (c *Client) claim(ctx context.Context, job *river.Job[DeliveryArgs]) (*clai
 
 // foundClaim is a message as read with its claim.
 type foundClaim struct {
-	msg             *Message
+	msg             *outboundtype.Message
 	claimID         *uuid.UUID
 	cancelRequested bool
 	// left is how long the claim has to run; zero or less when it has run
@@ -439,12 +391,12 @@ type foundClaim struct {
 }
 
 // readClaim reads a message and its claim.
-func (c *Client) readClaim(ctx context.Context, id uuid.UUID) (*foundClaim, error) {
+func (e *Executor) readClaim(ctx context.Context, id uuid.UUID) (*foundClaim, error) {
 	var (
 		f           foundClaim
 		leftSeconds *float64
 	)
-	msg, err := dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessageClaim, id), &f.claimID, &f.cancelRequested, &leftSeconds)
+	msg, err := dbutil.ScanMessage(e.Pool.QueryRow(ctx, e.Queries.SelectMessageClaim, id), &f.claimID, &f.cancelRequested, &leftSeconds)
 	if err != nil {
 		return nil, err
 	}
@@ -459,34 +411,34 @@ func (c *Client) readClaim(ctx context.Context, id uuid.UUID) (*foundClaim, erro
 // statement, if this attempt's claim still holds the message. It returns the
 // status the message was left in by this attempt, or "" when another attempt
 // took the claim over.
-func (c *Client) recordSent(ctx context.Context, job *river.Job[DeliveryArgs], cl *claim) (MessageStatus, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+func (e *Executor) recordSent(ctx context.Context, job *river.Job[outboundtype.DeliveryArgs], cl *claim) (outboundtype.MessageStatus, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
 	var recorded bool
 	err := dbutil.RetryTransient(ctx, func(ctx context.Context) (err error) {
-		recorded, err = c.recordSentCompleteJob(ctx, cl.msg.ID, cl.id, job.ID)
+		recorded, err = e.recordSentCompleteJob(ctx, cl.msg.ID, cl.id, job.ID)
 		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("record sent: %w", err)
 	}
 	if recorded {
-		return MessageStatusSent, nil
+		return outboundtype.MessageStatusSent, nil
 	}
-	return c.recordedBefore(ctx, cl, MessageStatusSent)
+	return e.recordedBefore(ctx, cl, outboundtype.MessageStatusSent)
 }
 
 // recordFailure records a failed attempt, if this attempt's claim still holds
 // the message: failed or discarded, or cancelled when CancelEnvelope asked
 // for it while the attempt was in flight. It returns the status the message
 // was left in by this attempt, or "" when another attempt took the claim over.
-func (c *Client) recordFailure(ctx context.Context, cl *claim, status MessageStatus, cause error) (MessageStatus, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+func (e *Executor) recordFailure(ctx context.Context, cl *claim, status outboundtype.MessageStatus, cause error) (outboundtype.MessageStatus, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	lastError := boundedErrorText(cause.Error())
+	lastError := BoundedErrorText(cause.Error())
 	var rows int64
 	err := dbutil.RetryTransient(ctx, func(ctx context.Context) error {
-		tag, err := c.pool.Exec(ctx, c.queries.RecordFailed, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id), status, lastError)
+		tag, err := e.Pool.Exec(ctx, e.Queries.RecordFailed, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id), status, lastError)
 		rows = tag.RowsAffected()
 		return err
 	})
@@ -496,35 +448,35 @@ func (c *Client) recordFailure(ctx context.Context, cl *claim, status MessageSta
 	if rows == 1 {
 		return status, nil
 	}
-	found, err := c.readClaim(ctx, cl.msg.ID)
+	found, err := e.readClaim(ctx, cl.msg.ID)
 	if err != nil {
 		return "", fmt.Errorf("record %s: %w", status, err)
 	}
-	if found.msg.Status == MessageStatusDelivering && found.cancelRequested && found.heldBy(cl) {
-		return c.recordCancelledInFlight(ctx, cl, lastError)
+	if found.msg.Status == outboundtype.MessageStatusDelivering && found.cancelRequested && found.heldBy(cl) {
+		return e.recordCancelledInFlight(ctx, cl, lastError)
 	}
-	return found.recordedBy(cl, status, MessageStatusCancelled), nil
+	return found.recordedBy(cl, status, outboundtype.MessageStatusCancelled), nil
 }
 
 // recordPaused records an attempt whose Notifier returned RateLimited: the
 // message pending again, booked for the pause's end, and the wait until
 // then. When a cancel was requested while the call was in flight, or the
 // claim was taken over, it is recorded as any failed attempt.
-func (c *Client) recordPaused(ctx context.Context, cl *claim, pause time.Duration, cause error) (MessageStatus, time.Duration, error) {
-	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+func (e *Executor) recordPaused(ctx context.Context, cl *claim, pause time.Duration, cause error) (outboundtype.MessageStatus, time.Duration, error) {
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	wait, ok, err := c.recordRateLimited(recordCtx, cl.msg.ID, cl.id, cl.limit, pause, boundedErrorText(cause.Error()))
+	wait, ok, err := e.recordRateLimited(recordCtx, cl.msg.ID, cl.id, cl.limit, pause, BoundedErrorText(cause.Error()))
 	if err != nil {
 		return "", 0, err
 	}
 	if ok {
-		return MessageStatusPending, wait, nil
+		return outboundtype.MessageStatusPending, wait, nil
 	}
 	// A first try that committed unacknowledged left it pending, booked.
-	if found, err := c.readClaim(recordCtx, cl.msg.ID); err == nil && found.heldBy(cl) && found.msg.Status == MessageStatusPending {
-		return MessageStatusPending, pause, nil
+	if found, err := e.readClaim(recordCtx, cl.msg.ID); err == nil && found.heldBy(cl) && found.msg.Status == outboundtype.MessageStatusPending {
+		return outboundtype.MessageStatusPending, pause, nil
 	}
-	status, err := c.recordFailure(ctx, cl, MessageStatusFailed, cause)
+	status, err := e.recordFailure(ctx, cl, outboundtype.MessageStatusFailed, cause)
 	return status, 0, err
 }
 
@@ -532,14 +484,14 @@ func (c *Client) recordPaused(ctx context.Context, cl *claim, pause time.Duratio
 // its Notifier call runs past its deadline. It reports whether to go on
 // renewing: false once the claim is lost, which the attempt's record then
 // finds. A database error leaves it to the next renewal.
-func (c *Client) renewClaim(ctx context.Context, cl *claim) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+func (e *Executor) renewClaim(ctx context.Context, cl *claim) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	tag, err := c.pool.Exec(ctx, c.queries.RenewClaim, pgx.NamedArgs{
-		"id": dbutil.PgUUID(cl.msg.ID), "claim_id": dbutil.PgUUID(cl.id), "claim_secs": claimLength(c.config).Seconds(),
+	tag, err := e.Pool.Exec(ctx, e.Queries.RenewClaim, pgx.NamedArgs{
+		"id": dbutil.PgUUID(cl.msg.ID), "claim_id": dbutil.PgUUID(cl.id), "claim_secs": e.ClaimLength.Seconds(),
 	})
 	if err != nil {
-		c.config.Logger.Warn("outbound: renew the claim of a notifier call past its deadline",
+		e.Logger.Warn("outbound: renew the claim of a notifier call past its deadline",
 			slog.String("message_id", cl.msg.ID.String()), slog.String("error", err.Error()))
 		return true
 	}
@@ -550,21 +502,21 @@ func (c *Client) renewClaim(ctx context.Context, cl *claim) bool {
 // CancelEnvelope asked for it, after its attempt failed. Like every cancel it
 // locks the envelope before the message, so that cancels cannot deadlock, and
 // marks the envelope cancelled when it was the last message left.
-func (c *Client) recordCancelledInFlight(ctx context.Context, cl *claim, lastError string) (MessageStatus, error) {
+func (e *Executor) recordCancelledInFlight(ctx context.Context, cl *claim, lastError string) (outboundtype.MessageStatus, error) {
 	var recorded bool
-	err := c.withTx(ctx, func(tx pgx.Tx) error {
+	err := e.WithTx(ctx, func(tx pgx.Tx) error {
 		envelopeID := cl.msg.BulkEnvelopeID
 		hasEnvelope := envelopeID != uuid.Nil
 		if hasEnvelope {
-			if _, err := c.lockEnvelope(ctx, tx, envelopeID); errors.Is(err, ErrNotFound) {
-				hasEnvelope = false
-			} else if err != nil {
+			found, err := e.lockEnvelope(ctx, tx, envelopeID)
+			if err != nil {
 				return err
 			}
+			hasEnvelope = found
 		}
 		// The actor is whoever asked for the cancel while the attempt ran.
 		var actor *string
-		err := tx.QueryRow(ctx, c.queries.RecordCancelledInFlight, cl.msg.ID, cl.id, lastError).Scan(&actor)
+		err := tx.QueryRow(ctx, e.Queries.RecordCancelledInFlight, cl.msg.ID, cl.id, lastError).Scan(&actor)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -573,7 +525,7 @@ func (c *Client) recordCancelledInFlight(ctx context.Context, cl *claim, lastErr
 		}
 		recorded = true
 		if hasEnvelope {
-			if _, err := tx.Exec(ctx, c.queries.MarkEnvelopeCancelledIfAllCancelled, envelopeID, actor); err != nil {
+			if _, err := tx.Exec(ctx, e.Queries.MarkEnvelopeCancelledIfAllCancelled, envelopeID, actor); err != nil {
 				return err
 			}
 		}
@@ -583,15 +535,15 @@ func (c *Client) recordCancelledInFlight(ctx context.Context, cl *claim, lastErr
 		return "", fmt.Errorf("record cancelled: %w", err)
 	}
 	if recorded {
-		return MessageStatusCancelled, nil
+		return outboundtype.MessageStatusCancelled, nil
 	}
-	return c.recordedBefore(ctx, cl, MessageStatusCancelled)
+	return e.recordedBefore(ctx, cl, outboundtype.MessageStatusCancelled)
 }
 
 // recordedBefore reads the message to find out why a guarded record changed
 // nothing; see foundClaim.recordedBy.
-func (c *Client) recordedBefore(ctx context.Context, cl *claim, wrote ...MessageStatus) (MessageStatus, error) {
-	found, err := c.readClaim(ctx, cl.msg.ID)
+func (e *Executor) recordedBefore(ctx context.Context, cl *claim, wrote ...outboundtype.MessageStatus) (outboundtype.MessageStatus, error) {
+	found, err := e.readClaim(ctx, cl.msg.ID)
 	if err != nil {
 		return "", fmt.Errorf("read claim: %w", err)
 	}
@@ -608,7 +560,7 @@ func (f *foundClaim) heldBy(cl *claim) bool {
 // the attempt's claim id and one of the statuses the record writes, which it
 // returns; or the claim was taken over (by another attempt, or by Reconcile
 // once the job had ended), and it returns "".
-func (f *foundClaim) recordedBy(cl *claim, wrote ...MessageStatus) MessageStatus {
+func (f *foundClaim) recordedBy(cl *claim, wrote ...outboundtype.MessageStatus) outboundtype.MessageStatus {
 	if f.heldBy(cl) && slices.Contains(wrote, f.msg.Status) {
 		return f.msg.Status
 	}
