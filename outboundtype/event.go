@@ -28,7 +28,10 @@ const (
 	EventKindMessageUnconfirmed EventKind = "message_unconfirmed"
 )
 
-// EventReason says why a message reached its final outcome.
+// EventReason says why a message reached its final outcome. Where the
+// reason is the Notifier's own answer (notifier_ok, no_notifier_configured,
+// notifier_permanent_error), it is the same string as the reason attribute
+// of the attempt's metrics; the library's README has the whole table.
 type EventReason string
 
 // Event reasons. Each belongs to one kind.
@@ -40,8 +43,8 @@ const (
 	EventReasonNoNotifier EventReason = "no_notifier_configured"
 
 	// EventReasonPermanentError (discarded): the Notifier returned
-	// Permanent(err).
-	EventReasonPermanentError EventReason = "permanent_error"
+	// Permanent(err). It is named as the metrics name that answer.
+	EventReasonPermanentError EventReason = "notifier_permanent_error"
 	// EventReasonAttemptsExhausted (discarded): the last of the message's
 	// MaxAttempts failed. LastError says how.
 	EventReasonAttemptsExhausted EventReason = "attempts_exhausted"

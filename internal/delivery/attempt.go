@@ -159,11 +159,11 @@ func classify(job *river.Job[outboundtype.DeliveryArgs], f attemptFacts) deliver
 
 	case f.recorded == outboundtype.MessageStatusSent && !f.notified:
 		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonNoNotifierConfigured,
-			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusSent, reason: outboundtype.EventReasonNoNotifier}}
+			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusSent, reason: telemetry.FinalEventReason(outboundtype.MessageStatusSent, telemetry.ReasonNoNotifierConfigured)}}
 
 	case f.recorded == outboundtype.MessageStatusSent:
 		return deliveryResult{outcome: telemetry.OutcomeSent, reason: telemetry.ReasonNotifierOK,
-			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusSent, reason: outboundtype.EventReasonNotifierOK}}
+			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusSent, reason: telemetry.FinalEventReason(outboundtype.MessageStatusSent, telemetry.ReasonNotifierOK)}}
 
 	case f.recorded == outboundtype.MessageStatusPending:
 		// RateLimited: not an attempt, so River's snooze, which does not
@@ -179,22 +179,19 @@ func classify(job *river.Job[outboundtype.DeliveryArgs], f attemptFacts) deliver
 	// The Notifier failed, and the failure is recorded; last_error as
 	// recordFailure wrote it.
 	res := deliveryResult{reason: f.notify.reason(), err: attemptErrorOf(id, f.notify, f.stopped)}
-	final := finalOutcome{msg: cl.msg, status: f.recorded, lastError: BoundedErrorText(f.notify.err.Error())}
+	final := finalOutcome{msg: cl.msg, status: f.recorded, reason: telemetry.FinalEventReason(f.recorded, res.reason),
+		lastError: BoundedErrorText(f.notify.err.Error())}
 	switch f.recorded {
 	case outboundtype.MessageStatusCancelled:
 		res.outcome = telemetry.OutcomeCancelled
 		res.err = river.JobCancel(res.err)
-		// Only CancelEnvelope cancels a message in flight.
-		final.reason = outboundtype.EventReasonCancelEnvelope
 		res.final = final
 	case outboundtype.MessageStatusDiscarded:
 		res.outcome = telemetry.OutcomeDiscarded
-		final.reason = outboundtype.EventReasonAttemptsExhausted
 		if f.notify.permanent() {
 			// River has no way for a worker to discard a job at once;
 			// cancelling it ends it the same way.
 			res.err = river.JobCancel(res.err)
-			final.reason = outboundtype.EventReasonPermanentError
 		}
 		res.final = final
 	default:
@@ -225,7 +222,7 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 	case cl.endedUnconfirmed:
 		return deliveryResult{outcome: telemetry.OutcomeUnconfirmed, reason: telemetry.ReasonCancelled,
 			err:   river.JobCancel(fmt.Errorf("outbound: message %s was cancelled while an attempt that never recorded its result was in flight", id)),
-			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusUnconfirmed, reason: outboundtype.EventReasonResultUnrecorded, lastError: cl.msg.LastError}}
+			final: finalOutcome{msg: cl.msg, status: outboundtype.MessageStatusUnconfirmed, reason: telemetry.FinalEventReason(outboundtype.MessageStatusUnconfirmed, telemetry.ReasonCancelled), lastError: cl.msg.LastError}}
 	case cl.msg.Status == outboundtype.MessageStatusCancelled:
 		return deliveryResult{outcome: telemetry.OutcomeNoOp, reason: telemetry.ReasonCancelled,
 			err: river.JobCancel(fmt.Errorf("outbound: message %s was cancelled", id))}

@@ -3,6 +3,8 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cairnloop/outbound/outboundtype"
 )
 
 // Reason is the one name of why a call or a delivery attempt ended as it
@@ -11,13 +13,16 @@ import (
 // error.type (see ErrorType). Each failure is named once, here.
 type Reason string
 
+// Reasons of a delivery attempt. The Notifier's own answers that end a
+// message are the event reasons of the same name (derived from them, below),
+// so that a metric, a span and an event name one answer alike.
 const (
-	ReasonNotifierOK            Reason = "notifier_ok"
+	ReasonNotifierOK                   = Reason(outboundtype.EventReasonNotifierOK)
 	ReasonNotifierReturnedError Reason = "notifier_returned_error"
 	ReasonNotifierTimeout       Reason = "notifier_timeout"
 	ReasonNotifierPanicked      Reason = "notifier_panicked"
 	// ReasonNotifierPermanentError: the notifier returned Permanent(err).
-	ReasonNotifierPermanentError Reason = "notifier_permanent_error"
+	ReasonNotifierPermanentError = Reason(outboundtype.EventReasonPermanentError)
 	// ReasonNotifierRetryAfter: the notifier returned RetryAfter(d, err),
 	// a failed attempt that counts.
 	ReasonNotifierRetryAfter Reason = "notifier_retry_after"
@@ -28,7 +33,7 @@ const (
 	// ReasonRateLimitWait: the message's rate limit held it back before
 	// its Notifier was called, and booked it a slot (outcome deferred).
 	ReasonRateLimitWait        Reason = "rate_limit_wait"
-	ReasonNoNotifierConfigured Reason = "no_notifier_configured"
+	ReasonNoNotifierConfigured        = Reason(outboundtype.EventReasonNoNotifier)
 	ReasonCancelled            Reason = "cancelled"
 	// ReasonWorkerStopped: the worker was stopped while the notifier ran.
 	ReasonWorkerStopped Reason = "worker_stopped"
@@ -118,4 +123,25 @@ func ErrorType(r Reason, err error) string {
 		err = next
 	}
 	return fmt.Sprintf("%T", err)
+}
+
+// FinalEventReason is the event reason of a delivery attempt that ended its
+// message in status with metric reason r: the one table from the metrics'
+// vocabulary to the events'. The Notifier's own answers keep their name; a
+// failure on the last attempt is attempts_exhausted, whatever the failure;
+// a failure after CancelEnvelope asked for the message is cancel_envelope
+// (only CancelEnvelope cancels a message in flight); and a claim left by an
+// attempt that never recorded its result is result_unrecorded. Reconcile's
+// and the cancels' event reasons name what they found or did, and have no
+// attempt's metric.
+func FinalEventReason(status outboundtype.MessageStatus, r Reason) outboundtype.EventReason {
+	switch {
+	case status == outboundtype.MessageStatusSent, r == ReasonNotifierPermanentError:
+		return outboundtype.EventReason(r)
+	case status == outboundtype.MessageStatusCancelled:
+		return outboundtype.EventReasonCancelEnvelope
+	case status == outboundtype.MessageStatusUnconfirmed:
+		return outboundtype.EventReasonResultUnrecorded
+	}
+	return outboundtype.EventReasonAttemptsExhausted
 }
