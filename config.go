@@ -205,13 +205,15 @@ type Config struct {
 	// delivery throughput: at the default, 10 workers deliver at most about
 	// 100 messages a second however fast the Notifier is. Lower it for more.
 	// Must be at least 1ms. Defaults to DefaultFetchCooldown (100ms, River's
-	// default).
+	// default). Start's alone: ConfigureRiver refuses a Config that sets it,
+	// since it would tune the host's whole River client; set
+	// river.Config.FetchCooldown there instead.
 	FetchCooldown time.Duration
 
 	// FetchPollInterval is how often Start's embedded River client looks for
 	// due deliveries when no insert notification has woken it. Must be at
 	// least FetchCooldown. Defaults to DefaultFetchPollInterval (1s, River's
-	// default).
+	// default). Start's alone, as FetchCooldown is.
 	FetchPollInterval time.Duration
 
 	// RescueStuckJobsAfter is how long a delivery may stay running before
@@ -224,10 +226,15 @@ type Config struct {
 	// RescueStuckJobsAfter + 40s of its attempt's start: at the defaults,
 	// NotifyTimeout + 70s. A rescued attempt never calls the Notifier beside
 	// one still running: while that one's claim holds, it waits for the
-	// claim to run out. Defaults to NotifyTimeout + 30s.
+	// claim to run out. Defaults to NotifyTimeout + 30s. Start's alone, as
+	// FetchCooldown is.
 	RescueStuckJobsAfter time.Duration
 
-	// Retention, when positive, makes Start run Prune every PruneInterval
+	// startOnly is what the caller set of the settings that only Start's
+	// River client uses, before defaults: ConfigureRiver refuses them.
+	startOnly startOnlySettings
+
+	// Retention, when positive, makes Start run Prune every hour
 	// with PruneParams.OlderThan set to it: final messages and empty or
 	// refused envelopes older than this are deleted (sent messages never
 	// before their DedupWindow has passed). Zero, the default, keeps every
@@ -301,6 +308,7 @@ func (c *Config) withDefaults() *Config {
 		c = &Config{}
 	}
 	out := *c
+	out.startOnly = startOnlySettings{fetchCooldown: c.FetchCooldown, fetchPollInterval: c.FetchPollInterval, rescueStuckJobsAfter: c.RescueStuckJobsAfter}
 	out.Schema = cmp.Or(out.Schema, DefaultSchema)
 	out.RiverSchema = cmp.Or(out.RiverSchema, out.Schema)
 	out.MaxBatchSize = cmp.Or(out.MaxBatchSize, DefaultMaxBatchSize)

@@ -3,6 +3,7 @@ package outbound
 import (
 	"cmp"
 	"strconv"
+	"time"
 
 	"github.com/riverqueue/river"
 )
@@ -31,6 +32,10 @@ import (
 //   - cfg.RescueStuckJobsAfter is negative, or positive and shorter than
 //     cfg.JobTimeout (River's default when zero, a minute), which
 //     river.NewClient refuses.
+//   - the client's Config sets FetchCooldown, FetchPollInterval or
+//     RescueStuckJobsAfter: they tune a whole River client, which here is
+//     the host's, so ConfigureRiver never changes them, and would otherwise
+//     ignore them without a word. Set them on cfg instead.
 //
 // cfg.RescueStuckJobsAfter is left as the host set it, since it applies to
 // all of the client's jobs: at zero, River's default of an hour, a delivery
@@ -47,6 +52,9 @@ import (
 func (c *Client) ConfigureRiver(cfg *river.Config) error {
 	if cfg == nil {
 		return invalidArgument("cfg", "must not be nil")
+	}
+	if err := c.config.startOnly.refuse(); err != nil {
+		return err
 	}
 	if cfg.Schema != c.config.RiverSchema {
 		return invalidArgument("river.Config.Schema", "is %s, but the library's jobs go to Config.RiverSchema %q, where Migrate put River's tables: "+
@@ -83,4 +91,30 @@ func describeRiverSchema(schema string) string {
 		return `"" (the connection's search_path, often "public")`
 	}
 	return strconv.Quote(schema)
+}
+
+// startOnlySettings are the Config settings that tune the River client that
+// Start runs, as the caller gave them (zero when left to the default).
+type startOnlySettings struct {
+	fetchCooldown, fetchPollInterval, rescueStuckJobsAfter time.Duration
+}
+
+// refuse returns an error naming the first setting given, which
+// ConfigureRiver would otherwise ignore: the host's River client is the
+// host's to tune.
+func (s startOnlySettings) refuse() error {
+	for _, set := range []struct {
+		field string
+		value time.Duration
+	}{
+		{"FetchCooldown", s.fetchCooldown},
+		{"FetchPollInterval", s.fetchPollInterval},
+		{"RescueStuckJobsAfter", s.rescueStuckJobsAfter},
+	} {
+		if set.value != 0 {
+			return invalidArgument("Config."+set.field, "is %s, but only Start's own River client uses it: ConfigureRiver leaves the host's River client as the host configured it. "+
+				"Set river.Config.%s instead, and leave Config.%s zero", set.value, set.field, set.field)
+		}
+	}
+	return nil
 }

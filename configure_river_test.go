@@ -150,6 +150,38 @@ func TestConfigureRiver(t *testing.T) {
 		}
 	})
 
+	// StartOnlySettings: a Config that tunes Start's River client is refused,
+	// naming the setting and where to set it instead, and nothing changes;
+	// the host's River settings are left as it set them.
+	t.Run("StartOnlySettings", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			field  string
+			config *outbound.Config
+		}{
+			{"FetchCooldown", &outbound.Config{Schema: "cairnloop", FetchCooldown: 10 * time.Millisecond}},
+			{"FetchPollInterval", &outbound.Config{Schema: "cairnloop", FetchPollInterval: 2 * time.Second}},
+			{"RescueStuckJobsAfter", &outbound.Config{Schema: "cairnloop", RescueStuckJobsAfter: 5 * time.Minute}},
+		} {
+			t.Run(tc.field, func(t *testing.T) {
+				client, err := outbound.New(testPool, tc.config)
+				require.NoError(t, err, "Start may use it")
+				cfg := &river.Config{Schema: "cairnloop", FetchCooldown: 50 * time.Millisecond}
+				err = client.ConfigureRiver(cfg)
+				var argErr *outbound.InvalidArgumentError
+				require.ErrorAs(t, err, &argErr)
+				require.Equal(t, "Config."+tc.field, argErr.Field)
+				require.ErrorContains(t, err, "Set river.Config."+tc.field+" instead")
+				require.Nil(t, cfg.Workers, "nothing changed")
+				require.Equal(t, 50*time.Millisecond, cfg.FetchCooldown, "the host's setting left alone")
+			})
+		}
+		// Left at zero, the defaults Start would apply do not count as set.
+		client, err := outbound.New(testPool, &outbound.Config{Schema: "cairnloop"})
+		require.NoError(t, err)
+		require.NoError(t, client.ConfigureRiver(&river.Config{Schema: "cairnloop"}))
+	})
+
 	t.Run("NilConfig", func(t *testing.T) {
 		t.Parallel()
 		client, err := outbound.New(testPool, nil)
