@@ -48,19 +48,19 @@ type HandlerOpts struct {
 // characters, so that it can be placed in a route pattern and a link as is.
 var prefixPattern = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)*$`)
 
-// NewHandler returns the dashboard's http.Handler. Bad options are
-// outbound.ErrInvalidArgument naming the field.
+// NewHandler returns the dashboard's http.Handler. Bad options are an
+// *outbound.InvalidArgumentError naming the field, as the library's are.
 func NewHandler(opts *HandlerOpts) (http.Handler, error) {
 	if opts == nil || opts.Client == nil {
-		return nil, fmt.Errorf("%w: HandlerOpts.Client is required", outbound.ErrInvalidArgument)
+		return nil, &outbound.InvalidArgumentError{Field: "HandlerOpts.Client", Reason: "is required"}
 	}
 	for _, p := range []struct{ field, value string }{
 		{"HandlerOpts.Prefix", opts.Prefix},
 		{"HandlerOpts.RiverUIPrefix", opts.RiverUIPrefix},
 	} {
 		if !prefixPattern.MatchString(p.value) {
-			return nil, fmt.Errorf("%w: %s must be empty or a path such as /outbound/ui (letters, digits, ._~-, no trailing slash), got %q",
-				outbound.ErrInvalidArgument, p.field, p.value)
+			return nil, &outbound.InvalidArgumentError{Field: p.field,
+				Reason: fmt.Sprintf("must be empty or a path such as /outbound/ui (letters, digits, ._~-, no trailing slash), got %q", p.value)}
 		}
 	}
 	logger := opts.Logger

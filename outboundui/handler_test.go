@@ -513,7 +513,9 @@ func TestNewHandlerOptions(t *testing.T) {
 	} {
 		_, err := outboundui.NewHandler(tc.opts)
 		require.ErrorIs(t, err, outbound.ErrInvalidArgument)
-		require.ErrorContains(t, err, tc.field)
+		var argErr *outbound.InvalidArgumentError
+		require.ErrorAs(t, err, &argErr, "the library's error type, as every option error is")
+		require.Equal(t, tc.field, argErr.Field)
 	}
 
 	// Mounted at the root, the links have no prefix.
