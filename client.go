@@ -115,10 +115,23 @@ func (c *Client) SetMaxBatchSize(n int) error {
 
 // Message returns the message with the given id, or ErrNotFound.
 func (c *Client) Message(ctx context.Context, id uuid.UUID) (*Message, error) {
-	if err := c.checkSchema(ctx, c.pool); err != nil {
+	return c.message(ctx, c.pool, id)
+}
+
+// MessageTx is Message inside the caller's transaction, as River's
+// JobGetTx is: it sees a message that tx has triggered and not yet committed.
+func (c *Client) MessageTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Message, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.message(ctx, tx, id)
+}
+
+func (c *Client) message(ctx context.Context, q querier, id uuid.UUID) (*Message, error) {
+	if err := c.checkSchema(ctx, q); err != nil {
 		return nil, err
 	}
-	msg, err := dbutil.ScanMessage(c.pool.QueryRow(ctx, c.queries.SelectMessage, id))
+	msg, err := dbutil.ScanMessage(q.QueryRow(ctx, c.queries.SelectMessage, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: message %s", ErrNotFound, id)
 	}

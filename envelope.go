@@ -81,10 +81,23 @@ type ListEnvelopesResult struct {
 
 // Envelope returns the envelope with the given id, or ErrNotFound.
 func (c *Client) Envelope(ctx context.Context, id uuid.UUID) (*Envelope, error) {
-	if err := c.checkSchema(ctx, c.pool); err != nil {
+	return c.envelope(ctx, c.pool, id)
+}
+
+// EnvelopeTx is Envelope inside the caller's transaction, as River's
+// JobGetTx is: it sees an envelope that tx has written and not yet committed.
+func (c *Client) EnvelopeTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Envelope, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.envelope(ctx, tx, id)
+}
+
+func (c *Client) envelope(ctx context.Context, q querier, id uuid.UUID) (*Envelope, error) {
+	if err := c.checkSchema(ctx, q); err != nil {
 		return nil, err
 	}
-	env, err := scanEnvelopeWithOutcome(c.pool.QueryRow(ctx, c.queries.SelectEnvelope, id))
+	env, err := scanEnvelopeWithOutcome(q.QueryRow(ctx, c.queries.SelectEnvelope, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
 	}
@@ -120,6 +133,19 @@ func (c *Client) EnvelopePreview(ctx context.Context, id uuid.UUID, maxBodyBytes
 // ListMessages' are: paging through while bulks are submitted neither
 // repeats nor misses one that existed when paging began.
 func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams) (*ListEnvelopesResult, error) {
+	return c.listEnvelopes(ctx, c.pool, params)
+}
+
+// ListEnvelopesTx is ListEnvelopes inside the caller's transaction, as River's
+// JobListTx is: it sees the envelopes that tx has written and not yet committed.
+func (c *Client) ListEnvelopesTx(ctx context.Context, tx pgx.Tx, params *ListEnvelopesParams) (*ListEnvelopesResult, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.listEnvelopes(ctx, tx, params)
+}
+
+func (c *Client) listEnvelopes(ctx context.Context, q querier, params *ListEnvelopesParams) (*ListEnvelopesResult, error) {
 	if params == nil {
 		params = &ListEnvelopesParams{}
 	}
@@ -140,7 +166,7 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 	if after != nil && after.id == uuid.Nil {
 		return nil, invalidArgument("ListEnvelopesParams.After", "is a zero cursor; use a NextCursor or EnvelopeListCursorFromEnvelope")
 	}
-	if err := c.checkSchema(ctx, c.pool); err != nil {
+	if err := c.checkSchema(ctx, q); err != nil {
 		return nil, err
 	}
 	// One more than the limit says whether there is a next page.
@@ -157,7 +183,7 @@ func (c *Client) ListEnvelopes(ctx context.Context, params *ListEnvelopesParams)
 		filter.After = true
 		args = append(args, after.requestedAt, dbutil.PgUUID(after.id))
 	}
-	rows, err := c.pool.Query(ctx, c.queries.ListEnvelopes[filter], args...)
+	rows, err := q.Query(ctx, c.queries.ListEnvelopes[filter], args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: list envelopes: %w", err)
 	}
@@ -239,11 +265,24 @@ func scanEnvelopeRecord(row pgx.Row, extra ...any) (*envelopeRecord, error) {
 // EnvelopeProgress counts the envelope's messages by status, or returns
 // ErrNotFound. A refused envelope has no messages: every count is zero.
 func (c *Client) EnvelopeProgress(ctx context.Context, id uuid.UUID) (*Progress, error) {
-	if err := c.checkSchema(ctx, c.pool); err != nil {
+	return c.envelopeProgress(ctx, c.pool, id)
+}
+
+// EnvelopeProgressTx is EnvelopeProgress inside the caller's transaction:
+// it counts the messages as tx sees them, its own changes included.
+func (c *Client) EnvelopeProgressTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Progress, error) {
+	if tx == nil {
+		return nil, invalidArgument("tx", "must not be nil")
+	}
+	return c.envelopeProgress(ctx, tx, id)
+}
+
+func (c *Client) envelopeProgress(ctx context.Context, q querier, id uuid.UUID) (*Progress, error) {
+	if err := c.checkSchema(ctx, q); err != nil {
 		return nil, err
 	}
 	var p Progress
-	err := c.pool.QueryRow(ctx, c.queries.EnvelopeProgress, id).Scan(&p.Pending, &p.Delivering, &p.Sent, &p.Failed, &p.Unconfirmed, &p.Discarded, &p.Cancelled)
+	err := q.QueryRow(ctx, c.queries.EnvelopeProgress, id).Scan(&p.Pending, &p.Delivering, &p.Sent, &p.Failed, &p.Unconfirmed, &p.Discarded, &p.Cancelled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: envelope %s", ErrNotFound, id)
 	}
