@@ -247,18 +247,24 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 	return res, duplicates, nil
 }
 
-// RefusalRecordTimeout bounds how long BulkTrigger spends recording a
+// refusalRecordTimeout bounds how long BulkTrigger spends recording a
 // refusal for exceeding the cap, waiting for a pool connection included,
 // whatever the caller's context. A refusal that cannot be recorded within it
 // is logged, and the call still returns ErrBatchTooLarge at once: a caller
 // whose own transaction holds the pool's last connection is refused, not
 // left waiting.
-const RefusalRecordTimeout = 2 * time.Second
+const refusalRecordTimeout = 2 * time.Second
+
+// RefusalRecordTimeout is how long BulkTrigger spends recording a refusal.
+//
+// Deprecated: it pins an internal bound that a caller cannot act on; it is
+// no longer part of the API and will be removed.
+const RefusalRecordTimeout = refusalRecordTimeout
 
 // refuseOverCap records a refused envelope in a transaction of its own on the
 // pool, so that the refusal is durable even when a caller's transaction rolls
 // back, and returns the error for the caller. When the refusal cannot be
-// recorded within RefusalRecordTimeout it logs that and still refuses.
+// recorded within refusalRecordTimeout it logs that and still refuses.
 func (c *Client) refuseOverCap(ctx context.Context, submitted *envelopeRequest, auditor Auditor) (*BulkTriggerResult, error) {
 	var res *BulkTriggerResult
 	count := len(submitted.recipients)
@@ -266,7 +272,7 @@ func (c *Client) refuseOverCap(ctx context.Context, submitted *envelopeRequest, 
 	req := *submitted
 	req.status = EnvelopeStatusRefusedCapExceeded
 	req.refusedReason = fmt.Sprintf("batch_size %d exceeds cap %d", count, submitted.cap)
-	recordCtx, cancel := context.WithTimeout(ctx, RefusalRecordTimeout)
+	recordCtx, cancel := context.WithTimeout(ctx, refusalRecordTimeout)
 	defer cancel()
 	err := c.withTx(recordCtx, func(tx pgx.Tx) error {
 		ctx := recordCtx

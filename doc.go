@@ -69,7 +69,7 @@ sent, the recipients in order, the cap in force, who asked) and one message and
 job per recipient. A bulk larger than [Client.MaxBatchSize] is refused with an
 error matching [ErrBatchTooLarge]; the refusal is itself recorded as an
 envelope with status refused_cap_exceeded, in a transaction of its own so that
-it survives the caller's rollback, within [RefusalRecordTimeout] whatever the
+it survives the caller's rollback, within 2 seconds whatever the
 caller's context. A refusal costs little however long the list: the envelope
 keeps the count, the first [MaxRefusedRecipientsKept] ids and a digest of the
 rest. [Client.SetMaxBatchSize] changes the cap while running.
@@ -255,8 +255,8 @@ only attributes from fixed vocabularies, never an id, an actor or a body:
   - outbound.message.backlog is a gauge of the backlog by status (pending,
     delivering, failed), and outbound.message.oldest_pending.age the age in
     seconds of the oldest due pending message, which rises while no worker
-    delivers; both are read with one query over an index at most once per
-    [StatusGaugeMinInterval];
+    delivers; both are read with one query over an index at most once
+    every 5 seconds;
   - outbound.subscription.dropped_events counts the [Event]s a full
     subscription buffer dropped, by kind.
 

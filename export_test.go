@@ -11,8 +11,12 @@ import (
 // it against the database's own rule, the messages.holds_dedup_key column.
 func HoldsDedupKey(s MessageStatus) bool { return holdsDedupKey(s) }
 
+// RefusalRecordTimeoutForTest is refusalRecordTimeout, which the refusal
+// tests bound their waits by.
+const RefusalRecordTimeoutForTest = refusalRecordTimeout
+
 // SetStatusGaugeMinInterval changes how often the outbound.message.backlog gauges may
-// query, so that a test need not wait StatusGaugeMinInterval between two.
+// query, so that a test need not wait 5s between two.
 func SetStatusGaugeMinInterval(c *Client, d time.Duration) { c.statusGauge.SetMinInterval(d) }
 
 // AwaitingResult exposes MessageStatus.awaitingResult to the tests, which

@@ -12,9 +12,16 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// PruneInterval is how often the periodic prune job runs when
+// pruneInterval is how often the periodic prune job runs when
 // Config.Retention or Config.AuditRetention is set.
-const PruneInterval = time.Hour
+const pruneInterval = time.Hour
+
+// PruneInterval is how often the periodic prune job runs.
+//
+// Deprecated: it pins an internal schedule that a caller cannot act on
+// (Config.Retention and Config.AuditRetention decide what is pruned); it is
+// no longer part of the API and will be removed.
+const PruneInterval = pruneInterval
 
 // pruneBatchSize bounds the rows one prune statement looks at.
 const pruneBatchSize = 1000
@@ -51,7 +58,7 @@ type PruneResult struct {
 //
 // Nothing is pruned unless asked: these rows are conversation history.
 // Config.Retention and Config.AuditRetention make Start run Prune every
-// PruneInterval.
+// hour.
 func (c *Client) Prune(ctx context.Context, params *PruneParams) (*PruneResult, error) {
 	if params == nil {
 		params = &PruneParams{}

@@ -13,8 +13,14 @@ import (
 	"github.com/riverqueue/river"
 )
 
+// reconcileInterval is how often the periodic reconcile job runs.
+const reconcileInterval = time.Minute
+
 // ReconcileInterval is how often the periodic reconcile job runs.
-const ReconcileInterval = time.Minute
+//
+// Deprecated: it pins an internal schedule that a caller cannot act on; it
+// is no longer part of the API and will be removed.
+const ReconcileInterval = reconcileInterval
 
 // reconcileBatchSize bounds the rows one reconcile statement locks.
 const reconcileBatchSize = 1000
@@ -47,8 +53,8 @@ const reconcileBatchSize = 1000
 // recorded a job id that here may name one of the host's jobs: its job is
 // missing, and it is settled as a message whose job is gone.
 //
-// LastError says which case it was. Start runs Reconcile every
-// ReconcileInterval; a host with its own River client adds PeriodicJobs to
+// LastError says which case it was. Start runs Reconcile every minute; a
+// host with its own River client adds PeriodicJobs to
 // that client's config, or calls Reconcile itself.
 //
 // It works in batches of a bounded size along an index of the messages
@@ -145,7 +151,7 @@ func reconciledReason(status MessageStatus, jobState *string) EventReason {
 func (c *Client) PeriodicJobs() []*river.PeriodicJob {
 	jobs := []*river.PeriodicJob{
 		river.NewPeriodicJob(
-			river.PeriodicInterval(ReconcileInterval),
+			river.PeriodicInterval(reconcileInterval),
 			func() (river.JobArgs, *river.InsertOpts) {
 				return ReconcileArgs{}, &river.InsertOpts{Queue: c.config.Queue}
 			},
@@ -154,7 +160,7 @@ func (c *Client) PeriodicJobs() []*river.PeriodicJob {
 	}
 	if c.config.Retention > 0 || c.config.AuditRetention > 0 {
 		jobs = append(jobs, river.NewPeriodicJob(
-			river.PeriodicInterval(PruneInterval),
+			river.PeriodicInterval(pruneInterval),
 			func() (river.JobArgs, *river.InsertOpts) {
 				return PruneArgs{}, &river.InsertOpts{Queue: c.config.Queue}
 			},

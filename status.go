@@ -9,9 +9,8 @@ import (
 // The statuses of the schema's rules, which tests check against the
 // migrations: see package dbutil.
 var (
-	liveStatuses        = dbutil.LiveStatuses
-	awaitingStatuses    = dbutil.AwaitingStatuses
-	undeliveredStatuses = dbutil.UndeliveredStatuses
+	liveStatuses     = dbutil.LiveStatuses
+	awaitingStatuses = dbutil.AwaitingStatuses
 )
 
 // holdsDedupKey reports whether a message in status s keeps its dedup key

@@ -7,9 +7,11 @@ import (
 )
 
 // StatusGaugeMinInterval is the shortest time between two queries of the
-// outbound.message.backlog and outbound.message.oldest_pending.age gauges,
-// which one query reads: several readers, or scrapers, collecting at once
-// cost the database one query.
+// backlog gauges.
+//
+// Deprecated: it pins an internal bound that a caller cannot act on
+// (telemetry.BacklogMinInterval, 5s, is what the gauges use); it is no
+// longer part of the API and will be removed.
 const StatusGaugeMinInterval = telemetry.BacklogMinInterval
 
 // gaugedStatuses are the statuses outbound.message.backlog reports: those of
