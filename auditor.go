@@ -13,12 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// NoopAuditor discards every event. It is the default Auditor.
-type NoopAuditor struct{}
-
-// Audit implements Auditor and does nothing.
-func (NoopAuditor) Audit(context.Context, pgx.Tx, AuditEvent) error { return nil }
-
 // TableAuditor stores events in the audit_events table that Migrate creates
 // in the library's schema, in the trigger's own transaction.
 type TableAuditor struct {

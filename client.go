@@ -56,6 +56,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
 		telemetry: telemetry.New(cfg.TracerProvider, cfg.MeterProvider),
 	}
+	c.schema.schema, c.schema.riverSchema, c.schema.queries, c.schema.pool = cfg.Schema, cfg.RiverSchema, c.queries, pool
 	c.delivery = &delivery.Executor{
 		Pool:          pool,
 		Queries:       c.queries,
@@ -95,7 +96,9 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	c.river = riverClient
 	c.subscriptions.logger = cfg.Logger
 	c.subscriptions.dropped = c.telemetry.RecordDroppedEvent
-	c.statusGauge = c.telemetry.ObserveBacklog(gaugedStatuses, c.readBacklog)
+	c.statusGauge = c.telemetry.ObserveBacklog(gaugedStatuses, func(ctx context.Context) (*telemetry.Backlog, error) {
+		return readBacklog(ctx, &c.schema, pool, c.queries)
+	})
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
 }
@@ -221,4 +224,24 @@ func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return fmt.Errorf("outbound: commit: %w", err)
 	}
 	return nil
+}
+
+// checkSchema fails with ErrSchemaMismatch unless the schema is the one this
+// library needs (schemaState.check), reading through q.
+func (c *Client) checkSchema(ctx context.Context, q querier) error {
+	return c.schema.check(ctx, q)
+}
+
+// checkRiverSchema fails with ErrSchemaMismatch when Migrate recorded
+// another River schema than Config.RiverSchema (schemaState.checkRiver).
+func (c *Client) checkRiverSchema(ctx context.Context) error {
+	return c.schema.checkRiver(ctx)
+}
+
+// checkSchemaThen runs fn in tx once the schema check has passed.
+func (c *Client) checkSchemaThen(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
+	if err := c.checkSchema(ctx, tx); err != nil {
+		return err
+	}
+	return fn(tx)
 }

@@ -2,10 +2,14 @@ package outbound
 
 import (
 	"cmp"
+	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/delivery"
 	"github.com/riverqueue/river"
@@ -87,6 +91,26 @@ const (
 	// maxSchemaLength leaves room for River's notification topics, which are
 	// "<schema>.river_leadership" and must fit Postgres' 63-byte identifiers.
 	maxSchemaLength = 46
+)
+
+// River's job priorities run from 1, the highest, to 4. River works the
+// available jobs of a queue in priority order, then by scheduled time, so a
+// job of priority 1 is fetched before every job of priority 2 queued before
+// it.
+const (
+	// minPriority and maxPriority bound River's priorities.
+	minPriority = 1
+	maxPriority = 4
+
+	// maxMaxAttempts is the largest MaxAttempts accepted: River keeps a
+	// job's attempts in a smallint.
+	maxMaxAttempts = math.MaxInt16
+
+	// scheduledAtYearLimit is the first year a ScheduledAt may not be in:
+	// RFC 3339, and so JSON's encoding of a time (an event, the example
+	// service's answers), stops at 9999, well inside PostgreSQL's
+	// timestamptz, which stops at 294276.
+	scheduledAtYearLimit = 10000
 )
 
 // Defaults of each call's options, beside the client's: every default the
@@ -406,4 +430,89 @@ func validateSchemaName(field, name string) error {
 		return invalidArgument(field, "must not begin with pg_, which PostgreSQL reserves for itself, got %q", name)
 	}
 	return nil
+}
+
+// startOnlySettings are the Config settings that tune the River client that
+// Start runs, as the caller gave them (zero when left to the default).
+type startOnlySettings struct {
+	fetchCooldown, fetchPollInterval, rescueStuckJobsAfter time.Duration
+}
+
+// refuse returns an error naming the first setting given, which
+// ConfigureRiver would otherwise ignore: the host's River client is the
+// host's to tune.
+func (s startOnlySettings) refuse() error {
+	for _, set := range []struct {
+		field string
+		value time.Duration
+	}{
+		{"FetchCooldown", s.fetchCooldown},
+		{"FetchPollInterval", s.fetchPollInterval},
+		{"RescueStuckJobsAfter", s.rescueStuckJobsAfter},
+	} {
+		if set.value != 0 {
+			return invalidArgument("Config."+set.field, "is %s, but only Start's own River client uses it: ConfigureRiver leaves the host's River client as the host configured it. "+
+				"Set river.Config.%s instead, and leave Config.%s zero", set.value, set.field, set.field)
+		}
+	}
+	return nil
+}
+
+// maxRateLimitKeyBytes bounds the keys of Config.RateLimits, which are
+// stored as the rate_limits table's primary key.
+const maxRateLimitKeyBytes = 256
+
+// validateRateLimits checks Config.RateLimits, whose bursts withDefaults has
+// set, and names the first bad key in sorted order.
+func validateRateLimits(limits map[string]RateLimit) error {
+	keys := make([]string, 0, len(limits))
+	for key := range limits {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		l := limits[key]
+		field := fmt.Sprintf("Config.RateLimits[%q]", key)
+		switch {
+		case len(key) > maxRateLimitKeyBytes:
+			return invalidArgument("Config.RateLimits", "a key must be at most %d bytes, got one of %d", maxRateLimitKeyBytes, len(key))
+		case !utf8.ValidString(key) || containsNUL(key):
+			return invalidArgument("Config.RateLimits", "a key must be valid UTF-8 without NUL bytes, got %q", key)
+		case l.Limit < 1:
+			return invalidArgument(field+".Limit", "must be at least 1, got %d", l.Limit)
+		case l.Per < time.Millisecond:
+			return invalidArgument(field+".Per", "must be at least 1ms, got %s", l.Per)
+		case l.Burst < 1:
+			return invalidArgument(field+".Burst", "must be at least 1 (0 means Limit), got %d", l.Burst)
+		case delivery.Interval(l) < time.Microsecond:
+			// PostgreSQL's timestamps resolve microseconds.
+			return invalidArgument(field, "must allow at most one call per microsecond, got %d per %s", l.Limit, l.Per)
+		}
+	}
+	return nil
+}
+
+func containsNUL(s string) bool {
+	for i := range len(s) {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// withBursts returns a copy of limits with every zero Burst set to its
+// Limit; nil when there are none.
+func withBursts(limits map[string]RateLimit) map[string]RateLimit {
+	if len(limits) == 0 {
+		return nil
+	}
+	out := make(map[string]RateLimit, len(limits))
+	for key, l := range limits {
+		if l.Burst == 0 {
+			l.Burst = l.Limit
+		}
+		out[key] = l
+	}
+	return out
 }

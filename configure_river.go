@@ -3,7 +3,6 @@ package outbound
 import (
 	"cmp"
 	"strconv"
-	"time"
 
 	"github.com/riverqueue/river"
 )
@@ -91,30 +90,4 @@ func describeRiverSchema(schema string) string {
 		return `"" (the connection's search_path, often "public")`
 	}
 	return strconv.Quote(schema)
-}
-
-// startOnlySettings are the Config settings that tune the River client that
-// Start runs, as the caller gave them (zero when left to the default).
-type startOnlySettings struct {
-	fetchCooldown, fetchPollInterval, rescueStuckJobsAfter time.Duration
-}
-
-// refuse returns an error naming the first setting given, which
-// ConfigureRiver would otherwise ignore: the host's River client is the
-// host's to tune.
-func (s startOnlySettings) refuse() error {
-	for _, set := range []struct {
-		field string
-		value time.Duration
-	}{
-		{"FetchCooldown", s.fetchCooldown},
-		{"FetchPollInterval", s.fetchPollInterval},
-		{"RescueStuckJobsAfter", s.rescueStuckJobsAfter},
-	} {
-		if set.value != 0 {
-			return invalidArgument("Config."+set.field, "is %s, but only Start's own River client uses it: ConfigureRiver leaves the host's River client as the host configured it. "+
-				"Set river.Config.%s instead, and leave Config.%s zero", set.value, set.field, set.field)
-		}
-	}
-	return nil
 }

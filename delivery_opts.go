@@ -2,28 +2,7 @@ package outbound
 
 import (
 	"cmp"
-	"math"
 	"time"
-)
-
-// River's job priorities run from 1, the highest, to 4. River works the
-// available jobs of a queue in priority order, then by scheduled time, so a
-// job of priority 1 is fetched before every job of priority 2 queued before
-// it.
-const (
-	// minPriority and maxPriority bound River's priorities.
-	minPriority = 1
-	maxPriority = 4
-
-	// maxMaxAttempts is the largest MaxAttempts accepted: River keeps a
-	// job's attempts in a smallint.
-	maxMaxAttempts = math.MaxInt16
-
-	// scheduledAtYearLimit is the first year a ScheduledAt may not be in:
-	// RFC 3339, and so JSON's encoding of a time (an event, the example
-	// service's answers), stops at 9999, well inside PostgreSQL's
-	// timestamptz, which stops at 294276.
-	scheduledAtYearLimit = 10000
 )
 
 // longPast stands for a ScheduledAt before the year 1. Like any time past,

@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/cairnloop/outbound/internal/telemetry"
 )
 
@@ -21,13 +22,13 @@ var gaugedStatuses = awaitingStatuses
 
 // readBacklog counts the messages awaiting a result by status, in the order
 // of gaugedStatuses, and reads the oldest pending message's age, with one
-// query over the awaiting_result index.
-func (c *Client) readBacklog(ctx context.Context) (*telemetry.Backlog, error) {
-	if err := c.checkSchema(ctx, c.pool); err != nil {
+// query over the awaiting_result index, once the schema check has passed.
+func readBacklog(ctx context.Context, schema *schemaState, pool querier, queries *sqltext.Queries) (*telemetry.Backlog, error) {
+	if err := schema.check(ctx, pool); err != nil {
 		return nil, err
 	}
 	b := &telemetry.Backlog{Counts: make([]int64, len(gaugedStatuses))}
-	if err := c.pool.QueryRow(ctx, c.queries.CountAwaitingByStatus).Scan(&b.Counts[0], &b.Counts[1], &b.Counts[2], &b.OldestPendingAge); err != nil {
+	if err := pool.QueryRow(ctx, queries.CountAwaitingByStatus).Scan(&b.Counts[0], &b.Counts[1], &b.Counts[2], &b.OldestPendingAge); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -146,6 +146,9 @@ type Auditor = outboundtype.Auditor
 // AuditorFunc adapts a function to the Auditor interface.
 type AuditorFunc = outboundtype.AuditorFunc
 
+// NoopAuditor discards every event. It is the default Auditor.
+type NoopAuditor = outboundtype.NoopAuditor
+
 // AuditEvent is one audited action.
 type AuditEvent = outboundtype.AuditEvent
 

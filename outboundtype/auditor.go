@@ -48,6 +48,12 @@ type AuditEvent struct {
 	OccurredAt time.Time
 }
 
+// NoopAuditor discards every event. It is the default Auditor.
+type NoopAuditor struct{}
+
+// Audit implements Auditor and does nothing.
+func (NoopAuditor) Audit(context.Context, pgx.Tx, AuditEvent) error { return nil }
+
 // AuditorFunc adapts a function to the Auditor interface.
 type AuditorFunc func(ctx context.Context, tx pgx.Tx, event AuditEvent) error
 
