@@ -102,3 +102,10 @@ func (a *TableAuditor) ListEvents(ctx context.Context, params *ListAuditEventsPa
 	}
 	return events, nil
 }
+
+// auditorError is an error the Auditor returned, kept apart from the
+// database's so that a failed trigger's telemetry can say which it was.
+type auditorError struct{ err error }
+
+func (e *auditorError) Error() string { return "outbound: auditor: " + e.err.Error() }
+func (e *auditorError) Unwrap() error { return e.err }

@@ -230,7 +230,7 @@ func (c *Client) stageBulkTrigger(ctx context.Context, callerTx pgx.Tx, conversa
 			data:           data,
 			each:           recipients.parts,
 			bulkEnvelopeID: envelopeID,
-			jobs:           c.jobOptions(opts.deliveryOptions(), DefaultBulkTriggerPriority),
+			jobs:           opts.deliveryOptions().jobOptions(DefaultBulkTriggerPriority, c.config.MaxAttempts),
 		})
 		if err != nil {
 			return err

@@ -244,7 +244,7 @@ func (c *Client) cancelMessagesAndJobs(ctx context.Context, tx pgx.Tx, query str
 		}
 	}
 	if len(jobIDs) > 0 {
-		if err := c.cancelJobs(ctx, tx, jobIDs, messageIDs); err != nil {
+		if err := cancelJobs(ctx, tx, c.queries, jobIDs, messageIDs); err != nil {
 			return nil, fmt.Errorf("outbound: cancel delivery jobs: %w", err)
 		}
 	}

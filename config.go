@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/delivery"
+	"github.com/cairnloop/outbound/outboundtype"
 	"github.com/riverqueue/river"
 
 	"go.opentelemetry.io/otel"
@@ -515,4 +517,28 @@ func withBursts(limits map[string]RateLimit) map[string]RateLimit {
 		out[key] = l
 	}
 	return out
+}
+
+// invalidArgument returns an *InvalidArgumentError: the field, and what is
+// wrong with it. It and the two helpers below make the errors of every
+// validation in the library, Config's first, so they stand here, beneath
+// every call. They name the leaf's types as outboundtype's, as River's code
+// names rivertype's: the same types as the root's aliases.
+func invalidArgument(field, format string, args ...any) error {
+	return &outboundtype.InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// withFieldPrefix prefixes the field of an *InvalidArgumentError in err, as
+// the options of the call name it; any other error is returned as is.
+func withFieldPrefix(prefix string, err error) error {
+	var argErr *outboundtype.InvalidArgumentError
+	if errors.As(err, &argErr) {
+		argErr.Field = prefix + argErr.Field
+	}
+	return err
+}
+
+// schemaMismatch returns an error matching ErrSchemaMismatch about one schema.
+func schemaMismatch(schema, format string, args ...any) error {
+	return fmt.Errorf("%w: schema %q %s", outboundtype.ErrSchemaMismatch, schema, fmt.Sprintf(format, args...))
 }

@@ -79,12 +79,12 @@ type jobOptions struct {
 	maxAttempts int
 }
 
-// jobOptions applies the defaults: defaultPriority, and the config's
-// MaxAttempts.
-func (c *Client) jobOptions(o deliveryOpts, defaultPriority int) jobOptions {
+// jobOptions applies the defaults: defaultPriority, and defaultMaxAttempts
+// (the client's Config.MaxAttempts).
+func (o deliveryOpts) jobOptions(defaultPriority, defaultMaxAttempts int) jobOptions {
 	return jobOptions{
 		startAt:     o.startAt(time.Now()),
 		priority:    cmp.Or(o.priority, defaultPriority),
-		maxAttempts: cmp.Or(o.maxAttempts, c.config.MaxAttempts),
+		maxAttempts: cmp.Or(o.maxAttempts, defaultMaxAttempts),
 	}
 }

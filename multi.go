@@ -444,7 +444,7 @@ func (c *Client) stageDuplicates(ctx context.Context, tx pgx.Tx, b *triggerBatch
 		return nil
 	}
 	unused := b.recipients.filter(func(i int) bool { return isDuplicate[i] })
-	if err := c.deleteUnusedJobs(ctx, tx, unused.jobIDs); err != nil {
+	if err := deleteUnusedJobs(ctx, tx, c.queries, unused.jobIDs); err != nil {
 		return fmt.Errorf("outbound: delete unneeded jobs: %w", err)
 	}
 	return nil

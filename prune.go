@@ -12,17 +12,6 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// pruneInterval is how often the periodic prune job runs when
-// Config.Retention or Config.AuditRetention is set.
-const pruneInterval = time.Hour
-
-// PruneInterval is how often the periodic prune job runs.
-//
-// Deprecated: it pins an internal schedule that a caller cannot act on
-// (Config.Retention and Config.AuditRetention decide what is pruned); it is
-// no longer part of the API and will be removed.
-const PruneInterval = pruneInterval
-
 // pruneBatchSize bounds the rows one prune statement looks at.
 const pruneBatchSize = 1000
 

@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 
+	"github.com/cairnloop/outbound/internal/sqltext"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,15 +15,15 @@ import (
 // tables outside River's API (outboundtest's Worker has the others), each
 // one statement for many jobs, or for a job together with its message. Their
 // statements are pinned to sqltext.RiverVersion.
-func (c *Client) deleteUnusedJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64) error {
-	_, err := tx.Exec(ctx, c.queries.DeleteUnusedJobs, jobIDs)
+func deleteUnusedJobs(ctx context.Context, tx pgx.Tx, queries *sqltext.Queries, jobIDs []int64) error {
+	_, err := tx.Exec(ctx, queries.DeleteUnusedJobs, jobIDs)
 	return err
 }
 
 // cancelJobs cancels delivery jobs that are not running or finalized, as
 // River's JobCancel does for them: each job of jobIDs that is the delivery
 // job of the message at the same index of messageIDs.
-func (c *Client) cancelJobs(ctx context.Context, tx pgx.Tx, jobIDs []int64, messageIDs []string) error {
-	_, err := tx.Exec(ctx, c.queries.CancelJobs, jobIDs, messageIDs)
+func cancelJobs(ctx context.Context, tx pgx.Tx, queries *sqltext.Queries, jobIDs []int64, messageIDs []string) error {
+	_, err := tx.Exec(ctx, queries.CancelJobs, jobIDs, messageIDs)
 	return err
 }

@@ -135,3 +135,26 @@ func (s *subscriptions) drop(ctx context.Context, sub *subscription, kind EventK
 		slog.Int("chan_size", cap(sub.ch)),
 	)
 }
+
+// eventKindOf maps a final status to its event kind.
+var eventKindOf = map[MessageStatus]EventKind{
+	MessageStatusSent:        EventKindMessageSent,
+	MessageStatusDiscarded:   EventKindMessageDiscarded,
+	MessageStatusCancelled:   EventKindMessageCancelled,
+	MessageStatusUnconfirmed: EventKindMessageUnconfirmed,
+}
+
+// messageEvent is the event of msg's final status, happening now.
+func messageEvent(msg *Message, status MessageStatus, reason EventReason, lastError string) *Event {
+	return &Event{
+		Kind:           eventKindOf[status],
+		Reason:         reason,
+		MessageID:      msg.ID,
+		ConversationID: msg.ConversationID,
+		TemplateID:     msg.TemplateID,
+		BulkEnvelopeID: msg.BulkEnvelopeID,
+		Attempts:       msg.Attempts,
+		LastError:      lastError,
+		OccurredAt:     time.Now(),
+	}
+}

@@ -151,7 +151,7 @@ func (c *Client) stageTrigger(ctx context.Context, callerTx pgx.Tx, conversation
 			rendered:       opts.Content != "",
 			data:           data,
 			bulkEnvelopeID: opts.BulkEnvelopeID,
-			jobs:           c.jobOptions(opts.deliveryOptions(), DefaultTriggerPriority),
+			jobs:           opts.deliveryOptions().jobOptions(DefaultTriggerPriority, c.config.MaxAttempts),
 		})
 		if err != nil {
 			return err
