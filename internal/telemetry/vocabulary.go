@@ -136,12 +136,14 @@ func ErrorType(r Reason, err error) string {
 // attempt's metric.
 func FinalEventReason(status outboundtype.MessageStatus, r Reason) outboundtype.EventReason {
 	switch {
-	case status == outboundtype.MessageStatusSent, r == ReasonNotifierPermanentError:
+	case status == outboundtype.MessageStatusSent:
 		return outboundtype.EventReason(r)
 	case status == outboundtype.MessageStatusCancelled:
 		return outboundtype.EventReasonCancelEnvelope
 	case status == outboundtype.MessageStatusUnconfirmed:
 		return outboundtype.EventReasonResultUnrecorded
+	case r == ReasonNotifierPermanentError:
+		return outboundtype.EventReason(r)
 	}
 	return outboundtype.EventReasonAttemptsExhausted
 }
