@@ -56,7 +56,6 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		queries:   sqltext.New(cfg.Schema, cfg.RiverSchema),
 		telemetry: telemetry.New(cfg.TracerProvider, cfg.MeterProvider),
 	}
-	c.schema.schema, c.schema.riverSchema, c.schema.queries, c.schema.pool = cfg.Schema, cfg.RiverSchema, c.queries, pool
 	c.delivery = &delivery.Executor{
 		Pool:          pool,
 		Queries:       c.queries,
@@ -96,9 +95,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	c.river = riverClient
 	c.subscriptions.logger = cfg.Logger
 	c.subscriptions.dropped = c.telemetry.RecordDroppedEvent
-	c.statusGauge = c.telemetry.ObserveBacklog(gaugedStatuses, func(ctx context.Context) (*telemetry.Backlog, error) {
-		return readBacklog(ctx, &c.schema, pool, c.queries)
-	})
+	c.statusGauge = c.telemetry.ObserveBacklog(gaugedStatuses, c.readBacklog)
 	c.maxBatchSize.Store(int64(cfg.MaxBatchSize))
 	return c, nil
 }
@@ -226,18 +223,6 @@ func (c *Client) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
-// checkSchema fails with ErrSchemaMismatch unless the schema is the one this
-// library needs (schemaState.check), reading through q.
-func (c *Client) checkSchema(ctx context.Context, q querier) error {
-	return c.schema.check(ctx, q)
-}
-
-// checkRiverSchema fails with ErrSchemaMismatch when Migrate recorded
-// another River schema than Config.RiverSchema (schemaState.checkRiver).
-func (c *Client) checkRiverSchema(ctx context.Context) error {
-	return c.schema.checkRiver(ctx)
-}
-
 // checkSchemaThen runs fn in tx once the schema check has passed.
 func (c *Client) checkSchemaThen(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
 	if err := c.checkSchema(ctx, tx); err != nil {
@@ -257,69 +242,64 @@ type querier interface {
 // and succeeds once an operator has run Migrate.
 type schemaState struct {
 	checked atomic.Bool
-	// schema and riverSchema are Config.Schema and Config.RiverSchema;
-	// queries reads the installation record in schema; pool serves
-	// checkRiver, which reads the record each time.
-	schema, riverSchema string
-	queries             *sqltext.Queries
-	pool                querier
 }
 
-// check fails with ErrSchemaMismatch unless the library's schema is
+// checkSchema fails with ErrSchemaMismatch unless the library's schema is
 // migrated to exactly the version this library knows and River's tables
 // exist. It runs on the first call that touches the database, through q, so
 // that a call inside a caller's transaction needs no second connection.
-func (s *schemaState) check(ctx context.Context, q querier) error {
-	if s.checked.Load() {
+func (c *Client) checkSchema(ctx context.Context, q querier) error {
+	if c.schema.checked.Load() {
 		return nil
 	}
+	cfg := c.config
 	var hasVersions, hasInstallation, hasRiverJobs bool
 	if err := q.QueryRow(ctx, sqltext.SchemaTables,
-		pgx.Identifier{s.schema, "outbound_migration"}.Sanitize(),
-		pgx.Identifier{s.schema, "installation"}.Sanitize(),
-		pgx.Identifier{s.riverSchema, "river_job"}.Sanitize(),
+		pgx.Identifier{cfg.Schema, "outbound_migration"}.Sanitize(),
+		pgx.Identifier{cfg.Schema, "installation"}.Sanitize(),
+		pgx.Identifier{cfg.RiverSchema, "river_job"}.Sanitize(),
 	).Scan(&hasVersions, &hasInstallation, &hasRiverJobs); err != nil {
 		return fmt.Errorf("outbound: check schema: %w", err)
 	}
 	if !hasVersions {
-		return schemaMismatch(s.schema, "has no outbound tables: run outbound.Migrate (or apply outbound.Migrations) for it")
+		return schemaMismatch(cfg.Schema, "has no outbound tables: run outbound.Migrate (or apply outbound.Migrations) for it")
 	}
 	latest := latestMigrationVersion()
 	var version int
 	if hasInstallation {
-		if err := q.QueryRow(ctx, s.queries.SchemaState).Scan(&version, new(*string)); err != nil {
+		if err := q.QueryRow(ctx, c.queries.SchemaState).Scan(&version, new(*string)); err != nil {
 			return fmt.Errorf("outbound: check schema: %w", err)
 		}
 	}
 	switch {
 	case !hasInstallation || version < latest:
-		return schemaMismatch(s.schema, "is migrated to an older version than this library's %d: run outbound.Migrate", latest)
+		return schemaMismatch(cfg.Schema, "is migrated to an older version than this library's %d: run outbound.Migrate", latest)
 	case version > latest:
-		return schemaMismatch(s.schema, "was migrated to version %d by a newer version of the library, which this one (up to version %d) cannot use: upgrade the library", version, latest)
+		return schemaMismatch(cfg.Schema, "was migrated to version %d by a newer version of the library, which this one (up to version %d) cannot use: upgrade the library", version, latest)
 	case !hasRiverJobs:
-		return schemaMismatch(s.riverSchema, "has no River tables (Config.RiverSchema): run outbound.Migrate with MigrateOpts.RiverSchema %q", s.riverSchema)
+		return schemaMismatch(cfg.RiverSchema, "has no River tables (Config.RiverSchema): run outbound.Migrate with MigrateOpts.RiverSchema %q", cfg.RiverSchema)
 	}
-	s.checked.Store(true)
+	c.schema.checked.Store(true)
 	return nil
 }
 
-// checkRiver fails with ErrSchemaMismatch when Migrate recorded another
+// checkRiverSchema fails with ErrSchemaMismatch when Migrate recorded another
 // River schema than Config.RiverSchema: the messages' delivery jobs are
 // there, and a client looking in its own River schema would take them for
 // gone. It reads the record each time, so that a Migrate that moves River
 // takes effect without a restart. No record (tables applied by a host's own
 // tool) passes.
-func (s *schemaState) checkRiver(ctx context.Context) error {
+func (c *Client) checkRiverSchema(ctx context.Context) error {
 	var (
 		version     int
 		riverSchema *string
 	)
-	if err := s.pool.QueryRow(ctx, s.queries.SchemaState).Scan(&version, &riverSchema); err != nil {
+	if err := c.pool.QueryRow(ctx, c.queries.SchemaState).Scan(&version, &riverSchema); err != nil {
 		return fmt.Errorf("outbound: check River schema: %w", err)
 	}
-	if riverSchema != nil && *riverSchema != s.riverSchema {
-		return schemaMismatch(s.schema, "records River schema %q, but Config.RiverSchema is %q: the delivery jobs of these messages are not in the client's River schema, so Reconcile refuses to settle them; fix Config.RiverSchema, or run outbound.Migrate with MigrateOpts.RiverSchema %q if River moved",
-			*riverSchema, s.riverSchema, s.riverSchema)
+	if riverSchema != nil && *riverSchema != c.config.RiverSchema {
+		return schemaMismatch(c.config.Schema, "records River schema %q, but Config.RiverSchema is %q: the delivery jobs of these messages are not in the client's River schema, so Reconcile refuses to settle them; fix Config.RiverSchema, or run outbound.Migrate with MigrateOpts.RiverSchema %q if River moved",
+			*riverSchema, c.config.RiverSchema, c.config.RiverSchema)
 	}
 	return nil
 }
@@ -350,13 +330,13 @@ var gaugedStatuses = awaitingStatuses
 
 // readBacklog counts the messages awaiting a result by status, in the order
 // of gaugedStatuses, and reads the oldest pending message's age, with one
-// query over the awaiting_result index, once the schema check has passed.
-func readBacklog(ctx context.Context, schema *schemaState, pool querier, queries *sqltext.Queries) (*telemetry.Backlog, error) {
-	if err := schema.check(ctx, pool); err != nil {
+// query over the awaiting_result index.
+func (c *Client) readBacklog(ctx context.Context) (*telemetry.Backlog, error) {
+	if err := c.checkSchema(ctx, c.pool); err != nil {
 		return nil, err
 	}
 	b := &telemetry.Backlog{Counts: make([]int64, len(gaugedStatuses))}
-	if err := pool.QueryRow(ctx, queries.CountAwaitingByStatus).Scan(&b.Counts[0], &b.Counts[1], &b.Counts[2], &b.OldestPendingAge); err != nil {
+	if err := c.pool.QueryRow(ctx, c.queries.CountAwaitingByStatus).Scan(&b.Counts[0], &b.Counts[1], &b.Counts[2], &b.OldestPendingAge); err != nil {
 		return nil, err
 	}
 	return b, nil

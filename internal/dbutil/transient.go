@@ -25,7 +25,7 @@ func RetryTransient(ctx context.Context, fn func(context.Context) error) error {
 	backoff := 10 * time.Millisecond
 	for {
 		err := fn(ctx)
-		if err == nil || !Transient(err) || ctx.Err() != nil {
+		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -37,10 +37,10 @@ func RetryTransient(ctx context.Context, fn func(context.Context) error) error {
 	}
 }
 
-// Transient reports whether err says the connection failed or could not be
+// transient reports whether err says the connection failed or could not be
 // made, or the statement was rolled back by a deadlock or a serialization
 // failure.
-func Transient(err error) bool {
+func transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
@@ -51,7 +51,7 @@ func Transient(err error) bool {
 	if errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") {
 		return true
 	}
-	return errors.As(err, &connectErr) || ConnectionEnded(err)
+	return errors.As(err, &connectErr) || connectionEnded(err)
 }
 
 // BeginTx begins a transaction on the pool. A connection that the server
@@ -65,15 +65,15 @@ func BeginTx(ctx context.Context, pool *pgxpool.Pool) (pgx.Tx, error) {
 	tries := int(pool.Config().MaxConns) + 1
 	for try := 1; ; try++ {
 		tx, err := pool.Begin(ctx)
-		if err == nil || try == tries || !ConnectionEnded(err) || ctx.Err() != nil {
+		if err == nil || try == tries || !connectionEnded(err) || ctx.Err() != nil {
 			return tx, err
 		}
 	}
 }
 
-// ConnectionEnded reports whether err says an established connection was
+// connectionEnded reports whether err says an established connection was
 // ended by the server or lost, as opposed to one that could not be made.
-func ConnectionEnded(err error) bool {
+func connectionEnded(err error) bool {
 	var connectErr *pgconn.ConnectError
 	if errors.As(err, &connectErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false

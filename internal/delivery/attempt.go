@@ -146,7 +146,7 @@ func classify(job *river.Job[outboundtype.DeliveryArgs], f attemptFacts) deliver
 		}
 		err := fmt.Errorf("outbound: deliver message %s: %w", id, f.dbErr)
 		if f.notified && f.notify.err != nil {
-			err = fmt.Errorf("outbound: deliver message %s: %s; then %w", id, BoundedErrorText(f.notify.err.Error()), f.dbErr)
+			err = fmt.Errorf("outbound: deliver message %s: %s; then %w", id, boundedErrorText(f.notify.err.Error()), f.dbErr)
 		}
 		return deliveryResult{outcome: telemetry.OutcomeFailed, reason: r, err: err}
 
@@ -180,7 +180,7 @@ func classify(job *river.Job[outboundtype.DeliveryArgs], f attemptFacts) deliver
 	// recordFailure wrote it.
 	res := deliveryResult{reason: f.notify.reason(), err: attemptErrorOf(id, f.notify, f.stopped)}
 	final := finalOutcome{msg: cl.msg, status: f.recorded, reason: telemetry.FinalEventReason(f.recorded, res.reason),
-		lastError: BoundedErrorText(f.notify.err.Error())}
+		lastError: boundedErrorText(f.notify.err.Error())}
 	switch f.recorded {
 	case outboundtype.MessageStatusCancelled:
 		res.outcome = telemetry.OutcomeCancelled
@@ -240,7 +240,7 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 }
 
 func attemptErrorOf(id uuid.UUID, n notifyResult, stopped bool) error {
-	e := &attemptError{text: fmt.Sprintf("outbound: deliver message %s: %s", id, BoundedErrorText(n.err.Error()))}
+	e := &attemptError{text: fmt.Sprintf("outbound: deliver message %s: %s", id, boundedErrorText(n.err.Error()))}
 	if stopped {
 		e.cause = context.Canceled
 	}
@@ -432,7 +432,7 @@ func (e *Executor) recordSent(ctx context.Context, job *river.Job[outboundtype.D
 func (e *Executor) recordFailure(ctx context.Context, cl *claim, status outboundtype.MessageStatus, cause error) (outboundtype.MessageStatus, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	lastError := BoundedErrorText(cause.Error())
+	lastError := boundedErrorText(cause.Error())
 	var rows int64
 	err := dbutil.RetryTransient(ctx, func(ctx context.Context) error {
 		tag, err := e.Pool.Exec(ctx, e.Queries.RecordFailed, dbutil.PgUUID(cl.msg.ID), dbutil.PgUUID(cl.id), status, lastError)
@@ -462,7 +462,7 @@ func (e *Executor) recordFailure(ctx context.Context, cl *claim, status outbound
 func (e *Executor) recordPaused(ctx context.Context, cl *claim, pause time.Duration, cause error) (outboundtype.MessageStatus, time.Duration, error) {
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	wait, ok, err := e.recordRateLimited(recordCtx, cl.msg.ID, cl.id, cl.limit, pause, BoundedErrorText(cause.Error()))
+	wait, ok, err := e.recordRateLimited(recordCtx, cl.msg.ID, cl.id, cl.limit, pause, boundedErrorText(cause.Error()))
 	if err != nil {
 		return "", 0, err
 	}

@@ -112,11 +112,11 @@ func (e *Executor) Deliver(ctx context.Context, job *river.Job[outboundtype.Deli
 	}
 	res := classify(job, e.attempt(ctx, job))
 	e.Telemetry.RecordDelivery(ctx, span, res.outcome, res.reason, res.failure(), start)
-	if res.final.msg != nil {
-		e.Telemetry.RecordFinal(ctx, res.final.msg, res.final.status)
-	}
-	if res.final.msg != nil && e.OnFinal != nil {
-		e.OnFinal(ctx, Final{Message: res.final.msg, Status: res.final.status, Reason: res.final.reason, LastError: res.final.lastError})
+	if f := res.final; f.msg != nil {
+		e.Telemetry.RecordFinal(ctx, f.msg, f.status)
+		if e.OnFinal != nil {
+			e.OnFinal(ctx, Final{Message: f.msg, Status: f.status, Reason: f.reason, LastError: f.lastError})
+		}
 	}
 	return Result{Err: res.err, RetryAt: res.retryAt}
 }

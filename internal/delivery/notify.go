@@ -23,7 +23,7 @@ const truncatedMark = " …[truncated]"
 
 // boundedErrorText turns an error's text into what PostgreSQL can store (valid
 // UTF-8, no NUL) in at most MaxLastErrorBytes.
-func BoundedErrorText(text string) string {
+func boundedErrorText(text string) string {
 	text = strings.ToValidUTF8(text, "\uFFFD")
 	text = strings.ReplaceAll(text, "\x00", "\uFFFD")
 	if len(text) <= MaxLastErrorBytes {
@@ -113,7 +113,7 @@ func (e *Executor) notify(ctx context.Context, msg *outboundtype.Message, renew 
 			if v := recover(); v != nil {
 				// The value may hold a body or personal data, and be of any
 				// size: it is logged as last_error keeps it, bounded.
-				text := BoundedErrorText(fmt.Sprint(v))
+				text := boundedErrorText(fmt.Sprint(v))
 				e.Logger.Error("outbound: notifier panicked",
 					slog.String("message_id", msg.ID.String()),
 					slog.String("panic", text),

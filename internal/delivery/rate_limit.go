@@ -80,7 +80,7 @@ func (e *Executor) claimRated(ctx context.Context, id, claimID uuid.UUID, attemp
 		"claim_secs":     e.ClaimLength.Seconds(),
 		"key":            lim.key,
 		"interval_secs":  Interval(lim.limit).Seconds(),
-		"tolerance_secs": Tolerance(lim.limit).Seconds(),
+		"tolerance_secs": tolerance(lim.limit).Seconds(),
 	}
 	// Retrying is safe: a retried claim whose first commit went through
 	// finds its own claim id, and takes no second slot.
@@ -139,9 +139,9 @@ const rateWaitSlack = 50 * time.Millisecond
 // Interval is the time between two calls at the limit's steady rate.
 func Interval(l outboundtype.RateLimit) time.Duration { return l.Per / time.Duration(l.Limit) }
 
-// Tolerance is how far ahead of now a key's theoretical arrival time may be
+// tolerance is how far ahead of now a key's theoretical arrival time may be
 // for one more call to start: the burst, less the call itself.
-func Tolerance(l outboundtype.RateLimit) time.Duration { return time.Duration(l.Burst-1) * Interval(l) }
+func tolerance(l outboundtype.RateLimit) time.Duration { return time.Duration(l.Burst-1) * Interval(l) }
 
 // secondsOf turns a number of seconds the database computed into a
 // duration; nil is zero.
