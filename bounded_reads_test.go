@@ -76,16 +76,16 @@ func TestBoundedReads(t *testing.T) {
 		q := sqltext.New("s", "rs")
 		for name, sql := range map[string]string{
 			"SelectMessageClaim": q.SelectMessageClaim,
-			"SelectMessageWait":  q.SelectMessageWait,
+			"SelectMessageKey":   q.SelectMessageKey,
 			"LockMessage":        q.LockMessage,
 		} {
 			require.Contains(t, sql, sqltext.MessageColumnsWithoutContent, name)
 			require.NotContains(t, sql, sqltext.MessageColumns, name)
 		}
-		for name, sql := range map[string]string{"ClaimMessage": q.ClaimMessage, "ClaimMessageRated": q.ClaimMessageRated} {
+		for name, sql := range map[string]string{"ClaimMessage": q.ClaimMessage, "ClaimMessageLimited": q.ClaimMessageLimited} {
 			require.Contains(t, sql, sqltext.MessageColumns, name, "the claim reads the body for the Notifier")
 		}
-		// ClaimMessageRated reads the body only in its branch that claims.
-		require.Contains(t, q.ClaimMessageRated, "SELECT "+sqltext.MessageColumnsWithoutContent+", extract(epoch FROM w.wake")
+		// ClaimMessageLimited reads the body only in its branch that claims.
+		require.Contains(t, q.ClaimMessageLimited, "RETURNING "+sqltext.MessageColumnsWithoutContent+", extract(epoch FROM rate_wait_until")
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cairnloop/outbound/internal/dbutil"
@@ -68,6 +69,14 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		Telemetry:     c.telemetry,
 		WithTx:        c.withTx,
 		OnFinal:       c.publishFinal,
+
+		MaxRateLimitedPause: cfg.MaxRateLimitedPause,
+		Queue:               cfg.Queue,
+		RiverSchema:         cfg.RiverSchema,
+		PollOnly:            cfg.PollOnly,
+		// A released job is fetched within a poll, or at once when River
+		// listens: a second past the poll is ample.
+		ReleaseHorizon: cfg.FetchPollInterval + time.Second,
 	}
 	// One River client both enqueues delivery jobs in callers' transactions
 	// and, once Start is called, works them. Until then it only inserts.
@@ -88,6 +97,7 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 		// overrides anyway.
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 		JobTimeout:           claimLength(cfg),
+		Test:                 river.TestConfig{Time: cfg.riverTime},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound: river client: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/cairnloop/outbound/internal/delivery"
 	"github.com/cairnloop/outbound/outboundtype"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -44,6 +45,10 @@ const (
 
 	// maxMaxWorkers is River's own limit on a queue's MaxWorkers.
 	maxMaxWorkers = 10_000
+
+	// DefaultMaxRateLimitedPause is Config.MaxRateLimitedPause when it is
+	// zero.
+	DefaultMaxRateLimitedPause = time.Hour
 
 	// DefaultFetchCooldown is Config.FetchCooldown when it is zero.
 	DefaultFetchCooldown = river.FetchCooldownDefault
@@ -256,6 +261,9 @@ type Config struct {
 	// FetchCooldown is.
 	RescueStuckJobsAfter time.Duration
 
+	// riverTime, set only by the tests, is the River client's clock.
+	riverTime rivertype.TimeGenerator
+
 	// startOnly is what the caller set of the settings that only Start's
 	// River client uses, before defaults: ConfigureRiver refuses them.
 	startOnly startOnlySettings
@@ -284,16 +292,27 @@ type Config struct {
 	// every process working the schema: see RateLimit. A message's key is
 	// RateLimitKey's; a key without an entry is unlimited. A message held
 	// back by its limit stays pending (cancellable by CancelMessage and
-	// CancelEnvelope), uses no attempt, and holds no worker while it
-	// waits: it is booked a slot and snoozed until then. Nil, the default,
-	// limits nothing and costs nothing.
+	// CancelEnvelope), uses no attempt, and holds no worker and no slot
+	// while it waits: it parks, and its job sleeps until a dispatcher
+	// releases it when a slot is its. Nil, the default, limits nothing and
+	// costs nothing.
 	RateLimits map[string]RateLimit
 
 	// RateLimitKey chooses a message's key in RateLimits, such as the
 	// provider or channel its template goes through. It runs in the worker
-	// before every attempt, so it must be fast and must not block. Nil
-	// gives every message the key "".
+	// at the message's first attempt, and the key is stored with the
+	// message from then on, so that the database can order the key's
+	// waiting messages: a RateLimitKey changed between deploys applies to
+	// messages not yet attempted, and the others keep the key they have. It
+	// must be fast and must not block; one that panics fails the attempt,
+	// as a Notifier's panic does. Nil gives every message the key "".
 	RateLimitKey func(*Message) string
+
+	// MaxRateLimitedPause caps the pause a Notifier's RateLimited(d, err)
+	// puts on a key, so that a provider's absurd Retry-After cannot stop a
+	// key for days. Client.LiftRateLimitPause ends a pause early. Defaults
+	// to DefaultMaxRateLimitedPause.
+	MaxRateLimitedPause time.Duration
 
 	// RetryPolicy decides when a failed delivery is tried again, in both
 	// worker modes (Start, and AddWorkers under a host's River client).
@@ -349,6 +368,7 @@ func (c *Config) withDefaults() *Config {
 	out.MaxWorkers = cmp.Or(out.MaxWorkers, DefaultMaxWorkers)
 	out.RescueStuckJobsAfter = cmp.Or(out.RescueStuckJobsAfter, claimLength(&out)+rescueMargin)
 	out.RateLimits = withBursts(out.RateLimits)
+	out.MaxRateLimitedPause = cmp.Or(out.MaxRateLimitedPause, DefaultMaxRateLimitedPause)
 	if out.Auditor == nil {
 		out.Auditor = NoopAuditor{}
 	}
@@ -396,6 +416,9 @@ func (c *Config) validate() error {
 	if int64(c.MaxContentBytes)*int64(c.MaxWorkers) > MaxContentBytesInFlight {
 		return invalidArgument("Config.MaxContentBytes", "times Config.MaxWorkers must be at most %d (MaxContentBytesInFlight): each delivery in flight holds its body; got %d × %d workers; lower either",
 			MaxContentBytesInFlight, c.MaxContentBytes, c.MaxWorkers)
+	}
+	if c.MaxRateLimitedPause < time.Millisecond || c.MaxRateLimitedPause > maxRateLimitSpan {
+		return invalidArgument("Config.MaxRateLimitedPause", "must be between 1ms and %s (0 means the default, %s), got %s", maxRateLimitSpan, DefaultMaxRateLimitedPause, c.MaxRateLimitedPause)
 	}
 	if c.NotifyTimeout < 0 {
 		return invalidArgument("Config.NotifyTimeout", "must not be negative (0 means the default, %s), got %s", DefaultNotifyTimeout, c.NotifyTimeout)
@@ -489,10 +512,39 @@ func validateRateLimits(limits map[string]RateLimit) error {
 		case delivery.Interval(l) < time.Microsecond:
 			// PostgreSQL's timestamps resolve microseconds.
 			return invalidArgument(field, "must allow at most one call per microsecond, got %d per %s", l.Limit, l.Per)
+		case l.Per > maxRateLimitSpan || int64(l.Burst) > int64(maxRateLimitSpan/delivery.Interval(l)):
+			// The burst's span is how far ahead the key's state may run.
+			return invalidArgument(field+".Burst", "times Per/Limit must be at most %s, got %d × %s", maxRateLimitSpan, l.Burst, delivery.Interval(l))
+		case len(l.Also) > maxRateLimitWindows:
+			return invalidArgument(field+".Also", "must hold at most %d limits, got %d", maxRateLimitWindows, len(l.Also))
+		}
+		for i, w := range l.Also {
+			wfield := fmt.Sprintf("%s.Also[%d]", field, i)
+			switch {
+			case w.Limit < 1 || w.Limit > maxRateLimitWindowCalls:
+				return invalidArgument(wfield+".Limit", "must be between 1 and %d, got %d", maxRateLimitWindowCalls, w.Limit)
+			case w.Per < time.Millisecond || w.Per > maxRateLimitSpan:
+				return invalidArgument(wfield+".Per", "must be between 1ms and %s, got %s", maxRateLimitSpan, w.Per)
+			case w.Burst != 0:
+				return invalidArgument(wfield+".Burst", "must be 0: a further limit counts its Limit over any window of Per, with no burst beyond it, got %d", w.Burst)
+			case len(w.Also) > 0:
+				return invalidArgument(wfield+".Also", "must be empty: list every further limit in %s.Also", field)
+			}
 		}
 	}
 	return nil
 }
+
+const (
+	// maxRateLimitSpan bounds a limit's period and its burst's span, so
+	// that no time derived from them overflows, in Go or in PostgreSQL.
+	maxRateLimitSpan = 10 * 365 * 24 * time.Hour
+	// maxRateLimitWindows bounds a key's further limits.
+	maxRateLimitWindows = 8
+	// maxRateLimitWindowCalls bounds a further limit's Limit: the key keeps
+	// the start of that many calls.
+	maxRateLimitWindowCalls = 1_000_000
+)
 
 func containsNUL(s string) bool {
 	for i := range len(s) {

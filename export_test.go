@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // HoldsDedupKey exposes holdsDedupKey to the tests, which check
@@ -41,3 +42,8 @@ func (c *Client) EnvelopeStoredRequest(ctx context.Context, id uuid.UUID) (Store
 	}
 	return StoredRequest{e.recipientsDigest, e.scheduleIn, e.scheduledAt, e.priority, e.maxAttempts}, nil
 }
+
+// SetRiverTime makes the River client that New builds from config use
+// clock, as River's Test.Time hook does: a test sets River's clock off the
+// database's.
+func SetRiverTime(config *Config, clock rivertype.TimeGenerator) { config.riverTime = clock }

@@ -131,7 +131,7 @@ func TestRateLimits(t *testing.T) {
 			m := waitForRateLimited(t, b.client, id)
 			require.Equal(t, outbound.MessageStatusPending, m.Status)
 			require.Equal(t, 0, m.Attempts)
-			// Booked one slot (an hour) apart, the first an hour away.
+			// Expected no sooner than the key's next slot, an hour away.
 			require.Greater(t, time.Until(m.RateLimitedUntil), 50*time.Minute)
 			// River records the snooze just after the booking commits.
 			var job *jobRow
@@ -139,7 +139,8 @@ func TestRateLimits(t *testing.T) {
 				job = jobByID(t, b.schema, m.JobID)
 				return job.State != "running"
 			}, waitCeiling, 5*time.Millisecond)
-			// Snoozed one hop (a few seconds) towards its slot.
+			// Parked: its job sleeps past its expected turn, unless a
+			// dispatcher wakes it sooner.
 			require.Contains(t, []string{"available", "scheduled"}, job.State)
 			require.True(t, job.ScheduledAt.After(time.Now()), "job due at %s", job.ScheduledAt)
 			require.Equal(t, 0, job.Attempt, "River counted no attempt for the wait")

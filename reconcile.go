@@ -189,6 +189,9 @@ type reconcileWorker struct {
 
 // Work runs one Reconcile.
 func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
+	// A key whose parked messages were left by processes that stopped is
+	// dispatched again from here.
+	w.client.delivery.KickAll()
 	n, err := w.client.Reconcile(ctx)
 	if n > 0 {
 		w.client.config.Logger.WarnContext(ctx, "outbound: settled messages whose delivery job ended without recording a result",

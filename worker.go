@@ -111,6 +111,8 @@ func (c *Client) Start(ctx context.Context) error {
 	if err := c.river.Start(ctx); err != nil {
 		return fmt.Errorf("outbound: start delivery worker: %w", err)
 	}
+	// Messages left parked by processes that stopped are released from now.
+	c.delivery.StartDispatchers()
 	return nil
 }
 
@@ -122,6 +124,7 @@ func (c *Client) Start(ctx context.Context) error {
 // claim, and records what the call returns if the process lives that long;
 // if it does not, the claim runs out and the message is attempted again.
 func (c *Client) Stop(ctx context.Context) error {
+	c.delivery.StopDispatchers()
 	err := c.river.Stop(ctx)
 	if err == nil {
 		return nil

@@ -44,9 +44,13 @@ type Message struct {
 	LastError   string
 	// SentAt is zero until the message is sent.
 	SentAt time.Time
-	// RateLimitedUntil is when a pending or failed message held back by its
-	// rate limit (Config.RateLimits), or by a Notifier's RateLimited, is
-	// booked to be tried again; zero when it is not waiting for one.
+	// RateLimitedUntil is set while a pending or failed message is held
+	// back by its rate limit (Config.RateLimits), or by a Notifier's
+	// RateLimited: when it was expected to be tried again, as it last
+	// waited, by its place, its key's next free slot or the key's pause.
+	// It is an estimate, not a booking: a more urgent message may go
+	// first, and a slot freed early goes to it sooner. Zero when it is not
+	// waiting for one.
 	RateLimitedUntil time.Time
 	// Data is the host's data for the message, as given to TriggerOpts.Data
 	// or a bulk's data: a JSON object, decoded as encoding/json decodes into

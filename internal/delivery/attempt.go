@@ -74,7 +74,7 @@ type attemptFacts struct {
 	// stopped: the worker was stopping when the attempt ended.
 	stopped bool
 	// rateWait is how long the message, pending again after its Notifier
-	// returned RateLimited, waits for its booking.
+	// returned RateLimited, waits for the pause to end.
 	rateWait time.Duration
 }
 
@@ -91,6 +91,8 @@ func (e *Executor) attempt(ctx context.Context, job *river.Job[outboundtype.Deli
 		return f
 	}
 	switch {
+	case cl.keyErr != nil:
+		f.notify = notifyResult{err: cl.keyErr, panicked: true}
 	case stopping(ctx):
 		// Stopping: record the attempt failed without calling anyone, and
 		// River makes the job available again.
@@ -103,7 +105,7 @@ func (e *Executor) attempt(ctx context.Context, job *river.Job[outboundtype.Deli
 	case f.notify.err == nil:
 		f.recorded, f.dbErr = e.recordSent(ctx, job, cl)
 	case pause > 0:
-		f.recorded, f.rateWait, f.dbErr = e.recordPaused(ctx, cl, pause, f.notify.err)
+		f.recorded, f.rateWait, f.dbErr = e.recordPaused(ctx, cl, job.Priority, min(pause, e.MaxRateLimitedPause), f.notify.err)
 	default:
 		f.recorded, f.dbErr = e.recordFailure(ctx, cl, failureStatus(job, f.notify), f.notify.err)
 	}
@@ -167,11 +169,12 @@ func classify(job *river.Job[outboundtype.DeliveryArgs], f attemptFacts) deliver
 
 	case f.recorded == outboundtype.MessageStatusPending:
 		// RateLimited: not an attempt, so River's snooze, which does not
-		// count one either. A key without a limit has no booking to hop
-		// towards, so its message sleeps the whole pause.
+		// count one either. Under a limit the message parks, and a
+		// dispatcher wakes it when the pause ends; a key without one holds
+		// back only its own message, which sleeps the whole pause.
 		snooze := f.rateWait
 		if cl.limit.limited {
-			snooze = snoozeFor(snooze)
+			snooze = parkSnooze(&parking{turn: f.rateWait})
 		}
 		return deliveryResult{outcome: telemetry.OutcomeDeferred, reason: telemetry.ReasonNotifierRateLimited, err: river.JobSnooze(max(snooze, time.Microsecond))}
 	}
@@ -211,9 +214,11 @@ func classifyUnclaimed(id uuid.UUID, cl *claim) deliveryResult {
 		// Someone deleted the row; retrying cannot bring it back.
 		return deliveryResult{outcome: telemetry.OutcomeDiscarded, reason: telemetry.ReasonMessageNotFound,
 			err: river.JobCancel(fmt.Errorf("outbound: deliver: message %s not found", id))}
-	case cl.rateWait > 0:
-		// Held back by its rate limit: booked a slot, and back then.
-		return deliveryResult{outcome: telemetry.OutcomeDeferred, reason: telemetry.ReasonRateLimitWait, err: river.JobSnooze(snoozeFor(cl.rateWait))}
+	case cl.parked != nil:
+		// Held back by its rate limit: parked, with no slot promised. A
+		// dispatcher wakes the job when a slot is its; the snooze is the
+		// safety net.
+		return deliveryResult{outcome: telemetry.OutcomeDeferred, reason: telemetry.ReasonRateLimitWait, err: river.JobSnooze(parkSnooze(cl.parked))}
 	case cl.heldFor > 0:
 		// Another attempt holds the claim: River rescued this job while that
 		// attempt still runs, or that attempt could not record its result.
@@ -260,9 +265,12 @@ type claim struct {
 	// limit is the message's rate limit key and limit, read before the
 	// claim when Config.RateLimits has any.
 	limit messageLimit
-	// rateWait is how long until the slot the message's rate limit booked
-	// it, when it holds the message back.
-	rateWait time.Duration
+	// keyErr is RateLimitKey's panic: the message was claimed without a
+	// limit, and the attempt fails without calling the Notifier.
+	keyErr error
+	// parked is set when the message's limit held it back: it waits,
+	// parked, for a slot.
+	parked *parking
 	// endedUnconfirmed: the message was in flight under a claim that ran out
 	// with a cancel requested, and this attempt made it unconfirmed.
 	endedUnconfirmed bool
@@ -291,33 +299,33 @@ func (e *Executor) claim(ctx context.Context, job *river.Job[outboundtype.Delive
 	cl := &claim{id: newClaimID()}
 	if len(e.RateLimits) > 0 {
 		// The key comes from the message, so it is read first.
-		msg, wait, err := e.readWait(ctx, id)
+		msg, stored, err := e.readKey(ctx, id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return cl, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		cl.limit = e.limitOf(msg)
-		if cl.limit.limited && wait > rateWaitSlack && slices.Contains(dbutil.UndeliveredStatuses, msg.Status) {
-			// Woken before its booking, as a long wait's hop is: back to
-			// sleep without touching the key's row.
-			cl.msg, cl.rateWait = msg, wait
-			return cl, nil
+		key, err := e.keyOf(msg, stored)
+		if err != nil {
+			// Claimed without a limit, and failed as a Notifier's panic is.
+			cl.keyErr = err
+		} else {
+			cl.limit = e.limitOf(key)
 		}
 	}
 	seconds := e.ClaimLength.Seconds()
 	for range claimRaces {
 		var (
-			msg  *outboundtype.Message
-			wait time.Duration
-			err  error
+			msg    *outboundtype.Message
+			parked *parking
+			err    error
 		)
 		if cl.limit.limited {
-			if err = e.ensureRateLimitRow(ctx, cl.limit.key); err != nil {
+			if err = e.ensureRateLimitRow(ctx, cl.limit); err != nil {
 				return nil, err
 			}
-			msg, wait, err = e.claimRated(ctx, id, cl.id, job.Attempt, cl.limit)
+			msg, parked, err = e.claimLimited(ctx, id, cl.id, job.Attempt, job.Priority, cl.limit)
 		} else {
 			// Retrying is safe: the claim id makes a claim that committed
 			// unacknowledged claimable again by the same attempt.
@@ -326,8 +334,9 @@ func (e *Executor) claim(ctx context.Context, job *river.Job[outboundtype.Delive
 				return err
 			})
 		}
-		if err == nil && wait > 0 {
-			cl.msg, cl.rateWait = msg, wait
+		if err == nil && parked != nil {
+			cl.msg, cl.parked = msg, parked
+			e.Kick(cl.limit.key)
 			return cl, nil
 		}
 		if err == nil {
@@ -459,10 +468,10 @@ func (e *Executor) recordFailure(ctx context.Context, cl *claim, status outbound
 // message pending again, booked for the pause's end, and the wait until
 // then. When a cancel was requested while the call was in flight, or the
 // claim was taken over, it is recorded as any failed attempt.
-func (e *Executor) recordPaused(ctx context.Context, cl *claim, pause time.Duration, cause error) (outboundtype.MessageStatus, time.Duration, error) {
+func (e *Executor) recordPaused(ctx context.Context, cl *claim, priority int, pause time.Duration, cause error) (outboundtype.MessageStatus, time.Duration, error) {
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
-	wait, ok, err := e.recordRateLimited(recordCtx, cl.msg.ID, cl.id, cl.limit, pause, boundedErrorText(cause.Error()))
+	wait, ok, err := e.recordRateLimited(recordCtx, cl.msg.ID, cl.id, priority, cl.limit, pause, boundedErrorText(cause.Error()))
 	if err != nil {
 		return "", 0, err
 	}

@@ -82,7 +82,7 @@ func TestClassify(t *testing.T) {
 			codes.Error, telemetrytest.Set(telemetry.OutcomeFailed, telemetry.ReasonNotifierRetryAfter), "", ""},
 		{"NotifierRateLimited", job, attemptFacts{claim: claimed, notified: true, notify: rateLimited, recorded: outboundtype.MessageStatusPending, rateWait: time.Second},
 			codes.Unset, telemetrytest.Set(telemetry.OutcomeDeferred, telemetry.ReasonNotifierRateLimited), "", ""},
-		{"RateLimitWait", job, attemptFacts{claim: &claim{msg: msg, rateWait: time.Second}},
+		{"RateLimitWait", job, attemptFacts{claim: &claim{msg: msg, parked: &parking{turn: time.Second}}},
 			codes.Unset, telemetrytest.Set(telemetry.OutcomeDeferred, telemetry.ReasonRateLimitWait), "", ""},
 		{"Cancelled", job, attemptFacts{claim: with(outboundtype.MessageStatusCancelled)},
 			codes.Unset, telemetrytest.Set(telemetry.OutcomeNoOp, telemetry.ReasonCancelled), "", ""},

@@ -58,10 +58,30 @@ type Executor struct {
 	// OnFinal, when set, is told of each final outcome an attempt recorded,
 	// after its telemetry: the client publishes it to subscribers.
 	OnFinal func(ctx context.Context, f Final)
+	// MaxRateLimitedPause caps the pause a Notifier's RateLimited asks for.
+	MaxRateLimitedPause time.Duration
+	// Queue and RiverSchema are where the delivery jobs are: a dispatcher
+	// that releases parked messages tells River's producers of that queue
+	// that jobs are available, unless PollOnly.
+	Queue       string
+	RiverSchema string
+	PollOnly    bool
+	// ReleaseHorizon is how long a slot released to a parked message counts
+	// as taken before its claim: about the time River takes to fetch the
+	// job. A released message not claimed by then holds nothing.
+	ReleaseHorizon time.Duration
 
 	// rateLimitRows are the rate limit keys whose rows this process has
 	// created, so that an attempt creates a key's row once, not each time.
 	rateLimitRows sync.Map
+
+	// dispatchers run by key, under dispatchMu; see dispatcher.
+	dispatchMu      sync.Mutex
+	dispatchers     map[string]*dispatcher
+	dispatchCtx     context.Context
+	dispatchCancel  context.CancelFunc
+	dispatchStopped bool
+	dispatchWG      sync.WaitGroup
 }
 
 // Result is what an attempt tells River.

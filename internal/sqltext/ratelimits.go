@@ -3,55 +3,138 @@ package sqltext
 import "strings"
 
 // RateLimits holds the statements of the rate limits that every process
-// working the schema shares: one rate_limits row per key, and a message's
-// booking in messages.rate_wait_until. Their arguments are named (pgx's
+// working the schema shares: one rate_limits row per key (its first limit
+// and its pause), one rate_limit_windows row per further limit, and on each
+// message its key and its wait. Their arguments are named (pgx's
 // NamedArgs), each documented with its statement. Times come from the
 // database's clock, never a process's.
+//
+// Each limit is the generic cell rate algorithm over calls started: one may
+// start when tat <= now() + tolerance ((burst - 1) × interval), and moves
+// tat to greatest(tat, now()) + interval. A tat further ahead than a call
+// now would leave it (a limit loosened since, or a burst shrunk) counts as
+// now() + tolerance + interval, so that a limit changed between deploys
+// applies at once.
+//
+// No slot is promised ahead. A message that finds none free parks; a
+// dispatcher releases the key's most urgent parked messages, as many as
+// slots are free, and wakes their jobs; their claims take the slots.
+//
+// A key's further limits are rolling windows: a call may start when the
+// call a window's Limit places before it (seq calls - limit + 1) started at
+// least its Per ago, or is older than calls_floor (gone, long past). A row
+// at or above calls_floor that the statement cannot see was committed after
+// its snapshot, so it is recent: the window is full. Each call taken logs
+// its start and trims the log to the newest @keep (the largest Limit).
+//
+// The limits of a key are passed by each statement as @interval_secs and
+// @tolerance_secs (the first), and @window_limits, @window_per_secs and
+// @keep (the further ones).
 type RateLimits struct {
 	// EnsureRateLimit creates a key's row, with its whole burst free, if it
 	// is missing. @key.
 	EnsureRateLimit string
 
-	// SelectMessageWait reads one message, then the seconds until its
-	// booking with its rate limit comes due (NULL when it has none, zero or
-	// less once due). @id.
-	SelectMessageWait string
+	// SelectMessageKey reads one message and its stored key (NULL until its
+	// first claim under a limit). @id.
+	SelectMessageKey string
 
-	// ClaimMessageRated claims a message for one delivery attempt, as
-	// ClaimMessage does, if its key's limit lets a Notifier call start now;
-	// otherwise it books the message a slot, and claims nothing.
+	// ClaimMessageLimited claims a message for one delivery attempt, as
+	// ClaimMessage does, if it may take a slot and one is free in every
+	// limit of its key; otherwise it parks the message.
 	//
-	// The limit is the generic cell rate algorithm over calls started: one
-	// may start when tat <= now() + @tolerance_secs ((burst - 1) ×
-	// interval) and the key is not paused, and moves tat on by
-	// @interval_secs. Messages that must wait are booked one interval apart
-	// from next_wake, so that they wake one at a time. A booked message whose
-	// booking is due goes before a message that has none, which waits its
-	// turn while bookings are ahead of it. A retried claim (the same
-	// @claim_id already holds the message) takes no second slot.
+	// A message may take a slot when a dispatcher released it one, when the
+	// same @claim_id already holds it (a retried claim, which takes no
+	// second slot), or when no parked message of its key comes before it in
+	// the key's order: priority, then rate_vt. Only a message that may
+	// take a slot locks the key's rows, so that parking messages never
+	// queue behind one another or behind the claims that take slots.
 	//
 	// It returns one row: MessageColumns then NULL when claimed; the message
-	// as it was, without its content (MessageColumnsWithoutContent), then
-	// the seconds until its booking when it must wait; no row
-	// when the message is missing or not claimable, or the key has no row.
-	// @id, @claim_id, @attempt, @claim_secs, @key, @interval_secs,
-	// @tolerance_secs.
-	ClaimMessageRated string
+	// as parked, without its content (MessageColumnsWithoutContent), then
+	// the seconds until its expected turn; no row when the message is
+	// missing or not claimable, or it may take a slot and its key has no
+	// row. @id, @claim_id, @attempt, @claim_secs, @key, @priority, and the
+	// key's limits.
+	ClaimMessageLimited string
+
+	// LockRateLimit locks a key's row. DispatchKey runs after it, in the
+	// same transaction, so that its snapshot sees what the dispatcher
+	// before it released. @key.
+	LockRateLimit string
+
+	// DispatchKey releases the key's most urgent parked messages, as many
+	// as its limits have slots free now less the slots already released and
+	// not yet claimed (in the last @horizon_secs), and makes their River
+	// jobs available at once, ahead of fresher jobs of their priority. It
+	// notifies River's producers on @channel with @payload when it woke
+	// any, and @notify.
+	//
+	// It returns one row: how many it released, whether parked messages
+	// remain, and the seconds until the next slot beyond those released
+	// comes free (or the key's pause ends). No row when the key has no
+	// row. @key, @burst, the key's limits, @horizon_secs, @channel,
+	// @payload, @notify.
+	DispatchKey string
 
 	// RecordRateLimited records an attempt whose Notifier returned
 	// RateLimited(d, err), if the claim id still holds the message and no
 	// cancel was requested: the message is pending again, the attempt is
-	// not counted, and it is booked for when the pause ends, which it also
-	// puts on its key's row (when the key has one) for every process. It
-	// returns the seconds until the booking. @id, @claim_id, @key,
-	// @pause_secs, @last_error.
+	// not counted, and it waits until the pause ends. With @parks, the key
+	// is limited here: the message parks, and the key's row takes the pause
+	// on, for every process. It returns the seconds until the pause ends.
+	// @id, @claim_id, @key, @priority, @pause_secs, @last_error, @parks.
 	RecordRateLimited string
+
+	// LiftPause ends a key's pause, returning the pause it ended (NULL when
+	// there was none). @key.
+	LiftPause string
+
+	// SelectKeyStates reads, for each key in @keys, its pause (NULL when
+	// none, or over), how many of its messages are parked, and how many
+	// have a slot released. @keys.
+	SelectKeyStates string
 
 	// RenewClaim makes the claim that the claim id holds run for
 	// @claim_secs from now: an attempt's Notifier call that outlives
 	// NotifyTimeout keeps its claim until it returns. It returns whether
 	// the claim id still holds the message. @id, @claim_id, @claim_secs.
 	RenewClaim string
+}
+
+// limitTat is a limit's tat as its algorithm counts it now: never further
+// ahead than one call now would leave it.
+func limitTat(tat, interval, tolerance string) string {
+	return "least(" + tat + ", now() + make_interval(secs => " + tolerance + " + " + interval + "))"
+}
+
+// limitReady is when one more call may start under a limit.
+func limitReady(tat, interval, tolerance string) string {
+	return limitTat(tat, interval, tolerance) + " - make_interval(secs => " + tolerance + ")"
+}
+
+// limitTaken is a limit's tat after one more call starts now.
+func limitTaken(tat, interval, tolerance string) string {
+	return "greatest(" + limitTat(tat, interval, tolerance) + ", now()) + make_interval(secs => " + interval + ")"
+}
+
+// limitFree is how many calls may start now under a limit; the caller
+// bounds it by the burst.
+func limitFree(tat, interval, tolerance string) string {
+	return "greatest(0, floor(extract(epoch FROM now() - (" + limitReady(tat, interval, tolerance) + ")) / " + interval + ")::bigint + 1)"
+}
+
+// windowsOf reads the key's further limits against its row k, one row
+// each: full when a call may not start now, and until, when it is full and
+// the call that fills it is known, when it will not be.
+func windowsOf(r *strings.Replacer) string {
+	return r.Replace(`
+	SELECT
+		NOT (k.calls - e.window_limit + 1 < k.calls_floor
+			OR coalesce(c.started_at <= now() - make_interval(secs => e.per_secs), false)) AS full,
+		c.started_at + make_interval(secs => e.per_secs) AS until
+	FROM k CROSS JOIN unnest(@window_limits::bigint[], @window_per_secs::float8[]) AS e(window_limit, per_secs)
+	LEFT JOIN {s}.rate_limit_calls c ON c.key = @key AND c.seq = k.calls - e.window_limit + 1`)
 }
 
 // newRateLimits fills RateLimits with r, which replaces {s} and the rest.
@@ -62,68 +145,181 @@ INSERT INTO {s}.rate_limits (key, tat, next_wake, updated_at)
 VALUES (@key, now(), now(), now())
 ON CONFLICT (key) DO NOTHING`),
 
-		SelectMessageWait: r.Replace(`
-SELECT {mcols_no_content}, extract(epoch FROM rate_wait_until - now())::float8
-FROM {s}.messages WHERE id = @id`),
+		SelectMessageKey: r.Replace(`SELECT {mcols_no_content}, rate_key FROM {s}.messages WHERE id = @id`),
 
-		// Both reads lock, so that the decision is taken on the rows as
-		// last committed: the message first, then the key's row, the order
-		// of every statement that locks both.
-		ClaimMessageRated: r.Replace(`
+		// The message is locked first, then the key's rows: the order of
+		// every statement that locks both.
+		ClaimMessageLimited: r.Replace(`
 WITH m AS MATERIALIZED (
-	SELECT status, claim_id, rate_wait_until FROM {s}.messages
+	SELECT status, claim_id, rate_released_at, rate_vt, bulk_envelope_id
+	FROM {s}.messages
 	WHERE id = @id AND ` + claimable("@claim_id") + `
 	FOR UPDATE
-), k AS MATERIALIZED (
-	SELECT tat, next_wake, paused_until FROM {s}.rate_limits WHERE key = @key FOR UPDATE
-), d AS MATERIALIZED (
+), v AS MATERIALIZED (
 	SELECT
 		coalesce(m.status = 'delivering' AND m.claim_id = @claim_id, false) AS reclaim,
-		m.rate_wait_until IS NOT NULL AS booked,
-		k.tat, k.next_wake,
-		-- greatest ignores NULLs: an unpaused key has none.
-		greatest(k.tat - make_interval(secs => @tolerance_secs::float8), k.paused_until, now()) AS ready
-	FROM m CROSS JOIN k
+		m.rate_released_at IS NOT NULL AS released,
+		-- Start-time fair queueing: a message's place is its share's last
+		-- parked place plus one interval, and never before the place of
+		-- the last message the key served, so that a bulk triggered into
+		-- another's drain takes turns with it from its head.
+		coalesce(m.rate_vt, greatest(
+			(SELECT vtime FROM {s}.rate_limits WHERE key = @key),
+			CASE WHEN m.bulk_envelope_id IS NULL THEN (
+				SELECT max(p.rate_vt) FROM {s}.messages p
+				WHERE p.rate_key = @key AND p.rate_priority = @priority::smallint
+					AND p.bulk_envelope_id IS NULL AND p.rate_parked_at IS NOT NULL
+			) ELSE (
+				SELECT max(p.rate_vt) FROM {s}.messages p
+				WHERE p.rate_key = @key AND p.rate_priority = @priority::smallint
+					AND p.bulk_envelope_id = m.bulk_envelope_id AND p.rate_parked_at IS NOT NULL
+			) END + make_interval(secs => @interval_secs::float8)
+		), now()) AS vt
+	FROM m
+), a AS MATERIALIZED (
+	SELECT v.*, v.reclaim OR ((v.released OR NOT EXISTS (
+		SELECT 1 FROM {s}.messages p
+		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id
+			AND (p.rate_priority, p.rate_vt) < (@priority::smallint, v.vt)
+	-- Read without a lock, the key's row as last committed before this
+	-- statement: a slot it shows taken is taken, so that the claims of a
+	-- bulk's first fetch, which find none, park without queueing on it.
+	)) AND coalesce((SELECT greatest(` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `, l.paused_until) <= now()
+		FROM {s}.rate_limits l WHERE l.key = @key), true)) AS may_take
+	FROM v
+), k AS MATERIALIZED (
+	SELECT key, tat, paused_until, calls, calls_floor, vtime FROM {s}.rate_limits
+	WHERE key = @key AND (SELECT may_take AND NOT reclaim FROM a)
+	FOR UPDATE
+), x AS MATERIALIZED (` + windowsOf(r) + `
 ), g AS MATERIALIZED (
-	SELECT *, reclaim OR (ready <= now() AND (booked OR next_wake <= now() + make_interval(secs => @interval_secs::float8))) AS go
-	FROM d
-), w AS MATERIALIZED (
-	SELECT *, CASE WHEN go THEN NULL ELSE greatest(next_wake, ready) END AS wake
-	FROM g
+	SELECT a.*, a.reclaim OR (a.may_take
+		AND EXISTS (SELECT 1 FROM k
+			WHERE greatest(` + limitReady("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `, k.paused_until) <= now())
+		AND NOT EXISTS (SELECT 1 FROM x WHERE x.full)
+	) AS go
+	FROM a
+	WHERE a.reclaim OR NOT a.may_take OR EXISTS (SELECT 1 FROM k)
 ), slot AS (
 	UPDATE {s}.rate_limits SET
-		tat = CASE WHEN w.go THEN greatest(w.tat, now()) + make_interval(secs => @interval_secs::float8) ELSE w.tat END,
-		next_wake = CASE WHEN w.go THEN w.next_wake ELSE w.wake + make_interval(secs => @interval_secs::float8) END,
+		tat = ` + limitTaken("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `,
+		calls = k.calls + 1,
+		vtime = greatest(k.vtime, g.vt),
+		calls_floor = CASE WHEN @keep::bigint > 0 THEN greatest(k.calls_floor, k.calls + 2 - @keep::bigint) ELSE k.calls_floor END,
 		updated_at = now()
-	FROM w WHERE key = @key AND NOT w.reclaim
+	FROM k, g WHERE rate_limits.key = k.key AND g.go AND NOT g.reclaim
+), call_logged AS (
+	INSERT INTO {s}.rate_limit_calls (key, seq, started_at)
+	SELECT @key, k.calls + 1, now() FROM k, g
+	WHERE g.go AND NOT g.reclaim AND @keep::bigint > 0
+	ON CONFLICT (key, seq) DO UPDATE SET started_at = now()
+), calls_trimmed AS (
+	DELETE FROM {s}.rate_limit_calls c USING k, g
+	WHERE c.key = @key AND g.go AND NOT g.reclaim AND @keep::bigint > 0
+		AND c.seq >= k.calls_floor AND c.seq < k.calls + 2 - @keep::bigint
 ), claimed AS (
-	UPDATE {s}.messages SET ` + claimSet("@claim_id", "@attempt", "@claim_secs") + `
-	FROM w WHERE id = @id AND w.go
+	UPDATE {s}.messages SET ` + claimSet("@claim_id", "@attempt", "@claim_secs") + `, rate_key = @key, rate_vt = g.vt
+	FROM g WHERE id = @id AND g.go
 	RETURNING {mcols}
-), booking AS (
-	UPDATE {s}.messages SET rate_wait_until = w.wake, updated_at = now()
-	FROM w WHERE id = @id AND NOT w.go
+), parked AS (
+	UPDATE {s}.messages SET
+		rate_key = @key, rate_priority = @priority::smallint, rate_vt = g.vt,
+		rate_parked_at = coalesce(rate_parked_at, now()), rate_released_at = NULL,
+		-- An estimate, not a promise: the key's next slot after the
+		-- messages ahead of it at the key's rate, or the end of its pause,
+		-- whichever is last.
+		rate_wait_until = coalesce((SELECT greatest(now(), l.paused_until,
+				` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + greatest(g.vt - coalesce(l.vtime, g.vt), '0'::interval))
+			FROM {s}.rate_limits l WHERE l.key = @key), now()),
+		updated_at = now()
+	FROM g WHERE id = @id AND NOT g.go
+	RETURNING ` + MessageColumnsWithoutContent + `, extract(epoch FROM rate_wait_until - now())::float8, extract(epoch FROM now() - rate_parked_at)::float8
 )
-SELECT claimed.*, NULL::float8 FROM claimed
+SELECT claimed.*, NULL::float8, NULL::float8 FROM claimed
 UNION ALL
-SELECT {mcols_no_content}, extract(epoch FROM w.wake - now())::float8
-FROM {s}.messages CROSS JOIN w WHERE id = @id AND NOT w.go`),
+SELECT * FROM parked`),
+
+		LockRateLimit: r.Replace(`SELECT 1 FROM {s}.rate_limits WHERE key = @key FOR UPDATE`),
+
+		// The key's row is locked (LockRateLimit), so that dispatchers
+		// take turns and count the slots released by the one before.
+		DispatchKey: r.Replace(`
+WITH k AS MATERIALIZED (
+	SELECT key, tat, paused_until, calls, calls_floor FROM {s}.rate_limits WHERE key = @key FOR UPDATE
+), x AS MATERIALIZED (` + windowsOf(r) + `
+), outstanding AS MATERIALIZED (
+	SELECT count(*) AS n FROM {s}.messages
+	WHERE rate_key = @key AND rate_released_at > now() - make_interval(secs => @horizon_secs::float8)
+		AND status IN {undelivered}
+), free AS MATERIALIZED (
+	SELECT CASE WHEN k.paused_until > now() OR EXISTS (SELECT 1 FROM x WHERE x.full) THEN 0 ELSE greatest(0, least(
+		@burst::bigint,
+		` + limitFree("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `
+	) - outstanding.n) END AS n
+	FROM k, outstanding
+), picked AS MATERIALIZED (
+	SELECT m.id, m.job_id FROM {s}.messages m
+	JOIN {rs}.river_job j ON ` + isDeliveryJobOf("j", "m.job_id", "m.id::text") + ` AND j.state IN ('scheduled', 'available')
+	WHERE m.rate_key = @key AND m.rate_parked_at IS NOT NULL
+	ORDER BY m.rate_priority, m.rate_vt, m.id
+	LIMIT coalesce((SELECT n FROM free), 0)
+	FOR UPDATE OF m SKIP LOCKED
+), released AS (
+	UPDATE {s}.messages SET rate_parked_at = NULL, rate_released_at = now()
+	FROM picked WHERE messages.id = picked.id
+), woken AS (
+	UPDATE {rs}.river_job SET state = 'available', scheduled_at = least(river_job.created_at, now())
+	FROM picked WHERE river_job.id = picked.job_id
+	RETURNING 1
+), notified AS (
+	SELECT pg_notify(@channel, @payload) FROM (SELECT 1 FROM woken LIMIT 1) AS any_woken WHERE @notify
+)
+SELECT
+	(SELECT count(*) FROM picked),
+	EXISTS (SELECT 1 FROM {s}.messages p WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL
+		AND p.id NOT IN (SELECT id FROM picked)),
+	extract(epoch FROM greatest(
+		k.paused_until,
+		` + limitReady("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + make_interval(secs => (outstanding.n + (SELECT count(*) FROM picked)) * @interval_secs::float8),
+		(SELECT max(coalesce(x.until, now() + interval '1 second')) FROM x WHERE x.full)
+	) - now())::float8,
+	(SELECT count(*) FROM notified)
+FROM k, outstanding`),
 
 		RecordRateLimited: r.Replace(`
 WITH pending AS (
 	UPDATE {s}.messages
-	SET ` + setStatus(`'pending'`) + `, attempts = greatest(attempts - 1, 0), last_error = @last_error,
-		claimed_until = NULL, rate_wait_until = now() + make_interval(secs => @pause_secs::float8), updated_at = now()
+	SET ` + statusOnly(`'pending'`) + `, attempts = greatest(attempts - 1, 0), last_error = @last_error,
+		claimed_until = NULL, rate_wait_until = now() + make_interval(secs => @pause_secs::float8),
+		rate_key = CASE WHEN @parks THEN @key ELSE rate_key END,
+		rate_priority = CASE WHEN @parks THEN @priority::smallint ELSE rate_priority END,
+		rate_vt = CASE WHEN @parks THEN coalesce(rate_vt, now()) ELSE rate_vt END,
+		rate_parked_at = CASE WHEN @parks THEN now() END,
+		rate_released_at = NULL,
+		updated_at = now()
 	WHERE id = @id AND claim_id = @claim_id AND status = 'delivering' AND cancel_requested_at IS NULL
 	RETURNING rate_wait_until
 ), paused AS (
 	UPDATE {s}.rate_limits SET
 		paused_until = greatest(paused_until, (SELECT rate_wait_until FROM pending)),
-		next_wake = greatest(next_wake, (SELECT rate_wait_until FROM pending)),
 		updated_at = now()
-	WHERE key = @key AND EXISTS (SELECT 1 FROM pending)
+	WHERE key = @key AND @parks AND EXISTS (SELECT 1 FROM pending)
 )
 SELECT extract(epoch FROM rate_wait_until - now())::float8 FROM pending`),
+
+		LiftPause: r.Replace(`
+WITH old AS (SELECT paused_until FROM {s}.rate_limits WHERE key = @key AND paused_until > now() FOR UPDATE)
+UPDATE {s}.rate_limits SET paused_until = NULL, updated_at = now()
+FROM old WHERE key = @key
+RETURNING old.paused_until`),
+
+		SelectKeyStates: r.Replace(`
+SELECT k.key,
+	(SELECT l.paused_until FROM {s}.rate_limits l WHERE l.key = k.key AND l.paused_until > now()),
+	(SELECT count(*) FROM {s}.messages m WHERE m.rate_key = k.key AND m.rate_parked_at IS NOT NULL),
+	(SELECT count(*) FROM {s}.messages m WHERE m.rate_key = k.key AND m.rate_released_at IS NOT NULL AND m.status IN {undelivered})
+FROM unnest(@keys::text[]) AS k(key)
+ORDER BY k.key`),
 
 		RenewClaim: r.Replace(`
 UPDATE {s}.messages SET claimed_until = now() + make_interval(secs => @claim_secs::float8)

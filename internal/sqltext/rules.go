@@ -146,8 +146,15 @@ func inList(statuses []string) string {
 
 // setStatus is the SET clause that gives a message a new status: the column,
 // and the copy of it that metadata keeps for consumers of the original
-// library. value is an SQL expression of type text.
+// library. value is an SQL expression of type text. A new status ends any
+// wait for the message's rate limit.
 func setStatus(value string) string {
+	return statusOnly(value) + ", rate_wait_until = NULL, rate_parked_at = NULL, rate_released_at = NULL"
+}
+
+// statusOnly sets a message's status, as setStatus does, and leaves its
+// wait for its rate limit as it is: for the statements that make it wait.
+func statusOnly(value string) string {
 	return "status = " + value + ", metadata = jsonb_set(metadata, '{status}', to_jsonb((" + value + ")::text))"
 }
 
@@ -170,7 +177,6 @@ func claimSet(claimID, attempt, claimSeconds string) string {
 	attempts = CASE WHEN claim_id = ` + claimID + ` THEN attempts ELSE greatest(attempts + 1, ` + attempt + `) END,
 	claim_id = ` + claimID + `,
 	claimed_until = now() + make_interval(secs => ` + claimSeconds + `::float8),
-	rate_wait_until = NULL,
 	updated_at = now()`
 }
 

@@ -1,0 +1,371 @@
+package outbound_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cairnloop/outbound"
+)
+
+// callIndex is the position of a message's first call among a notifier's
+// calls, or -1.
+func callIndex(calls []notifierCall, id uuid.UUID) int {
+	return slices.IndexFunc(calls, func(c notifierCall) bool { return c.Message.ID == id })
+}
+
+// waitForCalls waits until the notifier has received at least n calls.
+func waitForCalls(t *testing.T, n *recordingNotifier, want int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(n.Calls()) >= want }, waitCeiling, time.Millisecond)
+}
+
+// waitForFirstClaims waits until every message of an envelope has been
+// claimed once under its limit: each has its key stored.
+func waitForFirstClaims(t *testing.T, schema string, envelopeID uuid.UUID) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var fresh int
+		require.NoError(t, testPool.QueryRow(ctxT(t), "SELECT count(*) FROM "+table(schema, "messages")+
+			" WHERE bulk_envelope_id = $1 AND rate_key IS NULL", envelopeID).Scan(&fresh))
+		return fresh == 0
+	}, waitCeiling, 5*time.Millisecond)
+}
+
+// limitedConfig is a config with one rate limit on key "sms" for every
+// message, polling fast so that waits are the limit's, not River's.
+func limitedConfig(n outbound.Notifier, l outbound.RateLimit) *outbound.Config {
+	return &outbound.Config{
+		Notifier:          n,
+		RateLimits:        map[string]outbound.RateLimit{"sms": l},
+		RateLimitKey:      func(*outbound.Message) string { return "sms" },
+		MaxBatchSize:      2000,
+		MaxWorkers:        20,
+		FetchCooldown:     10 * time.Millisecond,
+		FetchPollInterval: 100 * time.Millisecond,
+	}
+}
+
+// TestFairRateLimits holds the limit's order: a key's slots go to its most
+// urgent due message, bulks take turns, and nothing that no longer waits
+// holds a slot. The tests assert order and counts, by the calls the
+// Notifier receives, never how long a wait took on this machine.
+func TestFairRateLimits(t *testing.T) {
+	t.Parallel()
+
+	// A one-to-one follow-up (priority 1) triggered while a bulk (priority
+	// 2) drains its key is among the next few calls.
+	t.Run("PriorityWithinKey", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		limit := outbound.RateLimit{Limit: 50, Per: time.Second, Burst: 5}
+		b := setup(t, working(), withConfig(limitedConfig(notifier, limit)))
+		const n = 300
+		mustBulkTrigger(ctx, t, b.client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "bulk", RenderedBody: "body"})
+		waitForCalls(t, notifier, 30)
+
+		var followUps []uuid.UUID
+		for i := range 3 {
+			before := len(notifier.Calls())
+			res := mustTrigger(ctx, t, b.client, int64(10_000+i), &outbound.TriggerOpts{TemplateID: "follow-up"})
+			followUps = append(followUps, res.Message.ID)
+			waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusSent)
+			calls := notifier.Calls()
+			at := callIndex(calls, res.Message.ID)
+			// Ahead of it at most: calls claimed and not yet started when
+			// its trigger returned, the slots released to bulk messages
+			// before its job was first fetched, and those released and not
+			// yet claimed when it parked (the burst, at most). With
+			// bookings it would wait behind the whole bulk.
+			require.LessOrEqualf(t, at-before, 2*limit.Burst+5,
+				"follow-up %d was call %d; %d calls had started before its trigger returned", i, at, before)
+		}
+		waitForStatus(t, b.client, followUps, outbound.MessageStatusSent)
+		require.Less(t, len(notifier.Calls()), n+len(followUps), "the follow-ups went before the bulk finished")
+	})
+
+	// A bulk of 20 triggered during a larger bulk's drain takes turns with
+	// it, and messages triggered one by one count as one share: they are
+	// spaced like a bulk's, not all put first.
+	t.Run("SharedBetweenEnvelopes", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		limit := outbound.RateLimit{Limit: 50, Per: time.Second, Burst: 5}
+		b := setup(t, working(), withConfig(limitedConfig(notifier, limit)))
+		big := mustBulkTrigger(ctx, t, b.client, conversations(400), &outbound.BulkTriggerOpts{TemplateID: "big", RenderedBody: "body"})
+		// Into the drain: every job of the big bulk has been fetched once
+		// (River fetches a priority's jobs oldest first, so a bulk
+		// triggered sooner would wait for that first), and calls go on.
+		waitForFirstClaims(t, b.schema, big.Envelope.ID)
+		waitForCalls(t, notifier, 30)
+
+		before := len(notifier.Calls())
+		small := mustBulkTrigger(ctx, t, b.client, conversations(20), &outbound.BulkTriggerOpts{TemplateID: "small", RenderedBody: "body"})
+		waitForStatus(t, b.client, messageIDs(small.Messages), outbound.MessageStatusSent)
+		calls := notifier.Calls()
+		last := 0
+		for _, m := range small.Messages {
+			last = max(last, callIndex(calls, m.ID))
+		}
+		// Its 20 calls came within the next 20 of each share, and the
+		// burst's head start of the big one.
+		require.LessOrEqualf(t, last-before, 2*20+limit.Burst+2,
+			"the small bulk's last call was call %d, %d after its trigger", last, last-before)
+
+		// Twenty messages triggered one by one, at the same priority as
+		// the big bulk.
+		var singles []uuid.UUID
+		for i := range 20 {
+			res := mustTrigger(ctx, t, b.client, int64(20_000+i), &outbound.TriggerOpts{TemplateID: "single", Priority: outbound.DefaultBulkTriggerPriority})
+			singles = append(singles, res.Message.ID)
+		}
+		waitForStatus(t, b.client, singles, outbound.MessageStatusSent)
+		calls = notifier.Calls()
+		first, lastSingle := len(calls), 0
+		for _, id := range singles {
+			i := callIndex(calls, id)
+			first, lastSingle = min(first, i), max(lastSingle, i)
+		}
+		bigIDs := map[uuid.UUID]bool{}
+		for _, m := range big.Messages {
+			bigIDs[m.ID] = true
+		}
+		bigBetween := 0
+		for _, c := range calls[first : lastSingle+1] {
+			if bigIDs[c.Message.ID] {
+				bigBetween++
+			}
+		}
+		// Spaced as one share, the singles alternate with the big bulk;
+		// each its own share, they would all go first.
+		require.GreaterOrEqualf(t, bigBetween, 10, "between the first and the last single (calls %d to %d), %d calls of the big bulk", first, lastSingle, bigBetween)
+		waitForStatus(t, b.client, messageIDs(big.Messages), outbound.MessageStatusSent)
+	})
+
+	// Every message of a drain is claimed at most twice (once to park,
+	// once when released), and none waits for its job's own safety net:
+	// the dispatcher released every slot.
+	t.Run("NeverIdle", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		reader, providers := newTelemetryRecorder()
+		notifier := &recordingNotifier{}
+		limit := outbound.RateLimit{Limit: 50, Per: time.Second, Burst: 10}
+		config := limitedConfig(notifier, limit)
+		config.MeterProvider = providers.meter
+		first := setup(t, working(), withConfig(config))
+		second := limitedConfig(notifier, limit)
+		second.MeterProvider = providers.meter
+		setup(t, working(), withConfig(second), onSchema(first.schema))
+		const n = 300
+		started := time.Now()
+		res := mustBulkTrigger(ctx, t, first.client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		waitForStatus(t, first.client, messageIDs(res.Messages), outbound.MessageStatusSent)
+		// Both processes' attempts: at most one park each, but for the
+		// few released messages that lost their slot to another claim and
+		// parked again.
+		parks := deliveries(t, reader, "deferred", "rate_limit_wait")
+		require.Equal(t, int64(n), deliveries(t, reader, "sent", "notifier_ok"))
+		require.LessOrEqualf(t, parks, int64(n+n/10), "%d parks for %d messages", parks, n)
+		grants := grants(notifier)
+		require.Len(t, grants, n)
+		requireWithinLimit(t, grants, limit)
+		// A job woken by its safety net, not by a dispatcher, wakes
+		// parkSlack (30s) after its turn: the drain of 6 seconds of
+		// slots would have taken that much longer.
+		require.Less(t, time.Since(started), 30*time.Second, "a parked message waited for its job's safety net")
+	})
+
+	// A cancelled waiting bulk leaves no slot promised: the next message on
+	// the key goes at the key's next slot, not after the cancelled ones'.
+	t.Run("CancelledWaitersHoldNothing", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		limit := outbound.RateLimit{Limit: 1, Per: time.Second, Burst: 1}
+		b := setup(t, working(), withConfig(limitedConfig(notifier, limit)))
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(30), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		waitForCalls(t, notifier, 2)
+		_, err := b.client.CancelEnvelope(ctx, bulk.Envelope.ID, nil)
+		require.NoError(t, err)
+		waitForStatus(t, b.client, messageIDs(bulk.Messages), outbound.MessageStatusSent, outbound.MessageStatusCancelled)
+		lastBulkCall := grants(notifier)[len(notifier.Calls())-1]
+
+		next := mustTrigger(ctx, t, b.client, 100, &outbound.TriggerOpts{TemplateID: "t"})
+		m := waitForStatus(t, b.client, []uuid.UUID{next.Message.ID}, outbound.MessageStatusSent)[0]
+		// Granted at the key's next slot (by the database's clock), one
+		// interval after the last call: the 28 cancelled messages would
+		// have held it 28 intervals back.
+		granted := notifier.callsFor(m.ID)[0].Message.UpdatedAt
+		require.Lessf(t, granted.Sub(lastBulkCall), 10*time.Second,
+			"the new message was granted %s after the last call; the cancelled bulk held %d slots", granted.Sub(lastBulkCall), 28)
+	})
+
+	// With River's clock 20 seconds ahead of the database's (or behind),
+	// waiting messages wake by the database's: every release is a
+	// dispatcher's, timed by durations the database computed.
+	t.Run("DatabaseClockDecides", func(t *testing.T) {
+		t.Parallel()
+		for _, skew := range []time.Duration{20 * time.Second, -20 * time.Second} {
+			t.Run(skew.String(), func(t *testing.T) {
+				t.Parallel()
+				ctx := ctxT(t)
+				reader, providers := newTelemetryRecorder()
+				notifier := &recordingNotifier{}
+				limit := outbound.RateLimit{Limit: 20, Per: time.Second, Burst: 2}
+				config := limitedConfig(notifier, limit)
+				config.MeterProvider = providers.meter
+				outbound.SetRiverTime(config, skewedClock(skew))
+				b := setup(t, working(), withConfig(config))
+
+				const n = 60
+				started := time.Now()
+				res := mustBulkTrigger(ctx, t, b.client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+				waitForStatus(t, b.client, messageIDs(res.Messages), outbound.MessageStatusSent)
+				// A wake late by the skew would add 20s to the 3s of
+				// slots; one early would fetch the parked messages
+				// again and again.
+				require.Less(t, time.Since(started), 20*time.Second, "a waiting message woke by River's clock")
+				parks := deliveries(t, reader, "deferred", "rate_limit_wait")
+				require.LessOrEqualf(t, parks, int64(n+n/10), "%d parks for %d messages", parks, n)
+				requireWithinLimit(t, grants(notifier), limit)
+			})
+		}
+	})
+
+	// A Notifier's RateLimited pause is capped by Config.MaxRateLimitedPause,
+	// and an operator can lift it.
+	t.Run("PauseCappedAndLifted", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		var once sync.Once
+		notifier := &recordingNotifier{fn: func(ctx context.Context, msg *outbound.Message) error {
+			var err error
+			once.Do(func() { err = outbound.RateLimited(87600*time.Hour, errors.New("429")) })
+			return err
+		}}
+		config := limitedConfig(notifier, outbound.RateLimit{Limit: 100, Per: time.Second})
+		config.MaxRateLimitedPause = 10 * time.Minute
+		b := setup(t, working(), withConfig(config))
+		lead := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		m := waitForRateLimited(t, b.client, lead.Message.ID)
+		until := pausedUntil(t, b.schema, "sms")
+		require.WithinDuration(t, time.Now().Add(10*time.Minute), until, time.Minute, "the pause is capped")
+		require.WithinDuration(t, until, m.RateLimitedUntil, time.Second)
+
+		others := mustBulkTrigger(ctx, t, b.client, conversations(5), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		states, err := b.client.RateLimitStates(ctx)
+		require.NoError(t, err)
+		require.Len(t, states, 1)
+		require.Equal(t, "sms", states[0].Key)
+		require.WithinDuration(t, until, states[0].PausedUntil, time.Millisecond)
+
+		lifted, err := b.client.LiftRateLimitPause(ctx, "sms")
+		require.NoError(t, err)
+		require.True(t, lifted)
+		waitForStatus(t, b.client, append(messageIDs(others.Messages), lead.Message.ID), outbound.MessageStatusSent)
+		require.True(t, pausedUntil(t, b.schema, "sms").IsZero())
+
+		lifted, err = b.client.LiftRateLimitPause(ctx, "sms")
+		require.NoError(t, err)
+		require.False(t, lifted, "no pause to lift")
+		_, err = b.client.LiftRateLimitPause(ctx, "email")
+		var invalid *outbound.InvalidArgumentError
+		require.ErrorAs(t, err, &invalid)
+	})
+
+	// A RateLimitKey that panics fails the attempt as a Notifier's panic
+	// does, with a bounded last_error, and calls no one.
+	t.Run("KeyPanicIsRecorded", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		config := limitedConfig(notifier, outbound.RateLimit{Limit: 100, Per: time.Second})
+		config.MaxAttempts = 1
+		huge := make([]byte, 100_000)
+		for i := range huge {
+			huge[i] = 'x'
+		}
+		config.RateLimitKey = func(*outbound.Message) string { panic(string(huge)) }
+		b := setup(t, working(), withConfig(config))
+		res := mustTrigger(ctx, t, b.client, 1, &outbound.TriggerOpts{TemplateID: "t"})
+		m := waitForStatus(t, b.client, []uuid.UUID{res.Message.ID}, outbound.MessageStatusDiscarded)[0]
+		require.Contains(t, m.LastError, "Config.RateLimitKey panicked")
+		require.LessOrEqual(t, len(m.LastError), 2048)
+		require.Empty(t, notifier.Calls())
+	})
+
+	// A key with two limits holds to both: 100 a second, and 5 in any
+	// window of two seconds.
+	t.Run("SeveralLimitsOnOneKey", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		window := outbound.RateLimit{Limit: 5, Per: 2 * time.Second}
+		limit := outbound.RateLimit{Limit: 100, Per: time.Second, Also: []outbound.RateLimit{window}}
+		b := setup(t, working(), withConfig(limitedConfig(notifier, limit)))
+		const n = 12
+		res := mustBulkTrigger(ctx, t, b.client, conversations(n), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		waitForStatus(t, b.client, messageIDs(res.Messages), outbound.MessageStatusSent)
+		grants := grants(notifier)
+		require.Len(t, grants, n)
+		requireWithinLimit(t, grants, outbound.RateLimit{Limit: 100, Per: time.Second, Burst: 100})
+		for i := range grants {
+			in := 0
+			for j := i; j < len(grants) && grants[j].Sub(grants[i]) < window.Per; j++ {
+				in++
+			}
+			require.LessOrEqualf(t, in, window.Limit, "%d calls in the %s from call %d", in, window.Per, i)
+		}
+		// 12 calls at 5 per 2s: the last is at least 4s after the first.
+		require.GreaterOrEqual(t, grants[n-1].Sub(grants[0]), 4*time.Second)
+	})
+
+	t.Run("BoundsRefused", func(t *testing.T) {
+		t.Parallel()
+		cases := map[string]*outbound.Config{
+			`Config.RateLimits["sms"].Burst`:           {RateLimits: map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Hour, Burst: 1e10}}},
+			`Config.RateLimits["sms"].Also[0].Burst`:   {RateLimits: map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Second, Also: []outbound.RateLimit{{Limit: 1, Per: time.Hour, Burst: 2}}}}},
+			`Config.RateLimits["sms"].Also[0].Per`:     {RateLimits: map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Second, Also: []outbound.RateLimit{{Limit: 1}}}}},
+			`Config.RateLimits["sms"].Also[0].Limit`:   {RateLimits: map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Second, Also: []outbound.RateLimit{{Limit: 2_000_000, Per: time.Hour}}}}},
+			`Config.RateLimits["sms"].Also[0].Also`:    {RateLimits: map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Second, Also: []outbound.RateLimit{{Limit: 1, Per: time.Hour, Also: []outbound.RateLimit{{Limit: 1, Per: time.Hour}}}}}}},
+			`Config.MaxRateLimitedPause`:               {MaxRateLimitedPause: -time.Second},
+			`Config.RateLimits["sms"].Burst(overflow)`: {RateLimits: map[string]outbound.RateLimit{"sms": {Limit: 1, Per: 200 * 24 * time.Hour, Burst: 1 << 40}}},
+		}
+		for name, config := range cases {
+			config.Schema = "unused"
+			_, err := outbound.New(testPool, config)
+			var invalid *outbound.InvalidArgumentError
+			require.ErrorAs(t, err, &invalid, name)
+			require.Equal(t, trimCase(name), invalid.Field, name)
+		}
+	})
+}
+
+// trimCase drops a case's note in parentheses from its field.
+func trimCase(name string) string {
+	if i := len(name) - 1; i > 0 && name[i] == ')' {
+		for j := i; j >= 0; j-- {
+			if name[j] == '(' {
+				return name[:j]
+			}
+		}
+	}
+	return name
+}
+
+// skewedClock is River's clock set off the database's by skew, as on a
+// machine whose clock is wrong: NowOrNil stays nil, so that River's SQL
+// keeps the database's now().
+type skewedClock time.Duration
+
+func (s skewedClock) Now() time.Time       { return time.Now().Add(time.Duration(s)) }
+func (s skewedClock) NowOrNil() *time.Time { return nil }
