@@ -73,7 +73,9 @@ func (n *timedNotifier) count() int {
 // the whole seconds with no call while the bulk was due, five priority-1
 // follow-ups triggered mid-drain (each one's latency from its Trigger to its
 // call), a bulk of 20 triggered 3s in (its completion), and the backends
-// seen waiting on a lock (pg_stat_activity sampled every 100ms).
+// seen waiting on a lock (pg_stat_activity sampled every 100ms). With
+// OUTBOUND_BENCH_LOCKS set, it prints to stderr what waits on which lock,
+// the key's parked messages each 100ms, and the calls of each second.
 //
 //	OUTBOUND_BENCH_DRAIN=1500,20000 go test -run '^$' -bench RateLimitDrain -benchtime 1x -timeout 60m .
 func BenchmarkRateLimitDrain(b *testing.B) {
@@ -121,6 +123,21 @@ func drainKeyOnce(b *testing.B, n, processes int) {
 				var waiting float64
 				if err := testPool.QueryRow(sampleCtx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").Scan(&waiting); err == nil {
 					peak, sum, samples = max(peak, waiting), sum+waiting, samples+1
+				}
+				if os.Getenv("OUTBOUND_BENCH_LOCKS") != "" {
+					var parked, runningParked, fresh int
+					_ = testPool.QueryRow(sampleCtx, "SELECT count(*) FILTER (WHERE m.rate_parked_at IS NOT NULL), count(*) FILTER (WHERE m.rate_parked_at IS NOT NULL AND j.state = 'running'), count(*) FILTER (WHERE m.rate_key IS NULL) FROM "+table(schema, "messages")+" m JOIN "+table(schema, "river_job")+" j ON j.id = m.job_id WHERE m.status = 'pending'").Scan(&parked, &runningParked, &fresh)
+					fmt.Fprintf(os.Stderr, "STATE %s parked=%d running=%d fresh=%d waiters=%v\n", time.Now().Format("04:05.0"), parked, runningParked, fresh, waiting)
+				}
+				if os.Getenv("OUTBOUND_BENCH_LOCKS") != "" && waiting > 3 {
+					rows, _ := testPool.Query(sampleCtx, "SELECT l.locktype || ' ' || coalesce(l.relation::regclass::text, '') || ' ' || l.mode, coalesce((SELECT left(regexp_replace(b.query, '\\s+', ' ', 'g'), 100) FROM pg_stat_activity b WHERE b.pid = (pg_blocking_pids(l.pid))[1]), ''), count(*) FROM pg_locks l WHERE NOT l.granted GROUP BY 1, 2")
+					for rows.Next() {
+						var ev, q string
+						var c int
+						_ = rows.Scan(&ev, &q, &c)
+						fmt.Fprintf(os.Stderr, "LOCK %s %d %s\n", ev, c, q)
+					}
+					rows.Close()
 				}
 			}
 		}
@@ -195,6 +212,9 @@ func drainKeyOnce(b *testing.B, n, processes int) {
 		if s := int(at.Sub(first) / time.Second); s >= 0 && s < len(perSecond) {
 			perSecond[s]++
 		}
+	}
+	if os.Getenv("OUTBOUND_BENCH_LOCKS") != "" {
+		fmt.Fprintln(os.Stderr, "PERSECOND", perSecond)
 	}
 	idle, fewest := 0, n
 	for s := 0; s < seconds; s++ { // the last, partial second is left out

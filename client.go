@@ -81,7 +81,9 @@ func New(pool *pgxpool.Pool, config *Config) (*Client, error) {
 	// One River client both enqueues delivery jobs in callers' transactions
 	// and, once Start is called, works them. Until then it only inserts.
 	workers := river.NewWorkers()
-	c.AddWorkers(workers)
+	if err := c.addWorkers(workers); err != nil {
+		return nil, fmt.Errorf("outbound: river workers: %w", err)
+	}
 	riverClient, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema:            cfg.RiverSchema,
 		Logger:            cfg.Logger,
@@ -346,7 +348,7 @@ func (c *Client) readBacklog(ctx context.Context) (*telemetry.Backlog, error) {
 		return nil, err
 	}
 	b := &telemetry.Backlog{Counts: make([]int64, len(gaugedStatuses))}
-	if err := c.pool.QueryRow(ctx, c.queries.CountAwaitingByStatus).Scan(&b.Counts[0], &b.Counts[1], &b.Counts[2], &b.OldestPendingAge); err != nil {
+	if err := c.pool.QueryRow(ctx, c.queries.CountAwaitingByStatus).Scan(&b.Counts[0], &b.Counts[1], &b.Counts[2], &b.OldestPendingAge, &b.RateLimited); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -74,6 +74,7 @@ func (c *Client) ConfigureRiver(cfg *river.Config) error {
 	if err := c.addWorkers(cfg.Workers); err != nil {
 		return invalidArgument("river.Config.Workers", "already holds a worker of the library's: %v (call ConfigureRiver once, instead of AddWorkers)", err)
 	}
+	c.delivery.EnableDispatch()
 	cfg.PeriodicJobs = append(cfg.PeriodicJobs, c.PeriodicJobs()...)
 	if _, ok := cfg.Queues[c.config.Queue]; !ok {
 		if cfg.Queues == nil {

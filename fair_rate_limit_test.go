@@ -209,6 +209,92 @@ func TestFairRateLimits(t *testing.T) {
 			"the new message was granted %s after the last call; the cancelled bulk held %d slots", granted.Sub(lastBulkCall), 28)
 	})
 
+	// Deleted waiting messages (as a prune or a host would delete them)
+	// hold nothing either.
+	t.Run("DeletedWaitersHoldNothing", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		limit := outbound.RateLimit{Limit: 1, Per: time.Second, Burst: 1}
+		b := setup(t, working(), withConfig(limitedConfig(notifier, limit)))
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(30), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		waitForFirstClaims(t, b.schema, bulk.Envelope.ID)
+		_, err := testPool.Exec(ctx, "DELETE FROM "+table(b.schema, "messages")+" WHERE bulk_envelope_id = $1 AND rate_parked_at IS NOT NULL", bulk.Envelope.ID)
+		require.NoError(t, err)
+		calls := len(notifier.Calls())
+		require.Less(t, calls, 30)
+		lastBulkCall := time.Time{}
+		if calls > 0 {
+			lastBulkCall = grants(notifier)[calls-1]
+		}
+
+		next := mustTrigger(ctx, t, b.client, 100, &outbound.TriggerOpts{TemplateID: "t"})
+		waitForStatus(t, b.client, []uuid.UUID{next.Message.ID}, outbound.MessageStatusSent)
+		granted := notifier.callsFor(next.Message.ID)[0].Message.UpdatedAt
+		if !lastBulkCall.IsZero() {
+			require.Lessf(t, granted.Sub(lastBulkCall), 10*time.Second,
+				"the new message was granted %s after the last call; the deleted messages held %d slots", granted.Sub(lastBulkCall), 30-calls)
+		}
+	})
+
+	// A process killed with jobs fetched (left running in River, as a dead
+	// process leaves them) holds no slot: the key serves its other
+	// messages, while the dead process's wait for River's rescue. Slots
+	// released to its jobs count as taken only for ReleaseHorizon.
+	t.Run("KilledProcessHoldsNothing", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		limit := outbound.RateLimit{Limit: 20, Per: time.Second, Burst: 1}
+		config := limitedConfig(notifier, limit)
+		// The dead process's jobs stay running for the whole test.
+		config.RescueStuckJobsAfter = time.Hour
+		b := setup(t, withConfig(config))
+		bulk := mustBulkTrigger(ctx, t, b.client, conversations(40), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		var deadJobs []int64
+		var dead []uuid.UUID
+		for _, m := range bulk.Messages[:10] {
+			deadJobs, dead = append(deadJobs, m.JobID), append(dead, m.ID)
+		}
+		b.factory.setJobState(t, "running", deadJobs...)
+		// Five of them had been released a slot each when it died.
+		_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET rate_key = 'sms', rate_priority = 2, rate_vt = now(), rate_released_at = now() WHERE id = ANY($1)", dead[:5])
+		require.NoError(t, err)
+
+		require.NoError(t, b.client.Start(ctx))
+		t.Cleanup(func() { _ = b.client.Stop(context.WithoutCancel(ctx)) })
+		live := messageIDs(bulk.Messages[10:])
+		waitForStatus(t, b.client, live, outbound.MessageStatusSent)
+		for _, id := range dead {
+			m, err := b.client.Message(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, outbound.MessageStatusPending, m.Status, "the dead process's fetched jobs wait for River's rescue")
+		}
+		grants := grants(notifier)
+		require.Len(t, grants, 30)
+		requireWithinLimit(t, grants, limit)
+	})
+
+	// A limit loosened between deploys: messages parked under an hour's
+	// slot by the old deploy go at the new limit's pace once the new one
+	// starts, holding nothing from the old.
+	t.Run("LimitLoosenedBetweenDeploys", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		notifier := &recordingNotifier{}
+		old := setup(t, withConfig(limitedConfig(notifier, outbound.RateLimit{Limit: 1, Per: time.Hour})))
+		require.NoError(t, old.client.Start(ctx))
+		bulk := mustBulkTrigger(ctx, t, old.client, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		waitForFirstClaims(t, old.schema, bulk.Envelope.ID)
+		waitForCalls(t, notifier, 1)
+		require.NoError(t, old.client.Stop(ctx))
+		require.Len(t, notifier.Calls(), 1, "one call an hour")
+
+		setup(t, working(), withConfig(limitedConfig(notifier, outbound.RateLimit{Limit: 100, Per: time.Second})), onSchema(old.schema))
+		waitForStatus(t, old.client, messageIDs(bulk.Messages), outbound.MessageStatusSent)
+		require.Len(t, notifier.Calls(), 10)
+	})
+
 	// With River's clock 20 seconds ahead of the database's (or behind),
 	// waiting messages wake by the database's: every release is a
 	// dispatcher's, timed by durations the database computed.

@@ -216,3 +216,56 @@ func oldestPendingAge(t *testing.T, reader *sdkmetric.ManualReader) float64 {
 	require.Len(t, ages, 1)
 	return ages[0]
 }
+
+// TestHeldByItsLimitIsNotStalled: messages that their rate limit holds back
+// wait as they should, so outbound.message.oldest_pending.age, the gauge an
+// alert watches for a stall, leaves them out, and
+// outbound.message.rate_limited counts them; a due message that nothing
+// holds back still raises the age.
+func TestHeldByItsLimitIsNotStalled(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reader, providers := newTelemetryRecorder()
+	b := setup(t, working(), withConfig(&outbound.Config{
+		MeterProvider: providers.meter,
+		Notifier:      outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }),
+		RateLimits:    map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Hour}},
+		RateLimitKey:  func(m *outbound.Message) string { return m.TemplateID },
+	}))
+	outbound.SetStatusGaugeMinInterval(b.client, 0)
+	res := mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "sms", RenderedBody: "body"})
+	ids := messageIDs(res.Messages)
+	waitForStatusCount(t, b.client, ids, outbound.MessageStatusSent, 1)
+	for _, id := range ids {
+		if m, _ := b.client.Message(ctx, id); m.Status != outbound.MessageStatusSent {
+			waitForRateLimited(t, b.client, id)
+		}
+	}
+	// Backdated by an hour: held by the limit, they are not late.
+	_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET scheduled_at = scheduled_at - interval '1 hour' WHERE rate_parked_at IS NOT NULL")
+	require.NoError(t, err)
+	require.Zero(t, oldestPendingAge(t, reader), "messages held by their limit are not a stall")
+	require.Equal(t, int64(2), rateLimitedGauge(t, reader))
+
+	// One that nothing holds back, due a minute ago and not delivered:
+	// stalled, as with no worker.
+	stalled := b.factory.insertMessages(t, []messageRow{{ConversationID: 99, TemplateID: "email"}})
+	_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET scheduled_at = now() - interval '1 minute' WHERE id = $1", stalled[0])
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, oldestPendingAge(t, reader), 60.0)
+	require.Equal(t, int64(2), rateLimitedGauge(t, reader))
+}
+
+// rateLimitedGauge reads outbound.message.rate_limited.
+func rateLimitedGauge(t *testing.T, reader *sdkmetric.ManualReader) int64 {
+	t.Helper()
+	var values []int64
+	for _, m := range findMetrics(t, reader, "outbound.message.rate_limited") {
+		for _, dp := range m.Data.(metricdata.Gauge[int64]).DataPoints {
+			require.Zero(t, dp.Attributes.Len(), "no attributes")
+			values = append(values, dp.Value)
+		}
+	}
+	require.Len(t, values, 1)
+	return values[0]
+}

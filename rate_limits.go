@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnloop/outbound/internal/delivery"
 	"github.com/cairnloop/outbound/outboundtype"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -66,4 +68,64 @@ func (c *Client) RateLimitStates(ctx context.Context) ([]RateLimitState, error) 
 		return nil, fmt.Errorf("outbound: read rate limits: %w", err)
 	}
 	return states, nil
+}
+
+// EnvelopeETA is how long an envelope's undelivered messages take at the
+// rate of their keys' limits, as EnvelopeETA reads it.
+type EnvelopeETA struct {
+	// Waiting is how many of its undelivered messages have a limited key
+	// (each is given its key at its first attempt).
+	Waiting int64
+	// Remaining is how long they take at their keys' full rates, from now
+	// or the end of a key's pause: an estimate, which sharing a key with
+	// other envelopes or more urgent messages lengthens.
+	Remaining time.Duration
+}
+
+// EnvelopeETA estimates how long an envelope's messages held by rate limits
+// take to go. An envelope none of whose undelivered messages has a limited
+// key has a zero EnvelopeETA.
+func (c *Client) EnvelopeETA(ctx context.Context, id uuid.UUID) (EnvelopeETA, error) {
+	var eta EnvelopeETA
+	if len(c.config.RateLimits) == 0 {
+		return eta, nil
+	}
+	states, err := c.RateLimitStates(ctx)
+	if err != nil {
+		return eta, err
+	}
+	paused := make(map[string]time.Time, len(states))
+	keys := make([]string, 0, len(states))
+	for _, s := range states {
+		paused[s.Key] = s.PausedUntil
+		keys = append(keys, s.Key)
+	}
+	rows, err := c.pool.Query(ctx, c.queries.CountEnvelopeWaitingByKey, pgx.NamedArgs{"id": id, "keys": keys})
+	if err != nil {
+		return eta, fmt.Errorf("outbound: envelope eta: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			key string
+			n   int64
+		)
+		if err := rows.Scan(&key, &n); err != nil {
+			return eta, fmt.Errorf("outbound: envelope eta: %w", err)
+		}
+		eta.Waiting += n
+		limit := c.config.RateLimits[key]
+		take := time.Duration(n) * delivery.Interval(limit)
+		for _, w := range limit.Also {
+			take = max(take, time.Duration(n/int64(w.Limit))*w.Per)
+		}
+		if until := time.Until(paused[key]); until > 0 {
+			take += until
+		}
+		eta.Remaining = max(eta.Remaining, take)
+	}
+	if err := rows.Err(); err != nil {
+		return eta, fmt.Errorf("outbound: envelope eta: %w", err)
+	}
+	return eta, nil
 }

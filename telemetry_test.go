@@ -65,7 +65,7 @@ func TestTelemetry(t *testing.T) {
 			}
 		}
 		require.ElementsMatch(t, []string{"outbound.trigger.messages", "outbound.trigger.duration", "outbound.bulk_trigger.duration",
-			"outbound.message.backlog", "outbound.message.oldest_pending.age"}, names)
+			"outbound.message.backlog", "outbound.message.oldest_pending.age", "outbound.message.rate_limited"}, names)
 	})
 
 	t.Run("FailuresAndRefusalsCarryAReason", func(t *testing.T) {

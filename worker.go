@@ -86,6 +86,9 @@ func (c *Client) AddWorkers(workers *river.Workers) {
 	if err := c.addWorkers(workers); err != nil {
 		panic(err)
 	}
+	// The host's River client works the queue: rate-limited messages that
+	// park need this process's dispatchers.
+	c.delivery.EnableDispatch()
 }
 
 // addWorkers registers the library's workers, the delivery worker first, and

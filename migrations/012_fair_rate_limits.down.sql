@@ -1,5 +1,5 @@
 DROP TABLE rate_limit_calls;
-ALTER TABLE rate_limits DROP COLUMN vtime, DROP COLUMN calls, DROP COLUMN calls_floor;
+ALTER TABLE rate_limits DROP COLUMN vtime, DROP COLUMN singles_vt, DROP COLUMN calls, DROP COLUMN calls_floor;
 ALTER TABLE messages
 	DROP COLUMN rate_key,
 	DROP COLUMN rate_priority,

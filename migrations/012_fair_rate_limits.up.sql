@@ -40,8 +40,12 @@ CREATE INDEX messages_rate_released_idx ON messages (rate_key, rate_released_at)
 --
 -- rate_limits.next_wake, the queue of bookings, is no longer read or moved;
 -- it stays for processes of an earlier version during a rolling deploy.
+-- vtime is the place of the last message the key served; singles_vt that of
+-- the last message triggered one by one that it served, so that such
+-- messages keep their share's place when none of them is parked.
 ALTER TABLE rate_limits
 	ADD COLUMN vtime timestamptz,
+	ADD COLUMN singles_vt timestamptz,
 	ADD COLUMN calls bigint NOT NULL DEFAULT 0,
 	ADD COLUMN calls_floor bigint NOT NULL DEFAULT 1;
 

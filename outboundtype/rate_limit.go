@@ -23,7 +23,7 @@ import "time"
 // there. The rows keep only times, and every claim passes its own process's
 // limits: when limits change between deploys each process applies its own
 // until the old ones are gone, a limit loosened or tightened applies at
-// once (as if the key had just used its whole burst), and a key removed
+// once (as if the key had just used its burst but one slot), and a key removed
 // from Config.RateLimits is unlimited in the processes without it.
 type RateLimit struct {
 	// Limit is how many calls may start per Per, at least 1.

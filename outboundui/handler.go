@@ -26,7 +26,8 @@ type HandlerOpts struct {
 	// slog.Default().
 	Logger *slog.Logger
 
-	// CrossOriginProtection guards the cancel buttons' POSTs. Defaults to
+	// CrossOriginProtection guards the buttons' POSTs (cancel, lift a
+	// pause). Defaults to
 	// http.NewCrossOriginProtection(), which refuses a request that a
 	// browser marks as coming from another origin. Set one to trust other
 	// origins or to exempt paths.
@@ -118,6 +119,8 @@ func (h *handler) register() {
 	h.routes.HandleFunc("GET "+p+"/messages", h.page(h.messagesPage))
 	h.routes.HandleFunc("GET "+p+"/messages/{id}", h.page(h.messagePage))
 	h.routes.HandleFunc("POST "+p+"/messages/{id}/cancel", h.page(h.cancelMessage))
+	h.routes.HandleFunc("GET "+p+rateLimitsPath, h.page(h.rateLimitsPage))
+	h.routes.HandleFunc("POST "+p+rateLimitsPath+"/lift", h.page(h.liftPause))
 	h.routes.HandleFunc("GET "+p+"/static/outboundui.css", h.static)
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/cairnloop/outbound/outboundtest"
 	"github.com/cairnloop/outbound/outboundui"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,7 +35,14 @@ type dashboard struct {
 
 func newDashboard(t *testing.T) *dashboard {
 	t.Helper()
-	client, config := newClient(t)
+	return newDashboardWith(t, nil)
+}
+
+// newDashboardWith is newDashboard with a client whose config configure
+// changes first.
+func newDashboardWith(t *testing.T, configure func(*outbound.Config)) *dashboard {
+	t.Helper()
+	client, config := newClient(t, configure)
 	ui, err := outboundui.NewHandler(&outboundui.HandlerOpts{Client: client, Prefix: prefix, RiverUIPrefix: "/riverui",
 		// The user of basic auth, as the example service authenticates.
 		Actor: func(r *http.Request) string { user, _, _ := r.BasicAuth(); return user }})
@@ -498,7 +507,7 @@ func TestRoutesAndErrors(t *testing.T) {
 
 func TestNewHandlerOptions(t *testing.T) {
 	t.Parallel()
-	client, _ := newClient(t)
+	client, _ := newClient(t, nil)
 	for _, tc := range []struct {
 		opts  *outboundui.HandlerOpts
 		field string
@@ -526,4 +535,66 @@ func TestNewHandlerOptions(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Contains(t, rec.Body.String(), `<a href="/messages">Messages</a>`)
 	require.Contains(t, rec.Body.String(), "No envelopes.")
+}
+
+// TestRateLimitsPage shows each configured key, its limits, its waiting
+// messages and its pause, whose button lifts it; an envelope held by its
+// limit says when it is expected to finish.
+func TestRateLimitsPage(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	d := newDashboardWith(t, func(c *outbound.Config) {
+		c.RateLimits = map[string]outbound.RateLimit{"sms": {Limit: 1, Per: time.Hour, Also: []outbound.RateLimit{{Limit: 5, Per: 24 * time.Hour}}}}
+		c.RateLimitKey = func(*outbound.Message) string { return "sms" }
+	})
+	res, err := d.client.BulkTrigger(ctx, []int64{1, 2, 3}, &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "b"})
+	require.NoError(t, err)
+	d.deliverWith(res.Messages[0], nil) // takes the hour's slot
+	// Parks: no slot for an hour. Its job is snoozed, not failed.
+	w := outboundtest.NewWorker(t, testPool, d.config, outbound.NotifierFunc(func(context.Context, *outbound.Message) error { return nil }))
+	_, err = w.Deliver(ctx, t, res.Messages[1].ID)
+	var snoozed *river.JobSnoozeError
+	require.ErrorAs(t, err, &snoozed)
+	m, err := d.client.Message(ctx, res.Messages[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, outbound.MessageStatusPending, m.Status)
+	require.False(t, m.RateLimitedUntil.IsZero(), "it waits for its limit")
+
+	page := d.page(prefix+"/ratelimits", http.StatusOK)
+	row := regexp.MustCompile(`(?s)<tr data-key="sms">.*?</tr>`).FindString(page)
+	require.Contains(t, row, "1 per 1h0m0s (burst 1), 5 in any 24h0m0s")
+	require.Contains(t, row, "<td>1</td>", "one message waits")
+	require.NotContains(t, row, "Lift pause", "not paused")
+
+	envelope := d.page(prefix+"/envelopes/"+res.Envelope.ID.String(), http.StatusOK)
+	require.Contains(t, envelope, "Expected to finish</dt><dd class=\"eta\">in about 1h0m0s at its rate limits' pace: 1 message waits")
+
+	// A provider's pause, as RateLimited would have left it.
+	_, err = testPool.Exec(ctx, "UPDATE "+pgx.Identifier{d.config.Schema, "rate_limits"}.Sanitize()+" SET paused_until = now() + interval '10 minutes' WHERE key = 'sms'")
+	require.NoError(t, err)
+	page = d.page(prefix+"/ratelimits", http.StatusOK)
+	require.Contains(t, page, `<form class="lift" method="post" action="`+prefix+`/ratelimits/lift">`)
+	require.Contains(t, page, `<button type="submit" name="key" value="sms">Lift pause</button>`)
+
+	// Unconfirmed, or from another site: refused, and the pause holds.
+	rec := d.do("POST", prefix+"/ratelimits/lift", url.Values{"key": {"sms"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Contains(t, rec.Body.String(), "Tick the box to confirm lifting the pause")
+	rec = d.do("POST", prefix+"/ratelimits/lift", url.Values{"key": {"sms"}, "confirm": {"yes"}}, http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	require.Equal(t, http.StatusForbidden, rec.Code)
+	states, err := d.client.RateLimitStates(ctx)
+	require.NoError(t, err)
+	require.False(t, states[0].PausedUntil.IsZero())
+
+	// Lifted: POST, redirect, GET.
+	rec = d.do("POST", prefix+"/ratelimits/lift", url.Values{"key": {"sms"}, "confirm": {"yes"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	require.Equal(t, http.StatusSeeOther, rec.Code, rec.Body.String())
+	page = d.page(rec.Header().Get("Location"), http.StatusOK)
+	require.Contains(t, page, `Lifted the pause of &#34;sms&#34;.`)
+	require.NotContains(t, page, `<form class="lift"`)
+
+	// A key that is not configured: 400, said in words.
+	rec = d.do("POST", prefix+"/ratelimits/lift", url.Values{"key": {"email"}, "confirm": {"yes"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Contains(t, rec.Body.String(), "is not a key of Config.RateLimits")
 }

@@ -31,10 +31,18 @@ func withQuery(path string, query url.Values) string {
 const (
 	envelopesPath = "/envelopes"
 	messagesPath  = "/messages"
+	// rateLimitsPath is the page of the client's rate limit keys.
+	rateLimitsPath = "/ratelimits"
 )
 
 // envelopes is the list of envelopes, the dashboard's home page.
 func (l links) envelopes(query url.Values) string { return withQuery(l.prefix+"/", query) }
+
+// rateLimits is the page of rate limit keys.
+func (l links) rateLimits(query url.Values) string { return withQuery(l.prefix+rateLimitsPath, query) }
+
+// liftPause is where the rate limits page's lift buttons post.
+func (l links) liftPause() string { return l.prefix + rateLimitsPath + "/lift" }
 
 // messages is the list of messages.
 func (l links) messages(query url.Values) string { return withQuery(l.prefix+messagesPath, query) }

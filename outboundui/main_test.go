@@ -24,10 +24,14 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 }
 
 // newClient takes a migrated schema of the test's own, emptied for the next
-// test when it ends, and returns a client on it with its config.
-func newClient(t *testing.T) (*outbound.Client, *outbound.Config) {
+// test when it ends, and returns a client on it with its config, which
+// configure, when set, changes first.
+func newClient(t *testing.T, configure func(*outbound.Config)) (*outbound.Client, *outbound.Config) {
 	t.Helper()
 	config := &outbound.Config{Schema: testdb.Migrate(t, testPool, "obui")}
+	if configure != nil {
+		configure(config)
+	}
 	client, err := outbound.New(testPool, config)
 	if err != nil {
 		t.Fatalf("outbound.New: %v", err)

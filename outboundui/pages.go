@@ -110,7 +110,10 @@ func (h *handler) envelopesPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 type envelopeData struct {
-	Envelope   *outbound.Envelope
+	Envelope *outbound.Envelope
+	// ETA is how long its messages held by rate limits take at their keys'
+	// rates; its Waiting is zero when none is.
+	ETA        outbound.EnvelopeETA
 	Bar        *bar
 	Messages   *messageTable
 	CancelHref string
@@ -141,7 +144,11 @@ func (h *handler) envelopePage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	data := &envelopeData{Envelope: env, Bar: newBar(progress), Messages: table, CancelHref: h.links.cancelEnvelope(id)}
+	eta, err := h.client.EnvelopeETA(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	data := &envelopeData{Envelope: env, Bar: newBar(progress), Messages: table, CancelHref: h.links.cancelEnvelope(id), ETA: eta}
 	if env.Status == outbound.EnvelopeStatusSubmitted {
 		data.Cancellable = cancellable(progress)
 	}
@@ -369,12 +376,18 @@ func pathID(r *http.Request) (uuid.UUID, error) {
 // confirmed requires a cancel form's ticked confirmation box. Browsers will
 // not submit the form without it; this holds any other client to it too.
 func confirmed(w http.ResponseWriter, r *http.Request) error {
+	return confirmedAs(w, r, "Tick the box to confirm the cancel.")
+}
+
+// confirmedAs requires a form's ticked confirmation box, refusing with
+// unticked when it is missing.
+func confirmedAs(w http.ResponseWriter, r *http.Request, unticked string) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		return badRequest("The form could not be read.")
 	}
 	if r.PostForm.Get("confirm") != "yes" {
-		return badRequest("Tick the box to confirm the cancel.")
+		return badRequest(unticked)
 	}
 	return nil
 }

@@ -24,11 +24,13 @@ var pages = func() map[string]*template.Template {
 		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		// statusLabel is a message's or an envelope's status in words.
 		"statusLabel": statusLabel,
+		// duration is a wait, to the second.
+		"duration": func(d time.Duration) string { return max(d.Round(time.Second), time.Second).String() },
 		// body is a body as read, and its whole length in bytes.
 		"body": func(text string, bytes int) bodyPreview { return bodyPreview{Text: text, Bytes: bytes} },
 	}
 	out := map[string]*template.Template{}
-	for _, name := range []string{"envelopes", "envelope", "messages", "message", "error"} {
+	for _, name := range []string{"envelopes", "envelope", "messages", "message", "ratelimits", "error"} {
 		out[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS,
 			"templates/layout.html", "templates/partials.html", "templates/"+name+".html"))
 	}
@@ -42,6 +44,7 @@ type layout struct {
 	Stylesheet string
 	Envelopes  string
 	Messages   string
+	RateLimits string
 	Page       any
 }
 
@@ -59,6 +62,7 @@ func (h *handler) renderStatus(w http.ResponseWriter, r *http.Request, status in
 		Stylesheet: h.links.stylesheet(h.assetID),
 		Envelopes:  h.links.envelopes(nil),
 		Messages:   h.links.messages(nil),
+		RateLimits: h.links.rateLimits(nil),
 		Page:       page,
 	})
 	if err != nil {

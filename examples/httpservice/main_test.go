@@ -317,6 +317,7 @@ func TestService(t *testing.T) {
 			`outbound_trigger_duration_seconds_bucket{`,
 			// The series the README's alert rules read.
 			"\noutbound_message_oldest_pending_age_seconds{",
+			"\noutbound_message_rate_limited{",
 			`outbound_message_duration_seconds_count{`,
 			`status="sent"`,
 			`outbound_message_backlog{`,

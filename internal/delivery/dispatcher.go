@@ -50,7 +50,9 @@ type dispatched struct {
 }
 
 // Kick makes the key's dispatcher look at once, starting it when it does
-// not run. A key without a limit has none.
+// not run. A key without a limit has none, and neither has a process whose
+// River client does not work the queue (no Start, ConfigureRiver or
+// AddWorkers): it could not fetch the jobs a dispatcher wakes.
 func (e *Executor) Kick(key string) {
 	lim := e.limitOf(key)
 	if !lim.limited {
@@ -58,7 +60,7 @@ func (e *Executor) Kick(key string) {
 	}
 	e.dispatchMu.Lock()
 	defer e.dispatchMu.Unlock()
-	if e.dispatchStopped {
+	if !e.dispatchEnabled || e.dispatchStopped {
 		return
 	}
 	d, ok := e.dispatchers[key]
@@ -87,11 +89,19 @@ func (e *Executor) KickAll() {
 	}
 }
 
-// StartDispatchers lets dispatchers run again after StopDispatchers, and
-// kicks every limited key's: Start calls it.
+// EnableDispatch lets parked messages start this process's dispatchers:
+// the client calls it once a River client works the queue.
+func (e *Executor) EnableDispatch() {
+	e.dispatchMu.Lock()
+	e.dispatchEnabled = true
+	e.dispatchMu.Unlock()
+}
+
+// StartDispatchers enables dispatch, lets dispatchers run again after
+// StopDispatchers, and kicks every limited key's: Start calls it.
 func (e *Executor) StartDispatchers() {
 	e.dispatchMu.Lock()
-	e.dispatchStopped = false
+	e.dispatchEnabled, e.dispatchStopped = true, false
 	e.dispatchMu.Unlock()
 	e.KickAll()
 }
@@ -178,6 +188,9 @@ func (d *dispatcher) dispatch(ctx context.Context) (dispatched, error) {
 	e := d.e
 	args := limitArgs(d.lim)
 	args["burst"] = d.lim.limit.Burst
+	// Parked messages whose jobs River has not yet snoozed are passed
+	// over: look at enough beyond the burst to find releasable ones.
+	args["candidates"] = 2*d.lim.limit.Burst + 64
 	args["horizon_secs"] = e.ReleaseHorizon.Seconds()
 	args["channel"] = e.RiverSchema + ".river_insert"
 	args["payload"] = `{"queue": "` + e.Queue + `"}`

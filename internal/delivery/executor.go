@@ -80,6 +80,7 @@ type Executor struct {
 	dispatchers     map[string]*dispatcher
 	dispatchCtx     context.Context
 	dispatchCancel  context.CancelFunc
+	dispatchEnabled bool
 	dispatchStopped bool
 	dispatchWG      sync.WaitGroup
 }

@@ -75,8 +75,9 @@ type Messages struct {
 
 	// CountAwaitingByStatus counts the messages awaiting a result: pending,
 	// delivering and failed, in that order; then the age in seconds of the
-	// oldest pending message that is due (scheduled for now or earlier), 0
-	// when none is. It reads only the rows of the awaiting_result index.
+	// oldest pending message that is due (scheduled for now or earlier) and
+	// not held by a rate limit, 0 when none is; then how many are held by a
+	// rate limit. It reads only the rows of the awaiting_result index.
 	CountAwaitingByStatus string
 
 	// ListMessages reads messages newest first, one statement per filter;
@@ -180,7 +181,8 @@ SELECT (SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC LIMI
 
 		CountAwaitingByStatus: r.Replace(`
 SELECT ` + countByStatus(AwaitingStatuses, "*", "") + `,
-	coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE status = 'pending' AND scheduled_at <= now())), 0)::float8
+	coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE status = 'pending' AND scheduled_at <= now() AND NOT ` + heldByRateLimit + `)), 0)::float8,
+	count(*) FILTER (WHERE status IN {undelivered} AND ` + heldByRateLimit + `)
 FROM {s}.messages
 WHERE awaiting_result`),
 

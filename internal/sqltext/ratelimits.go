@@ -13,8 +13,8 @@ import "strings"
 // start when tat <= now() + tolerance ((burst - 1) × interval), and moves
 // tat to greatest(tat, now()) + interval. A tat further ahead than a call
 // now would leave it (a limit loosened since, or a burst shrunk) counts as
-// now() + tolerance + interval, so that a limit changed between deploys
-// applies at once.
+// now() + tolerance, one slot free, so that a limit changed between
+// deploys applies at once (limitTat).
 //
 // No slot is promised ahead. A message that finds none free parks; a
 // dispatcher releases the key's most urgent parked messages, as many as
@@ -73,8 +73,9 @@ type RateLimits struct {
 	// It returns one row: how many it released, whether parked messages
 	// remain, and the seconds until the next slot beyond those released
 	// comes free (or the key's pause ends). No row when the key has no
-	// row. @key, @burst, the key's limits, @horizon_secs, @channel,
-	// @payload, @notify.
+	// row. @key, @burst, the key's limits, @horizon_secs, @candidates (how
+	// many of the key's first parked messages to look at, more than a
+	// burst), @channel, @payload, @notify.
 	DispatchKey string
 
 	// RecordRateLimited records an attempt whose Notifier returned
@@ -95,6 +96,10 @@ type RateLimits struct {
 	// have a slot released. @keys.
 	SelectKeyStates string
 
+	// CountEnvelopeWaitingByKey counts an envelope's undelivered messages
+	// by their stored key, for the keys in @keys. @id, @keys.
+	CountEnvelopeWaitingByKey string
+
 	// RenewClaim makes the claim that the claim id holds run for
 	// @claim_secs from now: an attempt's Notifier call that outlives
 	// NotifyTimeout keeps its claim until it returns. It returns whether
@@ -102,10 +107,17 @@ type RateLimits struct {
 	RenewClaim string
 }
 
-// limitTat is a limit's tat as its algorithm counts it now: never further
-// ahead than one call now would leave it.
+// limitTat is a limit's tat as its algorithm counts it now. Under one
+// limit, tat is never further ahead than a call now would leave it (now() +
+// tolerance + interval); one that is was left by another limit (loosened
+// since, or a burst shrunk), and counts as now() + tolerance: the burst used
+// but for one slot, free now. The first call taken writes the tat back.
+//
+// The test is against clock_timestamp(), not now(): a statement's now() is
+// when its transaction began, and a claim that waited on the key's row for
+// one that began later finds a tat a call moved past its own now().
 func limitTat(tat, interval, tolerance string) string {
-	return "least(" + tat + ", now() + make_interval(secs => " + tolerance + " + " + interval + "))"
+	return "(CASE WHEN " + tat + " > clock_timestamp() + make_interval(secs => " + tolerance + " + " + interval + ") THEN now() + make_interval(secs => " + tolerance + ") ELSE " + tat + " END)"
 }
 
 // limitReady is when one more call may start under a limit.
@@ -159,17 +171,18 @@ WITH m AS MATERIALIZED (
 	SELECT
 		coalesce(m.status = 'delivering' AND m.claim_id = @claim_id, false) AS reclaim,
 		m.rate_released_at IS NOT NULL AS released,
+		m.bulk_envelope_id IS NULL AS single,
 		-- Start-time fair queueing: a message's place is its share's last
 		-- parked place plus one interval, and never before the place of
 		-- the last message the key served, so that a bulk triggered into
 		-- another's drain takes turns with it from its head.
 		coalesce(m.rate_vt, greatest(
 			(SELECT vtime FROM {s}.rate_limits WHERE key = @key),
-			CASE WHEN m.bulk_envelope_id IS NULL THEN (
+			CASE WHEN m.bulk_envelope_id IS NULL THEN greatest((
 				SELECT max(p.rate_vt) FROM {s}.messages p
 				WHERE p.rate_key = @key AND p.rate_priority = @priority::smallint
 					AND p.bulk_envelope_id IS NULL AND p.rate_parked_at IS NOT NULL
-			) ELSE (
+			), (SELECT singles_vt FROM {s}.rate_limits WHERE key = @key)) ELSE (
 				SELECT max(p.rate_vt) FROM {s}.messages p
 				WHERE p.rate_key = @key AND p.rate_priority = @priority::smallint
 					AND p.bulk_envelope_id = m.bulk_envelope_id AND p.rate_parked_at IS NOT NULL
@@ -179,7 +192,7 @@ WITH m AS MATERIALIZED (
 ), a AS MATERIALIZED (
 	SELECT v.*, v.reclaim OR ((v.released OR NOT EXISTS (
 		SELECT 1 FROM {s}.messages p
-		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id
+		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id AND p.status IN {undelivered}
 			AND (p.rate_priority, p.rate_vt) < (@priority::smallint, v.vt)
 	-- Read without a lock, the key's row as last committed before this
 	-- statement: a slot it shows taken is taken, so that the claims of a
@@ -188,7 +201,7 @@ WITH m AS MATERIALIZED (
 		FROM {s}.rate_limits l WHERE l.key = @key), true)) AS may_take
 	FROM v
 ), k AS MATERIALIZED (
-	SELECT key, tat, paused_until, calls, calls_floor, vtime FROM {s}.rate_limits
+	SELECT key, tat, paused_until, calls, calls_floor, vtime, singles_vt FROM {s}.rate_limits
 	WHERE key = @key AND (SELECT may_take AND NOT reclaim FROM a)
 	FOR UPDATE
 ), x AS MATERIALIZED (` + windowsOf(r) + `
@@ -205,6 +218,7 @@ WITH m AS MATERIALIZED (
 		tat = ` + limitTaken("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `,
 		calls = k.calls + 1,
 		vtime = greatest(k.vtime, g.vt),
+		singles_vt = CASE WHEN g.single THEN greatest(k.singles_vt, g.vt) ELSE k.singles_vt END,
 		calls_floor = CASE WHEN @keep::bigint > 0 THEN greatest(k.calls_floor, k.calls + 2 - @keep::bigint) ELSE k.calls_floor END,
 		updated_at = now()
 	FROM k, g WHERE rate_limits.key = k.key AND g.go AND NOT g.reclaim
@@ -228,9 +242,16 @@ WITH m AS MATERIALIZED (
 		-- An estimate, not a promise: the key's next slot after the
 		-- messages ahead of it at the key's rate, or the end of its pause,
 		-- whichever is last.
-		rate_wait_until = coalesce((SELECT greatest(now(), l.paused_until,
-				` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + greatest(g.vt - coalesce(l.vtime, g.vt), '0'::interval))
-			FROM {s}.rate_limits l WHERE l.key = @key), now()),
+		-- The key's row as locked when this claim locked it, else as last
+		-- committed before this statement.
+		rate_wait_until = coalesce(
+			(SELECT greatest(now(), l.paused_until,
+					` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + greatest(g.vt - coalesce(l.vtime, g.vt), '0'::interval))
+				FROM k AS l),
+			(SELECT greatest(now(), l.paused_until,
+					` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + greatest(g.vt - coalesce(l.vtime, g.vt), '0'::interval))
+				FROM {s}.rate_limits l WHERE l.key = @key),
+			now()),
 		updated_at = now()
 	FROM g WHERE id = @id AND NOT g.go
 	RETURNING ` + MessageColumnsWithoutContent + `, extract(epoch FROM rate_wait_until - now())::float8, extract(epoch FROM now() - rate_parked_at)::float8
@@ -257,11 +278,20 @@ WITH k AS MATERIALIZED (
 		` + limitFree("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `
 	) - outstanding.n) END AS n
 	FROM k, outstanding
+), candidates AS MATERIALIZED (
+	-- The key's order, walked on its index alone, so that a release costs
+	-- as much with 20,000 parked as with 20, whatever the planner's
+	-- statistics say; then each candidate's job, by its primary key.
+	SELECT id, job_id, rate_priority, rate_vt FROM {s}.messages
+	WHERE rate_key = @key AND rate_parked_at IS NOT NULL
+	ORDER BY rate_priority, rate_vt, id
+	LIMIT CASE WHEN (SELECT n FROM free) > 0 THEN @candidates::bigint ELSE 0 END
 ), picked AS MATERIALIZED (
-	SELECT m.id, m.job_id FROM {s}.messages m
-	JOIN {rs}.river_job j ON ` + isDeliveryJobOf("j", "m.job_id", "m.id::text") + ` AND j.state IN ('scheduled', 'available')
-	WHERE m.rate_key = @key AND m.rate_parked_at IS NOT NULL
-	ORDER BY m.rate_priority, m.rate_vt, m.id
+	SELECT m.id, m.job_id FROM candidates c
+	JOIN {s}.messages m ON m.id = c.id
+	WHERE m.rate_parked_at IS NOT NULL AND m.status IN {undelivered}
+		AND EXISTS (SELECT 1 FROM {rs}.river_job j WHERE ` + isDeliveryJobOf("j", "c.job_id", "c.id::text") + ` AND j.state IN ('scheduled', 'available'))
+	ORDER BY c.rate_priority, c.rate_vt, c.id
 	LIMIT coalesce((SELECT n FROM free), 0)
 	FOR UPDATE OF m SKIP LOCKED
 ), released AS (
@@ -276,7 +306,7 @@ WITH k AS MATERIALIZED (
 )
 SELECT
 	(SELECT count(*) FROM picked),
-	EXISTS (SELECT 1 FROM {s}.messages p WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL
+	EXISTS (SELECT 1 FROM {s}.messages p WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.status IN {undelivered}
 		AND p.id NOT IN (SELECT id FROM picked)),
 	extract(epoch FROM greatest(
 		k.paused_until,
@@ -316,10 +346,15 @@ RETURNING old.paused_until`),
 		SelectKeyStates: r.Replace(`
 SELECT k.key,
 	(SELECT l.paused_until FROM {s}.rate_limits l WHERE l.key = k.key AND l.paused_until > now()),
-	(SELECT count(*) FROM {s}.messages m WHERE m.rate_key = k.key AND m.rate_parked_at IS NOT NULL),
+	(SELECT count(*) FROM {s}.messages m WHERE m.rate_key = k.key AND m.rate_parked_at IS NOT NULL AND m.status IN {undelivered}),
 	(SELECT count(*) FROM {s}.messages m WHERE m.rate_key = k.key AND m.rate_released_at IS NOT NULL AND m.status IN {undelivered})
 FROM unnest(@keys::text[]) AS k(key)
 ORDER BY k.key`),
+
+		CountEnvelopeWaitingByKey: r.Replace(`
+SELECT rate_key, count(*) FROM {s}.messages
+WHERE bulk_envelope_id = @id AND status IN {undelivered} AND rate_key = ANY(@keys::text[])
+GROUP BY rate_key`),
 
 		RenewClaim: r.Replace(`
 UPDATE {s}.messages SET claimed_until = now() + make_interval(secs => @claim_secs::float8)

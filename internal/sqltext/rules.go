@@ -144,6 +144,11 @@ func inList(statuses []string) string {
 	return "('" + strings.Join(statuses, "', '") + "')"
 }
 
+// heldByRateLimit is the condition on an undelivered message that its key's
+// limit, or a Notifier's RateLimited pause, holds it back: parked, released
+// a slot and not yet claimed, or waiting out a pause.
+const heldByRateLimit = `(rate_parked_at IS NOT NULL OR rate_released_at IS NOT NULL OR coalesce(rate_wait_until > now(), false))`
+
 // setStatus is the SET clause that gives a message a new status: the column,
 // and the copy of it that metadata keeps for consumers of the original
 // library. value is an SQL expression of type text. A new status ends any

@@ -24,13 +24,18 @@ const BacklogMinInterval = 5 * time.Second
 const statusGaugeTimeout = 2 * time.Second
 
 // Backlog is what the gauges report: the counts of the messages awaiting a
-// result, in the order of the gauge's statuses, and the age of the oldest pending
-// message that is due.
+// result, in the order of the gauge's statuses, the age of the oldest pending
+// message that is due and not held by a rate limit, and how many are.
 type Backlog struct {
 	// Counts are the counts of the gauge's statuses, in their order.
 	Counts []int64
 	// OldestPendingAge is in seconds, 0 when no pending message is due.
+	// A message its rate limit holds back does not count: it waits as it
+	// should, and RateLimited counts it instead.
 	OldestPendingAge float64
+	// RateLimited is how many pending or failed messages their rate limit,
+	// or a Notifier's RateLimited pause, holds back.
+	RateLimited int64
 }
 
 // BacklogGauge is the outbound.message.backlog observable gauge, the number of
@@ -63,9 +68,16 @@ func (t *Telemetry) ObserveBacklog(statuses []outboundtype.MessageStatus, count 
 		return g
 	}
 	age, err := t.meter.Float64ObservableGauge(MetricMessageOldestPending,
-		metric.WithDescription("How long the oldest pending message that is due has waited since it was due (triggered, or scheduled for), 0 when none waits. "+
+		metric.WithDescription("How long the oldest pending message that is due, and not held back by a rate limit, has waited since it was due (triggered, or scheduled for), 0 when none waits. "+
 			"It rises while no worker delivers."),
 		metric.WithUnit("s"))
+	if err != nil {
+		otel.Handle(err)
+		return g
+	}
+	limited, err := t.meter.Int64ObservableGauge(MetricMessageRateLimited,
+		metric.WithDescription("Pending or failed messages held back by their key's rate limit, or by a notifier's RateLimited pause: waiting as they should, at the limit's pace."),
+		metric.WithUnit("{message}"))
 	if err != nil {
 		otel.Handle(err)
 		return g
@@ -79,8 +91,9 @@ func (t *Telemetry) ObserveBacklog(statuses []outboundtype.MessageStatus, count 
 			o.ObserveInt64(gauge, n, g.sets[i])
 		}
 		o.ObserveFloat64(age, b.OldestPendingAge)
+		o.ObserveInt64(limited, b.RateLimited)
 		return nil
-	}, gauge, age); err != nil {
+	}, gauge, age, limited); err != nil {
 		otel.Handle(err)
 	}
 	return g

@@ -46,6 +46,7 @@ const (
 	// two collide, Prometheus wins.
 	MetricMessageBacklog       = "outbound.message.backlog"
 	MetricMessageOldestPending = "outbound.message.oldest_pending.age"
+	MetricMessageRateLimited   = "outbound.message.rate_limited"
 	MetricMessageDuration      = "outbound.message.duration"
 	MetricSubscriptionDropped  = "outbound.subscription.dropped_events"
 )
