@@ -144,13 +144,17 @@ again within about NotifyTimeout + 70s at the defaults.
 # Rate limits
 
 Config.RateLimits limits how fast Notifier calls start, per key
-(Config.RateLimitKey chooses a message's), across every process working the
-schema: the limit's state is a row in PostgreSQL, moved by the claim's own
-statement with the database's clock. A message held back by its limit is
-booked a slot, stays pending (cancellable), spends no attempt and holds no
-worker: River snoozes its job until the slot. A Notifier that returns
-[RateLimited] pauses the key for every process, without spending an
-attempt.
+(Config.RateLimitKey chooses a message's, stored with it at its first
+attempt), across every process working the schema: the limit's state is a
+row in PostgreSQL, moved by the claim's own statement with the database's
+clock. A message held back by its limit parks: it stays pending
+(cancellable), spends no attempt and holds no worker and no slot. When a
+slot comes free, a dispatcher (one per key in each process) releases the
+key's most urgent parked message, by priority and then a fair order that
+shares the key between bulks, and wakes its job. A Notifier that returns
+[RateLimited] pauses the key for every process, without spending an attempt,
+for at most Config.MaxRateLimitedPause; [Client.LiftRateLimitPause] ends a
+pause.
 
 [Client.Start] runs an embedded River client on Config.Queue;
 [Client.ConfigureRiver] adds the library's workers, queue and periodic jobs to

@@ -166,3 +166,74 @@ func ExampleRateLimited() {
 	// the key paused as asked: true
 	// status: sent attempts: 1
 }
+
+// ExampleClient_LiftRateLimitPause ends a pause early: the provider asked
+// for a day, Config.MaxRateLimitedPause held it to an hour, and an operator
+// who knows the provider is back lifts it, as the dashboard's button does.
+func ExampleClient_LiftRateLimitPause() {
+	ctx := context.Background()
+
+	pool, err := pgxpool.New(ctx, exampleDatabaseURL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+
+	schema := exampleSchema() // an application would keep the default, "cairnloop"
+	defer dropExampleSchema(pool, schema)
+	if err := outbound.Migrate(ctx, pool, &outbound.MigrateOpts{Schema: schema}); err != nil {
+		log.Fatal(err)
+	}
+
+	sent := make(chan struct{})
+	var n atomic.Int32
+	client, err := outbound.New(pool, &outbound.Config{
+		Schema:              schema,
+		RateLimits:          map[string]outbound.RateLimit{"": {Limit: 100, Per: time.Second}},
+		MaxRateLimitedPause: time.Hour,
+		Notifier: outbound.NotifierFunc(func(ctx context.Context, msg *outbound.Message) error {
+			if n.Add(1) == 1 {
+				return outbound.RateLimited(24*time.Hour, errors.New("429 too many requests"))
+			}
+			close(sent)
+			return nil
+		}),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer client.Stop(ctx)
+	if _, err := client.Trigger(ctx, 42, &outbound.TriggerOpts{TemplateID: "recovery"}); err != nil {
+		log.Fatal(err)
+	}
+
+	var states []outbound.RateLimitState
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			log.Fatal("the key was never paused")
+		}
+		if states, err = client.RateLimitStates(ctx); err != nil {
+			log.Fatal(err)
+		}
+		if !states[0].PausedUntil.IsZero() {
+			break
+		}
+	}
+	fmt.Println("paused for at most an hour:", time.Until(states[0].PausedUntil) <= time.Hour)
+
+	lifted, err := client.LiftRateLimitPause(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("lifted:", lifted)
+	<-sent
+	fmt.Println("sent")
+
+	// Output:
+	// paused for at most an hour: true
+	// lifted: true
+	// sent
+}

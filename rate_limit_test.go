@@ -185,12 +185,12 @@ func TestRateLimits(t *testing.T) {
 		require.Equal(t, 1, rows, "an unlimited key has no row")
 	})
 
-	// WaitingIsNotPolling: a message waiting for its slot sleeps until the
-	// slot, in hops, and is not fetched again on each of River's polls.
-	// Slots an hour apart make every message wait, however slow the
-	// machine; then two seconds of River polling every 10ms (200 polls)
-	// may wake each waiting message once at most, when its hop of a few
-	// seconds ends.
+	// WaitingIsNotPolling: a message waiting for a slot parks, and its job
+	// sleeps until a dispatcher releases it (or past its expected turn),
+	// rather than being fetched again on each of River's polls. Slots an
+	// hour apart make every message wait, however slow the machine; then
+	// two seconds of River polling every 10ms (200 polls) may wake each
+	// waiting message once at most.
 	t.Run("WaitingIsNotPolling", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)

@@ -38,12 +38,12 @@ type RateLimit struct {
 	Burst int
 
 	// Also are further limits on the same key, all enforced together: a
-	// call starts only when every one has a slot free. 50 a second and
-	// 10,000 a day is {Limit: 50, Per: time.Second, Also:
-	// []RateLimit{{Limit: 10000, Per: 24 * time.Hour, Burst: 1}}}. Each
-	// counts over a rolling window, as the first does (a day's window with
-	// Burst 1 starts at most 10,001 calls in any 24 hours, evenly spaced;
-	// with a larger Burst, up to Burst more). Their own Also must be empty.
+	// call starts only when every one allows it. Each is a rolling window:
+	// at most its Limit calls start in any window of its Per, exactly (the
+	// key keeps the start of its last Limit calls, at most 1,000,000). 50 a
+	// second and 10,000 a day is {Limit: 50, Per: time.Second, Also:
+	// []RateLimit{{Limit: 10000, Per: 24 * time.Hour}}}. Their Burst and
+	// their own Also must be zero.
 	Also []RateLimit
 }
 

@@ -17,9 +17,11 @@ const RiverVersion = "v0.51.2"
 
 // RiverJobs holds every statement of the library that writes River's tables.
 // They do what River's public API does (river.JobCompleteTx, JobCancelTx,
-// JobDeleteManyTx), but for many jobs in one statement, or together with a
-// message row in the same statement. Each has a test that reads its effect
-// back through River's Client.JobGet.
+// JobDeleteManyTx, JobRetryTx and its insert notification), but for many
+// jobs in one statement, or together with a message row in the same
+// statement. Each has a test that reads its effect back through River's
+// Client.JobGet, or, for DispatchKey, through River's fetch
+// (TestFairRateLimits).
 type RiverJobs struct {
 	// DeleteUnusedJobs deletes River jobs that this transaction inserted for
 	// messages that turned out to be duplicates. $1 job ids.
@@ -40,11 +42,81 @@ type RiverJobs struct {
 	// is not the message's delivery job (isDeliveryJobOf) is left alone. $1
 	// job ids, $2 the ids of their messages, as text, in the same order.
 	CancelJobs string
+
+	// DispatchKey is a rate limit's release (see RateLimits): it releases
+	// the key's most urgent parked messages, as many as its limits have
+	// slots free now less the slots already released and not yet claimed
+	// (in the last @horizon_secs), and makes their River jobs available at
+	// once, as JobRetryTx would, ahead of fresher jobs of their priority.
+	// It notifies River's producers on @channel with @payload, as River's
+	// insert does, when it woke any, and @notify.
+	//
+	// It returns one row: how many it released, whether parked messages
+	// remain, and the seconds until the next slot beyond those released
+	// comes free (or the key's pause ends). No row when the key has no
+	// row. @key, @burst, the key's limits, @horizon_secs, @candidates (how
+	// many of the key's first parked messages to look at, more than a
+	// burst), @channel, @payload, @notify.
+	DispatchKey string
 }
 
 // newRiverJobs fills RiverJobs with r, which replaces {s} and {rs}.
 func newRiverJobs(r *strings.Replacer) RiverJobs {
 	return RiverJobs{
+		// The key's row is locked (LockRateLimit), so that dispatchers
+		// take turns and count the slots released by the one before.
+		DispatchKey: r.Replace(`
+WITH k AS MATERIALIZED (
+	SELECT key, tat, paused_until, calls, calls_floor FROM {s}.rate_limits WHERE key = @key FOR UPDATE
+), x AS MATERIALIZED (` + windowsOf(r) + `
+), outstanding AS MATERIALIZED (
+	SELECT count(*) AS n FROM {s}.messages
+	WHERE rate_key = @key AND rate_released_at > now() - make_interval(secs => @horizon_secs::float8)
+		AND status IN {undelivered}
+), free AS MATERIALIZED (
+	SELECT CASE WHEN k.paused_until > now() OR EXISTS (SELECT 1 FROM x WHERE x.full) THEN 0 ELSE greatest(0, least(
+		@burst::bigint,
+		` + limitFree("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `
+	) - outstanding.n) END AS n
+	FROM k, outstanding
+), candidates AS MATERIALIZED (
+	-- The key's order, walked on its index alone, so that a release costs
+	-- as much with 20,000 parked as with 20, whatever the planner's
+	-- statistics say; then each candidate's job, by its primary key.
+	SELECT id, job_id, rate_priority, rate_vt FROM {s}.messages
+	WHERE rate_key = @key AND rate_parked_at IS NOT NULL
+	ORDER BY rate_priority, rate_vt, id
+	LIMIT CASE WHEN (SELECT n FROM free) > 0 THEN @candidates::bigint ELSE 0 END
+), picked AS MATERIALIZED (
+	SELECT m.id, m.job_id FROM candidates c
+	JOIN {s}.messages m ON m.id = c.id
+	WHERE m.rate_parked_at IS NOT NULL AND m.status IN {undelivered}
+		AND EXISTS (SELECT 1 FROM {rs}.river_job j WHERE ` + isDeliveryJobOf("j", "c.job_id", "c.id::text") + ` AND j.state IN ('scheduled', 'available'))
+	ORDER BY c.rate_priority, c.rate_vt, c.id
+	LIMIT coalesce((SELECT n FROM free), 0)
+	FOR UPDATE OF m SKIP LOCKED
+), released AS (
+	UPDATE {s}.messages SET rate_parked_at = NULL, rate_released_at = now()
+	FROM picked WHERE messages.id = picked.id
+), woken AS (
+	UPDATE {rs}.river_job SET state = 'available', scheduled_at = least(river_job.created_at, now())
+	FROM picked WHERE river_job.id = picked.job_id
+	RETURNING 1
+), notified AS (
+	SELECT pg_notify(@channel, @payload) FROM (SELECT 1 FROM woken LIMIT 1) AS any_woken WHERE @notify
+)
+SELECT
+	(SELECT count(*) FROM picked),
+	EXISTS (SELECT 1 FROM {s}.messages p WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.status IN {undelivered}
+		AND p.id NOT IN (SELECT id FROM picked)),
+	extract(epoch FROM greatest(
+		k.paused_until,
+		` + limitReady("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + make_interval(secs => (outstanding.n + (SELECT count(*) FROM picked)) * @interval_secs::float8),
+		(SELECT max(coalesce(x.until, now() + interval '1 second')) FROM x WHERE x.full)
+	) - now())::float8,
+	(SELECT count(*) FROM notified)
+FROM k, outstanding`),
+
 		// River's JobDeleteManyTx caps a call at 10,000 ids; these jobs were
 		// inserted by this same transaction and no one else can see them.
 		DeleteUnusedJobs: r.Replace(`DELETE FROM {rs}.river_job WHERE id = ANY($1::bigint[])`),
