@@ -8,24 +8,23 @@
 --                     at its first claim under a limit and kept from then on.
 --   rate_priority     the River priority of its job when it parked.
 --   rate_vt           its place in the key's fair order (start-time fair
---                     queueing): one interval after the last parked message
---                     of its share (its bulk, or every message triggered one
---                     by one), and never before rate_limits.vtime, the place
---                     of the last message the key served.
+--                     queueing): for a bulk's message, its bulk's base
+--                     (rate_limit_shares) plus its position in the bulk at
+--                     the key's rate; for one triggered one by one, the next
+--                     place of that share (rate_limit_singles).
 --   rate_parked_at    set while the message waits for a slot.
 --   rate_released_at  set when a slot was released to it, until its claim.
+--   envelope_ordinal  its position in its bulk, from 0.
 ALTER TABLE messages
 	ADD COLUMN rate_key text,
 	ADD COLUMN rate_priority smallint,
 	ADD COLUMN rate_vt timestamptz,
 	ADD COLUMN rate_parked_at timestamptz,
-	ADD COLUMN rate_released_at timestamptz;
+	ADD COLUMN rate_released_at timestamptz,
+	ADD COLUMN envelope_ordinal integer;
 
 -- The key's order of its parked messages, walked by each release.
 CREATE INDEX messages_rate_parked_idx ON messages (rate_key, rate_priority, rate_vt, id)
-	WHERE rate_parked_at IS NOT NULL;
--- The last parked message of a share, which places the next.
-CREATE INDEX messages_rate_share_idx ON messages (rate_key, rate_priority, bulk_envelope_id, rate_vt)
 	WHERE rate_parked_at IS NOT NULL;
 -- Slots released and not yet claimed.
 CREATE INDEX messages_rate_released_idx ON messages (rate_key, rate_released_at)
@@ -40,12 +39,9 @@ CREATE INDEX messages_rate_released_idx ON messages (rate_key, rate_released_at)
 --
 -- rate_limits.next_wake, the queue of bookings, is no longer read or moved;
 -- it stays for processes of an earlier version during a rolling deploy.
--- vtime is the place of the last message the key served; singles_vt that of
--- the last message triggered one by one that it served, so that such
--- messages keep their share's place when none of them is parked.
+-- vtime is the place of the last message the key served.
 ALTER TABLE rate_limits
 	ADD COLUMN vtime timestamptz,
-	ADD COLUMN singles_vt timestamptz,
 	ADD COLUMN calls bigint NOT NULL DEFAULT 0,
 	ADD COLUMN calls_floor bigint NOT NULL DEFAULT 1;
 
@@ -54,4 +50,25 @@ CREATE TABLE rate_limit_calls (
 	seq bigint NOT NULL,
 	started_at timestamptz NOT NULL,
 	PRIMARY KEY (key, seq)
+);
+
+-- The place of the last message triggered one by one that a key placed, by
+-- priority: such messages are one share, and each takes the next place in
+-- it by updating this row, so that messages claimed at once do not tie.
+CREATE TABLE rate_limit_singles (
+	key text NOT NULL,
+	priority smallint NOT NULL,
+	vt timestamptz NOT NULL,
+	PRIMARY KEY (key, priority)
+);
+
+-- Where a bulk's share of a key starts: the key's vtime when the bulk's
+-- first message was placed, so that a bulk triggered into another's drain
+-- takes turns with it from that drain's head. Written once per bulk and key.
+CREATE TABLE rate_limit_shares (
+	key text NOT NULL,
+	priority smallint NOT NULL,
+	bulk_envelope_id uuid NOT NULL,
+	base timestamptz NOT NULL,
+	PRIMARY KEY (key, priority, bulk_envelope_id)
 );

@@ -93,11 +93,11 @@ func newMessages(r *strings.Replacer) Messages {
 	}
 	return Messages{
 		InsertMessages: named(r.Replace(`
-INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at, data, rendered)
+INSERT INTO {s}.messages (id, conversation_id, job_id, template_id, content, bulk_envelope_id, metadata, scheduled_at, data, rendered, envelope_ordinal)
 SELECT u.id, u.conversation_id, u.job_id, @template_id, coalesce(u.content, @content), @bulk_envelope_id,
 	jsonb_build_object('template_id', @template_id::text, 'status', 'pending', 'bulk_envelope_id', @bulk_envelope_id::uuid),
 	CASE WHEN u.scheduled_at IS NULL THEN coalesce(@scheduled_at::timestamptz, now()) ELSE greatest(u.scheduled_at, now()) END,
-	CASE WHEN u.data IS NULL THEN @data::jsonb ELSE coalesce(@data::jsonb, '{}') || u.data::jsonb END, @rendered
+	CASE WHEN u.data IS NULL THEN @data::jsonb ELSE coalesce(@data::jsonb, '{}') || u.data::jsonb END, @rendered, u.ord - 1
 FROM unnest(@ids::uuid[], @conversation_ids::bigint[], @job_ids::bigint[], @contents::text[], @each_data::text[], @scheduled_ats::timestamptz[])
 	WITH ORDINALITY AS u(id, conversation_id, job_id, content, data, scheduled_at, ord)
 ORDER BY u.ord

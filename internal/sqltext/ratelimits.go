@@ -148,31 +148,44 @@ ON CONFLICT (key) DO NOTHING`),
 		// every statement that locks both.
 		ClaimMessageLimited: r.Replace(`
 WITH m AS MATERIALIZED (
-	SELECT status, claim_id, rate_released_at, rate_vt, bulk_envelope_id
+	SELECT status, claim_id, rate_released_at, rate_vt, bulk_envelope_id, envelope_ordinal
 	FROM {s}.messages
 	WHERE id = @id AND ` + claimable("@claim_id") + `
 	FOR UPDATE
+), single_place AS (
+	-- A message triggered one by one takes the next place of its share, in
+	-- a row of its own, so that two claimed at once do not tie.
+	INSERT INTO {s}.rate_limit_singles AS o (key, priority, vt)
+	SELECT @key, @priority::smallint, coalesce((SELECT vtime FROM {s}.rate_limits WHERE key = @key), now())
+	FROM m WHERE m.bulk_envelope_id IS NULL AND m.rate_vt IS NULL
+	ON CONFLICT (key, priority) DO UPDATE
+		SET vt = greatest(o.vt + make_interval(secs => @interval_secs::float8), EXCLUDED.vt)
+	RETURNING vt
+), share_base AS (
+	-- A bulk's share starts at the key's place when its first message is
+	-- placed; a claim that loses the race to write it reads it below.
+	INSERT INTO {s}.rate_limit_shares (key, priority, bulk_envelope_id, base)
+	SELECT @key, @priority::smallint, m.bulk_envelope_id, coalesce((SELECT vtime FROM {s}.rate_limits WHERE key = @key), now())
+	FROM m WHERE m.bulk_envelope_id IS NOT NULL AND m.rate_vt IS NULL
+	ON CONFLICT (key, priority, bulk_envelope_id) DO NOTHING
+	RETURNING base
 ), v AS MATERIALIZED (
 	SELECT
 		coalesce(m.status = 'delivering' AND m.claim_id = @claim_id, false) AS reclaim,
 		m.rate_released_at IS NOT NULL AS released,
-		m.bulk_envelope_id IS NULL AS single,
-		-- Start-time fair queueing: a message's place is its share's last
-		-- parked place plus one interval, and never before the place of
-		-- the last message the key served, so that a bulk triggered into
-		-- another's drain takes turns with it from its head.
-		coalesce(m.rate_vt, greatest(
-			(SELECT vtime FROM {s}.rate_limits WHERE key = @key),
-			CASE WHEN m.bulk_envelope_id IS NULL THEN greatest((
-				SELECT max(p.rate_vt) FROM {s}.messages p
-				WHERE p.rate_key = @key AND p.rate_priority = @priority::smallint
-					AND p.bulk_envelope_id IS NULL AND p.rate_parked_at IS NOT NULL
-			), (SELECT singles_vt FROM {s}.rate_limits WHERE key = @key)) ELSE (
-				SELECT max(p.rate_vt) FROM {s}.messages p
-				WHERE p.rate_key = @key AND p.rate_priority = @priority::smallint
-					AND p.bulk_envelope_id = m.bulk_envelope_id AND p.rate_parked_at IS NOT NULL
-			) END + make_interval(secs => @interval_secs::float8)
-		), now()) AS vt
+		-- Start-time fair queueing: a bulk's message is placed at its
+		-- bulk's base plus its position at the key's rate, one triggered
+		-- one by one at the next place of that share; so bulks, and those
+		-- triggered one by one, take turns.
+		coalesce(m.rate_vt, CASE
+			WHEN m.bulk_envelope_id IS NULL THEN (SELECT vt FROM single_place)
+			ELSE coalesce(
+				(SELECT base FROM share_base),
+				(SELECT base FROM {s}.rate_limit_shares
+					WHERE key = @key AND priority = @priority::smallint AND bulk_envelope_id = m.bulk_envelope_id),
+				(SELECT vtime FROM {s}.rate_limits WHERE key = @key),
+				now()) + make_interval(secs => coalesce(m.envelope_ordinal, 0) * @interval_secs::float8)
+		END, now()) AS vt
 	FROM m
 ), a AS MATERIALIZED (
 	SELECT v.*, v.reclaim OR ((v.released OR NOT EXISTS (
@@ -186,7 +199,7 @@ WITH m AS MATERIALIZED (
 		FROM {s}.rate_limits l WHERE l.key = @key), true)) AS may_take
 	FROM v
 ), k AS MATERIALIZED (
-	SELECT key, tat, paused_until, calls, calls_floor, vtime, singles_vt FROM {s}.rate_limits
+	SELECT key, tat, paused_until, calls, calls_floor, vtime FROM {s}.rate_limits
 	WHERE key = @key AND (SELECT may_take AND NOT reclaim FROM a)
 	FOR UPDATE
 ), x AS MATERIALIZED (` + windowsOf(r) + `
@@ -203,7 +216,6 @@ WITH m AS MATERIALIZED (
 		tat = ` + limitTaken("k.tat", "@interval_secs::float8", "@tolerance_secs::float8") + `,
 		calls = k.calls + 1,
 		vtime = greatest(k.vtime, g.vt),
-		singles_vt = CASE WHEN g.single THEN greatest(k.singles_vt, g.vt) ELSE k.singles_vt END,
 		calls_floor = CASE WHEN @keep::bigint > 0 THEN greatest(k.calls_floor, k.calls + 2 - @keep::bigint) ELSE k.calls_floor END,
 		updated_at = now()
 	FROM k, g WHERE rate_limits.key = k.key AND g.go AND NOT g.reclaim
