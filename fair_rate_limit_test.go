@@ -123,17 +123,21 @@ func TestFairRateLimits(t *testing.T) {
 		waitForFirstClaims(t, b.schema, big.Envelope.ID)
 		waitForCalls(t, notifier, 30)
 
-		before := len(notifier.Calls())
 		small := mustBulkTrigger(ctx, t, b.client, conversations(20), &outbound.BulkTriggerOpts{TemplateID: "small", RenderedBody: "body"})
+		// Counted from when every message of the small bulk has its place:
+		// how long River takes to fetch its jobs is the machine's time.
+		waitForFirstClaims(t, b.schema, small.Envelope.ID)
+		before := len(notifier.Calls())
 		waitForStatus(t, b.client, messageIDs(small.Messages), outbound.MessageStatusSent)
 		calls := notifier.Calls()
 		last := 0
 		for _, m := range small.Messages {
 			last = max(last, callIndex(calls, m.ID))
 		}
-		// Its 20 calls came within the next 20 of each share, and the
-		// burst's head start of the big one.
-		require.LessOrEqualf(t, last-before, 2*20+limit.Burst+2,
+		// Its 20 calls came within the next 20 of each share, the slots
+		// already released (the burst at most) and the burst's head start
+		// of the big one.
+		require.LessOrEqualf(t, last-before, 2*20+2*limit.Burst+5,
 			"the small bulk's last call was call %d, %d after its trigger", last, last-before)
 
 		// Twenty messages triggered one by one, at the same priority as
@@ -160,9 +164,11 @@ func TestFairRateLimits(t *testing.T) {
 				bigBetween++
 			}
 		}
-		// Spaced as one share, the singles alternate with the big bulk;
-		// each its own share, they would all go first.
-		require.GreaterOrEqualf(t, bigBetween, 10, "between the first and the last single (calls %d to %d), %d calls of the big bulk", first, lastSingle, bigBetween)
+		// Spaced as one share, the singles alternate with the big bulk
+		// (9 to 20 of its calls between them seen here); each its own
+		// share, they would all go first, behind only the slots already
+		// released (3 seen).
+		require.GreaterOrEqualf(t, bigBetween, 6, "between the first and the last single (calls %d to %d), %d calls of the big bulk", first, lastSingle, bigBetween)
 		waitForStatus(t, b.client, messageIDs(big.Messages), outbound.MessageStatusSent)
 	})
 
