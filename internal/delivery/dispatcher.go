@@ -30,7 +30,8 @@ const (
 	dispatchMaxSleep = time.Second
 	// dispatchRetry is how soon a dispatcher looks again when slots were
 	// free but the parked messages' jobs were still running (their parking
-	// not yet recorded by River), or after a database error.
+	// not yet recorded by River). After a database error it waits
+	// dispatchMaxSleep.
 	dispatchRetry = 20 * time.Millisecond
 	// dispatchIdleExit is how long a dispatcher runs with nothing parked.
 	dispatchIdleExit = time.Minute
@@ -138,7 +139,7 @@ func (d *dispatcher) run(ctx context.Context) {
 			if time.Since(failingSince) > dispatchErrorExit && d.exit() {
 				return
 			}
-			sleep = dispatchRetry * 50
+			sleep = dispatchMaxSleep
 		case !r.parked && r.released == 0:
 			failingSince = time.Time{}
 			if idleSince.IsZero() {

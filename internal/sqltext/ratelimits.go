@@ -121,6 +121,14 @@ func limitFree(tat, interval, tolerance string) string {
 	return "greatest(0, floor(extract(epoch FROM now() - (" + limitReady(tat, interval, tolerance) + ")) / " + interval + ")::bigint + 1)"
 }
 
+// expectedTurn is when a message placed at vt may expect its slot, by the
+// key's row l: the key's next slot after the places ahead of it at the
+// key's rate, or the end of its pause, and never before now.
+func expectedTurn(l, vt string) string {
+	return "greatest(now(), " + l + ".paused_until, " + limitReady(l+".tat", "@interval_secs::float8", "@tolerance_secs::float8") +
+		" + greatest(" + vt + " - coalesce(" + l + ".vtime, " + vt + "), '0'::interval))"
+}
+
 // windowsOf reads the key's further limits against its row k, one row
 // each: full when a call may not start now, and until, when it is full and
 // the call that fills it is known, when it will not be.
@@ -242,12 +250,8 @@ WITH m AS MATERIALIZED (
 		-- The key's row as locked when this claim locked it, else as last
 		-- committed before this statement.
 		rate_wait_until = coalesce(
-			(SELECT greatest(now(), l.paused_until,
-					` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + greatest(g.vt - coalesce(l.vtime, g.vt), '0'::interval))
-				FROM k AS l),
-			(SELECT greatest(now(), l.paused_until,
-					` + limitReady("l.tat", "@interval_secs::float8", "@tolerance_secs::float8") + ` + greatest(g.vt - coalesce(l.vtime, g.vt), '0'::interval))
-				FROM {s}.rate_limits l WHERE l.key = @key),
+			(SELECT ` + expectedTurn("l", "g.vt") + ` FROM k AS l),
+			(SELECT ` + expectedTurn("l", "g.vt") + ` FROM {s}.rate_limits l WHERE l.key = @key),
 			now()),
 		updated_at = now()
 	FROM g WHERE id = @id AND NOT g.go
