@@ -299,13 +299,16 @@ type Config struct {
 	RateLimits map[string]RateLimit
 
 	// RateLimitKey chooses a message's key in RateLimits, such as the
-	// provider or channel its template goes through. It runs in the worker
-	// at the message's first attempt, and the key is stored with the
-	// message from then on, so that the database can order the key's
-	// waiting messages: a RateLimitKey changed between deploys applies to
-	// messages not yet attempted, and the others keep the key they have. It
-	// must be fast and must not block; one that panics fails the attempt,
-	// as a Notifier's panic does. Nil gives every message the key "".
+	// provider or channel its template goes through. It runs when the
+	// message is triggered, in the trigger's transaction, and a key with a
+	// limit is stored with the message, so that the database can order the
+	// key's waiting messages from the start: a RateLimitKey changed between
+	// deploys applies to messages triggered after, and the others keep the
+	// key they have. A key without a limit there is not stored, and the
+	// attempt computes it again. It must be fast and must not block; one
+	// that panics at the trigger leaves the key to the attempt, where a
+	// panic fails the attempt as a Notifier's panic does. Nil gives every
+	// message the key "".
 	RateLimitKey func(*Message) string
 
 	// MaxRateLimitedPause caps the pause a Notifier's RateLimited(d, err)

@@ -98,7 +98,9 @@ func ExampleRateLimit() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("key %q: %d waiting\n", states[0].Key, states[0].Waiting)
+	// Waiting are parked; Released have been handed a slot that their
+	// claim has not yet taken (here, it finds the slot gone and parks).
+	fmt.Printf("key %q: %d waiting\n", states[0].Key, states[0].Waiting+states[0].Released)
 
 	// Output:
 	// email sent; SMS sent: 1 waiting: 2

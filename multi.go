@@ -51,7 +51,8 @@ type stagedTrigger struct {
 // The statement count does not grow with the number of recipients: one
 // InsertManyTx for the jobs, one multi-row insert for the messages, and, only
 // when some dedup keys were taken, one release of expired keys, one read of
-// the holders and one delete of the jobs that turned out unneeded. Jobs go
+// the holders and one delete of the jobs that turned out unneeded; with
+// rate limits configured, one more stores the keys. Jobs go
 // first so that each message row is written once, with its job id; message
 // ids are made here so that job args can carry them before the rows exist.
 func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs []int64, p *stageParams) (*stagedTrigger, error) {
@@ -78,7 +79,26 @@ func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs 
 			return nil, err
 		}
 	}
+	if len(c.config.RateLimits) > 0 {
+		// Rate-limited messages have their key stored, and a bulk's beyond
+		// its key's burst park, in this same transaction.
+		if err := c.delivery.PlaceTriggered(ctx, tx, b.newMessages(staged), b.params.jobs.priority); err != nil {
+			return nil, fmt.Errorf("outbound: %w", err)
+		}
+	}
 	return staged, nil
+}
+
+// newMessages are the messages this call wrote, without the live ones that
+// held a recipient's dedup key.
+func (b *triggerBatch) newMessages(staged *stagedTrigger) []*Message {
+	out := make([]*Message, 0, len(staged.messages)-staged.duplicates)
+	for i, m := range staged.messages {
+		if m != nil && m.ID == b.messageIDs[i] {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // triggerBatch is one call's recipients as they are staged.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairnloop/outbound"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -78,6 +79,13 @@ func TestPrune(t *testing.T) {
 			return tooLarge.EnvelopeID
 		}
 		oldRefusal, youngRefusal := refuse(40*day), refuse(10*day)
+		// Where the two bulks' shares of a rate-limited key began, as a
+		// claim writes it: pruned with its envelope.
+		for _, id := range []uuid.UUID{emptied.Envelope.ID, halfDone.Envelope.ID} {
+			_, err := testPool.Exec(ctx, "INSERT INTO "+table(b.schema, "rate_limit_shares")+
+				" (key, priority, bulk_envelope_id, base) VALUES ('sms', 2, $1, now())", id)
+			require.NoError(t, err)
+		}
 
 		// Audit events: one of each kind so far, moved back 40 days, and a
 		// young one.
@@ -97,6 +105,11 @@ func TestPrune(t *testing.T) {
 		}
 		require.False(t, envelopeExists(t, b.client, emptied.Envelope.ID))
 		require.True(t, envelopeExists(t, b.client, halfDone.Envelope.ID), "a message of it is left")
+		rows, err := testPool.Query(ctx, "SELECT bulk_envelope_id FROM "+table(b.schema, "rate_limit_shares"))
+		require.NoError(t, err)
+		shares, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		require.NoError(t, err)
+		require.Equal(t, []uuid.UUID{halfDone.Envelope.ID}, shares, "a pruned envelope's rate limit share goes with it")
 		require.False(t, envelopeExists(t, b.client, oldRefusal))
 		require.True(t, envelopeExists(t, b.client, youngRefusal))
 		require.Equal(t, events, countRows(t, b.schema, "audit_events"), "audit events only when asked")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -190,7 +191,8 @@ func TestRateLimits(t *testing.T) {
 	// rather than being fetched again on each of River's polls. Slots an
 	// hour apart make every message wait, however slow the machine; then
 	// two seconds of River polling every 10ms (200 polls) may wake each
-	// waiting message once at most.
+	// waiting message once at most. A bulk's messages beyond the burst (1)
+	// park at their trigger, and River never fetches them at all.
 	t.Run("WaitingIsNotPolling", func(t *testing.T) {
 		t.Parallel()
 		ctx := ctxT(t)
@@ -209,14 +211,21 @@ func TestRateLimits(t *testing.T) {
 		for _, m := range res.Messages {
 			waitForRateLimited(t, b.client, m.ID)
 		}
-		// Each waited once; the telemetry follows the wait's commit.
-		require.Eventually(t, func() bool { return deliveries(t, reader, "deferred", "rate_limit_wait") >= 3 },
+		// The first waited at its claim; the telemetry follows the wait's
+		// commit.
+		require.Eventually(t, func() bool { return deliveries(t, reader, "deferred", "rate_limit_wait") >= 1 },
 			waitCeiling, 5*time.Millisecond)
 		before := deliveries(t, reader, "deferred", "rate_limit_wait")
 		time.Sleep(2 * time.Second)
 		woken := deliveries(t, reader, "deferred", "rate_limit_wait") - before
 		require.LessOrEqual(t, woken, int64(len(res.Messages)), "a waiting message was fetched again and again")
 		require.Len(t, notifier.Calls(), 1, "a waiting message was sent before its slot")
+		for _, m := range res.Messages[1:] {
+			job, err := hostRiver(t, b.schema).JobGet(ctx, m.JobID)
+			require.NoError(t, err)
+			require.Equal(t, rivertype.JobStateScheduled, job.State, "parked at its trigger, its job sleeps")
+			require.Zero(t, job.Attempt, "River fetched a message that parked at its trigger")
+		}
 	})
 
 	t.Run("RateLimitedPausesTheKeyEverywhere", func(t *testing.T) {

@@ -341,6 +341,9 @@ func (e *Executor) claim(ctx context.Context, job *river.Job[outboundtype.Delive
 		}
 		if err == nil {
 			cl.msg, cl.claimed = msg, true
+			if cl.limit.limited {
+				e.ensureDispatcher(cl.limit.key)
+			}
 			return cl, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {

@@ -55,14 +55,32 @@ type dispatched struct {
 // River client does not work the queue (no Start, ConfigureRiver or
 // AddWorkers): it could not fetch the jobs a dispatcher wakes.
 func (e *Executor) Kick(key string) {
+	if d := e.dispatcherOf(key); d != nil {
+		select {
+		case d.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ensureDispatcher starts the key's dispatcher when it does not run, as
+// Kick does, but makes a running one look no sooner than it would. A claim
+// that takes a slot calls it: a bulk whose messages beyond the burst parked
+// at their trigger has its first claims take slots, and the dispatcher they
+// start releases the rest.
+func (e *Executor) ensureDispatcher(key string) { e.dispatcherOf(key) }
+
+// dispatcherOf returns the key's dispatcher, started if it did not run;
+// nil when the key has no limit, or this process does not dispatch.
+func (e *Executor) dispatcherOf(key string) *dispatcher {
 	lim := e.limitOf(key)
 	if !lim.limited {
-		return
+		return nil
 	}
 	e.dispatchMu.Lock()
 	defer e.dispatchMu.Unlock()
 	if !e.dispatchEnabled || e.dispatchStopped {
-		return
+		return nil
 	}
 	d, ok := e.dispatchers[key]
 	if !ok {
@@ -75,10 +93,7 @@ func (e *Executor) Kick(key string) {
 		e.dispatchWG.Add(1)
 		go d.run(e.dispatchCtx)
 	}
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
+	return d
 }
 
 // KickAll kicks the dispatcher of every limited key: the periodic

@@ -49,7 +49,9 @@ type Envelopes struct {
 
 	// PruneEnvelopes looks at up to $4 envelopes requested before $1 and
 	// after ($2, $3) in (requested_at, id) order, and deletes the refused
-	// ones and those with no message left. It returns how many it looked
+	// ones and those with no message left, with their rate limit shares
+	// (where their messages' places in their keys' fair orders began). It
+	// returns how many it looked
 	// at, the last requested_at and id it looked at, and how many it
 	// deleted.
 	PruneEnvelopes string
@@ -114,7 +116,9 @@ WITH batch AS (
 	WHERE e.id = ANY (ARRAY(SELECT id FROM batch))
 		AND (e.status = 'refused_cap_exceeded'
 			OR NOT EXISTS (SELECT 1 FROM {s}.messages m WHERE m.bulk_envelope_id = e.id))
-	RETURNING 1
+	RETURNING e.id
+), shares_gone AS (
+	DELETE FROM {s}.rate_limit_shares s WHERE s.bulk_envelope_id IN (SELECT id FROM gone)
 ), last AS (
 	SELECT requested_at, id FROM batch ORDER BY requested_at DESC, id DESC LIMIT 1
 )

@@ -35,18 +35,20 @@ type RateLimits struct {
 	// is missing. @key.
 	EnsureRateLimit string
 
-	// SelectMessageKey reads one message and its stored key (NULL until its
-	// first claim under a limit). @id.
+	// SelectMessageKey reads one message and its stored key (NULL when its
+	// trigger stored none: its key had no limit there, or it came before
+	// keys were stored at trigger). @id.
 	SelectMessageKey string
 
 	// ClaimMessageLimited claims a message for one delivery attempt, as
 	// ClaimMessage does, if it may take a slot and one is free in every
 	// limit of its key; otherwise it parks the message.
 	//
-	// A message may take a slot when a dispatcher released it one, when the
-	// same @claim_id already holds it (a retried claim, which takes no
-	// second slot), or when no parked message of its key comes before it in
-	// the key's order: priority, then rate_vt. Only a message that may
+	// A message may take a slot when the same @claim_id already holds it (a
+	// retried claim, which takes no second slot), or when no parked message
+	// of its key comes before it in the key's order, priority then rate_vt;
+	// one released a slot (by a dispatcher, or as the head of its bulk by
+	// its trigger) only when none of a more urgent priority is parked. Only a message that may
 	// take a slot locks the key's rows, so that parking messages never
 	// queue behind one another or behind the claims that take slots.
 	//
@@ -122,10 +124,11 @@ func limitFree(tat, interval, tolerance string) string {
 }
 
 // expectedTurn is when a message placed at vt may expect its slot, by the
-// key's row l: the key's next slot after the places ahead of it at the
-// key's rate, or the end of its pause, and never before now.
-func expectedTurn(l, vt string) string {
-	return "greatest(now(), " + l + ".paused_until, " + limitReady(l+".tat", "@interval_secs::float8", "@tolerance_secs::float8") +
+// key's row l and its first limit: the key's next slot after the places
+// ahead of it at the key's rate, or the end of its pause, and never before
+// now.
+func expectedTurn(l, vt, interval, tolerance string) string {
+	return "greatest(now(), " + l + ".paused_until, " + limitReady(l+".tat", interval, tolerance) +
 		" + greatest(" + vt + " - coalesce(" + l + ".vtime, " + vt + "), '0'::interval))"
 }
 
@@ -196,7 +199,14 @@ WITH m AS MATERIALIZED (
 		END, now()) AS vt
 	FROM m
 ), a AS MATERIALIZED (
-	SELECT v.*, v.reclaim OR ((v.released OR NOT EXISTS (
+	-- A released message comes before every parked message of its
+	-- priority (its release chose it, or its trigger, as the head of its
+	-- bulk), never before one of a more urgent priority.
+	SELECT v.*, v.reclaim OR (NOT EXISTS (
+		SELECT 1 FROM {s}.messages p
+		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id AND p.status IN {undelivered}
+			AND p.rate_priority < @priority::smallint
+	) AND (v.released OR NOT EXISTS (
 		SELECT 1 FROM {s}.messages p
 		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id AND p.status IN {undelivered}
 			AND (p.rate_priority, p.rate_vt) < (@priority::smallint, v.vt)
@@ -250,8 +260,8 @@ WITH m AS MATERIALIZED (
 		-- The key's row as locked when this claim locked it, else as last
 		-- committed before this statement.
 		rate_wait_until = coalesce(
-			(SELECT ` + expectedTurn("l", "g.vt") + ` FROM k AS l),
-			(SELECT ` + expectedTurn("l", "g.vt") + ` FROM {s}.rate_limits l WHERE l.key = @key),
+			(SELECT ` + expectedTurn("l", "g.vt", "@interval_secs::float8", "@tolerance_secs::float8") + ` FROM k AS l),
+			(SELECT ` + expectedTurn("l", "g.vt", "@interval_secs::float8", "@tolerance_secs::float8") + ` FROM {s}.rate_limits l WHERE l.key = @key),
 			now()),
 		updated_at = now()
 	FROM g WHERE id = @id AND NOT g.go

@@ -58,6 +58,22 @@ type RiverJobs struct {
 	// many of the key's first parked messages to look at, more than a
 	// burst), @channel, @payload, @notify.
 	DispatchKey string
+
+	// PlaceTriggered stores, in a trigger's transaction, the rate limit key
+	// of each of its new messages whose key has a limit, with its job's
+	// @priority. A bulk's message that is due is placed in its key's fair
+	// order (rate_vt: the key's vtime now, plus its position among the
+	// call's messages of its key at the key's rate). Those within the
+	// key's burst are released at once, so that dispatchers count them as
+	// taking slots; those beyond it park, each job scheduled for after its
+	// expected turn (plus @slack_secs, at most @max_sleep_secs), so that
+	// River does not fetch it only for it to park: a dispatcher releases
+	// it, as any parked message. It returns the id and expected turn of each message
+	// it parked. One row of each array per message: @ids, @keys,
+	// @ordinals (the position), @interval_secs and @tolerance_secs (its
+	// key's first limit), @placed, @parks; and @priority, @slack_secs,
+	// @max_sleep_secs.
+	PlaceTriggered string
 }
 
 // newRiverJobs fills RiverJobs with r, which replaces {s} and {rs}.
@@ -70,9 +86,13 @@ WITH k AS MATERIALIZED (
 	SELECT key, tat, paused_until, calls, calls_floor FROM {s}.rate_limits WHERE key = @key FOR UPDATE
 ), x AS MATERIALIZED (` + windowsOf(r) + `
 ), outstanding AS MATERIALIZED (
-	SELECT count(*) AS n FROM {s}.messages
-	WHERE rate_key = @key AND rate_released_at > now() - make_interval(secs => @horizon_secs::float8)
-		AND status IN {undelivered}
+	-- Released and not yet claimed: recently, or with a job that no
+	-- process has fetched yet (a bulk's first burst, released by its
+	-- trigger, waits for any River to fetch it, however long).
+	SELECT count(*) AS n FROM {s}.messages m
+	WHERE m.rate_key = @key AND m.rate_released_at IS NOT NULL AND m.status IN {undelivered}
+		AND (m.rate_released_at > now() - make_interval(secs => @horizon_secs::float8)
+			OR EXISTS (SELECT 1 FROM {rs}.river_job j WHERE ` + isDeliveryJobOf("j", "m.job_id", "m.id::text") + ` AND j.state = 'available'))
 ), free AS MATERIALIZED (
 	SELECT CASE WHEN k.paused_until > now() OR EXISTS (SELECT 1 FROM x WHERE x.full) THEN 0 ELSE greatest(0, least(
 		@burst::bigint,
@@ -116,6 +136,39 @@ SELECT
 	) - now())::float8,
 	(SELECT count(*) FROM notified)
 FROM k, outstanding`),
+
+		// The key's row is read without a lock: a trigger never waits for
+		// the claims and releases of its key.
+		PlaceTriggered: r.Replace(`
+WITH input AS MATERIALIZED (
+	SELECT * FROM unnest(@ids::uuid[], @keys::text[], @ordinals::bigint[], @interval_secs::float8[], @tolerance_secs::float8[], @placed::bool[], @parks::bool[])
+		AS i(id, key, ordinal, interval_secs, tolerance_secs, placed, parks)
+), p AS MATERIALIZED (
+	SELECT i.*, l.tat, l.paused_until, l.vtime,
+		CASE WHEN i.placed THEN coalesce(l.vtime, now()) + make_interval(secs => i.ordinal * i.interval_secs) END AS vt
+	FROM input i LEFT JOIN {s}.rate_limits l ON l.key = i.key
+), marked AS (
+	UPDATE {s}.messages m SET
+		rate_key = p.key,
+		rate_priority = @priority::smallint,
+		rate_vt = p.vt,
+		rate_parked_at = CASE WHEN p.parks THEN now() END,
+		rate_released_at = CASE WHEN p.placed AND NOT p.parks THEN now() END,
+		-- An estimate, as a claim that parks writes it; with no row yet,
+		-- the key's whole burst is free.
+		rate_wait_until = CASE WHEN p.parks THEN CASE
+			WHEN p.tat IS NULL THEN greatest(now(), p.vt - make_interval(secs => p.tolerance_secs))
+			ELSE ` + expectedTurn("p", "p.vt", "p.interval_secs", "p.tolerance_secs") + `
+		END END
+	FROM p WHERE m.id = p.id
+	RETURNING m.id, m.job_id, p.parks, m.rate_wait_until
+), asleep AS (
+	UPDATE {rs}.river_job j SET state = 'scheduled', scheduled_at = now() + least(
+		greatest(marked.rate_wait_until - now(), '0'::interval) + make_interval(secs => @slack_secs::float8),
+		make_interval(secs => @max_sleep_secs::float8))
+	FROM marked WHERE marked.parks AND j.id = marked.job_id AND j.state = 'available'
+)
+SELECT id, rate_wait_until FROM marked WHERE parks`),
 
 		// River's JobDeleteManyTx caps a call at 10,000 ids; these jobs were
 		// inserted by this same transaction and no one else can see them.

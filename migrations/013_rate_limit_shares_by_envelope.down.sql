@@ -1,0 +1,1 @@
+DROP INDEX rate_limit_shares_envelope_idx;
