@@ -281,15 +281,31 @@ const sequentialTriggerMax = 1_000
 
 const benchBody = "We are sorry your order arrived late. Here is what happens next."
 
-// BenchmarkBulkTrigger writes N recipients four ways: BulkTrigger; the
-// database floor, the same rows in one transaction by COPY or by multi-row
-// inserts of unnest arrays; and N sequential Trigger calls.
+// BenchmarkBulkTrigger writes N recipients five ways: BulkTrigger, and
+// BulkTrigger under a rate limit; the database floor, the same rows in one
+// transaction by COPY or by multi-row inserts of unnest arrays; and N
+// sequential Trigger calls.
 func BenchmarkBulkTrigger(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range benchBulkSizes {
 		b.Run(fmt.Sprintf("n=%d/impl=outbound", n), func(b *testing.B) {
 			e := newBenchEnv(b, 4)
 			client := e.client(b, &outbound.Config{MaxBatchSize: n})
+			opts := &outbound.BulkTriggerOpts{TemplateID: benchTemplate, RenderedBody: benchBody}
+			runBulk(b, e, n, func(ids []int64) error {
+				_, err := client.BulkTrigger(ctx, ids, opts)
+				return err
+			})
+		})
+		// Under a rate limit: each message's key stored and the bulk
+		// beyond the burst parked, in the same transaction.
+		b.Run(fmt.Sprintf("n=%d/impl=outbound_limited", n), func(b *testing.B) {
+			e := newBenchEnv(b, 4)
+			client := e.client(b, &outbound.Config{
+				MaxBatchSize: n,
+				RateLimits:   map[string]outbound.RateLimit{"sms": {Limit: 50, Per: time.Second}},
+				RateLimitKey: func(*outbound.Message) string { return "sms" },
+			})
 			opts := &outbound.BulkTriggerOpts{TemplateID: benchTemplate, RenderedBody: benchBody}
 			runBulk(b, e, n, func(ids []int64) error {
 				_, err := client.BulkTrigger(ctx, ids, opts)

@@ -144,11 +144,12 @@ again within about NotifyTimeout + 70s at the defaults.
 # Rate limits
 
 Config.RateLimits limits how fast Notifier calls start, per key
-(Config.RateLimitKey chooses a message's, stored with it at its first
-attempt), across every process working the schema: the limit's state is a
-row in PostgreSQL, moved by the claim's own statement with the database's
+(Config.RateLimitKey chooses a message's, stored with it when it is
+triggered), across every process working the schema: the limit's state is
+a row in PostgreSQL, moved by the claim's own statement with the database's
 clock. A message held back by its limit parks: it stays pending
-(cancellable), spends no attempt and holds no worker and no slot. When a
+(cancellable), spends no attempt and holds no worker and no slot; a bulk's
+messages beyond their key's burst park in the trigger's transaction. When a
 slot comes free, a dispatcher (one per key in each process) releases the
 key's most urgent parked message, by priority and then a fair order that
 shares the key between bulks, and wakes its job. A Notifier that returns

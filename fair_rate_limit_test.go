@@ -396,8 +396,10 @@ func TestFairRateLimits(t *testing.T) {
 				// slots; one early would fetch the parked messages
 				// again and again.
 				require.Less(t, time.Since(started), 20*time.Second, "a waiting message woke by River's clock")
+				// Parked at their trigger, as NeverIdle's: a claim that
+				// parks is the exception, whatever River's clock says.
 				parks := deliveries(t, reader, "deferred", "rate_limit_wait")
-				require.LessOrEqualf(t, parks, int64(n+n/10), "%d parks for %d messages", parks, n)
+				require.LessOrEqualf(t, parks, int64(n/10), "%d parks at a claim for %d messages", parks, n)
 				requireWithinLimit(t, grants(notifier), limit)
 			})
 		}

@@ -166,7 +166,7 @@ WITH input AS MATERIALIZED (
 	UPDATE {rs}.river_job j SET state = 'scheduled', scheduled_at = now() + least(
 		greatest(marked.rate_wait_until - now(), '0'::interval) + make_interval(secs => @slack_secs::float8),
 		make_interval(secs => @max_sleep_secs::float8))
-	FROM marked WHERE marked.parks AND j.id = marked.job_id AND j.state = 'available'
+	FROM marked WHERE marked.parks AND j.id = marked.job_id AND j.state IN ('available', 'scheduled')
 )
 SELECT id, rate_wait_until FROM marked WHERE parks`),
 
