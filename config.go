@@ -304,8 +304,9 @@ type Config struct {
 	// limit is stored with the message, so that the database can order the
 	// key's waiting messages from the start: a RateLimitKey changed between
 	// deploys applies to messages triggered after, and the others keep the
-	// key they have. A key without a limit there is not stored, and the
-	// attempt computes it again. It must be fast and must not block; one
+	// key they have. A key without a limit in the triggering process's
+	// RateLimits is not stored, and the attempt computes it again (so give
+	// processes that only trigger the same RateLimits as the workers). It must be fast and must not block; one
 	// that panics at the trigger leaves the key to the attempt, where a
 	// panic fails the attempt as a Notifier's panic does. Nil gives every
 	// message the key "".

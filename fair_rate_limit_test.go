@@ -262,6 +262,44 @@ func TestFairRateLimits(t *testing.T) {
 		require.Len(t, notifier.Calls(), limit.Burst+1)
 	})
 
+	// On a key idle for a day, a bulk's first burst goes at once and its
+	// parked messages' jobs sleep each until after its own turn, not all
+	// until the same moment (when River would fetch them all only for
+	// them to park). A bulk triggered while messages of its priority wait
+	// releases nothing itself: its turn comes by the key's order.
+	t.Run("ParkedJobsWakeInTurn", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		limit := outbound.RateLimit{Limit: 10, Per: time.Minute, Burst: 3}
+		b := setup(t, withConfig(limitedConfig(&recordingNotifier{}, limit)))
+		_, err := testPool.Exec(ctx, "INSERT INTO "+table(b.schema, "rate_limits")+
+			" (key, tat, next_wake, updated_at, vtime) VALUES ('sms', now() - interval '1 day', now() - interval '1 day', now(), now() - interval '1 day')")
+		require.NoError(t, err)
+		first := mustBulkTrigger(ctx, t, b.client, conversations(10), &outbound.BulkTriggerOpts{TemplateID: "first", RenderedBody: "body"})
+		jobs := hostRiver(t, b.schema)
+		var lastTurn, lastWake time.Time
+		for i, m := range first.Messages {
+			job, err := jobs.JobGet(ctx, m.JobID)
+			require.NoError(t, err)
+			if i < limit.Burst {
+				require.Zerof(t, m.RateLimitedUntil, "message %d is within the burst", i)
+				continue
+			}
+			// Its turn: the burst, then one slot every 6s.
+			require.WithinDurationf(t, m.CreatedAt.Add(time.Duration(i-limit.Burst+1)*6*time.Second), m.RateLimitedUntil, time.Millisecond, "message %d", i)
+			require.Truef(t, m.RateLimitedUntil.After(lastTurn), "message %d's turn is after the one before", i)
+			require.Equal(t, rivertype.JobStateScheduled, job.State)
+			require.WithinDuration(t, m.RateLimitedUntil.Add(30*time.Second), job.ScheduledAt, time.Millisecond)
+			require.Truef(t, job.ScheduledAt.After(lastWake), "message %d's job wakes after the one before", i)
+			lastTurn, lastWake = m.RateLimitedUntil, job.ScheduledAt
+		}
+
+		second := mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "second", RenderedBody: "body"})
+		for i, m := range second.Messages {
+			require.NotZerof(t, m.RateLimitedUntil, "message %d of a bulk triggered behind waiting messages of its priority parks", i)
+		}
+	})
+
 	// A cancelled waiting bulk leaves no slot promised: the next message on
 	// the key goes at the key's next slot, not after the cancelled ones'.
 	t.Run("CancelledWaitersHoldNothing", func(t *testing.T) {
@@ -334,14 +372,24 @@ func TestFairRateLimits(t *testing.T) {
 			deadJobs, dead = append(deadJobs, m.JobID), append(dead, m.ID)
 		}
 		b.factory.setJobState(t, "running", deadJobs...)
-		// Five of them had been released a slot each when it died.
-		_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET rate_key = 'sms', rate_priority = 2, rate_vt = now(), rate_released_at = now() WHERE id = ANY($1)", dead[:5])
+		// Five of them had been released a slot each when it died; the
+		// other five, more urgent, had parked, and it died before River
+		// recorded their snoozes: no dispatcher can release them until
+		// River rescues them, so they hold back no one.
+		_, err := testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET rate_key = 'sms', rate_priority = 2, rate_vt = now(), rate_released_at = now(), rate_parked_at = NULL WHERE id = ANY($1)", dead[:5])
+		require.NoError(t, err)
+		_, err = testPool.Exec(ctx, "UPDATE "+table(b.schema, "messages")+" SET rate_key = 'sms', rate_priority = 1, rate_vt = now(), rate_released_at = NULL, rate_parked_at = now() WHERE id = ANY($1)", dead[5:])
 		require.NoError(t, err)
 
+		started := time.Now()
 		require.NoError(t, b.client.Start(ctx))
 		t.Cleanup(func() { _ = b.client.Stop(context.WithoutCancel(ctx)) })
 		live := messageIDs(bulk.Messages[10:])
 		waitForStatus(t, b.client, live, outbound.MessageStatusSent)
+		// Parked at their trigger, on a key no claim had made a row for:
+		// released by a dispatcher, not woken by their jobs' safety net,
+		// 30s after their turns.
+		require.Less(t, time.Since(started), 30*time.Second, "the parked messages waited for their jobs' safety net")
 		for _, id := range dead {
 			m, err := b.client.Message(ctx, id)
 			require.NoError(t, err)

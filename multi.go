@@ -52,9 +52,10 @@ type stagedTrigger struct {
 // InsertManyTx for the jobs, one multi-row insert for the messages, and, only
 // when some dedup keys were taken, one release of expired keys, one read of
 // the holders and one delete of the jobs that turned out unneeded; with
-// rate limits configured, one more stores the keys. Jobs go
-// first so that each message row is written once, with its job id; message
-// ids are made here so that job args can carry them before the rows exist.
+// rate limits configured, one more stores the keys (writing each limited
+// message and parked job again). Jobs go first so that each message row is
+// written once, with its job id; message ids are made here so that job args
+// can carry them before the rows exist.
 func (c *Client) buildTriggerTx(ctx context.Context, tx pgx.Tx, conversationIDs []int64, p *stageParams) (*stagedTrigger, error) {
 	// The batch stays on the stack: the steps borrow it, none keeps it.
 	var b triggerBatch

@@ -218,6 +218,11 @@ func (d *dispatcher) dispatch(ctx context.Context) (dispatched, error) {
 	)
 	ctx, cancel := context.WithTimeout(ctx, RecordTimeout)
 	defer cancel()
+	// A bulk parked at its trigger may be the key's first messages: no
+	// claim has created its row yet.
+	if err := e.ensureRateLimitRow(ctx, d.lim); err != nil {
+		return r, err
+	}
 	// One round trip, one implicit transaction: the first statement locks
 	// the key's row, so that the release, whose snapshot is taken after,
 	// counts every slot the dispatcher before it released.
@@ -228,9 +233,10 @@ func (d *dispatcher) dispatch(ctx context.Context) (dispatched, error) {
 	})
 	err := e.Pool.SendBatch(ctx, batch).Close()
 	if err == pgx.ErrNoRows {
-		// The key's row is missing: the next claim creates it.
+		// The key's row was deleted since this process created it: the
+		// next look creates it again.
 		e.rateLimitRows.Delete(d.lim.key)
-		return dispatched{parked: true, next: dispatchMaxSleep}, nil
+		return dispatched{parked: true, next: dispatchRetry}, nil
 	}
 	r.next = time.Duration(next * float64(time.Second))
 	return r, err

@@ -16,11 +16,12 @@ import (
 // PlaceTriggered stores the rate limit key of each of a trigger's new
 // messages, msgs, whose key has a limit, inside the trigger's transaction
 // tx, so that the database can order the key's waiters from the start. A
-// bulk's message that is due is placed in its key's fair order; those
-// within the key's burst are released a slot at once, which dispatchers
-// count, and those beyond it park, their jobs asleep until a dispatcher
-// releases them: River does not fetch a large bulk's jobs only for them to
-// park. priority is their jobs' River priority.
+// bulk's message that is due is placed in its key's fair order; as many as
+// the key has slots free are released at once (none while a message of
+// their priority or a more urgent one waits), which dispatchers count, and
+// the rest park, their jobs asleep until a dispatcher releases them: River
+// does not fetch a large bulk's jobs only for them to park. priority is
+// their jobs' River priority.
 //
 // A message whose key has no limit here stores none, and the attempt
 // computes it again; so does one whose RateLimitKey panics, and the attempt
@@ -30,9 +31,11 @@ func (e *Executor) PlaceTriggered(ctx context.Context, tx pgx.Tx, msgs []*outbou
 		return nil
 	}
 	var (
-		args     placeArgs
-		ordinals = map[string]int64{}
-		panicked int
+		args placeArgs
+		// The positions of the call's messages by key: of those due, and
+		// of a bulk's scheduled for later.
+		due, later = map[string]int64{}, map[string]int64{}
+		panicked   int
 	)
 	for _, msg := range msgs {
 		key, ok := e.triggerKeyOf(msg)
@@ -44,15 +47,22 @@ func (e *Executor) PlaceTriggered(ctx context.Context, tx pgx.Tx, msgs []*outbou
 		if !lim.limited {
 			continue
 		}
-		// Scheduled for later, it is placed when it comes due, at its
-		// first claim; due now, at the key's vtime plus its position.
-		placed := msg.BulkEnvelopeID != uuid.Nil && !msg.ScheduledAt.After(msg.CreatedAt)
+		// A bulk's message due now is placed at the key's vtime plus its
+		// position; one scheduled for later, when it comes due, at its
+		// first claim. One triggered by itself takes its place at its
+		// first claim, in the share of all such messages.
 		var ordinal int64
-		if placed {
-			ordinal = ordinals[key]
-			ordinals[key]++
+		placed := false
+		switch {
+		case msg.BulkEnvelopeID == uuid.Nil:
+		case !msg.ScheduledAt.After(msg.CreatedAt):
+			placed, ordinal = true, due[key]
+			due[key]++
+		default:
+			ordinal = later[key]
+			later[key]++
 		}
-		args.add(msg.ID, lim, ordinal, placed, placed && ordinal >= int64(lim.limit.Burst))
+		args.add(msg.ID, lim, ordinal, placed)
 	}
 	if panicked > 0 {
 		e.Logger.WarnContext(ctx, "outbound: Config.RateLimitKey panicked at trigger; those messages' keys are computed at their first attempt, which records the panic",
@@ -107,19 +117,19 @@ func (e *Executor) triggerKeyOf(msg *outboundtype.Message) (key string, ok bool)
 type placeArgs struct {
 	ids                  []pgtype.UUID
 	keys                 []string
-	ordinals             []int64
+	ordinals, bursts     []int64
 	intervals, tolerance []float64
-	placed, parks        []bool
+	placed               []bool
 }
 
-func (a *placeArgs) add(id uuid.UUID, lim messageLimit, ordinal int64, placed, parks bool) {
+func (a *placeArgs) add(id uuid.UUID, lim messageLimit, ordinal int64, placed bool) {
 	a.ids = append(a.ids, dbutil.PgUUID(id))
 	a.keys = append(a.keys, lim.key)
 	a.ordinals = append(a.ordinals, ordinal)
 	a.intervals = append(a.intervals, Interval(lim.limit).Seconds())
 	a.tolerance = append(a.tolerance, tolerance(lim.limit).Seconds())
+	a.bursts = append(a.bursts, int64(lim.limit.Burst))
 	a.placed = append(a.placed, placed)
-	a.parks = append(a.parks, parks)
 }
 
 func (a *placeArgs) named() pgx.NamedArgs {
@@ -129,7 +139,7 @@ func (a *placeArgs) named() pgx.NamedArgs {
 		"ordinals":       a.ordinals,
 		"interval_secs":  a.intervals,
 		"tolerance_secs": a.tolerance,
+		"bursts":         a.bursts,
 		"placed":         a.placed,
-		"parks":          a.parks,
 	}
 }

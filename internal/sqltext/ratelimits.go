@@ -18,7 +18,9 @@ import "strings"
 //
 // No slot is promised ahead. A message that finds none free parks; a
 // dispatcher releases the key's most urgent parked messages, as many as
-// slots are free, and wakes their jobs; their claims take the slots.
+// slots are free, and wakes their jobs; their claims take the slots. A
+// trigger places a bulk's messages itself, releasing as many as slots are
+// free and parking the rest (RiverJobs.PlaceTriggered).
 //
 // A key's further limits are rolling windows: a call may start when the
 // call a window's Limit places before it (seq calls - limit + 1) started at
@@ -124,12 +126,13 @@ func limitFree(tat, interval, tolerance string) string {
 }
 
 // expectedTurn is when a message placed at vt may expect its slot, by the
-// key's row l and its first limit: the key's next slot after the places
-// ahead of it at the key's rate, or the end of its pause, and never before
-// now.
+// key's row l and its first limit: the places ahead of it (from the key's
+// vtime) at the key's rate after its slots in use now (a tat long past
+// counts as now: the burst free), or the end of its pause, and never
+// before now. A key with no row, or no vtime yet, counts from now.
 func expectedTurn(l, vt, interval, tolerance string) string {
-	return "greatest(now(), " + l + ".paused_until, " + limitReady(l+".tat", interval, tolerance) +
-		" + greatest(" + vt + " - coalesce(" + l + ".vtime, " + vt + "), '0'::interval))"
+	return "greatest(now(), " + l + ".paused_until, greatest(" + limitTat(l+".tat", interval, tolerance) + ", now()) - make_interval(secs => " + tolerance + ")" +
+		" + greatest(" + vt + " - coalesce(" + l + ".vtime, now()), '0'::interval))"
 }
 
 // windowsOf reads the key's further limits against its row k, one row
@@ -200,12 +203,15 @@ WITH m AS MATERIALIZED (
 	FROM m
 ), a AS MATERIALIZED (
 	-- A released message comes before every parked message of its
-	-- priority (its release chose it, or its trigger, as the head of its
-	-- bulk), never before one of a more urgent priority.
+	-- priority (its release chose it), never before one of a more urgent
+	-- priority that a dispatcher could release: not one whose job is
+	-- running, as a process killed between a claim's park and River's
+	-- record of its snooze leaves it until River rescues it.
 	SELECT v.*, v.reclaim OR (NOT EXISTS (
 		SELECT 1 FROM {s}.messages p
 		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id AND p.status IN {undelivered}
 			AND p.rate_priority < @priority::smallint
+			AND EXISTS (SELECT 1 FROM {rs}.river_job j WHERE ` + isDeliveryJobOf("j", "p.job_id", "p.id::text") + ` AND j.state IN ('scheduled', 'available'))
 	) AND (v.released OR NOT EXISTS (
 		SELECT 1 FROM {s}.messages p
 		WHERE p.rate_key = @key AND p.rate_parked_at IS NOT NULL AND p.id <> @id AND p.status IN {undelivered}

@@ -46,7 +46,8 @@ type RiverJobs struct {
 	// DispatchKey is a rate limit's release (see RateLimits): it releases
 	// the key's most urgent parked messages, as many as its limits have
 	// slots free now less the slots already released and not yet claimed
-	// (in the last @horizon_secs), and makes their River jobs available at
+	// (released or fetched in the last @horizon_secs, or not yet fetched),
+	// and makes their River jobs available at
 	// once, as JobRetryTx would, ahead of fresher jobs of their priority.
 	// It notifies River's producers on @channel with @payload, as River's
 	// insert does, when it woke any, and @notify.
@@ -61,18 +62,20 @@ type RiverJobs struct {
 
 	// PlaceTriggered stores, in a trigger's transaction, the rate limit key
 	// of each of its new messages whose key has a limit, with its job's
-	// @priority. A bulk's message that is due is placed in its key's fair
-	// order (rate_vt: the key's vtime now, plus its position among the
-	// call's messages of its key at the key's rate). Those within the
-	// key's burst are released at once, so that dispatchers count them as
-	// taking slots; those beyond it park, each job scheduled for after its
+	// @priority. A bulk's message that is due (@placed) is placed in its
+	// key's fair order (rate_vt: the key's vtime now, plus its position
+	// among the call's messages of its key at the key's rate). As many as
+	// the key has slots free, when nothing of their priority or a more
+	// urgent one waits, are released at once, so that dispatchers count
+	// them as taking slots; the rest park, each job scheduled for after its
 	// expected turn (plus @slack_secs, at most @max_sleep_secs), so that
 	// River does not fetch it only for it to park: a dispatcher releases
-	// it, as any parked message. It returns the id and expected turn of each message
-	// it parked. One row of each array per message: @ids, @keys,
-	// @ordinals (the position), @interval_secs and @tolerance_secs (its
-	// key's first limit), @placed, @parks; and @priority, @slack_secs,
-	// @max_sleep_secs.
+	// it, as any parked message. It returns the id and expected turn of
+	// each message it parked. One row of each array per message: @ids,
+	// @keys, @ordinals (the position among the call's placed messages of
+	// its key, or among its bulk's messages scheduled for later),
+	// @interval_secs, @tolerance_secs and @bursts (its key's first limit),
+	// @placed; and @priority, @slack_secs, @max_sleep_secs.
 	PlaceTriggered string
 }
 
@@ -87,12 +90,15 @@ WITH k AS MATERIALIZED (
 ), x AS MATERIALIZED (` + windowsOf(r) + `
 ), outstanding AS MATERIALIZED (
 	-- Released and not yet claimed: recently, or with a job that no
-	-- process has fetched yet (a bulk's first burst, released by its
-	-- trigger, waits for any River to fetch it, however long).
+	-- process has fetched yet (a bulk's first slots, released by its
+	-- trigger, wait for any River to fetch them, however long), or fetched
+	-- recently.
 	SELECT count(*) AS n FROM {s}.messages m
 	WHERE m.rate_key = @key AND m.rate_released_at IS NOT NULL AND m.status IN {undelivered}
 		AND (m.rate_released_at > now() - make_interval(secs => @horizon_secs::float8)
-			OR EXISTS (SELECT 1 FROM {rs}.river_job j WHERE ` + isDeliveryJobOf("j", "m.job_id", "m.id::text") + ` AND j.state = 'available'))
+			OR EXISTS (SELECT 1 FROM {rs}.river_job j WHERE ` + isDeliveryJobOf("j", "m.job_id", "m.id::text") + `
+				AND (j.state = 'available'
+					OR (j.state = 'running' AND j.attempted_at > now() - make_interval(secs => @horizon_secs::float8)))))
 ), free AS MATERIALIZED (
 	SELECT CASE WHEN k.paused_until > now() OR EXISTS (SELECT 1 FROM x WHERE x.full) THEN 0 ELSE greatest(0, least(
 		@burst::bigint,
@@ -141,25 +147,46 @@ FROM k, outstanding`),
 		// the claims and releases of its key.
 		PlaceTriggered: r.Replace(`
 WITH input AS MATERIALIZED (
-	SELECT * FROM unnest(@ids::uuid[], @keys::text[], @ordinals::bigint[], @interval_secs::float8[], @tolerance_secs::float8[], @placed::bool[], @parks::bool[])
-		AS i(id, key, ordinal, interval_secs, tolerance_secs, placed, parks)
+	SELECT * FROM unnest(@ids::uuid[], @keys::text[], @ordinals::bigint[], @interval_secs::float8[], @tolerance_secs::float8[], @bursts::bigint[], @placed::bool[])
+		AS i(id, key, ordinal, interval_secs, tolerance_secs, burst, placed)
+), k AS MATERIALIZED (
+	-- How many of the call's placed messages of each key go at once: the
+	-- slots free now and not already released, and none while a message
+	-- of their priority or a more urgent one is parked, whose turn comes
+	-- first. Read without a lock: triggers at once may release a slot
+	-- twice, and the later claim parks.
+	SELECT d.key, l.tat, l.paused_until, l.vtime,
+		CASE
+			WHEN l.paused_until > now() THEN 0
+			WHEN EXISTS (SELECT 1 FROM {s}.messages p
+				WHERE p.rate_key = d.key AND p.rate_parked_at IS NOT NULL AND p.status IN {undelivered}
+					AND p.rate_priority <= @priority::smallint) THEN 0
+			-- With no row yet, the whole burst is free.
+			ELSE greatest(0, least(d.burst, CASE WHEN l.key IS NULL THEN d.burst ELSE ` + limitFree("l.tat", "d.interval_secs", "d.tolerance_secs") + ` END)
+				- (SELECT count(*) FROM {s}.messages r
+					WHERE r.rate_key = d.key AND r.rate_released_at IS NOT NULL AND r.status IN {undelivered}))
+		END AS free
+	FROM (SELECT DISTINCT ON (key) key, interval_secs, tolerance_secs, burst FROM input) AS d
+	LEFT JOIN {s}.rate_limits l ON l.key = d.key
 ), p AS MATERIALIZED (
-	SELECT i.*, l.tat, l.paused_until, l.vtime,
-		CASE WHEN i.placed THEN coalesce(l.vtime, now()) + make_interval(secs => i.ordinal * i.interval_secs) END AS vt
-	FROM input i LEFT JOIN {s}.rate_limits l ON l.key = i.key
+	SELECT i.*, k.tat, k.paused_until, k.vtime,
+		CASE WHEN i.placed THEN coalesce(k.vtime, now()) + make_interval(secs => i.ordinal * i.interval_secs) END AS vt,
+		i.placed AND i.ordinal >= k.free AS parks,
+		i.placed AND i.ordinal < k.free AS released
+	FROM input i JOIN k ON k.key = i.key
 ), marked AS (
 	UPDATE {s}.messages m SET
 		rate_key = p.key,
 		rate_priority = @priority::smallint,
 		rate_vt = p.vt,
 		rate_parked_at = CASE WHEN p.parks THEN now() END,
-		rate_released_at = CASE WHEN p.placed AND NOT p.parks THEN now() END,
-		-- An estimate, as a claim that parks writes it; with no row yet,
-		-- the key's whole burst is free.
-		rate_wait_until = CASE WHEN p.parks THEN CASE
-			WHEN p.tat IS NULL THEN greatest(now(), p.vt - make_interval(secs => p.tolerance_secs))
-			ELSE ` + expectedTurn("p", "p.vt", "p.interval_secs", "p.tolerance_secs") + `
-		END END
+		rate_released_at = CASE WHEN p.released THEN now() END,
+		-- An estimate, as a claim that parks writes it.
+		rate_wait_until = CASE WHEN p.parks THEN ` + expectedTurn("p", "p.vt", "p.interval_secs", "p.tolerance_secs") + ` END,
+		-- A bulk's message scheduled for later is placed at its first
+		-- claim, by its position among those of the call: not behind the
+		-- due ones, which are placed already.
+		envelope_ordinal = CASE WHEN NOT p.placed AND m.bulk_envelope_id IS NOT NULL THEN p.ordinal ELSE m.envelope_ordinal END
 	FROM p WHERE m.id = p.id
 	RETURNING m.id, m.job_id, p.parks, m.rate_wait_until
 ), asleep AS (
