@@ -300,6 +300,23 @@ func TestFairRateLimits(t *testing.T) {
 		}
 	})
 
+	// A key's row that no call has used has its whole burst free, even
+	// when a dispatcher made it after the trigger's transaction began (its
+	// tat then comes after the trigger's now()).
+	t.Run("FreshRowIsFree", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxT(t)
+		limit := outbound.RateLimit{Limit: 1, Per: time.Hour, Burst: 2}
+		b := setup(t, withConfig(limitedConfig(&recordingNotifier{}, limit)))
+		_, err := testPool.Exec(ctx, "INSERT INTO "+table(b.schema, "rate_limits")+
+			" (key, tat, next_wake, updated_at) VALUES ('sms', now() + interval '2 seconds', now(), now())")
+		require.NoError(t, err)
+		res := mustBulkTrigger(ctx, t, b.client, conversations(3), &outbound.BulkTriggerOpts{TemplateID: "t", RenderedBody: "body"})
+		require.Zero(t, res.Messages[0].RateLimitedUntil, "released")
+		require.Zero(t, res.Messages[1].RateLimitedUntil, "released")
+		require.NotZero(t, res.Messages[2].RateLimitedUntil, "beyond the burst: parked")
+	})
+
 	// A cancelled waiting bulk leaves no slot promised: the next message on
 	// the key goes at the key's next slot, not after the cancelled ones'.
 	t.Run("CancelledWaitersHoldNothing", func(t *testing.T) {

@@ -40,7 +40,7 @@ func TestParseRateLimit(t *testing.T) {
 
 // TestServiceRateLimit runs the service with OUTBOUND_RATE_LIMIT's limit of
 // one delivery an hour: of a bulk of three, one is sent and two wait,
-// pending, with the time they are booked for.
+// pending, with their expected turns an hour and more away.
 func TestServiceRateLimit(t *testing.T) {
 	limits, err := parseRateLimit("1/1h")
 	require.NoError(t, err)

@@ -155,14 +155,16 @@ WITH input AS MATERIALIZED (
 	-- of their priority or a more urgent one is parked, whose turn comes
 	-- first. Read without a lock: triggers at once may release a slot
 	-- twice, and the later claim parks.
-	SELECT d.key, l.tat, l.paused_until, l.vtime,
+	SELECT d.key, l.tat, l.paused_until, l.vtime, l.calls,
 		CASE
 			WHEN l.paused_until > now() THEN 0
 			WHEN EXISTS (SELECT 1 FROM {s}.messages p
 				WHERE p.rate_key = d.key AND p.rate_parked_at IS NOT NULL AND p.status IN {undelivered}
 					AND p.rate_priority <= @priority::smallint) THEN 0
-			-- With no row yet, the whole burst is free.
-			ELSE greatest(0, least(d.burst, CASE WHEN l.key IS NULL THEN d.burst ELSE ` + limitFree("l.tat", "d.interval_secs", "d.tolerance_secs") + ` END)
+			-- With no row yet, or one no call has used (its tat, written
+			-- when it was made, may be after this transaction's now()),
+			-- the whole burst is free.
+			ELSE greatest(0, least(d.burst, CASE WHEN l.key IS NULL OR l.calls = 0 THEN d.burst ELSE ` + limitFree("l.tat", "d.interval_secs", "d.tolerance_secs") + ` END)
 				- (SELECT count(*) FROM {s}.messages r
 					WHERE r.rate_key = d.key AND r.rate_released_at IS NOT NULL AND r.status IN {undelivered}))
 		END AS free
